@@ -1,0 +1,1564 @@
+/* Licensed under the Apache License, Version 2.0 (the "License"); see README. */
+
+/*
+ * The per-process event loop; see comet_reactor.h.
+ *
+ *   handler threads --add--> [cmd queue + eventfd] --+
+ *   publishers --store inbox + wake socket-----------+--> epoll loop
+ *                                                    |      |
+ *       local channels (name/idx hash) <-------------+      v
+ *         links: subscriber x channel, cursor      subscribers: queue of frames
+ *                                                   -> writev (owned socket)
+ *                                                   -> held buffer (handler)
+ *
+ * Everything below the command queue runs on the reactor thread alone, so the
+ * local structures need no locks. Subscribers and channels are freed only in
+ * the reap step at the end of each loop turn, never while a list that might
+ * point to them is being walked.
+ */
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <apr_strings.h>
+
+#include "comet_reactor.h"
+
+#define EVENTS_MAX       256
+#define IOV_MAX_WRITE    64
+#define LCHAN_BUCKETS    4096
+#define CLOSE_GRACE      apr_time_from_sec(5)
+#define MAINT_EVERY      apr_time_from_sec(1)
+#define READ_DISCARD_MAX 65536
+
+enum { TAG_WAKE = 1, TAG_CMD, TAG_SUB };
+
+typedef struct sub_t sub_t;
+typedef struct lchan_t lchan_t;
+
+/* A message fetched from the store, shared by every subscriber it goes to. */
+typedef struct lmsg_t {
+    struct lmsg_t *next;          /* in a fetch batch */
+    unsigned refs;
+    comet_id_t id;
+    apr_size_t len;
+    comet_buf_t frame[COMET_TRANSPORTS_MAX];
+    char data[];
+} lmsg_t;
+
+/* One piece of output waiting for a subscriber's socket. */
+typedef struct qnode_t {
+    struct qnode_t *next;
+    lmsg_t *msg;                  /* frame shared with others, or NULL */
+    char *own;                    /* or bytes of this subscriber (malloc) */
+    const char *p;
+    apr_size_t len;
+    apr_size_t off;               /* bytes of hdr + p + trailer already sent */
+    unsigned char hlen;           /* chunk header length (0: not chunked) */
+    char hdr[18];
+} qnode_t;
+
+/* A subscriber following a channel. */
+typedef struct link_t {
+    sub_t *sub;
+    lchan_t *ch;
+    comet_id_t cursor;            /* newest id queued to this subscriber */
+    struct link_t *prev, *next;   /* in ch->links */
+} link_t;
+
+struct lchan_t {
+    lchan_t *hnext_name, *hnext_idx, *dnext, *unext;
+    comet_chan_ref_t ref;
+    comet_id_t cursor;            /* newest id fetched by this process */
+    link_t *links;
+    apr_uint32_t nlinks;
+    apr_uint32_t unsub;           /* links removed, not yet told to the store */
+    apr_uint32_t hash;
+    unsigned dirty:1;
+    unsigned gone:1;
+    unsigned in_unsub:1;
+    apr_size_t name_len;
+    char name[COMET_CHANNEL_MAX];
+};
+
+struct comet_held_t {
+    pthread_mutex_t mu;
+    comet_reactor_t *r;
+    sub_t *sub;                   /* reactor side only; NULL once reaped */
+    comet_held_t *rnext;          /* in the reactor's release list */
+    int efd;
+    int refs;                     /* reactor + handler */
+    int ended;                    /* the reactor is done with it */
+    int gone;                     /* the handler is done with it */
+    apr_size_t limit;
+    comet_buf_t pending;
+};
+
+struct sub_t {
+    int tag;
+    sub_t *prev, *next;           /* all subscribers */
+    sub_t *fnext;                 /* flush list */
+    sub_t *cnext;                 /* reap list */
+    comet_reactor_t *r;
+    int fd;                       /* owned socket, or -1 */
+    comet_held_t *held;
+    const comet_transport_t *t;
+    unsigned chunked:1, closing:1, closed:1, want_out:1, in_flush:1, sent_batch:1;
+    apr_size_t nlinks;
+    link_t links[COMET_SUB_CHANNELS_MAX];
+    comet_id_t since[COMET_SUB_CHANNELS_MAX];
+    qnode_t *qhead, *qtail;
+    apr_size_t queued;            /* bytes waiting */
+    apr_size_t written;           /* frame bytes handed to the socket */
+    apr_size_t byte_limit, queue_limit;
+    apr_interval_time_t heartbeat;
+    apr_time_t last_write, end_at, close_at;
+    apr_size_t heap_idx;          /* 0: not in the heap */
+    apr_time_t deadline;
+    char peer[48];
+};
+
+struct comet_reactor_t {
+    comet_store_t *store;
+    int slot;
+    int wake_fd;
+    int cmd_fd;
+    int epfd;
+    pthread_t thread;
+    int started;
+    comet_log_fn *log;
+    void *log_baton;
+    int wake_tag, cmd_tag;
+
+    pthread_mutex_t cmd_mu;
+    sub_t *cmd_head;              /* subscribers to add (via cnext) */
+    comet_held_t *rel_head;       /* held subscribers their handler gave up */
+    int exited;                   /* the loop is over: no more commands */
+    volatile int stopping;        /* set by quiesce/destroy */
+    int draining;
+    apr_time_t drain_until;
+
+    sub_t *subs;
+    sub_t *flush_head;
+    sub_t *reap_head;
+    lchan_t *dirty_head;
+    lchan_t *unsub_head;
+    lchan_t *by_name[LCHAN_BUCKETS];
+    lchan_t *by_idx[LCHAN_BUCKETS];
+    sub_t **heap;
+    apr_size_t heap_len, heap_cap;
+    qnode_t *qfree;
+    apr_time_t next_maint;
+    lmsg_t *batch, **batch_tail;
+
+    volatile apr_uint32_t n_subs, n_held, n_chans;
+    volatile apr_uint64_t n_delivered, n_dropped;
+};
+
+static void rlog(comet_reactor_t *r, comet_log_level_t level, apr_status_t rv,
+                 const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    if (!r->log) {
+        return;
+    }
+    va_start(ap, fmt);
+    apr_vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    r->log(r->log_baton, level, rv, msg);
+}
+
+static apr_uint32_t hash_name(const char *s, apr_size_t len)
+{
+    apr_uint32_t h = 2166136261u;
+    apr_size_t i;
+
+    for (i = 0; i < len; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+/*******************************************************************************
+ * messages and queue nodes
+ ******************************************************************************/
+
+static void lmsg_unref(lmsg_t *m)
+{
+    if (m && --m->refs == 0) {
+        int i;
+        for (i = 0; i < COMET_TRANSPORTS_MAX; i++) {
+            comet_buf_free(&m->frame[i]);
+        }
+        free(m);
+    }
+}
+
+static char *batch_alloc(void *baton, comet_id_t id, apr_time_t published,
+                         apr_size_t len)
+{
+    comet_reactor_t *r = baton;
+    lmsg_t *m = calloc(1, sizeof(*m) + (len ? len : 1));
+
+    (void)published;
+    if (!m) {
+        return NULL;
+    }
+    m->refs = 1;                  /* the batch's reference */
+    m->id = id;
+    m->len = len;
+    *r->batch_tail = m;
+    r->batch_tail = &m->next;
+    return m->data;
+}
+
+static void batch_begin(comet_reactor_t *r)
+{
+    r->batch = NULL;
+    r->batch_tail = &r->batch;
+}
+
+static void batch_end(comet_reactor_t *r)
+{
+    lmsg_t *m = r->batch, *next;
+
+    for (; m; m = next) {
+        next = m->next;
+        lmsg_unref(m);
+    }
+    r->batch = NULL;
+    r->batch_tail = &r->batch;
+}
+
+static qnode_t *qnode_get(comet_reactor_t *r)
+{
+    qnode_t *q = r->qfree;
+
+    if (q) {
+        r->qfree = q->next;
+        memset(q, 0, sizeof(*q));
+        return q;
+    }
+    return calloc(1, sizeof(*q));
+}
+
+static void qnode_put(comet_reactor_t *r, qnode_t *q)
+{
+    lmsg_unref(q->msg);
+    free(q->own);
+    q->msg = NULL;
+    q->own = NULL;
+    q->next = r->qfree;
+    r->qfree = q;
+}
+
+static apr_size_t qnode_total(const qnode_t *q)
+{
+    return q->hlen + q->len + (q->hlen ? 2 : 0);
+}
+
+/*******************************************************************************
+ * timers: a binary heap of subscribers by deadline
+ ******************************************************************************/
+
+static void heap_swap(comet_reactor_t *r, apr_size_t a, apr_size_t b)
+{
+    sub_t *t = r->heap[a];
+
+    r->heap[a] = r->heap[b];
+    r->heap[b] = t;
+    r->heap[a]->heap_idx = a + 1;
+    r->heap[b]->heap_idx = b + 1;
+}
+
+static void heap_up(comet_reactor_t *r, apr_size_t i)
+{
+    while (i > 0) {
+        apr_size_t parent = (i - 1) / 2;
+        if (r->heap[parent]->deadline <= r->heap[i]->deadline) {
+            break;
+        }
+        heap_swap(r, i, parent);
+        i = parent;
+    }
+}
+
+static void heap_down(comet_reactor_t *r, apr_size_t i)
+{
+    for (;;) {
+        apr_size_t l = 2 * i + 1, rr = l + 1, m = i;
+        if (l < r->heap_len && r->heap[l]->deadline < r->heap[m]->deadline) {
+            m = l;
+        }
+        if (rr < r->heap_len && r->heap[rr]->deadline < r->heap[m]->deadline) {
+            m = rr;
+        }
+        if (m == i) {
+            break;
+        }
+        heap_swap(r, i, m);
+        i = m;
+    }
+}
+
+static void heap_remove(comet_reactor_t *r, sub_t *s)
+{
+    apr_size_t i;
+
+    if (!s->heap_idx) {
+        return;
+    }
+    i = s->heap_idx - 1;
+    s->heap_idx = 0;
+    r->heap_len--;
+    if (i != r->heap_len) {
+        r->heap[i] = r->heap[r->heap_len];
+        r->heap[i]->heap_idx = i + 1;
+        heap_down(r, i);
+        heap_up(r, i);
+    }
+}
+
+static apr_time_t sub_deadline(const sub_t *s)
+{
+    apr_time_t d = 0;
+
+    if (s->closing) {
+        return s->close_at;
+    }
+    if (s->end_at) {
+        d = s->end_at;
+    }
+    if (s->heartbeat) {
+        apr_time_t hb = s->last_write + s->heartbeat;
+        if (!d || hb < d) {
+            d = hb;
+        }
+    }
+    return d;
+}
+
+/* (Re)place a subscriber in the heap after its deadline may have moved. */
+static void heap_set(comet_reactor_t *r, sub_t *s)
+{
+    apr_time_t d = sub_deadline(s);
+
+    if (!d) {
+        heap_remove(r, s);
+        return;
+    }
+    if (!s->heap_idx) {
+        if (r->heap_len == r->heap_cap) {
+            apr_size_t cap = r->heap_cap ? r->heap_cap * 2 : 256;
+            sub_t **h = realloc(r->heap, cap * sizeof(*h));
+            if (!h) {
+                return;           /* no timer: the stream still works */
+            }
+            r->heap = h;
+            r->heap_cap = cap;
+        }
+        r->heap[r->heap_len] = s;
+        s->heap_idx = ++r->heap_len;
+        s->deadline = d;
+        heap_up(r, s->heap_idx - 1);
+        return;
+    }
+    s->deadline = d;
+    heap_down(r, s->heap_idx - 1);
+    heap_up(r, s->heap_idx - 1);
+}
+
+/*******************************************************************************
+ * local channels
+ ******************************************************************************/
+
+static lchan_t *lchan_by_name(comet_reactor_t *r, const char *name, apr_size_t len,
+                              apr_uint32_t hash)
+{
+    lchan_t *c = r->by_name[hash % LCHAN_BUCKETS];
+
+    for (; c; c = c->hnext_name) {
+        if (c->hash == hash && c->name_len == len && !memcmp(c->name, name, len)) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+static lchan_t *lchan_by_ref(comet_reactor_t *r, const comet_chan_ref_t *ref)
+{
+    lchan_t *c = r->by_idx[ref->idx % LCHAN_BUCKETS];
+
+    for (; c; c = c->hnext_idx) {
+        if (c->ref.idx == ref->idx) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+static void lchan_unhash(comet_reactor_t *r, lchan_t *c)
+{
+    lchan_t **pp = &r->by_name[c->hash % LCHAN_BUCKETS];
+
+    while (*pp && *pp != c) {
+        pp = &(*pp)->hnext_name;
+    }
+    if (*pp) {
+        *pp = c->hnext_name;
+    }
+    pp = &r->by_idx[c->ref.idx % LCHAN_BUCKETS];
+    while (*pp && *pp != c) {
+        pp = &(*pp)->hnext_idx;
+    }
+    if (*pp) {
+        *pp = c->hnext_idx;
+    }
+}
+
+static void lchan_mark_dirty(comet_reactor_t *r, lchan_t *c)
+{
+    if (!c->dirty) {
+        c->dirty = 1;
+        c->dnext = r->dirty_head;
+        r->dirty_head = c;
+    }
+}
+
+/*******************************************************************************
+ * subscribers: output
+ ******************************************************************************/
+
+static void sub_close(sub_t *s, int hard);
+static void poke(comet_reactor_t *r);
+
+static void sub_want_flush(comet_reactor_t *r, sub_t *s)
+{
+    if (!s->in_flush && !s->closed) {
+        s->in_flush = 1;
+        s->fnext = r->flush_head;
+        r->flush_head = s;
+    }
+}
+
+static void sub_push(sub_t *s, qnode_t *q)
+{
+    if (s->chunked && q->len) {
+        q->hlen = (unsigned char)apr_snprintf(q->hdr, sizeof(q->hdr), "%" APR_UINT64_T_HEX_FMT "\r\n",
+                                              (apr_uint64_t)q->len);
+    }
+    q->next = NULL;
+    if (s->qtail) {
+        s->qtail->next = q;
+    }
+    else {
+        s->qhead = q;
+    }
+    s->qtail = q;
+    s->queued += qnode_total(q);
+}
+
+/* Queue bytes of this subscriber alone (prelude, heartbeat, end). */
+static int sub_queue_own(sub_t *s, const comet_buf_t *b)
+{
+    qnode_t *q;
+
+    if (!b->len) {
+        return 0;
+    }
+    q = qnode_get(s->r);
+    if (!q) {
+        return -1;
+    }
+    q->own = malloc(b->len);
+    if (!q->own) {
+        qnode_put(s->r, q);
+        return -1;
+    }
+    memcpy(q->own, b->data, b->len);
+    q->p = q->own;
+    q->len = b->len;
+    sub_push(s, q);
+    return 0;
+}
+
+static int sub_queue_msg(sub_t *s, lmsg_t *m, const lchan_t *ch)
+{
+    comet_buf_t *f = &m->frame[s->t->index];
+    qnode_t *q;
+
+    if (!f->len && s->t->message(f, m->id, ch->name, ch->name_len, m->data, m->len) < 0) {
+        return -1;
+    }
+    q = qnode_get(s->r);
+    if (!q) {
+        return -1;
+    }
+    m->refs++;
+    q->msg = m;
+    q->p = f->data;
+    q->len = f->len;
+    sub_push(s, q);
+    s->sent_batch = 1;
+    s->r->n_delivered++;
+    return 0;
+}
+
+/* End a stream normally: its end frame, then close once written. */
+static void sub_end(sub_t *s, comet_end_t why)
+{
+    comet_buf_t b = { 0 };
+
+    if (s->closing || s->closed) {
+        return;
+    }
+    if (s->t->end && s->t->end(&b, why) == 0) {
+        sub_queue_own(s, &b);
+    }
+    comet_buf_free(&b);
+    if (s->chunked) {
+        /* the zero-length chunk that ends the body */
+        qnode_t *q = qnode_get(s->r);
+        if (q) {
+            q->p = "0\r\n\r\n";
+            q->len = 5;
+            sub_push(s, q);
+        }
+    }
+    s->closing = 1;
+    s->close_at = apr_time_now() + CLOSE_GRACE;
+    heap_set(s->r, s);
+    sub_want_flush(s->r, s);
+}
+
+/* Move queued bytes to the handler thread of a held subscriber. */
+static void held_flush(sub_t *s)
+{
+    comet_held_t *h = s->held;
+    qnode_t *q;
+    int over = 0;
+    apr_uint64_t one = 1;
+
+    pthread_mutex_lock(&h->mu);
+    if (h->gone) {
+        pthread_mutex_unlock(&h->mu);
+        sub_close(s, 1);
+        return;
+    }
+    while ((q = s->qhead) != NULL) {
+        if (comet_buf_append(&h->pending, q->p, q->len) < 0) {
+            over = 1;
+            break;
+        }
+        s->written += q->len;
+        s->queued -= qnode_total(q);
+        s->qhead = q->next;
+        qnode_put(s->r, q);
+    }
+    if (!s->qhead) {
+        s->qtail = NULL;
+    }
+    if (h->pending.len > h->limit) {
+        over = 1;
+    }
+    if (s->closing && !s->qhead) {
+        h->ended = 1;
+    }
+    pthread_mutex_unlock(&h->mu);
+    if (write(h->efd, &one, sizeof(one)) < 0) {
+        /* the counter cannot overflow in practice; the handler polls anyway */
+    }
+    s->last_write = apr_time_now();
+    if (over) {
+        rlog(s->r, COMET_LOG_INFO, APR_ENOSPC,
+             "comet: dropping held subscriber %s: its client reads too slowly", s->peer);
+        s->r->n_dropped++;
+        sub_close(s, 1);
+    }
+    else if (s->closing && !s->qhead) {
+        sub_close(s, 0);
+    }
+}
+
+/* Write what the socket takes now. */
+static void sub_flush(sub_t *s)
+{
+    comet_reactor_t *r = s->r;
+
+    if (s->closed) {
+        return;
+    }
+    if (s->held) {
+        held_flush(s);
+        return;
+    }
+    while (s->qhead) {
+        struct iovec iov[IOV_MAX_WRITE];
+        int n = 0;
+        qnode_t *q;
+        ssize_t w;
+
+        for (q = s->qhead; q && n < IOV_MAX_WRITE - 3; q = q->next) {
+            apr_size_t off = q->off;
+            if (q->hlen) {
+                if (off < q->hlen) {
+                    iov[n].iov_base = q->hdr + off;
+                    iov[n++].iov_len = q->hlen - off;
+                    off = 0;
+                }
+                else {
+                    off -= q->hlen;
+                }
+            }
+            if (off < q->len) {
+                iov[n].iov_base = (char *)q->p + off;
+                iov[n++].iov_len = q->len - off;
+                off = 0;
+            }
+            else {
+                off -= q->len;
+            }
+            if (q->hlen) {
+                iov[n].iov_base = (char *)"\r\n" + off;
+                iov[n++].iov_len = 2 - off;
+            }
+        }
+        w = writev(s->fd, iov, n);
+        if (w < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                break;
+            }
+            rlog(r, COMET_LOG_DEBUG, errno, "comet: write to %s failed", s->peer);
+            sub_close(s, 1);
+            return;
+        }
+        s->last_write = apr_time_now();
+        while (w > 0 && (q = s->qhead) != NULL) {
+            apr_size_t left = qnode_total(q) - q->off;
+            if ((apr_size_t)w >= left) {
+                w -= (ssize_t)left;
+                s->written += q->len;
+                s->queued -= qnode_total(q);
+                s->qhead = q->next;
+                qnode_put(r, q);
+            }
+            else {
+                q->off += (apr_size_t)w;
+                w = 0;
+            }
+        }
+        if (!s->qhead) {
+            s->qtail = NULL;
+        }
+    }
+    if (s->qhead && !s->want_out) {
+        struct epoll_event ev;
+        ev.events = EPOLLIN | EPOLLRDHUP | EPOLLOUT;
+        ev.data.ptr = s;
+        if (epoll_ctl(r->epfd, EPOLL_CTL_MOD, s->fd, &ev) == 0) {
+            s->want_out = 1;
+        }
+    }
+    else if (!s->qhead && s->want_out) {
+        struct epoll_event ev;
+        ev.events = EPOLLIN | EPOLLRDHUP;
+        ev.data.ptr = s;
+        if (epoll_ctl(r->epfd, EPOLL_CTL_MOD, s->fd, &ev) == 0) {
+            s->want_out = 0;
+        }
+    }
+    if (s->queued > s->queue_limit && !s->closing) {
+        rlog(r, COMET_LOG_INFO, APR_ENOSPC,
+             "comet: dropping subscriber %s: %" APR_SIZE_T_FMT " bytes wait for a client "
+             "that reads too slowly (CometClientBuffer)", s->peer, s->queued);
+        r->n_dropped++;
+        sub_close(s, 1);
+        return;
+    }
+    if (s->closing && !s->qhead) {
+        sub_close(s, 0);
+    }
+}
+
+/* After new output: apply the stream's limits, then write. */
+static void sub_after_output(sub_t *s)
+{
+    if (s->closed) {
+        return;
+    }
+    if (!s->closing) {
+        if (s->t->oneshot && s->sent_batch) {
+            sub_end(s, COMET_END_RECONNECT);
+        }
+        else if (s->t->accumulates && s->byte_limit
+                 && s->written + s->queued >= s->byte_limit) {
+            sub_end(s, COMET_END_RECONNECT);
+        }
+    }
+    sub_flush(s);
+    if (!s->closed) {
+        heap_set(s->r, s);
+    }
+}
+
+static void flush_all(comet_reactor_t *r)
+{
+    while (r->flush_head) {
+        sub_t *s = r->flush_head;
+        r->flush_head = s->fnext;
+        s->in_flush = 0;
+        sub_after_output(s);
+    }
+}
+
+/*******************************************************************************
+ * subscribers: life cycle
+ ******************************************************************************/
+
+/* Stop writing and schedule the free; hard: drop unsent bytes. */
+static void sub_close(sub_t *s, int hard)
+{
+    comet_reactor_t *r = s->r;
+
+    (void)hard;
+    if (s->closed) {
+        return;
+    }
+    s->closed = 1;
+    heap_remove(r, s);
+    if (s->fd >= 0) {
+        epoll_ctl(r->epfd, EPOLL_CTL_DEL, s->fd, NULL);
+        close(s->fd);
+        s->fd = -1;
+    }
+    if (s->held) {
+        apr_uint64_t one = 1;
+        pthread_mutex_lock(&s->held->mu);
+        s->held->ended = 1;
+        pthread_mutex_unlock(&s->held->mu);
+        if (write(s->held->efd, &one, sizeof(one)) < 0) {
+            /* see held_flush */
+        }
+    }
+    s->cnext = r->reap_head;
+    r->reap_head = s;
+}
+
+static void held_unref(comet_held_t *h)
+{
+    int left;
+
+    pthread_mutex_lock(&h->mu);
+    left = --h->refs;
+    pthread_mutex_unlock(&h->mu);
+    if (left == 0) {
+        close(h->efd);
+        comet_buf_free(&h->pending);
+        pthread_mutex_destroy(&h->mu);
+        free(h);
+    }
+}
+
+/* Free closed subscribers; tell the store how many left each channel. */
+static void reap(comet_reactor_t *r)
+{
+    sub_t *s;
+    lchan_t *c;
+
+    while ((s = r->reap_head) != NULL) {
+        apr_size_t i;
+        qnode_t *q;
+
+        r->reap_head = s->cnext;
+        for (i = 0; i < s->nlinks; i++) {
+            link_t *l = &s->links[i];
+            c = l->ch;
+            if (!c) {
+                continue;
+            }
+            if (l->prev) {
+                l->prev->next = l->next;
+            }
+            else {
+                c->links = l->next;
+            }
+            if (l->next) {
+                l->next->prev = l->prev;
+            }
+            c->nlinks--;
+            c->unsub++;
+            if (!c->in_unsub) {
+                c->in_unsub = 1;
+                c->unext = r->unsub_head;
+                r->unsub_head = c;
+            }
+        }
+        while ((q = s->qhead) != NULL) {
+            s->qhead = q->next;
+            qnode_put(r, q);
+        }
+        if (s->prev) {
+            s->prev->next = s->next;
+        }
+        else {
+            r->subs = s->next;
+        }
+        if (s->next) {
+            s->next->prev = s->prev;
+        }
+        if (s->held) {
+            r->n_held--;
+            s->held->sub = NULL;
+            held_unref(s->held);
+        }
+        r->n_subs--;
+        free(s);
+    }
+    while ((c = r->unsub_head) != NULL) {
+        r->unsub_head = c->unext;
+        c->in_unsub = 0;
+        if (!c->gone && c->unsub) {
+            apr_status_t rv = r->store->unsubscribe(r->store, r->slot, &c->ref, c->unsub);
+            if (rv != APR_SUCCESS) {
+                rlog(r, COMET_LOG_ERR, rv, "comet: cannot unsubscribe from channel %.*s",
+                     (int)c->name_len, c->name);
+            }
+        }
+        c->unsub = 0;
+        if (c->nlinks == 0 && !c->dirty) {
+            lchan_unhash(r, c);
+            r->n_chans--;
+            free(c);
+        }
+    }
+}
+
+/* Deliver a batch of a channel's messages to the links that lack them. */
+static void deliver(comet_reactor_t *r, lchan_t *c, lmsg_t *batch)
+{
+    lmsg_t *m;
+    link_t *l;
+
+    for (m = batch; m; m = m->next) {
+        for (l = c->links; l; l = l->next) {
+            sub_t *s = l->sub;
+            if (s->closed || s->closing || m->id <= l->cursor) {
+                continue;
+            }
+            if (sub_queue_msg(s, m, c) < 0) {
+                rlog(r, COMET_LOG_ERR, APR_ENOMEM, "comet: out of memory, dropping %s", s->peer);
+                sub_close(s, 1);
+                continue;
+            }
+            l->cursor = m->id;
+            sub_want_flush(r, s);
+        }
+    }
+}
+
+/* Deliver a replay batch to the one link that asked for it. */
+static void deliver_link(comet_reactor_t *r, lchan_t *c, link_t *l, lmsg_t *batch)
+{
+    lmsg_t *m;
+
+    for (m = batch; m; m = m->next) {
+        if (m->id <= l->cursor) {
+            continue;
+        }
+        if (sub_queue_msg(l->sub, m, c) < 0) {
+            rlog(r, COMET_LOG_ERR, APR_ENOMEM, "comet: out of memory, dropping %s", l->sub->peer);
+            sub_close(l->sub, 1);
+            return;
+        }
+        l->cursor = m->id;
+    }
+}
+
+/* Fetch what is new on a channel and hand it out. */
+static void lchan_pull(comet_reactor_t *r, lchan_t *c)
+{
+    comet_fetch_result_t res;
+    apr_status_t rv;
+    link_t *l;
+
+    batch_begin(r);
+    rv = r->store->fetch(r->store, &c->ref, c->cursor, batch_alloc, r, &res);
+    if (rv != APR_SUCCESS) {
+        rlog(r, COMET_LOG_ERR, rv, "comet: cannot fetch channel %.*s",
+             (int)c->name_len, c->name);
+        batch_end(r);
+        return;
+    }
+    if (res.gone) {
+        c->gone = 1;
+        for (l = c->links; l; l = l->next) {
+            sub_end(l->sub, COMET_END_DELETED);
+        }
+        batch_end(r);
+        return;
+    }
+    deliver(r, c, r->batch);
+    if (res.last_id > c->cursor) {
+        c->cursor = res.last_id;
+    }
+    batch_end(r);
+}
+
+static void pull_dirty(comet_reactor_t *r)
+{
+    while (r->dirty_head) {
+        lchan_t *c = r->dirty_head;
+        r->dirty_head = c->dnext;
+        c->dirty = 0;
+        if (c->nlinks && !c->gone) {
+            lchan_pull(r, c);
+        }
+        else if (c->nlinks == 0 && !c->in_unsub) {
+            /* its last subscriber left while it waited here */
+            c->in_unsub = 1;
+            c->unext = r->unsub_head;
+            r->unsub_head = c;
+        }
+    }
+}
+
+/* Take over a subscriber: follow its channels, replay what it missed. */
+static void sub_attach(comet_reactor_t *r, sub_t *s)
+{
+    apr_size_t i;
+    struct epoll_event ev;
+
+    s->prev = NULL;
+    s->next = r->subs;
+    if (r->subs) {
+        r->subs->prev = s;
+    }
+    r->subs = s;
+    r->n_subs++;
+    if (s->held) {
+        r->n_held++;
+    }
+    if (s->fd >= 0) {
+        ev.events = EPOLLIN | EPOLLRDHUP;
+        ev.data.ptr = s;
+        if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, s->fd, &ev) < 0) {
+            rlog(r, COMET_LOG_ERR, errno, "comet: cannot watch the socket of %s", s->peer);
+            for (i = 0; i < s->nlinks; i++) {
+                free(s->links[i].ch);
+            }
+            s->nlinks = 0;
+            sub_close(s, 1);
+            return;
+        }
+    }
+    for (i = 0; i < s->nlinks; i++) {
+        link_t *l = &s->links[i];
+        lchan_t *c = l->ch;          /* holds the requested name for now */
+        comet_fetch_result_t res;
+        apr_status_t rv;
+        lchan_t *have;
+
+        l->ch = NULL;
+        have = lchan_by_name(r, c->name, c->name_len, c->hash);
+        rv = r->store->subscribe(r->store, r->slot, c->name, c->name_len, 1, &c->ref);
+        if (rv != APR_SUCCESS) {
+            rlog(r, rv == APR_ENOSPC ? COMET_LOG_ERR : COMET_LOG_WARN, rv,
+                 "comet: cannot subscribe %s to channel %.*s%s", s->peer,
+                 (int)c->name_len, c->name,
+                 rv == APR_ENOSPC ? ": shared memory full (CometSharedMemory)" : "");
+            apr_size_t k;
+            free(c);
+            for (k = i + 1; k < s->nlinks; k++) {
+                free(s->links[k].ch);
+            }
+            s->nlinks = i;
+            sub_close(s, 1);
+            return;
+        }
+        if (have && (have->ref.gen != c->ref.gen || have->gone)) {
+            /* the channel was deleted and made anew: the streams on the old
+             * record end (their clients come back to the new one) and the
+             * record goes when they are reaped */
+            link_t *ol;
+            have->gone = 1;
+            lchan_unhash(r, have);
+            have->hnext_name = have->hnext_idx = NULL;
+            for (ol = have->links; ol; ol = ol->next) {
+                sub_end(ol->sub, COMET_END_RECONNECT);
+            }
+            have = NULL;
+        }
+        if (have) {
+            free(c);
+            c = have;
+        }
+        else {
+            c->hnext_name = r->by_name[c->hash % LCHAN_BUCKETS];
+            r->by_name[c->hash % LCHAN_BUCKETS] = c;
+            c->hnext_idx = r->by_idx[c->ref.idx % LCHAN_BUCKETS];
+            r->by_idx[c->ref.idx % LCHAN_BUCKETS] = c;
+            r->n_chans++;
+        }
+        l->ch = c;
+        l->sub = s;
+        l->prev = NULL;
+        l->next = c->links;
+        if (c->links) {
+            c->links->prev = l;
+        }
+        c->links = l;
+        c->nlinks++;
+
+        /* replay: what the subscriber missed, from the store */
+        batch_begin(r);
+        rv = r->store->fetch(r->store, &c->ref, s->since[i], batch_alloc, r, &res);
+        if (rv == APR_SUCCESS && !res.gone) {
+            l->cursor = 0;
+            deliver_link(r, c, l, r->batch);
+            l->cursor = res.last_id;
+            if (!have) {
+                c->cursor = res.last_id;
+            }
+        }
+        batch_end(r);
+    }
+    s->last_write = apr_time_now();
+    sub_want_flush(r, s);
+}
+
+static void sub_readable(comet_reactor_t *r, sub_t *s, apr_uint32_t events)
+{
+    char buf[4096];
+    apr_size_t total = 0;
+
+    if (events & (EPOLLERR | EPOLLHUP)) {
+        sub_close(s, 1);
+        return;
+    }
+    if (events & (EPOLLIN | EPOLLRDHUP)) {
+        /* a subscriber has nothing to say: discard, and notice the close */
+        for (;;) {
+            ssize_t n = read(s->fd, buf, sizeof(buf));
+            if (n > 0) {
+                total += (apr_size_t)n;
+                if (total < READ_DISCARD_MAX) {
+                    continue;
+                }
+                break;
+            }
+            if (n == 0) {
+                rlog(r, COMET_LOG_TRACE, 0, "comet: subscriber %s left", s->peer);
+                sub_close(s, 1);
+                return;
+            }
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                sub_close(s, 1);
+                return;
+            }
+            break;
+        }
+    }
+    if (events & EPOLLOUT) {
+        sub_want_flush(r, s);
+    }
+}
+
+/*******************************************************************************
+ * the loop
+ ******************************************************************************/
+
+static void on_wake(comet_reactor_t *r)
+{
+    char buf[64];
+    comet_chan_ref_t refs[1024];
+    apr_size_t n, i;
+    int overflow;
+    apr_status_t rv;
+
+    while (recv(r->wake_fd, buf, sizeof(buf), MSG_DONTWAIT) > 0) {
+        /* one datagram is enough; empty the queue */
+    }
+    rv = r->store->drain(r->store, r->slot, refs, sizeof(refs) / sizeof(refs[0]),
+                         &n, &overflow);
+    if (rv != APR_SUCCESS) {
+        rlog(r, COMET_LOG_ERR, rv, "comet: cannot read this process' inbox");
+        return;
+    }
+    if (overflow) {
+        apr_size_t b;
+        for (b = 0; b < LCHAN_BUCKETS; b++) {
+            lchan_t *c;
+            for (c = r->by_idx[b]; c; c = c->hnext_idx) {
+                lchan_mark_dirty(r, c);
+            }
+        }
+    }
+    for (i = 0; i < n; i++) {
+        lchan_t *c = lchan_by_ref(r, &refs[i]);
+        if (c && c->ref.gen == refs[i].gen) {
+            lchan_mark_dirty(r, c);
+        }
+    }
+}
+
+static void on_cmd(comet_reactor_t *r)
+{
+    apr_uint64_t v;
+    sub_t *list, *s;
+    comet_held_t *rel;
+
+    if (read(r->cmd_fd, &v, sizeof(v)) < 0) {
+        /* spurious */
+    }
+    pthread_mutex_lock(&r->cmd_mu);
+    list = r->cmd_head;
+    r->cmd_head = NULL;
+    rel = r->rel_head;
+    r->rel_head = NULL;
+    pthread_mutex_unlock(&r->cmd_mu);
+    while (rel) {
+        comet_held_t *h = rel;
+        rel = h->rnext;
+        if (h->sub && !h->sub->closed) {
+            sub_close(h->sub, 1);
+        }
+        held_unref(h);            /* the handler's reference */
+    }
+    /* oldest first */
+    {
+        sub_t *rev = NULL;
+        while (list) {
+            s = list;
+            list = s->cnext;
+            s->cnext = rev;
+            rev = s;
+        }
+        list = rev;
+    }
+    while ((s = list) != NULL) {
+        list = s->cnext;
+        s->cnext = NULL;
+        sub_attach(r, s);
+        if (r->draining) {
+            sub_end(s, COMET_END_RECONNECT);
+        }
+    }
+}
+
+static void run_timers(comet_reactor_t *r, apr_time_t now)
+{
+    while (r->heap_len && r->heap[0]->deadline <= now) {
+        sub_t *s = r->heap[0];
+        heap_remove(r, s);
+        if (s->closed) {
+            continue;
+        }
+        if (s->closing) {
+            /* the client did not take the end of its stream in time */
+            sub_close(s, 1);
+            continue;
+        }
+        if (s->end_at && now >= s->end_at) {
+            sub_end(s, COMET_END_RECONNECT);
+            continue;
+        }
+        if (s->heartbeat && now >= s->last_write + s->heartbeat) {
+            if (s->t->oneshot) {
+                sub_end(s, COMET_END_TIMEOUT);
+                continue;
+            }
+            if (s->t->heartbeat) {
+                comet_buf_t b = { 0 };
+                if (s->t->heartbeat(&b) == 0) {
+                    sub_queue_own(s, &b);
+                }
+                comet_buf_free(&b);
+            }
+            s->last_write = now;
+            sub_want_flush(r, s);
+        }
+        heap_set(r, s);
+    }
+}
+
+static void begin_drain(comet_reactor_t *r)
+{
+    sub_t *s;
+
+    r->draining = 1;
+    r->drain_until = apr_time_now() + CLOSE_GRACE;
+    for (s = r->subs; s; s = s->next) {
+        sub_end(s, COMET_END_RECONNECT);
+    }
+}
+
+static void *reactor_main(void *arg)
+{
+    comet_reactor_t *r = arg;
+    struct epoll_event evs[EVENTS_MAX];
+
+    r->next_maint = apr_time_now();
+    for (;;) {
+        apr_time_t now = apr_time_now(), until = r->next_maint;
+        int timeout, n, i;
+
+        if (r->heap_len && r->heap[0]->deadline < until) {
+            until = r->heap[0]->deadline;
+        }
+        if (r->draining && r->drain_until < until) {
+            until = r->drain_until;
+        }
+        timeout = until <= now ? 0 : (int)((until - now + 999) / 1000);
+        n = epoll_wait(r->epfd, evs, EVENTS_MAX, timeout);
+        if (n < 0 && errno != EINTR) {
+            rlog(r, COMET_LOG_ERR, errno, "comet: epoll_wait failed");
+            break;
+        }
+        for (i = 0; i < n; i++) {
+            void *p = evs[i].data.ptr;
+            if (p == &r->wake_tag) {
+                on_wake(r);
+            }
+            else if (p == &r->cmd_tag) {
+                on_cmd(r);
+            }
+            else {
+                sub_t *s = p;
+                if (!s->closed) {
+                    sub_readable(r, s, evs[i].events);
+                }
+            }
+        }
+        now = apr_time_now();
+        pull_dirty(r);
+        run_timers(r, now);
+        if (r->stopping && !r->draining) {
+            begin_drain(r);
+        }
+        flush_all(r);
+        reap(r);
+        if (now >= r->next_maint) {
+            apr_status_t rv = r->store->maintain(r->store, now);
+            if (rv != APR_SUCCESS) {
+                rlog(r, COMET_LOG_WARN, rv, "comet: store housekeeping failed");
+            }
+            r->next_maint = now + MAINT_EVERY;
+        }
+        if (r->draining && (!r->subs || now >= r->drain_until)) {
+            break;
+        }
+    }
+    /* whatever is left: close; from now on handlers release by themselves */
+    {
+        sub_t *s;
+        for (s = r->subs; s; s = s->next) {
+            sub_close(s, 1);
+        }
+        pthread_mutex_lock(&r->cmd_mu);
+        r->exited = 1;
+        pthread_mutex_unlock(&r->cmd_mu);
+        on_cmd(r);
+        reap(r);
+    }
+    return NULL;
+}
+
+/*******************************************************************************
+ * public functions
+ ******************************************************************************/
+
+apr_status_t comet_reactor_create(comet_reactor_t **rp, comet_store_t *store,
+                                  int slot, int wake_fd, comet_log_fn *log,
+                                  void *log_baton)
+{
+    comet_reactor_t *r = calloc(1, sizeof(*r));
+    struct epoll_event ev;
+
+    if (!r) {
+        return APR_ENOMEM;
+    }
+    r->store = store;
+    r->slot = slot;
+    r->wake_fd = wake_fd;
+    r->log = log;
+    r->log_baton = log_baton;
+    r->batch_tail = &r->batch;
+    pthread_mutex_init(&r->cmd_mu, NULL);
+    r->epfd = epoll_create1(EPOLL_CLOEXEC);
+    r->cmd_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (r->epfd < 0 || r->cmd_fd < 0) {
+        apr_status_t rv = errno;
+        if (r->epfd >= 0) close(r->epfd);
+        if (r->cmd_fd >= 0) close(r->cmd_fd);
+        free(r);
+        return rv;
+    }
+    ev.events = EPOLLIN;
+    ev.data.ptr = &r->wake_tag;
+    epoll_ctl(r->epfd, EPOLL_CTL_ADD, wake_fd, &ev);
+    ev.events = EPOLLIN;
+    ev.data.ptr = &r->cmd_tag;
+    epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->cmd_fd, &ev);
+    *rp = r;
+    return APR_SUCCESS;
+}
+
+apr_status_t comet_reactor_start(comet_reactor_t *r)
+{
+    pthread_attr_t attr;
+    int rc;
+
+    pthread_attr_init(&attr);
+    /* the loop needs little stack; keep virtual memory modest */
+    pthread_attr_setstacksize(&attr, 1024 * 1024);
+    rc = pthread_create(&r->thread, &attr, reactor_main, r);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        return rc;
+    }
+    r->started = 1;
+    return APR_SUCCESS;
+}
+
+static void poke(comet_reactor_t *r)
+{
+    apr_uint64_t one = 1;
+
+    if (write(r->cmd_fd, &one, sizeof(one)) < 0) {
+        /* counter full: the reactor is awake anyway */
+    }
+}
+
+void comet_reactor_quiesce(comet_reactor_t *r)
+{
+    if (r) {
+        r->stopping = 1;
+        poke(r);
+    }
+}
+
+void comet_reactor_destroy(comet_reactor_t *r, apr_interval_time_t grace)
+{
+    sub_t *s;
+    qnode_t *q;
+    apr_size_t b;
+
+    if (!r) {
+        return;
+    }
+    (void)grace;
+    r->stopping = 1;
+    if (r->started) {
+        poke(r);
+        pthread_join(r->thread, NULL);
+    }
+    /* subscribers handed over after the loop ended */
+    pthread_mutex_lock(&r->cmd_mu);
+    while ((s = r->cmd_head) != NULL) {
+        r->cmd_head = s->cnext;
+        if (s->fd >= 0) {
+            close(s->fd);
+        }
+        if (s->held) {
+            pthread_mutex_lock(&s->held->mu);
+            s->held->ended = 1;
+            pthread_mutex_unlock(&s->held->mu);
+            held_unref(s->held);
+        }
+        for (b = 0; b < s->nlinks; b++) {
+            free(s->links[b].ch);
+        }
+        free(s);
+    }
+    pthread_mutex_unlock(&r->cmd_mu);
+    for (b = 0; b < LCHAN_BUCKETS; b++) {
+        lchan_t *c = r->by_name[b], *next;
+        for (; c; c = next) {
+            next = c->hnext_name;
+            free(c);
+        }
+    }
+    while ((q = r->qfree) != NULL) {
+        r->qfree = q->next;
+        free(q);
+    }
+    free(r->heap);
+    close(r->epfd);
+    close(r->cmd_fd);
+    pthread_mutex_destroy(&r->cmd_mu);
+    free(r);
+}
+
+apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
+                               comet_held_t **heldp)
+{
+    sub_t *s;
+    apr_size_t i;
+    apr_time_t now = apr_time_now();
+
+    if (spec->nchannels < 1 || spec->nchannels > COMET_SUB_CHANNELS_MAX
+        || spec->transport->index >= COMET_TRANSPORTS_MAX) {
+        return APR_EINVAL;
+    }
+    if (r->stopping) {
+        return APR_EAGAIN;
+    }
+    s = calloc(1, sizeof(*s));
+    if (!s) {
+        return APR_ENOMEM;
+    }
+    s->tag = TAG_SUB;
+    s->r = r;
+    s->fd = spec->fd;
+    s->t = spec->transport;
+    s->chunked = spec->chunked ? 1 : 0;
+    s->heartbeat = spec->heartbeat;
+    s->end_at = spec->lifetime ? now + spec->lifetime : 0;
+    s->byte_limit = spec->byte_limit;
+    s->queue_limit = spec->queue_limit ? spec->queue_limit : (apr_size_t)1 << 20;
+    s->last_write = now;
+    apr_cpystrn(s->peer, spec->peer ? spec->peer : "-", sizeof(s->peer));
+    for (i = 0; i < spec->nchannels; i++) {
+        /* the link carries a provisional channel holding the name, turned
+         * into the shared local channel by the reactor */
+        lchan_t *c = calloc(1, sizeof(*c));
+        if (!c || !comet_channel_valid(spec->channels[i], spec->channel_lens[i])) {
+            apr_size_t k;
+            free(c);
+            for (k = 0; k < i; k++) {
+                free(s->links[k].ch);
+            }
+            free(s);
+            return c ? APR_EINVAL : APR_ENOMEM;
+        }
+        memcpy(c->name, spec->channels[i], spec->channel_lens[i]);
+        c->name_len = spec->channel_lens[i];
+        c->hash = hash_name(c->name, c->name_len);
+        s->links[i].ch = c;
+        s->since[i] = spec->since[i];
+    }
+    s->nlinks = spec->nchannels;
+    if (spec->fd < 0) {
+        comet_held_t *h = calloc(1, sizeof(*h));
+        if (!h || (h->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+            free(h);
+            for (i = 0; i < s->nlinks; i++) {
+                free(s->links[i].ch);
+            }
+            free(s);
+            return APR_ENOMEM;
+        }
+        pthread_mutex_init(&h->mu, NULL);
+        h->r = r;
+        h->sub = s;
+        h->refs = 2;
+        h->limit = s->queue_limit;
+        s->held = h;
+        *heldp = h;
+    }
+    pthread_mutex_lock(&r->cmd_mu);
+    s->cnext = r->cmd_head;
+    r->cmd_head = s;
+    pthread_mutex_unlock(&r->cmd_mu);
+    poke(r);
+    return APR_SUCCESS;
+}
+
+void comet_reactor_counts(comet_reactor_t *r, comet_reactor_counts_t *c)
+{
+    c->subscribers = r->n_subs;
+    c->held = r->n_held;
+    c->channels = r->n_chans;
+    c->delivered = r->n_delivered;
+    c->dropped = r->n_dropped;
+}
+
+apr_status_t comet_held_wait(comet_held_t *h, int client_fd,
+                             apr_interval_time_t timeout, comet_buf_t *out)
+{
+    for (;;) {
+        struct pollfd pfd[2];
+        int n = 1;
+        apr_uint64_t v;
+
+        pthread_mutex_lock(&h->mu);
+        if (h->pending.len) {
+            int rc = comet_buf_append(out, h->pending.data, h->pending.len);
+            h->pending.len = 0;
+            if (rc == 0 && !h->ended) {
+                pthread_mutex_unlock(&h->mu);
+                return APR_SUCCESS;
+            }
+        }
+        if (h->ended) {
+            pthread_mutex_unlock(&h->mu);
+            return APR_EOF;
+        }
+        pthread_mutex_unlock(&h->mu);
+
+        pfd[0].fd = h->efd;
+        pfd[0].events = POLLIN;
+        pfd[0].revents = 0;
+        if (client_fd >= 0) {
+            /* only a hang-up: bytes from a TLS peer are not ours to read */
+            pfd[1].fd = client_fd;
+            pfd[1].events = POLLRDHUP;
+            pfd[1].revents = 0;
+            n = 2;
+        }
+        n = poll(pfd, n, timeout < 0 ? -1 : (int)apr_time_as_msec(timeout));
+        if (n < 0 && errno != EINTR) {
+            return errno;
+        }
+        if (n == 0) {
+            return APR_TIMEUP;
+        }
+        n = client_fd >= 0 ? 2 : 1;
+        if (pfd[0].revents & POLLIN) {
+            if (read(h->efd, &v, sizeof(v)) < 0) {
+                /* raced with another read: fine */
+            }
+        }
+        if (n == 2 && (pfd[1].revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+            return APR_ECONNABORTED;
+        }
+    }
+}
+
+void comet_held_release(comet_held_t *h)
+{
+    comet_reactor_t *r = h->r;
+
+    pthread_mutex_lock(&h->mu);
+    h->gone = 1;
+    pthread_mutex_unlock(&h->mu);
+    /* let the reactor drop the stream now rather than at its next write */
+    pthread_mutex_lock(&r->cmd_mu);
+    if (!r->exited) {
+        h->rnext = r->rel_head;
+        r->rel_head = h;
+        pthread_mutex_unlock(&r->cmd_mu);
+        poke(r);
+        return;
+    }
+    pthread_mutex_unlock(&r->cmd_mu);
+    held_unref(h);
+}

@@ -1,0 +1,126 @@
+/* Licensed under the Apache License, Version 2.0 (the "License"); see README. */
+
+/**
+ * @file comet_reactor.h
+ * @brief The per-process event loop that drives subscribers.
+ *
+ * One thread per child process owns, through epoll, the sockets of every
+ * subscriber the child's handlers passed to it: it fetches new messages from
+ * the store when the child's wake descriptor fires, frames each message once
+ * per transport, writes without blocking with a bounded queue per subscriber,
+ * sends heartbeats, ends streams at their lifetime or size limit and notices
+ * clients that leave. A subscriber costs a few hundred bytes here instead of a
+ * worker thread.
+ *
+ * Connections that the reactor cannot write itself (TLS, HTTP/2) are "held":
+ * their handler thread stays, and the reactor hands it the bytes to send
+ * through the filter chain (comet_held_wait).
+ *
+ * Linux (epoll, eventfd) and APR types only: no request handling in here.
+ */
+#ifndef COMET_REACTOR_H
+#define COMET_REACTOR_H
+
+#include "comet_store.h"
+#include "comet_transport.h"
+
+typedef struct comet_reactor_t comet_reactor_t;
+typedef struct comet_held_t comet_held_t;
+
+/** Log levels of the reactor, mapped by the caller onto its own. */
+typedef enum {
+    COMET_LOG_ERR = 0,
+    COMET_LOG_WARN,
+    COMET_LOG_INFO,
+    COMET_LOG_DEBUG,
+    COMET_LOG_TRACE
+} comet_log_level_t;
+
+/** Where the reactor's log lines go. */
+typedef void comet_log_fn(void *baton, comet_log_level_t level, apr_status_t rv,
+                          const char *msg);
+
+/** Most channels one stream may follow. */
+#define COMET_SUB_CHANNELS_MAX 16
+
+/** A subscriber, as a handler hands it over. */
+typedef struct comet_sub_spec_t {
+    const comet_transport_t *transport;
+    /** connected socket the reactor takes over (and closes), or -1: held */
+    int fd;
+    /** wrap every write in an HTTP/1.1 chunk */
+    int chunked;
+    apr_size_t nchannels;
+    const char *channels[COMET_SUB_CHANNELS_MAX];
+    apr_size_t channel_lens[COMET_SUB_CHANNELS_MAX];
+    /** per channel: replay after this id; COMET_ID_NONE: new messages only */
+    comet_id_t since[COMET_SUB_CHANNELS_MAX];
+    apr_interval_time_t heartbeat;    /**< 0: none */
+    apr_interval_time_t lifetime;     /**< 0: unlimited */
+    apr_size_t byte_limit;            /**< accumulating transports: end past this */
+    apr_size_t queue_limit;           /**< drop a client with more waiting */
+    const char *peer;                 /**< client address, for log lines */
+} comet_sub_spec_t;
+
+/** Figures of one reactor. */
+typedef struct comet_reactor_counts_t {
+    apr_uint32_t subscribers;         /**< streams open now */
+    apr_uint32_t held;                /**< of which held by a handler thread */
+    apr_uint32_t channels;            /**< channels followed */
+    apr_uint64_t delivered;           /**< messages queued to streams */
+    apr_uint64_t dropped;             /**< streams dropped for a full queue */
+} comet_reactor_counts_t;
+
+/**
+ * Create a reactor on a claimed store slot (not yet running).
+ * @param wake_fd  the slot's wake descriptor from slot_claim
+ */
+apr_status_t comet_reactor_create(comet_reactor_t **r, comet_store_t *store,
+                                  int slot, int wake_fd, comet_log_fn *log,
+                                  void *log_baton);
+
+/** Start the reactor's thread. */
+apr_status_t comet_reactor_start(comet_reactor_t *r);
+
+/**
+ * End every stream (telling clients to reconnect), wait up to `grace` for
+ * them to take the last bytes, stop the thread and free everything. The slot
+ * stays claimed; the caller releases it.
+ */
+void comet_reactor_destroy(comet_reactor_t *r, apr_interval_time_t grace);
+
+/**
+ * Ask the reactor to wind down without waiting (e.g. a graceful stop has
+ * begun): streams end as in destroy, no new subscriber is taken.
+ */
+void comet_reactor_quiesce(comet_reactor_t *r);
+
+/**
+ * Hand a subscriber over; thread-safe. On success the reactor owns spec->fd.
+ * @param held  for spec->fd == -1: receives the handle the caller's thread
+ *              waits on
+ * @return APR_SUCCESS, APR_EAGAIN if the reactor is stopping, APR_ENOMEM
+ */
+apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
+                               comet_held_t **held);
+
+/** Current figures; thread-safe, approximate. */
+void comet_reactor_counts(comet_reactor_t *r, comet_reactor_counts_t *c);
+
+/**
+ * Held subscribers: wait until there are bytes to write (appended to `out`),
+ * the stream ended, or the client left.
+ * @param client_fd  socket to watch for a hang-up, or -1
+ * @param timeout    longest wait (-1: no limit), so the caller can look at
+ *                   its server's state now and then
+ * @return APR_SUCCESS with bytes in out; APR_EOF when the stream is over and
+ *         out holds its last bytes (maybe none); APR_ECONNABORTED if the
+ *         client hung up; APR_TIMEUP
+ */
+apr_status_t comet_held_wait(comet_held_t *h, int client_fd,
+                             apr_interval_time_t timeout, comet_buf_t *out);
+
+/** Held subscribers: the handler is done (stream over or write failed). */
+void comet_held_release(comet_held_t *h);
+
+#endif /* COMET_REACTOR_H */

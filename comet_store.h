@@ -1,0 +1,189 @@
+/* Licensed under the Apache License, Version 2.0 (the "License"); see README. */
+
+/**
+ * @file comet_store.h
+ * @brief The channel store: where messages live between their publication
+ *        and their delivery, and how the processes holding subscribers are
+ *        told that a channel moved. A table of functions, so that a store
+ *        shared by several servers (Redis) can stand beside the shared-memory
+ *        one. APR and libc only: no request handling in here.
+ *
+ * Processes that hold subscribers ("children") each claim a slot. A channel
+ * remembers which slots have subscribers on it; a publish appends the channel
+ * to those slots' inboxes and wakes each slot whose inbox was empty through
+ * the slot's wake descriptor. The child then drains its inbox and fetches
+ * what is new on each channel it names.
+ */
+#ifndef COMET_STORE_H
+#define COMET_STORE_H
+
+#include <apr.h>
+#include <apr_pools.h>
+#include <apr_time.h>
+#include <apr_global_mutex.h>
+
+#include "comet_util.h"
+
+typedef struct comet_store_t comet_store_t;
+
+/** Per-publish limits, from the configuration of the publishing location. */
+typedef struct comet_limits_t {
+    apr_uint32_t buffer_length;      /**< messages kept per channel (>= 1) */
+    apr_interval_time_t ttl;         /**< message time-to-live */
+    apr_size_t max_size;             /**< largest message accepted */
+} comet_limits_t;
+
+/** A channel as a child remembers it: stable until the channel is deleted. */
+typedef struct comet_chan_ref_t {
+    apr_uint32_t idx;
+    apr_uint32_t gen;
+} comet_chan_ref_t;
+
+/** What a publish did. */
+typedef struct comet_publish_result_t {
+    comet_id_t id;                   /**< id given to the message */
+    apr_uint32_t subscribers;        /**< subscribers on the channel, all children */
+} comet_publish_result_t;
+
+/** A channel's state, for the publisher's GET. */
+typedef struct comet_channel_info_t {
+    comet_id_t last_id;              /**< newest id ever given (0: none yet) */
+    comet_id_t first_id;             /**< oldest buffered id (0: buffer empty) */
+    apr_uint32_t messages;           /**< messages buffered */
+    apr_uint32_t subscribers;        /**< subscribers, all children */
+    apr_size_t bytes;                /**< bytes of buffered message bodies */
+    apr_time_t created;
+    apr_time_t last_publish;         /**< 0: never */
+} comet_channel_info_t;
+
+/** What a fetch found besides the messages. */
+typedef struct comet_fetch_result_t {
+    comet_id_t last_id;              /**< newest id of the channel */
+    int gap;                         /**< messages after `since` were already dropped */
+    int gone;                        /**< the channel was deleted */
+    apr_uint32_t count;              /**< messages handed to the callback */
+} comet_fetch_result_t;
+
+/** Store-wide figures, for status pages and benchmarks. */
+typedef struct comet_store_stats_t {
+    apr_uint32_t channels, channels_max;
+    apr_uint32_t blocks_used, blocks_max;
+    apr_size_t block_size;
+    apr_uint32_t slots_used, slots_max;
+    apr_uint64_t published;          /**< messages published since creation */
+    apr_uint32_t repairs;            /**< recoveries from a holder that died */
+} comet_store_stats_t;
+
+/**
+ * Called by fetch for each message, in id order, with the lock held: return
+ * memory for `len` bytes that the store fills, or NULL to stop the fetch
+ * there (the message is then not counted).
+ */
+typedef char *comet_fetch_alloc_fn(void *baton, comet_id_t id,
+                                   apr_time_t published, apr_size_t len);
+
+/**
+ * The store's functions. Every function takes and releases the store's lock
+ * itself. Status codes: APR_SUCCESS; APR_NOTFOUND (no such channel);
+ * APR_ENOSPC (segment or channel table full); APR_EINVAL (bad argument);
+ * APR_EGENERAL (corruption that could not be repaired).
+ */
+struct comet_store_t {
+    /** "shm", ... */
+    const char *name;
+
+    /**
+     * Append a message to a channel, creating the channel if needed, and
+     * wake the children that follow it.
+     */
+    apr_status_t (*publish)(comet_store_t *st, const char *chan, apr_size_t clen,
+                            const char *data, apr_size_t len,
+                            const comet_limits_t *lim, comet_publish_result_t *res);
+
+    /**
+     * Hand every buffered message with an id above `since` to `alloc`, in
+     * order. `since` COMET_ID_NONE hands nothing and just reports last_id.
+     */
+    apr_status_t (*fetch)(comet_store_t *st, const comet_chan_ref_t *ref,
+                          comet_id_t since, comet_fetch_alloc_fn *alloc,
+                          void *baton, comet_fetch_result_t *res);
+
+    /** Describe a channel; APR_NOTFOUND if it does not exist. */
+    apr_status_t (*info)(comet_store_t *st, const char *chan, apr_size_t clen,
+                         comet_channel_info_t *info);
+
+    /**
+     * Delete a channel and its messages; the children following it find it
+     * gone at their next fetch. @param subscribers how many followed it
+     */
+    apr_status_t (*remove)(comet_store_t *st, const char *chan, apr_size_t clen,
+                           apr_uint32_t *subscribers);
+
+    /**
+     * Add `n` subscribers of `slot` to a channel, creating it if needed.
+     * @param ref receives the channel's reference
+     */
+    apr_status_t (*subscribe)(comet_store_t *st, int slot, const char *chan,
+                              apr_size_t clen, apr_uint32_t n, comet_chan_ref_t *ref);
+
+    /** Remove `n` subscribers of `slot` from a channel (gone channels: no-op). */
+    apr_status_t (*unsubscribe)(comet_store_t *st, int slot,
+                                const comet_chan_ref_t *ref, apr_uint32_t n);
+
+    /**
+     * Claim a slot for the calling process. @param slot receives its number
+     * @param wake_fd receives a descriptor that turns readable when the
+     * slot's inbox gets entries (owned by the store; close with release).
+     */
+    apr_status_t (*slot_claim)(comet_store_t *st, int *slot, int *wake_fd);
+
+    /** Give the slot back: its subscriptions are dropped. */
+    apr_status_t (*slot_release)(comet_store_t *st, int slot);
+
+    /**
+     * Empty a slot's inbox into refs[0..max). Sets *overflow if entries were
+     * lost (the child must then recheck every channel it follows).
+     */
+    apr_status_t (*drain)(comet_store_t *st, int slot, comet_chan_ref_t *refs,
+                          apr_size_t max, apr_size_t *n, int *overflow);
+
+    /**
+     * Housekeeping, cheap enough for every child to call once a second:
+     * expire messages, reclaim idle channels and the slots of dead children.
+     */
+    apr_status_t (*maintain)(comet_store_t *st, apr_time_t now);
+
+    /** Store-wide figures. */
+    apr_status_t (*stats)(comet_store_t *st, comet_store_stats_t *stats);
+};
+
+/*******************************************************************************
+ * the shared-memory store (comet_store_shm.c)
+ ******************************************************************************/
+
+/**
+ * Bytes of shared memory needed for the given segment size: the segment is
+ * carved into fixed tables (slots, channels) and message blocks.
+ */
+apr_size_t comet_store_shm_size(apr_size_t requested);
+
+/**
+ * Lay out a fresh segment at `base`, or adopt one laid out earlier by the
+ * same module version (graceful restart).
+ * @param base      start of the shared memory, `size` bytes
+ * @param nslots    how many processes may hold subscribers at once
+ * @param instance  name prefix of the wake sockets; unique per server
+ * @param fresh     1 to lay out anew, 0 to adopt (APR_EINVAL if the layout
+ *                  does not match)
+ */
+apr_status_t comet_store_shm_init(void *base, apr_size_t size, int nslots,
+                                  const char *instance, int fresh);
+
+/**
+ * Open the store in the calling process.
+ * @param mutex  the lock shared by every process (child-initialised)
+ */
+apr_status_t comet_store_shm_open(comet_store_t **st, apr_pool_t *p, void *base,
+                                  apr_global_mutex_t *mutex);
+
+#endif /* COMET_STORE_H */

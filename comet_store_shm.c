@@ -1,0 +1,1313 @@
+/* Licensed under the Apache License, Version 2.0 (the "License"); see README. */
+
+/*
+ * The shared-memory channel store.
+ *
+ * One segment, created by the parent before it forks and kept across graceful
+ * restarts, holds every channel of the server. All of it is addressed by
+ * 32-bit indices (0 means "none"), never by pointers, because each process
+ * may map the segment at another address.
+ *
+ *  +-----------------------------------------------------------------------+
+ *  | header      magic, layout, instance name, free lists, counters,       |
+ *  |             `writer`: pid of a process in the middle of a change      |
+ *  +-----------------------------------------------------------------------+
+ *  | slots[1..nslots]   one per process holding subscribers               |
+ *  |    state, pid | inbox ring of channel refs (head, tail, overflow)    |
+ *  +-----------------------------------------------------------------------+
+ *  | buckets[nbuckets]  channel name hash -> first channel of the bucket   |
+ *  +-----------------------------------------------------------------------+
+ *  | chans[1..nchans]   name, generation, ids, message list (head..tail), |
+ *  |                    subscriber list (first block), counters           |
+ *  +-----------------------------------------------------------------------+
+ *  | blocks[1..nblocks] 128 bytes each, from one free list:               |
+ *  |   message head:  next | next_msg | len | id | published | expires |  |
+ *  |                  first 88 bytes of the body                          |
+ *  |   continuation:  next | 124 more bytes of the body                   |
+ *  |   subscribers:   next | n | 15 x (slot, count)                       |
+ *  +-----------------------------------------------------------------------+
+ *
+ * A channel's messages form a list from the oldest (head) to the newest
+ * (tail); a message is one head block chained to its continuation blocks.
+ * Fixed-size blocks never fragment, so a full segment means full.
+ *
+ * Locking: one global mutex guards everything. A process about to change the
+ * segment writes its pid into header->writer and clears it when done. If it
+ * dies in between (SIGKILL while publishing), the robust mutex passes to the
+ * next process, which finds `writer` set and repairs: it rebuilds the free
+ * lists, the hash chains and every channel's counters from what is reachable,
+ * so a half-done change costs at most the message being written.
+ *
+ * Wake-ups: each slot owns an abstract AF_UNIX datagram socket named after the
+ * server instance and the slot. A publisher queues the channel in the inbox of
+ * every slot following it and sends one datagram to each slot whose inbox was
+ * empty, so a busy child is not woken once per message. Binding that name
+ * also proves a dead child gone: the kernel frees the name when the process
+ * dies, whatever killed it.
+ */
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stddef.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <apr_strings.h>
+
+#include "comet_store.h"
+
+#define SHM_MAGIC        "COMETSH1"
+#define SHM_VERSION      3
+#define BLOCK_SIZE       128
+#define INBOX_LEN        1024
+#define SLOTS_MAX        4096
+#define HEAD_DATA        88
+#define CONT_DATA        124
+#define SLOTLIST_ENTRIES 15
+#define NIL              0
+/* An idle channel (no message, no subscriber) is kept this long, so that a
+ * publisher's GET right after the last subscriber left still finds it. */
+#define IDLE_GRACE       apr_time_from_sec(5)
+/* Channels looked at per housekeeping call. */
+#define MAINT_BATCH      512
+
+#define SLOT_FREE        0
+#define SLOT_ACTIVE      1
+
+/* Keep the compiler from moving stores across the `writer` marks: what must
+ * be in memory if the process dies right there. */
+#define COMPILER_FENCE() __atomic_signal_fence(__ATOMIC_SEQ_CST)
+
+typedef struct {
+    char magic[8];
+    apr_uint32_t version;
+    apr_uint32_t block_size;
+    apr_uint64_t size;
+    apr_uint32_t nslots, nchans, nbuckets, nblocks;
+    apr_uint64_t off_slots, off_buckets, off_chans, off_blocks;
+    char instance[64];
+
+    /* mutable, under the lock */
+    volatile apr_int32_t writer;
+    apr_uint32_t free_block;
+    apr_uint32_t free_blocks;
+    apr_uint32_t free_chan;
+    apr_uint32_t chans_used;
+    apr_uint32_t maint_cursor;
+    apr_uint32_t slot_cursor;
+    apr_uint32_t repairs;
+    apr_time_t next_maint;
+    apr_uint64_t published;
+} shm_header_t;
+
+typedef struct {
+    apr_uint32_t state;
+    apr_int32_t pid;
+    apr_uint32_t head, tail;      /* ring positions, free running */
+    apr_uint32_t overflow;
+    apr_uint32_t pad;
+    comet_chan_ref_t ring[INBOX_LEN];
+} shm_slot_t;
+
+typedef struct {
+    apr_uint32_t hnext;           /* next in bucket, or in the free list */
+    apr_uint32_t gen;
+    apr_uint32_t in_use;
+    apr_uint32_t name_len;
+    apr_uint32_t hash;
+    apr_uint32_t head, tail, count;
+    apr_uint32_t slots;           /* first subscriber-list block */
+    apr_uint32_t subscribers;
+    apr_uint64_t bytes;
+    comet_id_t last_id;
+    comet_id_t evicted_id;        /* newest id dropped from the buffer */
+    apr_time_t created, last_publish, touched;
+    char name[COMET_CHANNEL_MAX];
+} shm_chan_t;
+
+typedef struct {
+    apr_uint32_t next;
+    char data[CONT_DATA];
+} shm_block_t;
+
+typedef struct {
+    apr_uint32_t next;
+    apr_uint32_t next_msg;
+    apr_uint32_t len;
+    apr_uint32_t pad;
+    comet_id_t id;
+    apr_time_t published;
+    apr_time_t expires;           /* 0: never */
+    char data[HEAD_DATA];
+} shm_msg_t;
+
+typedef struct {
+    apr_uint32_t next;
+    apr_uint32_t n;               /* entries in use at the front */
+    struct {
+        apr_uint32_t slot;
+        apr_uint32_t count;
+    } e[SLOTLIST_ENTRIES];
+} shm_slotlist_t;
+
+typedef struct {
+    comet_store_t pub;            /* first: the store handle */
+    apr_pool_t *pool;
+    shm_header_t *hdr;
+    shm_slot_t *slots;            /* [1..nslots] */
+    apr_uint32_t *buckets;
+    shm_chan_t *chans;            /* [1..nchans] */
+    shm_block_t *blocks;          /* [1..nblocks] */
+    apr_global_mutex_t *mutex;
+    int send_fd;                  /* unbound datagram socket to ring slots */
+    int wake_fd[2];               /* slot claimed by this process, its socket */
+} shm_store_t;
+
+typedef char assert_block_size[(sizeof(shm_block_t) == BLOCK_SIZE
+                                && sizeof(shm_msg_t) == BLOCK_SIZE
+                                && sizeof(shm_slotlist_t) == BLOCK_SIZE) ? 1 : -1];
+
+#define BLK(s, i)   (&(s)->blocks[(i) - 1])
+#define MSG(s, i)   ((shm_msg_t *)BLK(s, i))
+#define SLST(s, i)  ((shm_slotlist_t *)BLK(s, i))
+#define CHAN(s, i)  (&(s)->chans[(i) - 1])
+#define SLOT(s, i)  (&(s)->slots[(i) - 1])
+
+static apr_size_t align8(apr_size_t n)
+{
+    return (n + 7) & ~(apr_size_t)7;
+}
+
+static apr_uint32_t name_hash(const char *s, apr_size_t len)
+{
+    apr_uint32_t h = 2166136261u;
+    apr_size_t i;
+
+    for (i = 0; i < len; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+static apr_uint32_t msg_blocks(apr_size_t len)
+{
+    if (len <= HEAD_DATA) {
+        return 1;
+    }
+    return 1 + (apr_uint32_t)((len - HEAD_DATA + CONT_DATA - 1) / CONT_DATA);
+}
+
+/*******************************************************************************
+ * layout
+ ******************************************************************************/
+
+typedef struct {
+    apr_uint32_t nslots, nchans, nbuckets, nblocks;
+    apr_size_t off_slots, off_buckets, off_chans, off_blocks;
+} layout_t;
+
+static void layout_compute(layout_t *l, apr_size_t size, int nslots)
+{
+    apr_size_t fixed, n;
+
+    l->nslots = (apr_uint32_t)nslots;
+    /* one channel record per 4 KiB of segment: a channel buffers messages */
+    n = size / 4096;
+    l->nchans = (apr_uint32_t)(n < 64 ? 64 : n > (1u << 24) ? (1u << 24) : n);
+    l->nbuckets = 1;
+    while (l->nbuckets < l->nchans) {
+        l->nbuckets <<= 1;
+    }
+    l->off_slots = align8(sizeof(shm_header_t));
+    l->off_buckets = align8(l->off_slots + (apr_size_t)l->nslots * sizeof(shm_slot_t));
+    l->off_chans = align8(l->off_buckets + (apr_size_t)l->nbuckets * sizeof(apr_uint32_t));
+    l->off_blocks = align8(l->off_chans + (apr_size_t)l->nchans * sizeof(shm_chan_t));
+    fixed = l->off_blocks;
+    l->nblocks = size > fixed ? (apr_uint32_t)((size - fixed) / BLOCK_SIZE) : 0;
+}
+
+apr_size_t comet_store_shm_size(apr_size_t requested)
+{
+    return requested;
+}
+
+apr_status_t comet_store_shm_init(void *base, apr_size_t size, int nslots,
+                                  const char *instance, int fresh)
+{
+    shm_header_t *hdr = base;
+    layout_t l;
+    apr_uint32_t i;
+    shm_chan_t *chans;
+    shm_block_t *blocks;
+
+    if (nslots < 1 || nslots > SLOTS_MAX || strlen(instance) >= sizeof(hdr->instance)) {
+        return APR_EINVAL;
+    }
+    layout_compute(&l, size, nslots);
+    if (l.nblocks < 64) {
+        return APR_ENOSPC;
+    }
+    if (!fresh) {
+        if (memcmp(hdr->magic, SHM_MAGIC, 8) || hdr->version != SHM_VERSION
+            || hdr->size != size || hdr->nslots != l.nslots
+            || hdr->nchans != l.nchans || hdr->nblocks != l.nblocks) {
+            return APR_EINVAL;
+        }
+        return APR_SUCCESS;
+    }
+
+    memset(base, 0, l.off_blocks);
+    memcpy(hdr->magic, SHM_MAGIC, 8);
+    hdr->version = SHM_VERSION;
+    hdr->block_size = BLOCK_SIZE;
+    hdr->size = size;
+    hdr->nslots = l.nslots;
+    hdr->nchans = l.nchans;
+    hdr->nbuckets = l.nbuckets;
+    hdr->nblocks = l.nblocks;
+    hdr->off_slots = l.off_slots;
+    hdr->off_buckets = l.off_buckets;
+    hdr->off_chans = l.off_chans;
+    hdr->off_blocks = l.off_blocks;
+    apr_cpystrn(hdr->instance, instance, sizeof(hdr->instance));
+
+    chans = (shm_chan_t *)((char *)base + l.off_chans);
+    for (i = 1; i <= l.nchans; i++) {
+        chans[i - 1].hnext = i < l.nchans ? i + 1 : NIL;
+    }
+    hdr->free_chan = 1;
+    blocks = (shm_block_t *)((char *)base + l.off_blocks);
+    for (i = 1; i <= l.nblocks; i++) {
+        blocks[i - 1].next = i < l.nblocks ? i + 1 : NIL;
+    }
+    hdr->free_block = 1;
+    hdr->free_blocks = l.nblocks;
+    return APR_SUCCESS;
+}
+
+/*******************************************************************************
+ * locking and repair
+ ******************************************************************************/
+
+static void repair(shm_store_t *s);
+
+static apr_status_t lock_store(shm_store_t *s)
+{
+    apr_status_t rv = apr_global_mutex_lock(s->mutex);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (s->hdr->writer != 0) {
+        repair(s);
+    }
+    return APR_SUCCESS;
+}
+
+static void unlock_store(shm_store_t *s)
+{
+    apr_global_mutex_unlock(s->mutex);
+}
+
+static void begin_change(shm_store_t *s)
+{
+    s->hdr->writer = (apr_int32_t)getpid();
+    COMPILER_FENCE();
+}
+
+static void end_change(shm_store_t *s)
+{
+    COMPILER_FENCE();
+    s->hdr->writer = 0;
+}
+
+static int block_ok(shm_store_t *s, apr_uint32_t i)
+{
+    return i >= 1 && i <= s->hdr->nblocks;
+}
+
+/* Mark block i; 0 if it is out of range or already marked (a cycle or a
+ * block shared by two lists: the list is cut there). */
+static int mark_block(shm_store_t *s, unsigned char *mark, apr_uint32_t i)
+{
+    if (!block_ok(s, i) || (mark[(i - 1) >> 3] & (1u << ((i - 1) & 7)))) {
+        return 0;
+    }
+    mark[(i - 1) >> 3] |= (unsigned char)(1u << ((i - 1) & 7));
+    return 1;
+}
+
+static int mark_message(shm_store_t *s, unsigned char *mark, apr_uint32_t m)
+{
+    apr_uint32_t want, b, n;
+
+    if (!mark_block(s, mark, m)) {
+        return 0;
+    }
+    want = msg_blocks(MSG(s, m)->len);
+    for (b = MSG(s, m)->next, n = 1; n < want; n++, b = BLK(s, b)->next) {
+        if (!mark_block(s, mark, b)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The process that held the lock died in the middle of a change: rebuild
+ * every derived structure from what can still be reached. */
+static void repair(shm_store_t *s)
+{
+    shm_header_t *hdr = s->hdr;
+    unsigned char *mark = calloc((hdr->nblocks + 7) / 8, 1);
+    apr_uint32_t i, prev_free;
+
+    hdr->writer = (apr_int32_t)getpid();
+    memset(s->buckets, 0, hdr->nbuckets * sizeof(apr_uint32_t));
+    hdr->free_chan = NIL;
+    hdr->chans_used = 0;
+    for (i = hdr->nchans; i >= 1; i--) {
+        shm_chan_t *c = CHAN(s, i);
+        apr_uint32_t m, prev = NIL, l;
+
+        if (!c->in_use || c->name_len == 0 || c->name_len > COMET_CHANNEL_MAX || !mark) {
+            if (c->in_use && mark) {
+                c->gen++;
+            }
+            c->in_use = 0;
+            c->hnext = hdr->free_chan;
+            hdr->free_chan = i;
+            continue;
+        }
+        /* messages: keep the longest valid prefix */
+        c->count = 0;
+        c->bytes = 0;
+        for (m = c->head; m != NIL; m = MSG(s, m)->next_msg) {
+            if (!mark_message(s, mark, m)) {
+                break;
+            }
+            c->count++;
+            c->bytes += MSG(s, m)->len;
+            prev = m;
+        }
+        if (prev == NIL) {
+            c->head = NIL;
+        }
+        else {
+            MSG(s, prev)->next_msg = NIL;
+        }
+        c->tail = prev;
+        /* subscriber list */
+        c->subscribers = 0;
+        prev = NIL;
+        for (l = c->slots; l != NIL; l = SLST(s, l)->next) {
+            apr_uint32_t k;
+            if (!mark_block(s, mark, l) || SLST(s, l)->n > SLOTLIST_ENTRIES) {
+                break;
+            }
+            for (k = 0; k < SLST(s, l)->n; k++) {
+                c->subscribers += SLST(s, l)->e[k].count;
+            }
+            prev = l;
+        }
+        if (prev == NIL) {
+            c->slots = NIL;
+        }
+        else {
+            SLST(s, prev)->next = NIL;
+        }
+        c->hash = name_hash(c->name, c->name_len);
+        c->hnext = s->buckets[c->hash & (hdr->nbuckets - 1)];
+        s->buckets[c->hash & (hdr->nbuckets - 1)] = i;
+        hdr->chans_used++;
+    }
+    /* free blocks: whatever nobody reaches */
+    hdr->free_block = NIL;
+    hdr->free_blocks = 0;
+    prev_free = NIL;
+    for (i = 1; i <= hdr->nblocks; i++) {
+        if (mark && (mark[(i - 1) >> 3] & (1u << ((i - 1) & 7)))) {
+            continue;
+        }
+        BLK(s, i)->next = NIL;
+        if (prev_free == NIL) {
+            hdr->free_block = i;
+        }
+        else {
+            BLK(s, prev_free)->next = i;
+        }
+        prev_free = i;
+        hdr->free_blocks++;
+    }
+    for (i = 1; i <= hdr->nslots; i++) {
+        shm_slot_t *sl = SLOT(s, i);
+        if (sl->tail - sl->head > INBOX_LEN) {
+            sl->head = sl->tail;
+            sl->overflow = 1;
+        }
+    }
+    free(mark);
+    hdr->repairs++;
+    end_change(s);
+}
+
+/*******************************************************************************
+ * blocks
+ ******************************************************************************/
+
+/* Take n chained blocks off the free list; NIL if there are not enough. */
+static apr_uint32_t blocks_alloc(shm_store_t *s, apr_uint32_t n)
+{
+    apr_uint32_t first = s->hdr->free_block, last = first, k;
+
+    if (n == 0 || s->hdr->free_blocks < n) {
+        return NIL;
+    }
+    for (k = 1; k < n; k++) {
+        last = BLK(s, last)->next;
+    }
+    s->hdr->free_block = BLK(s, last)->next;
+    BLK(s, last)->next = NIL;
+    s->hdr->free_blocks -= n;
+    return first;
+}
+
+/* Give back a chain of n blocks starting at first. */
+static void blocks_free(shm_store_t *s, apr_uint32_t first, apr_uint32_t n)
+{
+    apr_uint32_t last = first, k;
+
+    for (k = 1; k < n; k++) {
+        last = BLK(s, last)->next;
+    }
+    BLK(s, last)->next = s->hdr->free_block;
+    s->hdr->free_block = first;
+    s->hdr->free_blocks += n;
+}
+
+/*******************************************************************************
+ * channels
+ ******************************************************************************/
+
+static apr_uint32_t chan_find(shm_store_t *s, const char *name, apr_size_t len,
+                              apr_uint32_t hash)
+{
+    apr_uint32_t i = s->buckets[hash & (s->hdr->nbuckets - 1)];
+
+    while (i != NIL) {
+        shm_chan_t *c = CHAN(s, i);
+        if (c->hash == hash && c->name_len == len && !memcmp(c->name, name, len)) {
+            return i;
+        }
+        i = c->hnext;
+    }
+    return NIL;
+}
+
+static apr_uint32_t chan_create(shm_store_t *s, const char *name, apr_size_t len,
+                                apr_uint32_t hash, apr_time_t now)
+{
+    apr_uint32_t i = s->hdr->free_chan;
+    shm_chan_t *c;
+    apr_uint32_t gen;
+
+    if (i == NIL) {
+        return NIL;
+    }
+    c = CHAN(s, i);
+    s->hdr->free_chan = c->hnext;
+    gen = c->gen;
+    memset(c, 0, sizeof(*c));
+    c->gen = gen + 1;
+    c->name_len = (apr_uint32_t)len;
+    memcpy(c->name, name, len);
+    c->hash = hash;
+    c->created = c->touched = now;
+    c->hnext = s->buckets[hash & (s->hdr->nbuckets - 1)];
+    COMPILER_FENCE();
+    c->in_use = 1;
+    s->buckets[hash & (s->hdr->nbuckets - 1)] = i;
+    s->hdr->chans_used++;
+    return i;
+}
+
+static void chan_drop_head(shm_store_t *s, shm_chan_t *c)
+{
+    apr_uint32_t m = c->head;
+    shm_msg_t *msg = MSG(s, m);
+
+    c->head = msg->next_msg;
+    if (c->head == NIL) {
+        c->tail = NIL;
+    }
+    c->count--;
+    c->bytes -= msg->len;
+    if (msg->id > c->evicted_id) {
+        c->evicted_id = msg->id;
+    }
+    blocks_free(s, m, msg_blocks(msg->len));
+}
+
+/* Drop expired messages from the front; lists are in publish order and a
+ * channel's ttl rarely changes, so the expired ones are at the head. */
+static void chan_expire(shm_store_t *s, shm_chan_t *c, apr_time_t now)
+{
+    while (c->head != NIL) {
+        shm_msg_t *m = MSG(s, c->head);
+        if (m->expires == 0 || m->expires > now) {
+            break;
+        }
+        chan_drop_head(s, c);
+    }
+}
+
+static void chan_free(shm_store_t *s, apr_uint32_t i)
+{
+    shm_chan_t *c = CHAN(s, i);
+    apr_uint32_t *pp = &s->buckets[c->hash & (s->hdr->nbuckets - 1)];
+    apr_uint32_t l;
+
+    while (c->head != NIL) {
+        chan_drop_head(s, c);
+    }
+    for (l = c->slots; l != NIL; ) {
+        apr_uint32_t next = SLST(s, l)->next;
+        blocks_free(s, l, 1);
+        l = next;
+    }
+    c->slots = NIL;
+    while (*pp != NIL && *pp != i) {
+        pp = &CHAN(s, *pp)->hnext;
+    }
+    if (*pp == i) {
+        *pp = c->hnext;
+    }
+    c->in_use = 0;
+    c->gen++;
+    c->hnext = s->hdr->free_chan;
+    s->hdr->free_chan = i;
+    s->hdr->chans_used--;
+}
+
+/* Reclaim channels that hold nothing and nobody follows. */
+static int chan_idle(shm_chan_t *c, apr_time_t now)
+{
+    return c->in_use && c->count == 0 && c->subscribers == 0
+        && now - c->touched >= IDLE_GRACE;
+}
+
+static void chans_collect(shm_store_t *s, apr_time_t now, apr_uint32_t from,
+                          apr_uint32_t n)
+{
+    apr_uint32_t k, i = from;
+
+    for (k = 0; k < n && k < s->hdr->nchans; k++) {
+        shm_chan_t *c;
+        if (i < 1 || i > s->hdr->nchans) {
+            i = 1;
+        }
+        c = CHAN(s, i);
+        if (c->in_use) {
+            chan_expire(s, c, now);
+            if (chan_idle(c, now)) {
+                chan_free(s, i);
+            }
+        }
+        i++;
+    }
+    s->hdr->maint_cursor = i;
+}
+
+/*******************************************************************************
+ * slots and wake-ups
+ ******************************************************************************/
+
+static socklen_t slot_addr(shm_store_t *s, int slot, struct sockaddr_un *sa)
+{
+    int n;
+
+    memset(sa, 0, sizeof(*sa));
+    sa->sun_family = AF_UNIX;
+    /* abstract namespace: sun_path[0] == 0, freed by the kernel on exit */
+    n = apr_snprintf(sa->sun_path + 1, sizeof(sa->sun_path) - 1, "mod_comet/%s/%d",
+                     s->hdr->instance, slot);
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+}
+
+/* Queue a channel in a slot's inbox; 1 if the slot must be woken. */
+static int slot_push(shm_store_t *s, apr_uint32_t slot, comet_chan_ref_t ref)
+{
+    shm_slot_t *sl = SLOT(s, slot);
+    int was_empty = (sl->head == sl->tail) && !sl->overflow;
+
+    if (sl->state != SLOT_ACTIVE) {
+        return 0;
+    }
+    if (sl->tail - sl->head >= INBOX_LEN) {
+        sl->overflow = 1;
+    }
+    else {
+        sl->ring[sl->tail % INBOX_LEN] = ref;
+        sl->tail++;
+    }
+    return was_empty;
+}
+
+/* Queue the channel to every slot following it; fill wake[] with the slots to
+ * ring once the lock is released. */
+static int chan_notify(shm_store_t *s, apr_uint32_t ci, int *wake, int nwake)
+{
+    shm_chan_t *c = CHAN(s, ci);
+    comet_chan_ref_t ref;
+    apr_uint32_t l;
+    int n = 0;
+
+    ref.idx = ci;
+    ref.gen = c->gen;
+    for (l = c->slots; l != NIL; l = SLST(s, l)->next) {
+        shm_slotlist_t *sl = SLST(s, l);
+        apr_uint32_t k;
+        for (k = 0; k < sl->n; k++) {
+            if (sl->e[k].count && slot_push(s, sl->e[k].slot, ref) && n < nwake) {
+                wake[n++] = (int)sl->e[k].slot;
+            }
+        }
+    }
+    return n;
+}
+
+static void wake_slots(shm_store_t *s, const int *wake, int n)
+{
+    int k;
+
+    for (k = 0; k < n; k++) {
+        struct sockaddr_un sa;
+        socklen_t salen = slot_addr(s, wake[k], &sa);
+        /* a full socket queue already holds a wake-up; a missing socket is a
+         * dead child that housekeeping will reclaim */
+        (void)sendto(s->send_fd, "!", 1, MSG_DONTWAIT, (struct sockaddr *)&sa, salen);
+    }
+}
+
+/* Remove every subscription of a slot (its process is gone). */
+static void slot_forget(shm_store_t *s, apr_uint32_t slot)
+{
+    apr_uint32_t i;
+    shm_slot_t *sl = SLOT(s, slot);
+
+    for (i = 1; i <= s->hdr->nchans; i++) {
+        shm_chan_t *c = CHAN(s, i);
+        apr_uint32_t l;
+        if (!c->in_use) {
+            continue;
+        }
+        for (l = c->slots; l != NIL; l = SLST(s, l)->next) {
+            shm_slotlist_t *lst = SLST(s, l);
+            apr_uint32_t k;
+            for (k = 0; k < lst->n; k++) {
+                if (lst->e[k].slot == slot) {
+                    c->subscribers -= lst->e[k].count;
+                    lst->e[k].count = 0;
+                    c->touched = apr_time_now();
+                }
+            }
+        }
+    }
+    sl->state = SLOT_FREE;
+    sl->pid = 0;
+    sl->head = sl->tail = 0;
+    sl->overflow = 0;
+}
+
+/* Bind a fresh datagram socket to a slot's name; -1 with errno if taken. */
+static int slot_bind(shm_store_t *s, int slot)
+{
+    struct sockaddr_un sa;
+    socklen_t salen = slot_addr(s, slot, &sa);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd < 0) {
+        return -1;
+    }
+    if (bind(fd, (struct sockaddr *)&sa, salen) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+static int pid_dead(apr_int32_t pid)
+{
+    return pid <= 0 || (kill((pid_t)pid, 0) < 0 && errno == ESRCH);
+}
+
+/*******************************************************************************
+ * the store functions
+ ******************************************************************************/
+
+static apr_status_t shm_publish(comet_store_t *st, const char *name, apr_size_t clen,
+                                const char *data, apr_size_t len,
+                                const comet_limits_t *lim, comet_publish_result_t *res)
+{
+    shm_store_t *s = (shm_store_t *)st;
+    apr_uint32_t hash = name_hash(name, clen), ci, m, b, nblk;
+    apr_time_t now = apr_time_now();
+    int wake[SLOTS_MAX];
+    int nwake;
+    shm_chan_t *c;
+    shm_msg_t *msg;
+    apr_size_t off, chunk;
+    comet_id_t id;
+    apr_status_t rv;
+
+    if (len > lim->max_size || len > APR_UINT32_MAX || !comet_channel_valid(name, clen)) {
+        return APR_EINVAL;
+    }
+    nblk = msg_blocks(len);
+    if ((rv = lock_store(s)) != APR_SUCCESS) {
+        return rv;
+    }
+    begin_change(s);
+    ci = chan_find(s, name, clen, hash);
+    if (ci == NIL) {
+        ci = chan_create(s, name, clen, hash, now);
+        if (ci == NIL) {
+            chans_collect(s, now, 1, s->hdr->nchans);
+            ci = chan_create(s, name, clen, hash, now);
+        }
+        if (ci == NIL) {
+            end_change(s);
+            unlock_store(s);
+            return APR_ENOSPC;
+        }
+    }
+    c = CHAN(s, ci);
+    chan_expire(s, c, now);
+    while (c->count >= (lim->buffer_length ? lim->buffer_length : 1)) {
+        chan_drop_head(s, c);
+    }
+    m = blocks_alloc(s, nblk);
+    if (m == NIL) {
+        /* full: expired messages anywhere may make room */
+        chans_collect(s, now, 1, s->hdr->nchans);
+        m = blocks_alloc(s, nblk);
+        if (m == NIL) {
+            c->touched = now;
+            end_change(s);
+            unlock_store(s);
+            return APR_ENOSPC;
+        }
+    }
+    msg = MSG(s, m);
+    id = c->last_id + 1;
+    if ((comet_id_t)now > id) {
+        id = (comet_id_t)now;
+    }
+    msg->next_msg = NIL;
+    msg->len = (apr_uint32_t)len;
+    msg->pad = 0;
+    msg->id = id;
+    msg->published = now;
+    msg->expires = lim->ttl > 0 ? now + lim->ttl : 0;
+    chunk = len < HEAD_DATA ? len : HEAD_DATA;
+    memcpy(msg->data, data, chunk);
+    off = chunk;
+    for (b = msg->next; off < len; b = BLK(s, b)->next) {
+        chunk = len - off < CONT_DATA ? len - off : CONT_DATA;
+        memcpy(BLK(s, b)->data, data + off, chunk);
+        off += chunk;
+    }
+    if (c->tail == NIL) {
+        c->head = m;
+    }
+    else {
+        MSG(s, c->tail)->next_msg = m;
+    }
+    c->tail = m;
+    c->count++;
+    c->bytes += len;
+    c->last_id = id;
+    c->last_publish = c->touched = now;
+    s->hdr->published++;
+    nwake = chan_notify(s, ci, wake, SLOTS_MAX);
+    res->id = id;
+    res->subscribers = c->subscribers;
+    end_change(s);
+    unlock_store(s);
+    wake_slots(s, wake, nwake);
+    return APR_SUCCESS;
+}
+
+static apr_status_t shm_fetch(comet_store_t *st, const comet_chan_ref_t *ref,
+                              comet_id_t since, comet_fetch_alloc_fn *alloc,
+                              void *baton, comet_fetch_result_t *res)
+{
+    shm_store_t *s = (shm_store_t *)st;
+    apr_time_t now = apr_time_now();
+    shm_chan_t *c;
+    apr_uint32_t m;
+    apr_status_t rv;
+
+    memset(res, 0, sizeof(*res));
+    if (ref->idx < 1 || ref->idx > s->hdr->nchans) {
+        res->gone = 1;
+        return APR_SUCCESS;
+    }
+    if ((rv = lock_store(s)) != APR_SUCCESS) {
+        return rv;
+    }
+    c = CHAN(s, ref->idx);
+    if (!c->in_use || c->gen != ref->gen) {
+        unlock_store(s);
+        res->gone = 1;
+        return APR_SUCCESS;
+    }
+    res->last_id = c->last_id;
+    if (since == COMET_ID_NONE) {
+        unlock_store(s);
+        return APR_SUCCESS;
+    }
+    res->gap = since < c->evicted_id;
+    for (m = c->head; m != NIL; m = MSG(s, m)->next_msg) {
+        shm_msg_t *msg = MSG(s, m);
+        char *dst;
+        apr_size_t off, chunk;
+        apr_uint32_t b;
+
+        if (msg->id <= since || (msg->expires && msg->expires <= now)) {
+            if (msg->id > since) {
+                res->gap = 1;
+            }
+            continue;
+        }
+        dst = alloc(baton, msg->id, msg->published, msg->len);
+        if (!dst) {
+            break;
+        }
+        chunk = msg->len < HEAD_DATA ? msg->len : HEAD_DATA;
+        memcpy(dst, msg->data, chunk);
+        off = chunk;
+        for (b = msg->next; off < msg->len; b = BLK(s, b)->next) {
+            chunk = msg->len - off < CONT_DATA ? msg->len - off : CONT_DATA;
+            memcpy(dst + off, BLK(s, b)->data, chunk);
+            off += chunk;
+        }
+        res->count++;
+    }
+    unlock_store(s);
+    return APR_SUCCESS;
+}
+
+static apr_status_t shm_info(comet_store_t *st, const char *name, apr_size_t clen,
+                             comet_channel_info_t *info)
+{
+    shm_store_t *s = (shm_store_t *)st;
+    apr_time_t now = apr_time_now();
+    apr_uint32_t ci, m;
+    shm_chan_t *c;
+    apr_status_t rv;
+
+    memset(info, 0, sizeof(*info));
+    if ((rv = lock_store(s)) != APR_SUCCESS) {
+        return rv;
+    }
+    ci = chan_find(s, name, clen, name_hash(name, clen));
+    if (ci == NIL) {
+        unlock_store(s);
+        return APR_NOTFOUND;
+    }
+    c = CHAN(s, ci);
+    for (m = c->head; m != NIL; m = MSG(s, m)->next_msg) {
+        shm_msg_t *msg = MSG(s, m);
+        if (msg->expires && msg->expires <= now) {
+            continue;
+        }
+        if (!info->first_id) {
+            info->first_id = msg->id;
+        }
+        info->messages++;
+        info->bytes += msg->len;
+    }
+    info->last_id = c->last_id;
+    info->subscribers = c->subscribers;
+    info->created = c->created;
+    info->last_publish = c->last_publish;
+    unlock_store(s);
+    return APR_SUCCESS;
+}
+
+static apr_status_t shm_remove(comet_store_t *st, const char *name, apr_size_t clen,
+                               apr_uint32_t *subscribers)
+{
+    shm_store_t *s = (shm_store_t *)st;
+    int wake[SLOTS_MAX];
+    int nwake;
+    apr_uint32_t ci;
+    apr_status_t rv;
+
+    if ((rv = lock_store(s)) != APR_SUCCESS) {
+        return rv;
+    }
+    ci = chan_find(s, name, clen, name_hash(name, clen));
+    if (ci == NIL) {
+        unlock_store(s);
+        return APR_NOTFOUND;
+    }
+    begin_change(s);
+    if (subscribers) {
+        *subscribers = CHAN(s, ci)->subscribers;
+    }
+    /* the followers find the generation changed when they fetch */
+    nwake = chan_notify(s, ci, wake, SLOTS_MAX);
+    chan_free(s, ci);
+    end_change(s);
+    unlock_store(s);
+    wake_slots(s, wake, nwake);
+    return APR_SUCCESS;
+}
+
+static apr_status_t shm_subscribe(comet_store_t *st, int slot, const char *name,
+                                  apr_size_t clen, apr_uint32_t n, comet_chan_ref_t *ref)
+{
+    shm_store_t *s = (shm_store_t *)st;
+    apr_uint32_t hash = name_hash(name, clen), ci, l, last = NIL;
+    apr_time_t now = apr_time_now();
+    shm_chan_t *c;
+    apr_status_t rv;
+
+    if (slot < 1 || (apr_uint32_t)slot > s->hdr->nslots || !comet_channel_valid(name, clen)) {
+        return APR_EINVAL;
+    }
+    if ((rv = lock_store(s)) != APR_SUCCESS) {
+        return rv;
+    }
+    begin_change(s);
+    ci = chan_find(s, name, clen, hash);
+    if (ci == NIL) {
+        ci = chan_create(s, name, clen, hash, now);
+        if (ci == NIL) {
+            chans_collect(s, now, 1, s->hdr->nchans);
+            ci = chan_create(s, name, clen, hash, now);
+        }
+        if (ci == NIL) {
+            end_change(s);
+            unlock_store(s);
+            return APR_ENOSPC;
+        }
+    }
+    c = CHAN(s, ci);
+    for (l = c->slots; l != NIL; l = SLST(s, l)->next) {
+        shm_slotlist_t *lst = SLST(s, l);
+        apr_uint32_t k;
+        for (k = 0; k < lst->n; k++) {
+            if (lst->e[k].slot == (apr_uint32_t)slot) {
+                lst->e[k].count += n;
+                goto done;
+            }
+        }
+        last = l;
+    }
+    /* a free entry: a zero count anywhere, or room in the last block */
+    for (l = c->slots; l != NIL; l = SLST(s, l)->next) {
+        shm_slotlist_t *lst = SLST(s, l);
+        apr_uint32_t k;
+        for (k = 0; k < lst->n; k++) {
+            if (lst->e[k].count == 0) {
+                lst->e[k].slot = (apr_uint32_t)slot;
+                lst->e[k].count = n;
+                goto done;
+            }
+        }
+        if (lst->n < SLOTLIST_ENTRIES) {
+            lst->e[lst->n].slot = (apr_uint32_t)slot;
+            lst->e[lst->n].count = n;
+            lst->n++;
+            goto done;
+        }
+    }
+    l = blocks_alloc(s, 1);
+    if (l == NIL) {
+        end_change(s);
+        unlock_store(s);
+        return APR_ENOSPC;
+    }
+    memset(SLST(s, l), 0, BLOCK_SIZE);
+    SLST(s, l)->e[0].slot = (apr_uint32_t)slot;
+    SLST(s, l)->e[0].count = n;
+    SLST(s, l)->n = 1;
+    if (last == NIL) {
+        c->slots = l;
+    }
+    else {
+        SLST(s, last)->next = l;
+    }
+done:
+    c->subscribers += n;
+    c->touched = now;
+    ref->idx = ci;
+    ref->gen = c->gen;
+    end_change(s);
+    unlock_store(s);
+    return APR_SUCCESS;
+}
+
+static apr_status_t shm_unsubscribe(comet_store_t *st, int slot,
+                                    const comet_chan_ref_t *ref, apr_uint32_t n)
+{
+    shm_store_t *s = (shm_store_t *)st;
+    shm_chan_t *c;
+    apr_uint32_t l;
+    apr_status_t rv;
+
+    if (ref->idx < 1 || ref->idx > s->hdr->nchans) {
+        return APR_SUCCESS;
+    }
+    if ((rv = lock_store(s)) != APR_SUCCESS) {
+        return rv;
+    }
+    c = CHAN(s, ref->idx);
+    if (c->in_use && c->gen == ref->gen) {
+        begin_change(s);
+        for (l = c->slots; l != NIL; l = SLST(s, l)->next) {
+            shm_slotlist_t *lst = SLST(s, l);
+            apr_uint32_t k;
+            for (k = 0; k < lst->n; k++) {
+                if (lst->e[k].slot == (apr_uint32_t)slot && lst->e[k].count) {
+                    apr_uint32_t d = n < lst->e[k].count ? n : lst->e[k].count;
+                    lst->e[k].count -= d;
+                    c->subscribers -= d;
+                }
+            }
+        }
+        if (c->subscribers == 0) {
+            /* nobody left: give the list's blocks back */
+            for (l = c->slots; l != NIL; ) {
+                apr_uint32_t next = SLST(s, l)->next;
+                blocks_free(s, l, 1);
+                l = next;
+            }
+            c->slots = NIL;
+        }
+        c->touched = apr_time_now();
+        end_change(s);
+    }
+    unlock_store(s);
+    return APR_SUCCESS;
+}
+
+static apr_status_t shm_slot_claim(comet_store_t *st, int *slot, int *wake_fd)
+{
+    shm_store_t *s = (shm_store_t *)st;
+    apr_uint32_t i, pass;
+    apr_status_t rv;
+    int fd = -1;
+
+    if ((rv = lock_store(s)) != APR_SUCCESS) {
+        return rv;
+    }
+    begin_change(s);
+    /* first pass: free slots; second: slots whose process is gone (the bind
+     * succeeds only if nobody holds the name any more) */
+    for (pass = 0; pass < 2 && fd < 0; pass++) {
+        for (i = 1; i <= s->hdr->nslots; i++) {
+            shm_slot_t *sl = SLOT(s, i);
+            if (pass == 0 && sl->state != SLOT_FREE) {
+                continue;
+            }
+            if (pass == 1 && sl->state == SLOT_FREE) {
+                continue;
+            }
+            fd = slot_bind(s, (int)i);
+            if (fd < 0) {
+                continue;
+            }
+            if (sl->state != SLOT_FREE) {
+                slot_forget(s, i);
+            }
+            sl->state = SLOT_ACTIVE;
+            sl->pid = (apr_int32_t)getpid();
+            sl->head = sl->tail = 0;
+            sl->overflow = 0;
+            *slot = (int)i;
+            *wake_fd = fd;
+            break;
+        }
+    }
+    end_change(s);
+    unlock_store(s);
+    if (fd < 0) {
+        return APR_ENOSPC;
+    }
+    s->wake_fd[0] = *slot;
+    s->wake_fd[1] = fd;
+    return APR_SUCCESS;
+}
+
+static apr_status_t shm_slot_release(comet_store_t *st, int slot)
+{
+    shm_store_t *s = (shm_store_t *)st;
+    apr_status_t rv;
+
+    if (slot < 1 || (apr_uint32_t)slot > s->hdr->nslots) {
+        return APR_EINVAL;
+    }
+    if ((rv = lock_store(s)) != APR_SUCCESS) {
+        return rv;
+    }
+    begin_change(s);
+    if (SLOT(s, slot)->pid == (apr_int32_t)getpid()) {
+        slot_forget(s, (apr_uint32_t)slot);
+    }
+    end_change(s);
+    unlock_store(s);
+    if (s->wake_fd[0] == slot && s->wake_fd[1] >= 0) {
+        close(s->wake_fd[1]);
+        s->wake_fd[0] = 0;
+        s->wake_fd[1] = -1;
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t shm_drain(comet_store_t *st, int slot, comet_chan_ref_t *refs,
+                              apr_size_t max, apr_size_t *n, int *overflow)
+{
+    shm_store_t *s = (shm_store_t *)st;
+    shm_slot_t *sl;
+    apr_size_t k = 0;
+    apr_status_t rv;
+
+    *n = 0;
+    *overflow = 0;
+    if (slot < 1 || (apr_uint32_t)slot > s->hdr->nslots) {
+        return APR_EINVAL;
+    }
+    if ((rv = lock_store(s)) != APR_SUCCESS) {
+        return rv;
+    }
+    sl = SLOT(s, slot);
+    while (sl->head != sl->tail) {
+        if (k == max) {
+            sl->overflow = 1;
+            sl->head = sl->tail;
+            break;
+        }
+        refs[k++] = sl->ring[sl->head % INBOX_LEN];
+        sl->head++;
+    }
+    *overflow = (int)sl->overflow;
+    sl->overflow = 0;
+    unlock_store(s);
+    *n = k;
+    return APR_SUCCESS;
+}
+
+static apr_status_t shm_maintain(comet_store_t *st, apr_time_t now)
+{
+    shm_store_t *s = (shm_store_t *)st;
+    apr_uint32_t i;
+    apr_status_t rv;
+
+    /* unlocked peek: most calls find nothing due */
+    if (now < s->hdr->next_maint) {
+        return APR_SUCCESS;
+    }
+    if ((rv = lock_store(s)) != APR_SUCCESS) {
+        return rv;
+    }
+    if (now < s->hdr->next_maint) {
+        unlock_store(s);
+        return APR_SUCCESS;
+    }
+    begin_change(s);
+    s->hdr->next_maint = now + apr_time_from_sec(1);
+    chans_collect(s, now, s->hdr->maint_cursor, MAINT_BATCH);
+    /* one slot per call: a child that died without releasing its slot */
+    i = s->hdr->slot_cursor % s->hdr->nslots + 1;
+    s->hdr->slot_cursor = i;
+    if (SLOT(s, i)->state == SLOT_ACTIVE && pid_dead(SLOT(s, i)->pid)) {
+        slot_forget(s, i);
+    }
+    end_change(s);
+    unlock_store(s);
+    return APR_SUCCESS;
+}
+
+static apr_status_t shm_stats(comet_store_t *st, comet_store_stats_t *out)
+{
+    shm_store_t *s = (shm_store_t *)st;
+    apr_uint32_t i;
+    apr_status_t rv;
+
+    memset(out, 0, sizeof(*out));
+    if ((rv = lock_store(s)) != APR_SUCCESS) {
+        return rv;
+    }
+    out->channels = s->hdr->chans_used;
+    out->channels_max = s->hdr->nchans;
+    out->blocks_max = s->hdr->nblocks;
+    out->blocks_used = s->hdr->nblocks - s->hdr->free_blocks;
+    out->block_size = BLOCK_SIZE;
+    out->slots_max = s->hdr->nslots;
+    for (i = 1; i <= s->hdr->nslots; i++) {
+        out->slots_used += SLOT(s, i)->state == SLOT_ACTIVE;
+    }
+    out->published = s->hdr->published;
+    out->repairs = s->hdr->repairs;
+    unlock_store(s);
+    return APR_SUCCESS;
+}
+
+static apr_status_t shm_store_cleanup(void *data)
+{
+    shm_store_t *s = data;
+
+    if (s->send_fd >= 0) {
+        close(s->send_fd);
+        s->send_fd = -1;
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t comet_store_shm_open(comet_store_t **st, apr_pool_t *p, void *base,
+                                  apr_global_mutex_t *mutex)
+{
+    shm_store_t *s = apr_pcalloc(p, sizeof(*s));
+    shm_header_t *hdr = base;
+
+    if (memcmp(hdr->magic, SHM_MAGIC, 8) || hdr->version != SHM_VERSION) {
+        return APR_EINVAL;
+    }
+    s->pool = p;
+    s->hdr = hdr;
+    s->slots = (shm_slot_t *)((char *)base + hdr->off_slots);
+    s->buckets = (apr_uint32_t *)((char *)base + hdr->off_buckets);
+    s->chans = (shm_chan_t *)((char *)base + hdr->off_chans);
+    s->blocks = (shm_block_t *)((char *)base + hdr->off_blocks);
+    s->mutex = mutex;
+    s->wake_fd[1] = -1;
+    s->send_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s->send_fd < 0) {
+        return errno;
+    }
+    apr_pool_cleanup_register(p, s, shm_store_cleanup, apr_pool_cleanup_null);
+
+    s->pub.name = "shm";
+    s->pub.publish = shm_publish;
+    s->pub.fetch = shm_fetch;
+    s->pub.info = shm_info;
+    s->pub.remove = shm_remove;
+    s->pub.subscribe = shm_subscribe;
+    s->pub.unsubscribe = shm_unsubscribe;
+    s->pub.slot_claim = shm_slot_claim;
+    s->pub.slot_release = shm_slot_release;
+    s->pub.drain = shm_drain;
+    s->pub.maintain = shm_maintain;
+    s->pub.stats = shm_stats;
+    *st = &s->pub;
+    return APR_SUCCESS;
+}

@@ -1,0 +1,303 @@
+/* Licensed under the Apache License, Version 2.0 (the "License"); see README. */
+
+/* Helpers of the engine; see comet_util.h. */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "comet_util.h"
+
+/*******************************************************************************
+ * buffers
+ ******************************************************************************/
+
+int comet_buf_reserve(comet_buf_t *b, apr_size_t more)
+{
+    apr_size_t need, cap;
+    char *p;
+
+    if (more > ((apr_size_t)-1) / 2 - b->len) {
+        return -1;
+    }
+    need = b->len + more;
+    if (need <= b->cap) {
+        return 0;
+    }
+    cap = b->cap ? b->cap : 64;
+    while (cap < need) {
+        cap *= 2;
+    }
+    p = realloc(b->data, cap);
+    if (!p) {
+        return -1;
+    }
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+int comet_buf_append(comet_buf_t *b, const void *data, apr_size_t len)
+{
+    if (comet_buf_reserve(b, len) < 0) {
+        return -1;
+    }
+    if (len) {
+        memcpy(b->data + b->len, data, len);
+    }
+    b->len += len;
+    return 0;
+}
+
+int comet_buf_puts(comet_buf_t *b, const char *s)
+{
+    return comet_buf_append(b, s, strlen(s));
+}
+
+int comet_buf_put_u64(comet_buf_t *b, apr_uint64_t v)
+{
+    char tmp[24];
+    int i = sizeof(tmp);
+
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return comet_buf_append(b, tmp + i, sizeof(tmp) - i);
+}
+
+void comet_buf_free(comet_buf_t *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+/*******************************************************************************
+ * validation
+ ******************************************************************************/
+
+int comet_channel_valid(const char *s, apr_size_t len)
+{
+    apr_size_t i;
+
+    if (len == 0 || len > COMET_CHANNEL_MAX) {
+        return 0;
+    }
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '_' || c == '-')) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int js_ident_start(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == '$';
+}
+
+static int js_ident_char(unsigned char c)
+{
+    return js_ident_start(c) || (c >= '0' && c <= '9');
+}
+
+int comet_callback_valid(const char *s)
+{
+    apr_size_t i = 0;
+    int at_start = 1;
+
+    if (!s || !*s) {
+        return 0;
+    }
+    for (i = 0; s[i]; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (i >= COMET_CALLBACK_MAX) {
+            return 0;
+        }
+        if (at_start) {
+            if (!js_ident_start(c)) {
+                return 0;
+            }
+            at_start = 0;
+        }
+        else if (c == '.') {
+            at_start = 1;
+        }
+        else if (!js_ident_char(c)) {
+            return 0;
+        }
+    }
+    return !at_start;
+}
+
+int comet_parse_u64(const char *s, apr_size_t len, apr_uint64_t *out)
+{
+    apr_uint64_t v = 0;
+    apr_size_t i;
+
+    if (len == 0 || len > 20) {
+        return 0;
+    }
+    for (i = 0; i < len; i++) {
+        unsigned d;
+        if (s[i] < '0' || s[i] > '9') {
+            return 0;
+        }
+        d = (unsigned)(s[i] - '0');
+        if (v > (APR_UINT64_MAX - d) / 10) {
+            return 0;
+        }
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 1;
+}
+
+int comet_parse_size(const char *s, apr_uint64_t *out)
+{
+    apr_size_t len = strlen(s), digits = len;
+    apr_uint64_t v, mult = 1;
+
+    if (len == 0) {
+        return 0;
+    }
+    switch (s[len - 1]) {
+    case 'k': case 'K': mult = 1024; digits--; break;
+    case 'm': case 'M': mult = 1024 * 1024; digits--; break;
+    case 'g': case 'G': mult = 1024 * 1024 * 1024; digits--; break;
+    default: break;
+    }
+    if (!comet_parse_u64(s, digits, &v) || v > APR_UINT64_MAX / mult) {
+        return 0;
+    }
+    *out = v * mult;
+    return 1;
+}
+
+/*******************************************************************************
+ * escaping
+ ******************************************************************************/
+
+static const char hexdig[] = "0123456789abcdef";
+
+static char *put_u(char *p, unsigned cp)
+{
+    *p++ = '\\';
+    *p++ = 'u';
+    *p++ = hexdig[(cp >> 12) & 0xf];
+    *p++ = hexdig[(cp >> 8) & 0xf];
+    *p++ = hexdig[(cp >> 4) & 0xf];
+    *p++ = hexdig[cp & 0xf];
+    return p;
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid, with its
+ * code point. Rejects overlong forms, surrogates and values past U+10FFFF. */
+static apr_size_t utf8_decode(const unsigned char *s, apr_size_t avail, unsigned *cp)
+{
+    unsigned c = s[0];
+
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    if (c >= 0xc2 && c <= 0xdf) {
+        if (avail < 2 || (s[1] & 0xc0) != 0x80) {
+            return 0;
+        }
+        *cp = ((c & 0x1f) << 6) | (s[1] & 0x3f);
+        return 2;
+    }
+    if (c >= 0xe0 && c <= 0xef) {
+        unsigned v;
+        if (avail < 3 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80) {
+            return 0;
+        }
+        v = ((c & 0x0f) << 12) | ((s[1] & 0x3f) << 6) | (s[2] & 0x3f);
+        if (v < 0x800 || (v >= 0xd800 && v <= 0xdfff)) {
+            return 0;
+        }
+        *cp = v;
+        return 3;
+    }
+    if (c >= 0xf0 && c <= 0xf4) {
+        unsigned v;
+        if (avail < 4 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80
+            || (s[3] & 0xc0) != 0x80) {
+            return 0;
+        }
+        v = ((c & 0x07) << 18) | ((s[1] & 0x3f) << 12) | ((s[2] & 0x3f) << 6)
+            | (s[3] & 0x3f);
+        if (v < 0x10000 || v > 0x10ffff) {
+            return 0;
+        }
+        *cp = v;
+        return 4;
+    }
+    return 0;
+}
+
+/* Invisible or line-breaking code points that some JavaScript engines and
+ * SockJS clients mishandle when raw. */
+static int needs_u_escape(unsigned cp)
+{
+    return (cp >= 0x200c && cp <= 0x200f) || (cp >= 0x2028 && cp <= 0x202f)
+        || (cp >= 0x2060 && cp <= 0x206f) || (cp >= 0xfff0 && cp <= 0xffff);
+}
+
+int comet_json_escape(comet_buf_t *out, const char *in, apr_size_t len)
+{
+    const unsigned char *s = (const unsigned char *)in;
+    apr_size_t i = 0;
+    char *p;
+
+    if (comet_buf_reserve(out, COMET_JSON_ESCAPE_BOUND(len)) < 0) {
+        return -1;
+    }
+    p = out->data + out->len;
+    while (i < len) {
+        unsigned c = s[i];
+        if (c >= 0x20 && c < 0x7f) {
+            switch (c) {
+            case '"': *p++ = '\\'; *p++ = '"'; break;
+            case '\\': *p++ = '\\'; *p++ = '\\'; break;
+            case '<': case '>': case '&': case '\'':
+                p = put_u(p, c);
+                break;
+            default:
+                *p++ = (char)c;
+            }
+            i++;
+        }
+        else if (c < 0x80) {
+            switch (c) {
+            case '\n': *p++ = '\\'; *p++ = 'n'; break;
+            case '\r': *p++ = '\\'; *p++ = 'r'; break;
+            case '\t': *p++ = '\\'; *p++ = 't'; break;
+            default: p = put_u(p, c);
+            }
+            i++;
+        }
+        else {
+            unsigned cp;
+            apr_size_t n = utf8_decode(s + i, len - i, &cp);
+            if (n == 0) {
+                p = put_u(p, 0xfffd);
+                i++;
+            }
+            else if (needs_u_escape(cp)) {
+                p = put_u(p, cp);
+                i += n;
+            }
+            else {
+                memcpy(p, s + i, n);
+                p += n;
+                i += n;
+            }
+        }
+    }
+    out->len = (apr_size_t)(p - out->data);
+    return 0;
+}

@@ -1,0 +1,1074 @@
+/* Licensed under the Apache License, Version 2.0 (the "License"); see README. */
+
+/*
+ * mod_comet: real-time server push over plain HTTP.
+ *
+ *   GET  /comet/<channel>           a stream of the channel's messages
+ *   GET  /comet/comet.js            the Pxxo_Widget_Comet browser class
+ *   POST /comet-publish/<channel>   publish the request body
+ *   GET  /comet-publish/<channel>   channel info (JSON)
+ *   DELETE /comet-publish/<channel> delete the channel, end its streams
+ *   GET  /comet-publish/            store figures (JSON)
+ *
+ * Life cycle (as mod_example_ipc and mod_authn_socache): the mutex type is
+ * registered in pre_config; post_config creates the shared memory and the
+ * global mutex once and keeps both in the process pool, so a graceful restart
+ * finds the channels where it left them and old and new children share one
+ * lock; child_init attaches them and starts the child's event loop
+ * (comet_reactor.c); child_stopping tells that loop to end its streams.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <apr_strings.h>
+#include <apr_shm.h>
+#include <apr_global_mutex.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_core.h>
+#include <http_log.h>
+#include <http_protocol.h>
+#include <http_request.h>
+#include <http_ssl.h>
+#include <ap_mpm.h>
+#include <mpm_common.h>
+#include <util_mutex.h>
+
+#include "mod_comet.h"
+
+static void comet_register_hooks(apr_pool_t *p);
+static void *comet_dir_create(apr_pool_t *p, char *dir);
+static void *comet_dir_merge(apr_pool_t *p, void *basev, void *addv);
+static const command_rec comet_cmds[];
+
+/* AP_DECLARE_MODULE would repeat the APLOG_USE_MODULE of mod_comet.h */
+module AP_MODULE_DECLARE_DATA comet_module = {
+    STANDARD20_MODULE_STUFF,
+    comet_dir_create,            /* create per-directory config */
+    comet_dir_merge,             /* merge per-directory config */
+    NULL,                        /* create per-server config */
+    NULL,                        /* merge per-server config */
+    comet_cmds,                  /* directives */
+    comet_register_hooks         /* hooks */
+};
+
+comet_proc_t comet_proc;
+
+/* Defaults a user should not need to change. */
+#define DEF_SHM_SIZE       (64 * 1024 * 1024)
+#define DEF_CLASS_ID       "Pxxo_Widget_Comet"
+#define DEF_BUFFER_LENGTH  100
+#define DEF_TTL            apr_time_from_sec(3600)
+#define DEF_MAX_SIZE       (64 * 1024)
+#define DEF_HEARTBEAT      apr_time_from_sec(25)
+#define DEF_LIFETIME       apr_time_from_sec(3600)
+#define DEF_STREAM_LIMIT   (1024 * 1024)
+#define DEF_CLIENT_BUFFER  (1024 * 1024)
+#define STOP_GRACE         apr_time_from_sec(5)
+#define HELD_POLL          apr_time_from_sec(1)
+
+/* Server-wide settings, read before post_config. */
+static apr_size_t conf_shm_size = DEF_SHM_SIZE;
+
+/* Userdata keys in the process pool: what survives a restart. */
+#define KEY_SHM   "mod_comet/shm"
+#define KEY_MUTEX "mod_comet/mutex"
+
+/* The browser classes, generated from js/ by script/embed-assets. */
+typedef struct comet_asset_t {
+    const char *name;
+    const char *data;
+    apr_size_t len;
+} comet_asset_t;
+extern const comet_asset_t comet_assets[];
+
+/*******************************************************************************
+ * configuration
+ ******************************************************************************/
+
+#define UNSET (-1)
+#define MERGE(a, b, f) ((a)->f == UNSET ? (b)->f : (a)->f)
+
+static void *comet_dir_create(apr_pool_t *p, char *dir)
+{
+    comet_dir_conf_t *c = apr_pcalloc(p, sizeof(*c));
+
+    /* the <Location> path, so a handler can find what follows it */
+    c->base = dir ? apr_pstrdup(p, dir) : NULL;
+    c->class_id = NULL;
+    c->buffer_length = UNSET;
+    c->ttl = UNSET;
+    c->max_size = UNSET;
+    c->heartbeat = UNSET;
+    c->lifetime = UNSET;
+    c->stream_limit = UNSET;
+    c->client_buffer = UNSET;
+    c->stream_mode = UNSET;
+    return c;
+}
+
+static void *comet_dir_merge(apr_pool_t *p, void *basev, void *addv)
+{
+    comet_dir_conf_t *base = basev, *add = addv, *c = apr_pcalloc(p, sizeof(*c));
+
+    c->base = add->base ? add->base : base->base;
+    c->class_id = add->class_id ? add->class_id : base->class_id;
+    c->buffer_length = MERGE(add, base, buffer_length);
+    c->ttl = MERGE(add, base, ttl);
+    c->max_size = MERGE(add, base, max_size);
+    c->heartbeat = MERGE(add, base, heartbeat);
+    c->lifetime = MERGE(add, base, lifetime);
+    c->stream_limit = MERGE(add, base, stream_limit);
+    c->client_buffer = MERGE(add, base, client_buffer);
+    c->stream_mode = MERGE(add, base, stream_mode);
+    return c;
+}
+
+/* Effective values, defaults applied. */
+#define CONF_OR(c, f, d) ((c)->f == UNSET ? (d) : (c)->f)
+
+static const char *set_shm_size(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    apr_uint64_t v;
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    if (err) {
+        return err;
+    }
+    if (!comet_parse_size(arg, &v) || v < 1024 * 1024 || v > ((apr_uint64_t)64 << 30)) {
+        return "CometSharedMemory: a size from 1M to 64G, e.g. 64M";
+    }
+    conf_shm_size = (apr_size_t)v;
+    return NULL;
+}
+
+static const char *set_class_id(cmd_parms *cmd, void *cv, const char *arg)
+{
+    comet_dir_conf_t *c = cv;
+
+    if (!comet_callback_valid(arg) || strchr(arg, '.')) {
+        return "CometClassID: a JavaScript identifier, e.g. Pxxo_Widget_Comet";
+    }
+    c->class_id = arg;
+    return NULL;
+}
+
+static const char *set_buffer_length(cmd_parms *cmd, void *cv, const char *arg)
+{
+    comet_dir_conf_t *c = cv;
+    apr_uint64_t v;
+
+    if (!comet_parse_u64(arg, strlen(arg), &v) || v < 1 || v > 1000000) {
+        return "CometMessageBuffer: a number of messages from 1 to 1000000";
+    }
+    c->buffer_length = (int)v;
+    return NULL;
+}
+
+static const char *set_time(cmd_parms *cmd, apr_interval_time_t *slot, const char *arg,
+                            int zero_ok)
+{
+    apr_interval_time_t t;
+
+    if (ap_timeout_parameter_parse(arg, &t, "s") != APR_SUCCESS || t < 0
+        || (!zero_ok && t == 0)) {
+        return apr_psprintf(cmd->pool, "%s: a duration such as 30, 30s, 500ms, 5mi or 1h%s",
+                            cmd->cmd->name, zero_ok ? " (0: none)" : "");
+    }
+    *slot = t;
+    return NULL;
+}
+
+static const char *set_ttl(cmd_parms *cmd, void *cv, const char *arg)
+{
+    return set_time(cmd, &((comet_dir_conf_t *)cv)->ttl, arg, 1);
+}
+
+static const char *set_heartbeat(cmd_parms *cmd, void *cv, const char *arg)
+{
+    return set_time(cmd, &((comet_dir_conf_t *)cv)->heartbeat, arg, 1);
+}
+
+static const char *set_lifetime(cmd_parms *cmd, void *cv, const char *arg)
+{
+    return set_time(cmd, &((comet_dir_conf_t *)cv)->lifetime, arg, 1);
+}
+
+static const char *set_size(cmd_parms *cmd, apr_off_t *slot, const char *arg,
+                            apr_uint64_t min, apr_uint64_t max)
+{
+    apr_uint64_t v;
+
+    if (!comet_parse_size(arg, &v) || v < min || v > max) {
+        return apr_psprintf(cmd->pool, "%s: a size such as 64K or 1M, from %" APR_UINT64_T_FMT
+                            " to %" APR_UINT64_T_FMT " bytes", cmd->cmd->name, min, max);
+    }
+    *slot = (apr_off_t)v;
+    return NULL;
+}
+
+static const char *set_max_size(cmd_parms *cmd, void *cv, const char *arg)
+{
+    return set_size(cmd, &((comet_dir_conf_t *)cv)->max_size, arg, 1, 256 * 1024 * 1024);
+}
+
+static const char *set_stream_limit(cmd_parms *cmd, void *cv, const char *arg)
+{
+    return set_size(cmd, &((comet_dir_conf_t *)cv)->stream_limit, arg, 0, APR_UINT32_MAX);
+}
+
+static const char *set_client_buffer(cmd_parms *cmd, void *cv, const char *arg)
+{
+    return set_size(cmd, &((comet_dir_conf_t *)cv)->client_buffer, arg, 4096, APR_UINT32_MAX);
+}
+
+static const char *set_stream_mode(cmd_parms *cmd, void *cv, const char *arg)
+{
+    comet_dir_conf_t *c = cv;
+
+    if (!strcasecmp(arg, "auto")) {
+        c->stream_mode = COMET_MODE_AUTO;
+    }
+    else if (!strcasecmp(arg, "thread")) {
+        c->stream_mode = COMET_MODE_THREAD;
+    }
+    else {
+        return "CometStreamMode: auto or thread";
+    }
+    return NULL;
+}
+
+static const command_rec comet_cmds[] = {
+    AP_INIT_TAKE1("CometSharedMemory", set_shm_size, NULL, RSRC_CONF,
+                  "size of the shared memory holding every channel (default 64M)"),
+    AP_INIT_TAKE1("CometClassID", set_class_id, NULL, RSRC_CONF | ACCESS_CONF,
+                  "name of the browser class served as comet.js (default Pxxo_Widget_Comet)"),
+    AP_INIT_TAKE1("CometMessageBuffer", set_buffer_length, NULL, RSRC_CONF | ACCESS_CONF,
+                  "messages kept per channel for replay (default 100)"),
+    AP_INIT_TAKE1("CometMessageTTL", set_ttl, NULL, RSRC_CONF | ACCESS_CONF,
+                  "how long a message is kept for replay (default 1h; 0: until pushed out)"),
+    AP_INIT_TAKE1("CometMaxMessageSize", set_max_size, NULL, RSRC_CONF | ACCESS_CONF,
+                  "largest message a publisher may post (default 64K)"),
+    AP_INIT_TAKE1("CometHeartbeat", set_heartbeat, NULL, RSRC_CONF | ACCESS_CONF,
+                  "silence after which a stream gets a heartbeat (default 25s; 0: none)"),
+    AP_INIT_TAKE1("CometMaxLifetime", set_lifetime, NULL, RSRC_CONF | ACCESS_CONF,
+                  "age at which a stream ends and its client reconnects (default 1h; 0: none)"),
+    AP_INIT_TAKE1("CometStreamLimit", set_stream_limit, NULL, RSRC_CONF | ACCESS_CONF,
+                  "bytes after which an iframe stream is renewed (default 1M; 0: none)"),
+    AP_INIT_TAKE1("CometClientBuffer", set_client_buffer, NULL, RSRC_CONF | ACCESS_CONF,
+                  "bytes waiting for a slow client before it is dropped (default 1M)"),
+    AP_INIT_TAKE1("CometStreamMode", set_stream_mode, NULL, RSRC_CONF | ACCESS_CONF,
+                  "auto: an event loop per child writes the streams; thread: a worker "
+                  "thread per stream (default auto)"),
+    { NULL }
+};
+
+/*******************************************************************************
+ * life cycle
+ ******************************************************************************/
+
+static void comet_log(void *baton, comet_log_level_t level, apr_status_t rv, const char *msg)
+{
+    static const int levels[] = { APLOG_ERR, APLOG_WARNING, APLOG_INFO, APLOG_DEBUG,
+                                  APLOG_TRACE1 };
+    server_rec *s = baton;
+
+    ap_log_error(APLOG_MARK, levels[level], rv, s, COMET_LOGNO(00100) "%s", msg);
+}
+
+static int comet_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
+{
+    conf_shm_size = DEF_SHM_SIZE;
+    return ap_mutex_register(pconf, COMET_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT, 0);
+}
+
+/* How many processes may hold subscribers at once: every process the MPM can
+ * run, twice (old and new generation overlap during a graceful restart). */
+static int comet_slot_count(void)
+{
+    int limit = 0, n;
+
+    if (ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &limit) != APR_SUCCESS || limit < 1) {
+        limit = 16;
+    }
+    n = 2 * limit + 8;
+    return n > 4096 ? 4096 : n;
+}
+
+static apr_status_t comet_instance_name(char *buf, apr_size_t len)
+{
+    unsigned char rnd[8];
+    apr_status_t rv = apr_generate_random_bytes(rnd, sizeof(rnd));
+
+    if (rv == APR_SUCCESS) {
+        apr_snprintf(buf, len, "%d-%02x%02x%02x%02x%02x%02x%02x%02x", (int)getpid(),
+                     rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+    }
+    return rv;
+}
+
+static int comet_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                             server_rec *s)
+{
+    apr_pool_t *pproc = s->process->pool;
+    apr_status_t rv;
+    void *data = NULL;
+    char instance[48];
+    int nslots = comet_slot_count();
+
+    /* the first pass only checks the configuration */
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
+        return OK;
+    }
+    comet_proc.s = s;
+
+    /* the lock: created once, kept across restarts so that children of two
+     * generations never guard the same memory with two different locks */
+    apr_pool_userdata_get(&data, KEY_MUTEX, pproc);
+    if (data) {
+        comet_proc.mutex = data;
+    }
+    else {
+        rv = ap_global_mutex_create(&comet_proc.mutex, NULL, COMET_MUTEX_TYPE, NULL, s,
+                                    pproc, 0);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, COMET_LOGNO(00101)
+                         "cannot create the %s mutex", COMET_MUTEX_TYPE);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        apr_pool_userdata_set(comet_proc.mutex, KEY_MUTEX, apr_pool_cleanup_null, pproc);
+    }
+
+    /* the channels: kept across restarts as well */
+    data = NULL;
+    apr_pool_userdata_get(&data, KEY_SHM, pproc);
+    if (data) {
+        apr_shm_t *shm = data;
+        void *base = apr_shm_baseaddr_get(shm);
+        apr_size_t size = apr_shm_size_get(shm);
+        rv = comet_store_shm_init(base, size, nslots, "", 0);
+        if (rv == APR_SUCCESS) {
+            comet_proc.shm = shm;
+            comet_proc.base = base;
+            comet_proc.size = size;
+            if (size != conf_shm_size) {
+                ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, COMET_LOGNO(00102)
+                             "CometSharedMemory changed to %" APR_SIZE_T_FMT " bytes: the "
+                             "running %" APR_SIZE_T_FMT " bytes stay in use until a full "
+                             "restart", conf_shm_size, size);
+            }
+            ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, COMET_LOGNO(00103)
+                         "kept %" APR_SIZE_T_FMT " bytes of channels across the restart",
+                         size);
+            return OK;
+        }
+        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, COMET_LOGNO(00104)
+                     "the channels' shared memory does not fit this configuration "
+                     "(ServerLimit changed?): starting with empty channels");
+        /* the old segment stays with children of the old generation */
+    }
+    rv = comet_instance_name(instance, sizeof(instance));
+    if (rv == APR_SUCCESS) {
+        rv = apr_shm_create(&comet_proc.shm, comet_store_shm_size(conf_shm_size), NULL, pproc);
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, COMET_LOGNO(00105)
+                     "cannot create %" APR_SIZE_T_FMT " bytes of shared memory "
+                     "(CometSharedMemory)", conf_shm_size);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    comet_proc.base = apr_shm_baseaddr_get(comet_proc.shm);
+    comet_proc.size = apr_shm_size_get(comet_proc.shm);
+    rv = comet_store_shm_init(comet_proc.base, comet_proc.size, nslots, instance, 1);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, COMET_LOGNO(00106)
+                     "CometSharedMemory %" APR_SIZE_T_FMT " is too small for %d processes",
+                     comet_proc.size, nslots);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    apr_pool_userdata_set(comet_proc.shm, KEY_SHM, apr_pool_cleanup_null, pproc);
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, COMET_LOGNO(00107)
+                 "mod_comet %s: %" APR_SIZE_T_FMT " bytes of shared memory for up to %d "
+                 "processes", COMET_VERSION, comet_proc.size, nslots);
+    return OK;
+}
+
+static apr_status_t comet_child_exit(void *data)
+{
+    server_rec *s = data;
+
+    if (comet_proc.reactor) {
+        comet_reactor_destroy(comet_proc.reactor, STOP_GRACE);
+        comet_proc.reactor = NULL;
+    }
+    if (comet_proc.store && comet_proc.slot) {
+        comet_proc.store->slot_release(comet_proc.store, comet_proc.slot);
+        comet_proc.slot = 0;
+    }
+    ap_log_error(APLOG_MARK, APLOG_TRACE1, 0, s, "comet: child %d done", (int)getpid());
+    return APR_SUCCESS;
+}
+
+static void comet_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    apr_status_t rv;
+    int wake_fd = -1;
+
+    if (!comet_proc.mutex || !comet_proc.base) {
+        return;
+    }
+    rv = apr_global_mutex_child_init(&comet_proc.mutex,
+                                     apr_global_mutex_lockfile(comet_proc.mutex), pchild);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, COMET_LOGNO(00108)
+                     "cannot attach the %s mutex in this child", COMET_MUTEX_TYPE);
+        return;
+    }
+    rv = comet_store_shm_open(&comet_proc.store, pchild, comet_proc.base, comet_proc.mutex);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, COMET_LOGNO(00109)
+                     "cannot open the channel store");
+        comet_proc.store = NULL;
+        return;
+    }
+    rv = comet_proc.store->slot_claim(comet_proc.store, &comet_proc.slot, &wake_fd);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, COMET_LOGNO(00110)
+                     "no free subscriber slot for child %d: its streams will be "
+                     "refused (503)", (int)getpid());
+        comet_proc.slot = 0;
+        return;
+    }
+    apr_pool_cleanup_register(pchild, s, comet_child_exit, apr_pool_cleanup_null);
+    rv = comet_reactor_create(&comet_proc.reactor, comet_proc.store, comet_proc.slot,
+                              wake_fd, comet_log, s);
+    if (rv == APR_SUCCESS) {
+        rv = comet_reactor_start(comet_proc.reactor);
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, COMET_LOGNO(00111)
+                     "cannot start the subscriber loop of child %d", (int)getpid());
+        comet_reactor_destroy(comet_proc.reactor, 0);
+        comet_proc.reactor = NULL;
+        return;
+    }
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, COMET_LOGNO(00112)
+                 "child %d holds subscriber slot %d", (int)getpid(), comet_proc.slot);
+}
+
+static void comet_child_stopping(apr_pool_t *pchild, int graceful)
+{
+    /* end the streams now: clients come back to the next generation */
+    comet_reactor_quiesce(comet_proc.reactor);
+}
+
+/*******************************************************************************
+ * request helpers
+ ******************************************************************************/
+
+/* What follows the <Location> path in the URL ("" for the location itself). */
+static const char *comet_path_rest(request_rec *r, const comet_dir_conf_t *conf)
+{
+    const char *uri = r->uri, *slash;
+    apr_size_t blen;
+
+    if (conf->base && conf->base[0] == '/') {
+        blen = strlen(conf->base);
+        while (blen > 1 && conf->base[blen - 1] == '/') {
+            blen--;
+        }
+        if (!strncmp(uri, conf->base, blen) && (uri[blen] == '/' || uri[blen] == '\0')) {
+            uri += blen;
+            return *uri == '/' ? uri + 1 : uri;
+        }
+    }
+    /* regex or unknown location: the last path segment */
+    slash = strrchr(uri, '/');
+    return slash ? slash + 1 : uri;
+}
+
+/* Value of a query argument, decoded; NULL if absent. */
+static const char *comet_query_arg(request_rec *r, const char *name)
+{
+    const char *q = r->args;
+    apr_size_t nlen = strlen(name);
+
+    while (q && *q) {
+        const char *amp = strchr(q, '&');
+        apr_size_t len = amp ? (apr_size_t)(amp - q) : strlen(q);
+        if (len >= nlen && !strncmp(q, name, nlen) && (len == nlen || q[nlen] == '=')) {
+            char *v = apr_pstrmemdup(r->pool, q + nlen + (len > nlen), len - nlen - (len > nlen));
+            char *p;
+            for (p = v; *p; p++) {
+                if (*p == '+') {
+                    *p = ' ';
+                }
+            }
+            if (ap_unescape_url(v) != OK) {
+                return "\x01";   /* undecodable: fails every validation */
+            }
+            return v;
+        }
+        q = amp ? amp + 1 : NULL;
+    }
+    return NULL;
+}
+
+static void comet_no_cache(request_rec *r)
+{
+    apr_table_setn(r->headers_out, "Cache-Control",
+                   "no-store, no-cache, no-transform, must-revalidate, max-age=0");
+    apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
+}
+
+/* Answer with a JSON body; the caller escaped what needs it. */
+static int comet_json_reply(request_rec *r, int status, const char *json)
+{
+    r->status = status;
+    ap_set_content_type(r, "application/json");
+    comet_no_cache(r);
+    ap_set_content_length(r, (apr_off_t)strlen(json) + 1);
+    if (!r->header_only) {
+        ap_rputs(json, r);
+        ap_rputs("\n", r);
+    }
+    return OK;
+}
+
+static const char *comet_json_str(request_rec *r, const char *s, apr_size_t len)
+{
+    comet_buf_t b = { 0 };
+    const char *out;
+
+    if (comet_json_escape(&b, s, len) < 0) {
+        return "";
+    }
+    out = apr_pstrmemdup(r->pool, b.data ? b.data : "", b.len);
+    comet_buf_free(&b);
+    return out;
+}
+
+/* Answer an error: the status and a one-line explanation, also logged. */
+static int comet_error(request_rec *r, int status, int level, apr_status_t rv,
+                       const char *why)
+{
+    ap_log_rerror(APLOG_MARK, level, rv, r, COMET_LOGNO(00120) "%s: %s", r->uri, why);
+    apr_table_setn(r->notes, "error-notes", ap_escape_html(r->pool, why));
+    return status;
+}
+
+/*******************************************************************************
+ * JavaScript assets
+ ******************************************************************************/
+
+static const comet_asset_t *comet_asset_find(const char *name)
+{
+    int i;
+
+    for (i = 0; comet_assets[i].name; i++) {
+        if (!strcmp(comet_assets[i].name, name)) {
+            return &comet_assets[i];
+        }
+    }
+    return NULL;
+}
+
+/* The class, wrapped in a function that receives this location's settings. */
+static int comet_serve_asset(request_rec *r, const comet_dir_conf_t *conf,
+                             const comet_asset_t *a)
+{
+    const char *class_id = conf->class_id ? conf->class_id : DEF_CLASS_ID;
+    const char *base = conf->base && conf->base[0] == '/' ? conf->base : "";
+    const char *etag, *head, *tail = "\n})(this);\n";
+    apr_interval_time_t hb = CONF_OR(conf, heartbeat, DEF_HEARTBEAT);
+
+    if (r->method_number != M_GET) {
+        r->allowed = AP_METHOD_BIT << M_GET;
+        return HTTP_METHOD_NOT_ALLOWED;
+    }
+    etag = apr_psprintf(r->pool, "\"%s-%s-%08x\"", COMET_VERSION, class_id,
+                        (unsigned)(a->len ^ (apr_size_t)hb));
+    apr_table_setn(r->headers_out, "ETag", etag);
+    apr_table_setn(r->headers_out, "Cache-Control", "no-cache");
+    apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
+    ap_set_content_type(r, "application/javascript; charset=utf-8");
+    if (ap_meets_conditions(r) == HTTP_NOT_MODIFIED) {
+        return HTTP_NOT_MODIFIED;
+    }
+    head = apr_psprintf(r->pool,
+                        "/* mod_comet %s */\n(function (global) {\n"
+                        "var COMET = { version: \"%s\", classId: \"%s\", base: \"%s\", "
+                        "heartbeat: %" APR_INT64_T_FMT " };\n",
+                        COMET_VERSION, COMET_VERSION, class_id,
+                        comet_json_str(r, base, strlen(base)), apr_time_as_msec(hb));
+    ap_set_content_length(r, (apr_off_t)(strlen(head) + a->len + strlen(tail)));
+    if (!r->header_only) {
+        ap_rputs(head, r);
+        ap_rwrite(a->data, (int)a->len, r);
+        ap_rputs(tail, r);
+    }
+    return OK;
+}
+
+/*******************************************************************************
+ * subscribers
+ ******************************************************************************/
+
+/* May the event loop write this connection's socket itself? Only if nothing
+ * between the handler and the socket changes the bytes (TLS, compression,
+ * HTTP/2 framing, rate limits...). */
+static int comet_can_own_socket(request_rec *r)
+{
+    conn_rec *c = r->connection;
+    ap_filter_t *f;
+
+    if (c->master || ap_ssl_conn_is_ssl(c) || !ap_get_conn_socket(c)) {
+        return 0;
+    }
+    for (f = r->output_filters; f; f = f->next) {
+        const char *n = f->frec->name;
+        if (strcasecmp(n, "byterange") && strcasecmp(n, "content_length")
+            && strcasecmp(n, "http_header") && strcasecmp(n, "http_outerror")
+            && strcasecmp(n, "core") && strcasecmp(n, "log_input_output")) {
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, COMET_LOGNO(00130)
+                          "output filter %s rewrites the stream: a worker thread "
+                          "keeps it", n);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int comet_send(request_rec *r, apr_bucket_brigade *bb, const char *data,
+                      apr_size_t len)
+{
+    apr_status_t rv;
+
+    apr_brigade_cleanup(bb);
+    if (len) {
+        apr_brigade_write(bb, NULL, NULL, data, len);
+    }
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(bb->bucket_alloc));
+    rv = ap_pass_brigade(r->output_filters, bb);
+    apr_brigade_cleanup(bb);
+    return rv == APR_SUCCESS && !r->connection->aborted ? 0 : -1;
+}
+
+/* A worker thread keeps the stream: TLS, HTTP/2, CometStreamMode thread. */
+static int comet_hold_stream(request_rec *r, comet_sub_spec_t *spec)
+{
+    comet_held_t *h = NULL;
+    apr_bucket_brigade *bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    apr_socket_t *sock = r->connection->master ? NULL : ap_get_conn_socket(r->connection);
+    apr_os_sock_t fd = -1;
+    comet_buf_t out = { 0 };
+    apr_status_t rv;
+
+    if (sock) {
+        apr_os_sock_get(&fd, sock);
+    }
+    spec->fd = -1;
+    rv = comet_reactor_add(comet_proc.reactor, spec, &h);
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r, COMET_LOGNO(00131)
+                      "the subscriber loop is stopping: stream ends");
+        return OK;
+    }
+    for (;;) {
+        int state = AP_MPMQ_RUNNING;
+        rv = comet_held_wait(h, (int)fd, HELD_POLL, &out);
+        if (out.len && comet_send(r, bb, out.data, out.len) < 0) {
+            break;
+        }
+        out.len = 0;
+        if (rv == APR_EOF || rv == APR_ECONNABORTED) {
+            break;
+        }
+        if (rv != APR_SUCCESS && rv != APR_TIMEUP) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, COMET_LOGNO(00132)
+                          "waiting for messages failed");
+            break;
+        }
+        if (ap_mpm_query(AP_MPMQ_MPM_STATE, &state) == APR_SUCCESS
+            && state == AP_MPMQ_STOPPING) {
+            break;
+        }
+    }
+    comet_buf_free(&out);
+    comet_held_release(h);
+    return OK;
+}
+
+static int comet_subscribe(request_rec *r, const comet_dir_conf_t *conf, const char *rest)
+{
+    comet_sub_spec_t spec;
+    comet_stream_params_t params;
+    const comet_transport_t *t = &comet_transport_iframe;
+    const char *since = comet_query_arg(r, "since");
+    const char *cb = comet_query_arg(r, "cb");
+    const char *tname = comet_query_arg(r, "transport");
+    const char *class_id = conf->class_id ? conf->class_id : DEF_CLASS_ID;
+    conn_rec *c = r->connection;
+    apr_bucket_brigade *bb;
+    comet_buf_t prelude = { 0 };
+    comet_id_t since_id = COMET_ID_NONE;
+    const char *p;
+    int rc;
+
+    if (r->method_number != M_GET) {
+        r->allowed = AP_METHOD_BIT << M_GET;
+        return HTTP_METHOD_NOT_ALLOWED;
+    }
+    memset(&spec, 0, sizeof(spec));
+    /* one channel, or several joined by commas */
+    for (p = rest; ; ) {
+        const char *comma = strchr(p, ',');
+        apr_size_t len = comma ? (apr_size_t)(comma - p) : strlen(p);
+        if (spec.nchannels == COMET_SUB_CHANNELS_MAX) {
+            return comet_error(r, HTTP_BAD_REQUEST, APLOG_INFO, 0,
+                               "too many channels in one stream");
+        }
+        if (!comet_channel_valid(p, len)) {
+            return comet_error(r, HTTP_BAD_REQUEST, APLOG_INFO, 0,
+                               "invalid channel id: use 1 to 128 of A-Z a-z 0-9 _ -");
+        }
+        spec.channels[spec.nchannels] = p;
+        spec.channel_lens[spec.nchannels] = len;
+        spec.nchannels++;
+        if (!comma) {
+            break;
+        }
+        p = comma + 1;
+    }
+    if (since && !comet_parse_u64(since, strlen(since), &since_id)) {
+        return comet_error(r, HTTP_BAD_REQUEST, APLOG_INFO, 0,
+                           "since: a message id (digits) expected");
+    }
+    if (tname && !(t = comet_transport_find(tname))) {
+        return comet_error(r, HTTP_BAD_REQUEST, APLOG_INFO, 0, "unknown transport");
+    }
+    if (cb && !comet_callback_valid(cb)) {
+        return comet_error(r, HTTP_BAD_REQUEST, APLOG_INFO, 0,
+                           "cb: a JavaScript name such as Pxxo_Widget_Comet.cb.c1 expected");
+    }
+    if (!comet_proc.reactor) {
+        return comet_error(r, HTTP_SERVICE_UNAVAILABLE, APLOG_ERR, 0,
+                           "this child has no subscriber loop (see earlier errors)");
+    }
+    {
+        apr_size_t i;
+        for (i = 0; i < spec.nchannels; i++) {
+            spec.since[i] = since_id;
+        }
+    }
+
+    /* a stream: no compression, no keep-alive, no request timeouts */
+    apr_table_setn(r->subprocess_env, "no-gzip", "1");
+    apr_table_setn(r->subprocess_env, "no-brotli", "1");
+    ap_remove_input_filter_byhandle(c->input_filters, "reqtimeout");
+    c->keepalive = AP_CONN_CLOSE;
+    ap_set_content_type(r, t->content_type);
+    comet_no_cache(r);
+    apr_table_setn(r->headers_out, "X-Accel-Buffering", "no");
+    if (r->header_only) {
+        return OK;
+    }
+
+    params.callback = cb ? cb : apr_pstrcat(r->pool, class_id, ".dispatch", NULL);
+    params.heartbeat = CONF_OR(conf, heartbeat, DEF_HEARTBEAT);
+    params.retry = apr_time_from_sec(1);
+    if (t->prelude(&prelude, &params) < 0) {
+        comet_buf_free(&prelude);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    bb = apr_brigade_create(r->pool, c->bucket_alloc);
+    rc = comet_send(r, bb, prelude.data, prelude.len);
+    comet_buf_free(&prelude);
+    if (rc < 0) {
+        return OK;                /* the client left already */
+    }
+
+    spec.transport = t;
+    spec.heartbeat = params.heartbeat;
+    spec.lifetime = CONF_OR(conf, lifetime, DEF_LIFETIME);
+    spec.byte_limit = (apr_size_t)CONF_OR(conf, stream_limit, DEF_STREAM_LIMIT);
+    spec.queue_limit = (apr_size_t)CONF_OR(conf, client_buffer, DEF_CLIENT_BUFFER);
+    spec.peer = r->useragent_ip;
+    spec.chunked = r->chunked;
+
+    if (CONF_OR(conf, stream_mode, COMET_MODE_AUTO) == COMET_MODE_AUTO
+        && comet_can_own_socket(r)) {
+        apr_os_sock_t fd;
+        int dup_fd;
+        apr_status_t rv;
+
+        apr_os_sock_get(&fd, ap_get_conn_socket(c));
+        dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (dup_fd < 0) {
+            return comet_error(r, OK, APLOG_ERR, errno, "cannot hand the stream over");
+        }
+        /* the socket is already non-blocking at the OS level in httpd 2.4,
+         * make sure of it: the loop must never block */
+        fcntl(dup_fd, F_SETFL, fcntl(dup_fd, F_GETFL) | O_NONBLOCK);
+        spec.fd = dup_fd;
+        rv = comet_reactor_add(comet_proc.reactor, &spec, NULL);
+        if (rv != APR_SUCCESS) {
+            close(dup_fd);
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r, COMET_LOGNO(00133)
+                          "the subscriber loop is stopping: stream ends");
+            return OK;
+        }
+        /* The loop owns the socket now. Marking the connection aborted makes
+         * httpd log the request and close only its own descriptor, without
+         * a lingering shutdown that would end our stream. */
+        ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "comet: stream handed to the loop");
+        c->aborted = 1;
+        return OK;
+    }
+    return comet_hold_stream(r, &spec);
+}
+
+static int comet_handler(request_rec *r)
+{
+    const comet_dir_conf_t *conf;
+    const comet_asset_t *a;
+    const char *rest;
+
+    if (strcmp(r->handler, "comet")) {
+        return DECLINED;
+    }
+    conf = ap_get_module_config(r->per_dir_config, &comet_module);
+    rest = comet_path_rest(r, conf);
+    if ((a = comet_asset_find(rest)) != NULL) {
+        return comet_serve_asset(r, conf, a);
+    }
+    if (!*rest) {
+        return comet_error(r, HTTP_NOT_FOUND, APLOG_DEBUG, 0,
+                           "no channel: GET <location>/<channel>");
+    }
+    return comet_subscribe(r, conf, rest);
+}
+
+/*******************************************************************************
+ * publishers
+ ******************************************************************************/
+
+/* Read the whole body, at most `max` bytes: an HTTP status on failure. */
+static int comet_read_body(request_rec *r, apr_off_t max, char **data, apr_size_t *len)
+{
+    apr_bucket_brigade *bb;
+    apr_size_t got = 0;
+    char *buf;
+    int rc, seen_eos = 0;
+    const char *cl = apr_table_get(r->headers_in, "Content-Length");
+
+    if ((rc = ap_setup_client_block(r, REQUEST_CHUNKED_DECHUNK)) != OK) {
+        return rc;
+    }
+    if (cl && r->remaining > max) {
+        return HTTP_REQUEST_ENTITY_TOO_LARGE;
+    }
+    buf = apr_palloc(r->pool, (apr_size_t)max + 1);
+    bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    do {
+        apr_bucket *b;
+        apr_status_t rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES,
+                                         APR_BLOCK_READ, HUGE_STRING_LEN);
+        if (rv != APR_SUCCESS) {
+            apr_brigade_destroy(bb);
+            return ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
+        }
+        for (b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb); b = APR_BUCKET_NEXT(b)) {
+            const char *d;
+            apr_size_t n;
+            if (APR_BUCKET_IS_EOS(b)) {
+                seen_eos = 1;
+                break;
+            }
+            if (APR_BUCKET_IS_METADATA(b)) {
+                continue;
+            }
+            if ((rv = apr_bucket_read(b, &d, &n, APR_BLOCK_READ)) != APR_SUCCESS) {
+                apr_brigade_destroy(bb);
+                return HTTP_BAD_REQUEST;
+            }
+            if (got + n > (apr_size_t)max) {
+                apr_brigade_destroy(bb);
+                return HTTP_REQUEST_ENTITY_TOO_LARGE;
+            }
+            memcpy(buf + got, d, n);
+            got += n;
+        }
+        apr_brigade_cleanup(bb);
+    } while (!seen_eos);
+    apr_brigade_destroy(bb);
+    buf[got] = '\0';
+    *data = buf;
+    *len = got;
+    return OK;
+}
+
+static int comet_publish(request_rec *r, const comet_dir_conf_t *conf, const char *chan,
+                         apr_size_t clen)
+{
+    comet_limits_t lim;
+    comet_publish_result_t res;
+    char *data = NULL;
+    apr_size_t len = 0;
+    apr_status_t rv;
+    int rc;
+
+    lim.buffer_length = (apr_uint32_t)CONF_OR(conf, buffer_length, DEF_BUFFER_LENGTH);
+    lim.ttl = CONF_OR(conf, ttl, DEF_TTL);
+    lim.max_size = (apr_size_t)CONF_OR(conf, max_size, DEF_MAX_SIZE);
+    rc = comet_read_body(r, (apr_off_t)lim.max_size, &data, &len);
+    if (rc == HTTP_REQUEST_ENTITY_TOO_LARGE) {
+        return comet_error(r, rc, APLOG_INFO, 0, apr_psprintf(r->pool,
+                           "message larger than CometMaxMessageSize (%" APR_SIZE_T_FMT
+                           " bytes)", lim.max_size));
+    }
+    if (rc != OK) {
+        return comet_error(r, rc, APLOG_INFO, 0, "cannot read the message body");
+    }
+    rv = comet_proc.store->publish(comet_proc.store, chan, clen, data, len, &lim, &res);
+    if (rv == APR_ENOSPC) {
+        return comet_error(r, HTTP_INSUFFICIENT_STORAGE, APLOG_ERR, rv,
+                           "the channel store is full: raise CometSharedMemory, lower "
+                           "CometMessageBuffer or CometMessageTTL");
+    }
+    if (rv != APR_SUCCESS) {
+        return comet_error(r, HTTP_INTERNAL_SERVER_ERROR, APLOG_ERR, rv, "publish failed");
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "comet: published %" APR_UINT64_T_FMT
+                  " (%" APR_SIZE_T_FMT " bytes) to %u subscribers", res.id, len,
+                  res.subscribers);
+    return comet_json_reply(r, HTTP_CREATED, apr_psprintf(r->pool,
+                            "{\"channel\": \"%s\", \"id\": %" APR_UINT64_T_FMT
+                            ", \"subscribers\": %u}",
+                            comet_json_str(r, chan, clen), res.id, res.subscribers));
+}
+
+static int comet_channel_get(request_rec *r, const char *chan, apr_size_t clen)
+{
+    comet_channel_info_t info;
+    apr_status_t rv = comet_proc.store->info(comet_proc.store, chan, clen, &info);
+
+    if (rv == APR_NOTFOUND) {
+        return comet_error(r, HTTP_NOT_FOUND, APLOG_DEBUG, 0, "no such channel");
+    }
+    if (rv != APR_SUCCESS) {
+        return comet_error(r, HTTP_INTERNAL_SERVER_ERROR, APLOG_ERR, rv, "channel info failed");
+    }
+    return comet_json_reply(r, HTTP_OK, apr_psprintf(r->pool,
+        "{\"channel\": \"%s\", \"messages\": %u, \"bytes\": %" APR_SIZE_T_FMT
+        ", \"subscribers\": %u, \"last_id\": %" APR_UINT64_T_FMT
+        ", \"first_id\": %" APR_UINT64_T_FMT ", \"created\": %" APR_INT64_T_FMT
+        ", \"last_publish\": %" APR_INT64_T_FMT "}",
+        comet_json_str(r, chan, clen), info.messages, info.bytes, info.subscribers,
+        info.last_id, info.first_id, (apr_int64_t)apr_time_sec(info.created),
+        (apr_int64_t)apr_time_sec(info.last_publish)));
+}
+
+static int comet_channel_delete(request_rec *r, const char *chan, apr_size_t clen)
+{
+    apr_uint32_t subs = 0;
+    apr_status_t rv = comet_proc.store->remove(comet_proc.store, chan, clen, &subs);
+
+    if (rv == APR_NOTFOUND) {
+        return comet_error(r, HTTP_NOT_FOUND, APLOG_DEBUG, 0, "no such channel");
+    }
+    if (rv != APR_SUCCESS) {
+        return comet_error(r, HTTP_INTERNAL_SERVER_ERROR, APLOG_ERR, rv, "delete failed");
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, COMET_LOGNO(00140)
+                  "channel %s deleted, %u streams ended", comet_json_str(r, chan, clen), subs);
+    return comet_json_reply(r, HTTP_OK, apr_psprintf(r->pool,
+                            "{\"channel\": \"%s\", \"deleted\": true, \"subscribers\": %u}",
+                            comet_json_str(r, chan, clen), subs));
+}
+
+static int comet_store_get(request_rec *r)
+{
+    comet_store_stats_t st;
+    comet_reactor_counts_t rc = { 0 };
+    apr_status_t rv = comet_proc.store->stats(comet_proc.store, &st);
+
+    if (rv != APR_SUCCESS) {
+        return comet_error(r, HTTP_INTERNAL_SERVER_ERROR, APLOG_ERR, rv, "store stats failed");
+    }
+    if (comet_proc.reactor) {
+        comet_reactor_counts(comet_proc.reactor, &rc);
+    }
+    return comet_json_reply(r, HTTP_OK, apr_psprintf(r->pool,
+        "{\"version\": \"%s\", \"store\": \"%s\", \"channels\": %u, \"channels_max\": %u, "
+        "\"memory_used\": %" APR_UINT64_T_FMT ", \"memory_max\": %" APR_UINT64_T_FMT ", "
+        "\"processes\": %u, \"processes_max\": %u, \"published\": %" APR_UINT64_T_FMT ", "
+        "\"repairs\": %u, \"this_process\": {\"pid\": %d, \"subscribers\": %u, "
+        "\"held\": %u, \"channels\": %u, \"delivered\": %" APR_UINT64_T_FMT ", "
+        "\"dropped\": %" APR_UINT64_T_FMT "}}",
+        COMET_VERSION, comet_proc.store->name, st.channels, st.channels_max,
+        (apr_uint64_t)st.blocks_used * st.block_size,
+        (apr_uint64_t)st.blocks_max * st.block_size, st.slots_used, st.slots_max,
+        st.published, st.repairs, (int)getpid(), rc.subscribers, rc.held, rc.channels,
+        rc.delivered, rc.dropped));
+}
+
+static int comet_publish_handler(request_rec *r)
+{
+    const comet_dir_conf_t *conf;
+    const char *rest;
+    apr_size_t len;
+
+    if (strcmp(r->handler, "comet-publish")) {
+        return DECLINED;
+    }
+    conf = ap_get_module_config(r->per_dir_config, &comet_module);
+    if (!comet_proc.store) {
+        return comet_error(r, HTTP_SERVICE_UNAVAILABLE, APLOG_ERR, 0,
+                           "the channel store is not available (see earlier errors)");
+    }
+    rest = comet_path_rest(r, conf);
+    len = strlen(rest);
+    r->allowed = (AP_METHOD_BIT << M_GET) | (AP_METHOD_BIT << M_POST)
+                 | (AP_METHOD_BIT << M_DELETE);
+    if (!*rest) {
+        if (r->method_number != M_GET) {
+            r->allowed = AP_METHOD_BIT << M_GET;
+            return HTTP_METHOD_NOT_ALLOWED;
+        }
+        return comet_store_get(r);
+    }
+    if (!comet_channel_valid(rest, len)) {
+        return comet_error(r, HTTP_BAD_REQUEST, APLOG_INFO, 0,
+                           "invalid channel id: use 1 to 128 of A-Z a-z 0-9 _ -");
+    }
+    switch (r->method_number) {
+    case M_POST:
+    case M_PUT:
+        return comet_publish(r, conf, rest, len);
+    case M_GET:
+        return comet_channel_get(r, rest, len);
+    case M_DELETE:
+        return comet_channel_delete(r, rest, len);
+    default:
+        return HTTP_METHOD_NOT_ALLOWED;
+    }
+}
+
+/*******************************************************************************
+ * hooks
+ ******************************************************************************/
+
+static void comet_register_hooks(apr_pool_t *p)
+{
+    ap_hook_pre_config(comet_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(comet_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(comet_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_stopping(comet_child_stopping, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(comet_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(comet_publish_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    comet_socket_register_hooks(p);
+}
