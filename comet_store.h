@@ -186,4 +186,11 @@ apr_status_t comet_store_shm_init(void *base, apr_size_t size, int nslots,
 apr_status_t comet_store_shm_open(comet_store_t **st, apr_pool_t *p, void *base,
                                   apr_global_mutex_t *mutex);
 
+/**
+ * Testing only: when set to n, a publish kills its own process with SIGKILL
+ * at crash point n while holding the lock (1: message written, not linked;
+ * 2: linked, counters not updated), to prove that the others recover.
+ */
+extern volatile int comet_store_shm_crash_point;
+
 #endif /* COMET_STORE_H */

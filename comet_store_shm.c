@@ -20,7 +20,7 @@
  *  | chans[1..nchans]   name, generation, ids, message list (head..tail), |
  *  |                    subscriber list (first block), counters           |
  *  +-----------------------------------------------------------------------+
- *  | blocks[1..nblocks] 128 bytes each, from one free list:               |
+ *  | blocks[1..nblocks] 128 bytes each: a free list, then never used ones |
  *  |   message head:  next | next_msg | len | id | published | expires |  |
  *  |                  first 88 bytes of the body                          |
  *  |   continuation:  next | 124 more bytes of the body                   |
@@ -30,6 +30,10 @@
  * A channel's messages form a list from the oldest (head) to the newest
  * (tail); a message is one head block chained to its continuation blocks.
  * Fixed-size blocks never fragment, so a full segment means full.
+ *
+ * Nothing is written at start-up past the header: channels and blocks are
+ * taken from the free lists first, then from the never-used tail (`fresh_*`),
+ * so an idle 64 MB segment costs only the pages in use.
  *
  * Locking: one global mutex guards everything. A process about to change the
  * segment writes its pid into header->writer and clears it when done. If it
@@ -78,6 +82,15 @@
 #define SLOT_FREE        0
 #define SLOT_ACTIVE      1
 
+volatile int comet_store_shm_crash_point = 0;
+
+/* Testing: die here, holding the lock, if the test asked for it. */
+#define CRASH_POINT(n) do {                                             \
+        if (comet_store_shm_crash_point == (n)) {                      \
+            kill(getpid(), SIGKILL);                                    \
+        }                                                               \
+    } while (0)
+
 /* Keep the compiler from moving stores across the `writer` marks: what must
  * be in memory if the process dies right there. */
 #define COMPILER_FENCE() __atomic_signal_fence(__ATOMIC_SEQ_CST)
@@ -93,9 +106,11 @@ typedef struct {
 
     /* mutable, under the lock */
     volatile apr_int32_t writer;
-    apr_uint32_t free_block;
-    apr_uint32_t free_blocks;
-    apr_uint32_t free_chan;
+    apr_uint32_t free_block;      /* list of blocks given back */
+    apr_uint32_t free_blocks;     /* length of that list */
+    apr_uint32_t fresh_block;     /* first block never used */
+    apr_uint32_t free_chan;       /* list of channel records given back */
+    apr_uint32_t fresh_chan;      /* first channel record never used */
     apr_uint32_t chans_used;
     apr_uint32_t maint_cursor;
     apr_uint32_t slot_cursor;
@@ -241,10 +256,6 @@ apr_status_t comet_store_shm_init(void *base, apr_size_t size, int nslots,
 {
     shm_header_t *hdr = base;
     layout_t l;
-    apr_uint32_t i;
-    shm_chan_t *chans;
-    shm_block_t *blocks;
-
     if (nslots < 1 || nslots > SLOTS_MAX || strlen(instance) >= sizeof(hdr->instance)) {
         return APR_EINVAL;
     }
@@ -261,7 +272,9 @@ apr_status_t comet_store_shm_init(void *base, apr_size_t size, int nslots,
         return APR_SUCCESS;
     }
 
-    memset(base, 0, l.off_blocks);
+    /* anonymous shared memory comes zeroed: write only the header, so that
+     * pages are touched when first used, not now */
+    memset(hdr, 0, sizeof(*hdr));
     memcpy(hdr->magic, SHM_MAGIC, 8);
     hdr->version = SHM_VERSION;
     hdr->block_size = BLOCK_SIZE;
@@ -276,17 +289,12 @@ apr_status_t comet_store_shm_init(void *base, apr_size_t size, int nslots,
     hdr->off_blocks = l.off_blocks;
     apr_cpystrn(hdr->instance, instance, sizeof(hdr->instance));
 
-    chans = (shm_chan_t *)((char *)base + l.off_chans);
-    for (i = 1; i <= l.nchans; i++) {
-        chans[i - 1].hnext = i < l.nchans ? i + 1 : NIL;
-    }
-    hdr->free_chan = 1;
-    blocks = (shm_block_t *)((char *)base + l.off_blocks);
-    for (i = 1; i <= l.nblocks; i++) {
-        blocks[i - 1].next = i < l.nblocks ? i + 1 : NIL;
-    }
-    hdr->free_block = 1;
-    hdr->free_blocks = l.nblocks;
+    memset((char *)base + l.off_slots, 0, l.off_chans - l.off_slots);
+    hdr->free_chan = NIL;
+    hdr->fresh_chan = 1;
+    hdr->free_block = NIL;
+    hdr->free_blocks = 0;
+    hdr->fresh_block = 1;
     return APR_SUCCESS;
 }
 
@@ -327,7 +335,7 @@ static void end_change(shm_store_t *s)
 
 static int block_ok(shm_store_t *s, apr_uint32_t i)
 {
-    return i >= 1 && i <= s->hdr->nblocks;
+    return i >= 1 && i < s->hdr->fresh_block;
 }
 
 /* Mark block i; 0 if it is out of range or already marked (a cycle or a
@@ -369,7 +377,13 @@ static void repair(shm_store_t *s)
     memset(s->buckets, 0, hdr->nbuckets * sizeof(apr_uint32_t));
     hdr->free_chan = NIL;
     hdr->chans_used = 0;
-    for (i = hdr->nchans; i >= 1; i--) {
+    if (hdr->fresh_chan < 1 || hdr->fresh_chan > hdr->nchans + 1) {
+        hdr->fresh_chan = hdr->nchans + 1;
+    }
+    if (hdr->fresh_block < 1 || hdr->fresh_block > hdr->nblocks + 1) {
+        hdr->fresh_block = hdr->nblocks + 1;
+    }
+    for (i = hdr->fresh_chan - 1; i >= 1; i--) {
         shm_chan_t *c = CHAN(s, i);
         apr_uint32_t m, prev = NIL, l;
 
@@ -400,6 +414,10 @@ static void repair(shm_store_t *s)
             MSG(s, prev)->next_msg = NIL;
         }
         c->tail = prev;
+        if (prev != NIL && MSG(s, prev)->id > c->last_id) {
+            /* written and linked by the dead process, its id not recorded */
+            c->last_id = MSG(s, prev)->id;
+        }
         /* subscriber list */
         c->subscribers = 0;
         prev = NIL;
@@ -428,7 +446,7 @@ static void repair(shm_store_t *s)
     hdr->free_block = NIL;
     hdr->free_blocks = 0;
     prev_free = NIL;
-    for (i = 1; i <= hdr->nblocks; i++) {
+    for (i = 1; i < hdr->fresh_block; i++) {
         if (mark && (mark[(i - 1) >> 3] & (1u << ((i - 1) & 7)))) {
             continue;
         }
@@ -458,20 +476,38 @@ static void repair(shm_store_t *s)
  * blocks
  ******************************************************************************/
 
-/* Take n chained blocks off the free list; NIL if there are not enough. */
+static apr_uint32_t blocks_available(shm_store_t *s)
+{
+    return s->hdr->free_blocks + (s->hdr->nblocks + 1 - s->hdr->fresh_block);
+}
+
+/* Take n chained blocks, given-back ones first; NIL if there are not enough. */
 static apr_uint32_t blocks_alloc(shm_store_t *s, apr_uint32_t n)
 {
-    apr_uint32_t first = s->hdr->free_block, last = first, k;
+    apr_uint32_t first = NIL, last = NIL, k;
 
-    if (n == 0 || s->hdr->free_blocks < n) {
+    if (n == 0 || blocks_available(s) < n) {
         return NIL;
     }
-    for (k = 1; k < n; k++) {
-        last = BLK(s, last)->next;
+    for (k = 0; k < n; k++) {
+        apr_uint32_t b;
+        if (s->hdr->free_block != NIL) {
+            b = s->hdr->free_block;
+            s->hdr->free_block = BLK(s, b)->next;
+            s->hdr->free_blocks--;
+        }
+        else {
+            b = s->hdr->fresh_block++;
+        }
+        BLK(s, b)->next = NIL;
+        if (last == NIL) {
+            first = b;
+        }
+        else {
+            BLK(s, last)->next = b;
+        }
+        last = b;
     }
-    s->hdr->free_block = BLK(s, last)->next;
-    BLK(s, last)->next = NIL;
-    s->hdr->free_blocks -= n;
     return first;
 }
 
@@ -514,11 +550,17 @@ static apr_uint32_t chan_create(shm_store_t *s, const char *name, apr_size_t len
     shm_chan_t *c;
     apr_uint32_t gen;
 
-    if (i == NIL) {
+    if (i != NIL) {
+        c = CHAN(s, i);
+        s->hdr->free_chan = c->hnext;
+    }
+    else if (s->hdr->fresh_chan <= s->hdr->nchans) {
+        i = s->hdr->fresh_chan++;
+        c = CHAN(s, i);
+    }
+    else {
         return NIL;
     }
-    c = CHAN(s, i);
-    s->hdr->free_chan = c->hnext;
     gen = c->gen;
     memset(c, 0, sizeof(*c));
     c->gen = gen + 1;
@@ -602,11 +644,11 @@ static int chan_idle(shm_chan_t *c, apr_time_t now)
 static void chans_collect(shm_store_t *s, apr_time_t now, apr_uint32_t from,
                           apr_uint32_t n)
 {
-    apr_uint32_t k, i = from;
+    apr_uint32_t k, i = from, used = s->hdr->fresh_chan - 1;
 
-    for (k = 0; k < n && k < s->hdr->nchans; k++) {
+    for (k = 0; k < n && k < used; k++) {
         shm_chan_t *c;
-        if (i < 1 || i > s->hdr->nchans) {
+        if (i < 1 || i > used) {
             i = 1;
         }
         c = CHAN(s, i);
@@ -698,7 +740,7 @@ static void slot_forget(shm_store_t *s, apr_uint32_t slot)
     apr_uint32_t i;
     shm_slot_t *sl = SLOT(s, slot);
 
-    for (i = 1; i <= s->hdr->nchans; i++) {
+    for (i = 1; i < s->hdr->fresh_chan; i++) {
         shm_chan_t *c = CHAN(s, i);
         apr_uint32_t l;
         if (!c->in_use) {
@@ -822,12 +864,14 @@ static apr_status_t shm_publish(comet_store_t *st, const char *name, apr_size_t 
         memcpy(BLK(s, b)->data, data + off, chunk);
         off += chunk;
     }
+    CRASH_POINT(1);
     if (c->tail == NIL) {
         c->head = m;
     }
     else {
         MSG(s, c->tail)->next_msg = m;
     }
+    CRASH_POINT(2);
     c->tail = m;
     c->count++;
     c->bytes += len;
@@ -854,7 +898,7 @@ static apr_status_t shm_fetch(comet_store_t *st, const comet_chan_ref_t *ref,
     apr_status_t rv;
 
     memset(res, 0, sizeof(*res));
-    if (ref->idx < 1 || ref->idx > s->hdr->nchans) {
+    if (ref->idx < 1 || ref->idx >= s->hdr->fresh_chan) {
         res->gone = 1;
         return APR_SUCCESS;
     }
@@ -1064,7 +1108,7 @@ static apr_status_t shm_unsubscribe(comet_store_t *st, int slot,
     apr_uint32_t l;
     apr_status_t rv;
 
-    if (ref->idx < 1 || ref->idx > s->hdr->nchans) {
+    if (ref->idx < 1 || ref->idx >= s->hdr->fresh_chan) {
         return APR_SUCCESS;
     }
     if ((rv = lock_store(s)) != APR_SUCCESS) {
@@ -1250,7 +1294,7 @@ static apr_status_t shm_stats(comet_store_t *st, comet_store_stats_t *out)
     out->channels = s->hdr->chans_used;
     out->channels_max = s->hdr->nchans;
     out->blocks_max = s->hdr->nblocks;
-    out->blocks_used = s->hdr->nblocks - s->hdr->free_blocks;
+    out->blocks_used = s->hdr->nblocks - blocks_available(s);
     out->block_size = BLOCK_SIZE;
     out->slots_max = s->hdr->nslots;
     for (i = 1; i <= s->hdr->nslots; i++) {

@@ -1,0 +1,410 @@
+/* Licensed under the Apache License, Version 2.0 (the "License"); see README. */
+
+/* Unit tests of the shared-memory store, without httpd: several processes
+ * sharing one segment and one lock, as Apache's children do. */
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <poll.h>
+#include <sys/wait.h>
+
+#include <apr_general.h>
+#include <apr_shm.h>
+#include <apr_global_mutex.h>
+
+#include "comet_store.h"
+#include "unit.h"
+
+static apr_pool_t *pool;
+static apr_shm_t *shm;
+static apr_global_mutex_t *mutex;
+static comet_store_t *st;
+
+static comet_limits_t lim = { 100, 0, 65536 };
+
+typedef struct {
+    char data[70000];
+    apr_size_t len;
+    comet_id_t ids[256];
+    int n;
+} sink_t;
+
+static sink_t sink;
+
+static char *sink_alloc(void *baton, comet_id_t id, apr_time_t published, apr_size_t len)
+{
+    sink_t *k = baton;
+
+    if (k->n == 256 || len > sizeof(k->data)) {
+        return NULL;
+    }
+    k->ids[k->n++] = id;
+    k->len = len;
+    return k->data;
+}
+
+static comet_fetch_result_t fetch(const comet_chan_ref_t *ref, comet_id_t since)
+{
+    comet_fetch_result_t res;
+
+    memset(&sink, 0, sizeof(sink));
+    st->fetch(st, ref, since, sink_alloc, &sink, &res);
+    return res;
+}
+
+static apr_uint32_t used_blocks(void)
+{
+    comet_store_stats_t s;
+
+    st->stats(st, &s);
+    return s.blocks_used;
+}
+
+static void setup(apr_size_t size, int nslots)
+{
+    apr_status_t rv;
+
+    rv = apr_shm_create(&shm, size, NULL, pool);
+    if (rv == APR_SUCCESS) {
+        rv = comet_store_shm_init(apr_shm_baseaddr_get(shm), size, nslots, "unit", 1);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = apr_global_mutex_create(&mutex, NULL, APR_LOCK_DEFAULT, pool);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = comet_store_shm_open(&st, pool, apr_shm_baseaddr_get(shm), mutex);
+    }
+    if (rv != APR_SUCCESS) {
+        printf("Bail out! store setup failed: %d\n", rv);
+        exit(1);
+    }
+}
+
+static void test_publish_fetch(void)
+{
+    comet_publish_result_t r1, r2, r3;
+    comet_chan_ref_t ref;
+    comet_fetch_result_t res;
+    comet_channel_info_t info;
+    char big[10000];
+    int i;
+
+    OK(st->publish(st, "news", 4, "one", 3, &lim, &r1) == APR_SUCCESS, "publish creates a channel");
+    OK(st->publish(st, "news", 4, "two", 3, &lim, &r2) == APR_SUCCESS, "publish again");
+    OK(r2.id > r1.id, "ids increase");
+    OK(r1.id > (comet_id_t)apr_time_now() - apr_time_from_sec(60),
+       "ids start from the clock (survive a restart)");
+    OK(st->subscribe(st, 1, "news", 4, 1, &ref) == APR_SUCCESS, "subscribe to it");
+    res = fetch(&ref, 0);
+    OK(res.count == 2 && sink.ids[0] == r1.id && sink.ids[1] == r2.id, "since 0: all, in order");
+    OK(res.last_id == r2.id, "last id reported");
+    res = fetch(&ref, r1.id);
+    OK(res.count == 1 && sink.ids[0] == r2.id && sink.len == 3 && !memcmp(sink.data, "two", 3),
+       "since the first: the second only");
+    res = fetch(&ref, r2.id);
+    OK(res.count == 0 && !res.gap, "since the last: nothing");
+    res = fetch(&ref, COMET_ID_NONE);
+    OK(res.count == 0 && res.last_id == r2.id, "no since: nothing, but the last id");
+
+    for (i = 0; i < (int)sizeof(big); i++) {
+        big[i] = (char)(i * 7 + 3);
+    }
+    OK(st->publish(st, "news", 4, big, sizeof(big), &lim, &r3) == APR_SUCCESS, "a 10000-byte message");
+    res = fetch(&ref, r2.id);
+    OK(res.count == 1 && sink.len == sizeof(big) && !memcmp(sink.data, big, sizeof(big)),
+       "comes back intact across blocks");
+    OK(st->info(st, "news", 4, &info) == APR_SUCCESS && info.messages == 3
+       && info.subscribers == 1 && info.last_id == r3.id && info.first_id == r1.id
+       && info.bytes == 6 + sizeof(big), "info: messages, subscribers, ids, bytes");
+    OK(st->info(st, "nope", 4, &info) == APR_NOTFOUND, "info of an unknown channel: not found");
+    OK(st->publish(st, "bad.id", 6, "x", 1, &lim, &r1) == APR_EINVAL, "invalid channel id refused");
+    OK(st->publish(st, "news", 4, big, sizeof(big), &(comet_limits_t){ 10, 0, 100 }, &r1)
+       == APR_EINVAL, "over the size limit refused");
+    OK(st->unsubscribe(st, 1, &ref, 1) == APR_SUCCESS, "unsubscribe");
+    OK(st->remove(st, "news", 4, NULL) == APR_SUCCESS, "delete the channel");
+    res = fetch(&ref, 0);
+    OK(res.gone, "a fetch finds it gone");
+    OK(used_blocks() == 0, "every block given back");
+}
+
+static void test_buffer_and_ttl(void)
+{
+    comet_limits_t small = { 3, 0, 1000 };
+    comet_limits_t brief = { 10, apr_time_from_msec(50), 1000 };
+    comet_publish_result_t r[5];
+    comet_chan_ref_t ref;
+    comet_fetch_result_t res;
+    int i;
+
+    for (i = 0; i < 5; i++) {
+        st->publish(st, "buf", 3, "m", 1, &small, &r[i]);
+    }
+    st->subscribe(st, 1, "buf", 3, 1, &ref);
+    res = fetch(&ref, 0);
+    OK(res.count == 3 && sink.ids[0] == r[2].id, "buffer keeps the last 3");
+    OK(res.gap, "a gap is reported from the start");
+    res = fetch(&ref, r[1].id);
+    OK(res.count == 3 && !res.gap, "no gap right after the last dropped one");
+    res = fetch(&ref, r[0].id);
+    OK(res.gap, "a gap before it");
+
+    st->publish(st, "brief", 5, "short-lived", 11, &brief, &r[0]);
+    st->subscribe(st, 2, "brief", 5, 1, &ref);
+    res = fetch(&ref, 0);
+    OK(res.count == 1, "fresh message fetched");
+    apr_sleep(apr_time_from_msec(80));
+    res = fetch(&ref, 0);
+    OK(res.count == 0, "expired message not fetched");
+    st->unsubscribe(st, 2, &ref, 1);
+    st->remove(st, "buf", 3, NULL);
+    /* housekeeping as if much later: the idle channel goes */
+    OK(st->maintain(st, apr_time_now() + apr_time_from_sec(60)) == APR_SUCCESS, "housekeeping");
+    {
+        comet_channel_info_t info;
+        OK(st->info(st, "brief", 5, &info) == APR_NOTFOUND, "idle expired channel reclaimed");
+    }
+    OK(used_blocks() == 0, "no block left behind");
+}
+
+static void test_full(void)
+{
+    comet_limits_t keep = { 100000, 0, 60000 };
+    comet_publish_result_t r;
+    static char chunk[60000];
+    int n = 0;
+    apr_status_t rv;
+    comet_store_stats_t s;
+
+    while ((rv = st->publish(st, "hog", 3, chunk, sizeof(chunk), &keep, &r)) == APR_SUCCESS) {
+        n++;
+    }
+    OK(rv == APR_ENOSPC && n > 5, "a full segment refuses with ENOSPC after %d messages", n);
+    OK(st->remove(st, "hog", 3, NULL) == APR_SUCCESS, "deleting frees it");
+    OK(st->publish(st, "hog", 3, chunk, sizeof(chunk), &keep, &r) == APR_SUCCESS,
+       "publishing works again");
+    st->remove(st, "hog", 3, NULL);
+    st->stats(st, &s);
+    OK(s.blocks_used == 0 && s.channels == 0, "nothing leaked");
+}
+
+static void test_slots_and_wakeups(void)
+{
+    int slot = 0, fd = -1, slot2 = 0, fd2 = -1, ovf = 0;
+    comet_chan_ref_t ref, refs[16];
+    comet_publish_result_t r;
+    apr_size_t n = 0;
+    struct pollfd p;
+    char buf[16];
+
+    OK(st->slot_claim(st, &slot, &fd) == APR_SUCCESS && slot >= 1 && fd >= 0, "claim a slot");
+    OK(st->subscribe(st, slot, "wake", 4, 2, &ref) == APR_SUCCESS, "two subscribers of this slot");
+    st->publish(st, "wake", 4, "a", 1, &lim, &r);
+    OK(r.subscribers == 2, "publish counts them");
+    p.fd = fd;
+    p.events = POLLIN;
+    OK(poll(&p, 1, 1000) == 1, "the wake descriptor turns readable");
+    st->publish(st, "wake", 4, "b", 1, &lim, &r);
+    OK(recv(fd, buf, sizeof(buf), MSG_DONTWAIT) == 1
+       && recv(fd, buf, sizeof(buf), MSG_DONTWAIT) < 0,
+       "one wake-up for two publishes before the drain");
+    OK(st->drain(st, slot, refs, 16, &n, &ovf) == APR_SUCCESS && n == 2 && !ovf
+       && refs[0].idx == ref.idx && refs[0].gen == ref.gen, "the inbox names the channel");
+    st->publish(st, "wake", 4, "c", 1, &lim, &r);
+    OK(poll(&p, 1, 1000) == 1, "after a drain the next publish wakes again");
+    recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    st->drain(st, slot, refs, 16, &n, &ovf);
+    OK(st->publish(st, "quiet", 5, "q", 1, &lim, &r) == APR_SUCCESS && poll(&p, 1, 50) == 0,
+       "no wake-up for a channel nobody here follows");
+    OK(st->slot_claim(st, &slot2, &fd2) == APR_SUCCESS && slot2 != slot, "a second slot");
+    OK(st->slot_release(st, slot) == APR_SUCCESS, "release the first");
+    st->publish(st, "wake", 4, "d", 1, &lim, &r);
+    OK(r.subscribers == 0, "its subscriptions went with it");
+    st->slot_release(st, slot2);
+    st->remove(st, "wake", 4, NULL);
+    st->remove(st, "quiet", 5, NULL);
+}
+
+/* Children claim slots and wait for messages, as httpd children would. */
+static void test_cross_process(void)
+{
+    enum { KIDS = 4, MSGS = 50 };
+    int pipes[KIDS][2], ready[2], k, i, total_ok = 0;
+    pid_t pids[KIDS];
+    comet_publish_result_t r;
+    char buf[8];
+
+    if (pipe(ready) < 0) {
+        return;
+    }
+    for (k = 0; k < KIDS; k++) {
+        if (pipe(pipes[k]) < 0) {
+            return;
+        }
+        pids[k] = fork();
+        if (pids[k] == 0) {
+            int slot, fd, got = 0;
+            comet_id_t last = 0;
+            comet_chan_ref_t ref, refs[64];
+            apr_size_t n;
+            int ovf, inorder = 1;
+            comet_store_t *mine;
+
+            apr_global_mutex_child_init(&mutex, NULL, pool);
+            comet_store_shm_open(&mine, pool, apr_shm_baseaddr_get(shm), mutex);
+            st = mine;
+            st->slot_claim(st, &slot, &fd);
+            st->subscribe(st, slot, "xp", 2, 1, &ref);
+            if (write(ready[1], "r", 1) != 1) {
+                _exit(3);
+            }
+            while (got < MSGS) {
+                struct pollfd p = { fd, POLLIN, 0 };
+                comet_fetch_result_t res;
+                if (poll(&p, 1, 5000) != 1) {
+                    break;
+                }
+                while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0) {
+                }
+                st->drain(st, slot, refs, 64, &n, &ovf);
+                res = fetch(&ref, last);
+                for (i = 0; i < sink.n; i++) {
+                    inorder &= sink.ids[i] > last;
+                    last = sink.ids[i];
+                }
+                got += (int)res.count;
+            }
+            st->slot_release(st, slot);
+            buf[0] = (got == MSGS && inorder) ? 'y' : 'n';
+            if (write(pipes[k][1], buf, 1) != 1) {
+                _exit(2);
+            }
+            _exit(0);
+        }
+    }
+    for (k = 0; k < KIDS; k++) {
+        if (read(ready[0], buf, 1) != 1) {
+            break;
+        }
+    }
+    for (i = 0; i < MSGS; i++) {
+        char m[16];
+        int len = snprintf(m, sizeof(m), "m%d", i);
+        st->publish(st, "xp", 2, m, (apr_size_t)len, &lim, &r);
+        if (i % 10 == 0) {
+            apr_sleep(1000);
+        }
+    }
+    for (k = 0; k < KIDS; k++) {
+        int status;
+        if (read(pipes[k][0], buf, 1) == 1 && buf[0] == 'y') {
+            total_ok++;
+        }
+        waitpid(pids[k], &status, 0);
+    }
+    OK(total_ok == KIDS, "%d processes each got all %d messages once, in order", total_ok, MSGS);
+    OK(r.subscribers == KIDS, "the last publish counted %u subscribers", r.subscribers);
+    st->remove(st, "xp", 2, NULL);
+}
+
+/* A process killed while it holds the lock in the middle of a publish. */
+static void test_crash_recovery(int point)
+{
+    comet_publish_result_t r1, r2;
+    comet_chan_ref_t ref;
+    comet_fetch_result_t res;
+    comet_store_stats_t before, after;
+    pid_t pid;
+    int status;
+
+    st->publish(st, "crash", 5, "before", 6, &lim, &r1);
+    st->subscribe(st, 1, "crash", 5, 1, &ref);
+    st->stats(st, &before);
+    pid = fork();
+    if (pid == 0) {
+        apr_global_mutex_child_init(&mutex, NULL, pool);
+        comet_store_shm_crash_point = point;
+        st->publish(st, "crash", 5, "doomed message that takes blocks", 32, &lim, &r2);
+        _exit(0);
+    }
+    waitpid(pid, &status, 0);
+    OK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+       "crash point %d: the publisher died holding the lock", point);
+    OK(st->publish(st, "crash", 5, "after", 5, &lim, &r2) == APR_SUCCESS,
+       "crash point %d: the next publish goes through", point);
+    res = fetch(&ref, 0);
+    OK(res.count >= 2 && sink.ids[0] == r1.id && sink.ids[res.count - 1] == r2.id,
+       "crash point %d: the channel holds what was acknowledged (%u messages)", point, res.count);
+    st->stats(st, &after);
+    OK(after.repairs == before.repairs + 1, "crash point %d: one repair ran", point);
+    st->unsubscribe(st, 1, &ref, 1);
+    st->remove(st, "crash", 5, NULL);
+    OK(used_blocks() == 0, "crash point %d: no block leaked", point);
+}
+
+static void test_dead_slot(void)
+{
+    int slot = 0, fd = -1, p[2];
+    comet_chan_ref_t ref;
+    comet_channel_info_t info;
+    pid_t pid;
+    char c;
+    int status;
+
+    if (pipe(p) < 0) {
+        return;
+    }
+    pid = fork();
+    if (pid == 0) {
+        int s, f;
+        comet_chan_ref_t rr;
+        apr_global_mutex_child_init(&mutex, NULL, pool);
+        st->slot_claim(st, &s, &f);
+        st->subscribe(st, s, "orphan", 6, 3, &rr);
+        if (write(p[1], "x", 1) != 1) {
+            _exit(1);
+        }
+        pause();
+        _exit(0);
+    }
+    if (read(p[0], &c, 1) != 1) {
+        return;
+    }
+    st->info(st, "orphan", 6, &info);
+    OK(info.subscribers == 3, "a child's subscribers are counted");
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    /* every slot gets looked at by housekeeping in turn */
+    {
+        int i;
+        for (i = 0; i < 64; i++) {
+            st->maintain(st, apr_time_now() + apr_time_from_sec(2 * (i + 1)));
+        }
+    }
+    st->info(st, "orphan", 6, &info);
+    OK(info.subscribers == 0, "housekeeping forgets a killed child's subscribers");
+    OK(st->slot_claim(st, &slot, &fd) == APR_SUCCESS, "its slot can be claimed again");
+    st->subscribe(st, slot, "orphan", 6, 1, &ref);
+    st->unsubscribe(st, slot, &ref, 1);
+    st->slot_release(st, slot);
+    st->remove(st, "orphan", 6, NULL);
+}
+
+int main(void)
+{
+    apr_initialize();
+    apr_pool_create(&pool, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    setup(2 * 1024 * 1024, 8);
+
+    test_publish_fetch();
+    test_buffer_and_ttl();
+    test_full();
+    test_slots_and_wakeups();
+    test_cross_process();
+    test_crash_recovery(1);
+    test_crash_recovery(2);
+    test_dead_slot();
+    return UNIT_DONE();
+}
