@@ -206,8 +206,8 @@ static void lmsg_unref(lmsg_t *m)
     }
 }
 
-static char *batch_alloc(void *baton, comet_id_t id, apr_time_t published,
-                         apr_size_t len)
+static char *batch_alloc(void *baton, comet_id_t id, apr_uint32_t flags,
+                         apr_time_t published, apr_size_t len)
 {
     comet_reactor_t *r = baton;
     lmsg_t *m = calloc(1, sizeof(*m) + (len ? len : 1));

@@ -26,6 +26,14 @@
 
 typedef struct comet_store_t comet_store_t;
 
+/** Message flags. */
+#define COMET_MSG_CLOSE     0x1   /**< last message of a session: the stream closes */
+
+/** Channel flags. */
+#define COMET_CHAN_SESSION  0x1   /**< a session: one receiver at a time, consumed */
+#define COMET_CHAN_OPENED   0x2   /**< the session's open frame was delivered */
+#define COMET_CHAN_CLOSED   0x4   /**< the session's close message was published */
+
 /** Per-publish limits, from the configuration of the publishing location. */
 typedef struct comet_limits_t {
     apr_uint32_t buffer_length;      /**< messages kept per channel (>= 1) */
@@ -54,6 +62,10 @@ typedef struct comet_channel_info_t {
     apr_size_t bytes;                /**< bytes of buffered message bodies */
     apr_time_t created;
     apr_time_t last_publish;         /**< 0: never */
+    apr_uint32_t flags;              /**< COMET_CHAN_* */
+    int receiver;                    /**< sessions: a receiver is attached */
+    apr_time_t detached_at;          /**< sessions: when the last receiver left */
+    comet_id_t acked_id;             /**< sessions: delivered up to here */
 } comet_channel_info_t;
 
 /** What a fetch found besides the messages. */
@@ -72,6 +84,7 @@ typedef struct comet_store_stats_t {
     apr_uint32_t slots_used, slots_max;
     apr_uint64_t published;          /**< messages published since creation */
     apr_uint32_t repairs;            /**< recoveries from a holder that died */
+    apr_uint32_t sessions;           /**< session channels */
 } comet_store_stats_t;
 
 /**
@@ -79,7 +92,7 @@ typedef struct comet_store_stats_t {
  * memory for `len` bytes that the store fills, or NULL to stop the fetch
  * there (the message is then not counted).
  */
-typedef char *comet_fetch_alloc_fn(void *baton, comet_id_t id,
+typedef char *comet_fetch_alloc_fn(void *baton, comet_id_t id, apr_uint32_t flags,
                                    apr_time_t published, apr_size_t len);
 
 /**
@@ -97,7 +110,7 @@ struct comet_store_t {
      * wake the children that follow it.
      */
     apr_status_t (*publish)(comet_store_t *st, const char *chan, apr_size_t clen,
-                            const char *data, apr_size_t len,
+                            const char *data, apr_size_t len, apr_uint32_t flags,
                             const comet_limits_t *lim, comet_publish_result_t *res);
 
     /**
@@ -155,6 +168,40 @@ struct comet_store_t {
 
     /** Store-wide figures. */
     apr_status_t (*stats)(comet_store_t *st, comet_store_stats_t *stats);
+
+    /*
+     * Sessions: channels read by one receiver at a time, whose messages go
+     * once they are delivered.
+     */
+
+    /**
+     * Find or create a session channel.
+     * @param max      most sessions at once (0: no limit); APR_EAGAIN past it
+     * @param created  set to 1 if this call made it
+     */
+    apr_status_t (*session_open)(comet_store_t *st, const char *name, apr_size_t nlen,
+                                 apr_uint32_t max, int *created, comet_chan_ref_t *ref);
+
+    /**
+     * Become the session's receiver. @param token identifies the receiver
+     * (unique in the process, with `slot` in the store)
+     * @param acked receives the id delivered so far; @param flags its flags
+     * @return APR_EBUSY if another receiver has it, APR_NOTFOUND if gone
+     */
+    apr_status_t (*receiver_claim)(comet_store_t *st, int slot, const comet_chan_ref_t *ref,
+                                   apr_uint64_t token, comet_id_t *acked,
+                                   apr_uint32_t *flags);
+
+    /** Stop being the receiver (no-op if `token` is not the receiver). */
+    apr_status_t (*receiver_release)(comet_store_t *st, const comet_chan_ref_t *ref,
+                                     apr_uint64_t token);
+
+    /**
+     * Record delivery up to `id` (the messages go) and set `flags`
+     * (e.g. COMET_CHAN_OPENED).
+     */
+    apr_status_t (*ack)(comet_store_t *st, const comet_chan_ref_t *ref, comet_id_t id,
+                        apr_uint32_t flags);
 };
 
 /*******************************************************************************

@@ -18,11 +18,12 @@
  *  | buckets[nbuckets]  channel name hash -> first channel of the bucket   |
  *  +-----------------------------------------------------------------------+
  *  | chans[1..nchans]   name, generation, ids, message list (head..tail), |
- *  |                    subscriber list (first block), counters           |
+ *  |                    subscriber list (first block), counters; sessions |
+ *  |                    add a receiver, a delivered id and flags          |
  *  +-----------------------------------------------------------------------+
  *  | blocks[1..nblocks] 128 bytes each: a free list, then never used ones |
- *  |   message head:  next | next_msg | len | id | published | expires |  |
- *  |                  first 88 bytes of the body                          |
+ *  |   message head:  next | next_msg | len | flags | id | published |  |
+ *  |                  expires | first 88 bytes of the body               |
  *  |   continuation:  next | 124 more bytes of the body                   |
  *  |   subscribers:   next | n | 15 x (slot, count)                       |
  *  +-----------------------------------------------------------------------+
@@ -65,7 +66,7 @@
 #include "comet_store.h"
 
 #define SHM_MAGIC        "COMETSH1"
-#define SHM_VERSION      3
+#define SHM_VERSION      4
 #define BLOCK_SIZE       128
 #define INBOX_LEN        1024
 #define SLOTS_MAX        4096
@@ -115,6 +116,7 @@ typedef struct {
     apr_uint32_t maint_cursor;
     apr_uint32_t slot_cursor;
     apr_uint32_t repairs;
+    apr_uint32_t sessions;
     apr_time_t next_maint;
     apr_uint64_t published;
 } shm_header_t;
@@ -141,6 +143,12 @@ typedef struct {
     comet_id_t last_id;
     comet_id_t evicted_id;        /* newest id dropped from the buffer */
     apr_time_t created, last_publish, touched;
+    /* sessions */
+    apr_uint32_t flags;
+    apr_uint32_t receiver_slot;
+    apr_uint64_t receiver;        /* token of the receiver, 0: none */
+    comet_id_t acked_id;
+    apr_time_t detached_at;
     char name[COMET_CHANNEL_MAX];
 } shm_chan_t;
 
@@ -153,7 +161,7 @@ typedef struct {
     apr_uint32_t next;
     apr_uint32_t next_msg;
     apr_uint32_t len;
-    apr_uint32_t pad;
+    apr_uint32_t flags;           /* COMET_MSG_* */
     comet_id_t id;
     apr_time_t published;
     apr_time_t expires;           /* 0: never */
@@ -377,6 +385,7 @@ static void repair(shm_store_t *s)
     memset(s->buckets, 0, hdr->nbuckets * sizeof(apr_uint32_t));
     hdr->free_chan = NIL;
     hdr->chans_used = 0;
+    hdr->sessions = 0;
     if (hdr->fresh_chan < 1 || hdr->fresh_chan > hdr->nchans + 1) {
         hdr->fresh_chan = hdr->nchans + 1;
     }
@@ -441,6 +450,9 @@ static void repair(shm_store_t *s)
         c->hnext = s->buckets[c->hash & (hdr->nbuckets - 1)];
         s->buckets[c->hash & (hdr->nbuckets - 1)] = i;
         hdr->chans_used++;
+        if (c->flags & COMET_CHAN_SESSION) {
+            hdr->sessions++;
+        }
     }
     /* free blocks: whatever nobody reaches */
     hdr->free_block = NIL;
@@ -627,6 +639,9 @@ static void chan_free(shm_store_t *s, apr_uint32_t i)
     if (*pp == i) {
         *pp = c->hnext;
     }
+    if (c->flags & COMET_CHAN_SESSION) {
+        s->hdr->sessions--;
+    }
     c->in_use = 0;
     c->gen++;
     c->hnext = s->hdr->free_chan;
@@ -637,8 +652,9 @@ static void chan_free(shm_store_t *s, apr_uint32_t i)
 /* Reclaim channels that hold nothing and nobody follows. */
 static int chan_idle(shm_chan_t *c, apr_time_t now)
 {
+    /* sessions are ended by their owner, not by housekeeping */
     return c->in_use && c->count == 0 && c->subscribers == 0
-        && now - c->touched >= IDLE_GRACE;
+        && !(c->flags & COMET_CHAN_SESSION) && now - c->touched >= IDLE_GRACE;
 }
 
 static void chans_collect(shm_store_t *s, apr_time_t now, apr_uint32_t from,
@@ -746,6 +762,11 @@ static void slot_forget(shm_store_t *s, apr_uint32_t slot)
         if (!c->in_use) {
             continue;
         }
+        if (c->receiver && c->receiver_slot == slot) {
+            c->receiver = 0;
+            c->receiver_slot = 0;
+            c->detached_at = apr_time_now();
+        }
         for (l = c->slots; l != NIL; l = SLST(s, l)->next) {
             shm_slotlist_t *lst = SLST(s, l);
             apr_uint32_t k;
@@ -793,7 +814,7 @@ static int pid_dead(apr_int32_t pid)
  ******************************************************************************/
 
 static apr_status_t shm_publish(comet_store_t *st, const char *name, apr_size_t clen,
-                                const char *data, apr_size_t len,
+                                const char *data, apr_size_t len, apr_uint32_t flags,
                                 const comet_limits_t *lim, comet_publish_result_t *res)
 {
     shm_store_t *s = (shm_store_t *)st;
@@ -807,7 +828,7 @@ static apr_status_t shm_publish(comet_store_t *st, const char *name, apr_size_t 
     comet_id_t id;
     apr_status_t rv;
 
-    if (len > lim->max_size || len > APR_UINT32_MAX || !comet_channel_valid(name, clen)) {
+    if (len > lim->max_size || len > APR_UINT32_MAX || !comet_store_name_valid(name, clen)) {
         return APR_EINVAL;
     }
     nblk = msg_blocks(len);
@@ -829,6 +850,12 @@ static apr_status_t shm_publish(comet_store_t *st, const char *name, apr_size_t 
         }
     }
     c = CHAN(s, ci);
+    if (c->flags & COMET_CHAN_CLOSED) {
+        /* a closed session takes nothing more */
+        end_change(s);
+        unlock_store(s);
+        return APR_EOF;
+    }
     chan_expire(s, c, now);
     while (c->count >= (lim->buffer_length ? lim->buffer_length : 1)) {
         chan_drop_head(s, c);
@@ -852,7 +879,7 @@ static apr_status_t shm_publish(comet_store_t *st, const char *name, apr_size_t 
     }
     msg->next_msg = NIL;
     msg->len = (apr_uint32_t)len;
-    msg->pad = 0;
+    msg->flags = flags;
     msg->id = id;
     msg->published = now;
     msg->expires = lim->ttl > 0 ? now + lim->ttl : 0;
@@ -877,6 +904,9 @@ static apr_status_t shm_publish(comet_store_t *st, const char *name, apr_size_t 
     c->bytes += len;
     c->last_id = id;
     c->last_publish = c->touched = now;
+    if (flags & COMET_MSG_CLOSE) {
+        c->flags |= COMET_CHAN_CLOSED;
+    }
     s->hdr->published++;
     nwake = chan_notify(s, ci, wake, SLOTS_MAX);
     res->id = id;
@@ -929,7 +959,7 @@ static apr_status_t shm_fetch(comet_store_t *st, const comet_chan_ref_t *ref,
             }
             continue;
         }
-        dst = alloc(baton, msg->id, msg->published, msg->len);
+        dst = alloc(baton, msg->id, msg->flags, msg->published, msg->len);
         if (!dst) {
             break;
         }
@@ -981,6 +1011,10 @@ static apr_status_t shm_info(comet_store_t *st, const char *name, apr_size_t cle
     info->subscribers = c->subscribers;
     info->created = c->created;
     info->last_publish = c->last_publish;
+    info->flags = c->flags;
+    info->receiver = c->receiver != 0;
+    info->detached_at = c->detached_at;
+    info->acked_id = c->acked_id;
     unlock_store(s);
     return APR_SUCCESS;
 }
@@ -1024,7 +1058,7 @@ static apr_status_t shm_subscribe(comet_store_t *st, int slot, const char *name,
     shm_chan_t *c;
     apr_status_t rv;
 
-    if (slot < 1 || (apr_uint32_t)slot > s->hdr->nslots || !comet_channel_valid(name, clen)) {
+    if (slot < 1 || (apr_uint32_t)slot > s->hdr->nslots || !comet_store_name_valid(name, clen)) {
         return APR_EINVAL;
     }
     if ((rv = lock_store(s)) != APR_SUCCESS) {
@@ -1302,6 +1336,140 @@ static apr_status_t shm_stats(comet_store_t *st, comet_store_stats_t *out)
     }
     out->published = s->hdr->published;
     out->repairs = s->hdr->repairs;
+    out->sessions = s->hdr->sessions;
+    unlock_store(s);
+    return APR_SUCCESS;
+}
+
+static apr_status_t shm_session_open(comet_store_t *st, const char *name, apr_size_t nlen,
+                                     apr_uint32_t max, int *created, comet_chan_ref_t *ref)
+{
+    shm_store_t *s = (shm_store_t *)st;
+    apr_uint32_t hash = name_hash(name, nlen), ci;
+    apr_time_t now = apr_time_now();
+    apr_status_t rv;
+
+    *created = 0;
+    if (!comet_store_name_valid(name, nlen)) {
+        return APR_EINVAL;
+    }
+    if ((rv = lock_store(s)) != APR_SUCCESS) {
+        return rv;
+    }
+    ci = chan_find(s, name, nlen, hash);
+    if (ci == NIL) {
+        if (max && s->hdr->sessions >= max) {
+            unlock_store(s);
+            return APR_EAGAIN;
+        }
+        begin_change(s);
+        ci = chan_create(s, name, nlen, hash, now);
+        if (ci == NIL) {
+            end_change(s);
+            unlock_store(s);
+            return APR_ENOSPC;
+        }
+        CHAN(s, ci)->flags = COMET_CHAN_SESSION;
+        CHAN(s, ci)->detached_at = now;
+        s->hdr->sessions++;
+        end_change(s);
+        *created = 1;
+    }
+    ref->idx = ci;
+    ref->gen = CHAN(s, ci)->gen;
+    unlock_store(s);
+    return APR_SUCCESS;
+}
+
+/* The live session channel a reference names, or NULL. */
+static shm_chan_t *session_at(shm_store_t *s, const comet_chan_ref_t *ref)
+{
+    shm_chan_t *c;
+
+    if (ref->idx < 1 || ref->idx >= s->hdr->fresh_chan) {
+        return NULL;
+    }
+    c = CHAN(s, ref->idx);
+    return c->in_use && c->gen == ref->gen ? c : NULL;
+}
+
+static apr_status_t shm_receiver_claim(comet_store_t *st, int slot, const comet_chan_ref_t *ref,
+                                       apr_uint64_t token, comet_id_t *acked,
+                                       apr_uint32_t *flags)
+{
+    shm_store_t *s = (shm_store_t *)st;
+    shm_chan_t *c;
+    apr_status_t rv;
+
+    if ((rv = lock_store(s)) != APR_SUCCESS) {
+        return rv;
+    }
+    c = session_at(s, ref);
+    if (!c) {
+        rv = APR_NOTFOUND;
+    }
+    else if (c->receiver && c->receiver != token) {
+        rv = APR_EBUSY;
+    }
+    else {
+        c->receiver = token;
+        c->receiver_slot = (apr_uint32_t)slot;
+        c->touched = apr_time_now();
+        *acked = c->acked_id;
+        *flags = c->flags;
+    }
+    unlock_store(s);
+    return rv;
+}
+
+static apr_status_t shm_receiver_release(comet_store_t *st, const comet_chan_ref_t *ref,
+                                         apr_uint64_t token)
+{
+    shm_store_t *s = (shm_store_t *)st;
+    shm_chan_t *c;
+    apr_status_t rv;
+
+    if ((rv = lock_store(s)) != APR_SUCCESS) {
+        return rv;
+    }
+    c = session_at(s, ref);
+    if (c && c->receiver == token) {
+        c->receiver = 0;
+        c->receiver_slot = 0;
+        c->detached_at = c->touched = apr_time_now();
+    }
+    unlock_store(s);
+    return APR_SUCCESS;
+}
+
+static apr_status_t shm_ack(comet_store_t *st, const comet_chan_ref_t *ref, comet_id_t id,
+                            apr_uint32_t flags)
+{
+    shm_store_t *s = (shm_store_t *)st;
+    shm_chan_t *c;
+    apr_status_t rv;
+
+    if ((rv = lock_store(s)) != APR_SUCCESS) {
+        return rv;
+    }
+    c = session_at(s, ref);
+    if (!c) {
+        unlock_store(s);
+        return APR_NOTFOUND;
+    }
+    begin_change(s);
+    if (id > c->acked_id) {
+        c->acked_id = id;
+    }
+    /* delivered messages are not kept, except a close: later receivers
+     * must still learn that the session ended */
+    while (c->head != NIL && MSG(s, c->head)->id <= c->acked_id
+           && !(MSG(s, c->head)->flags & COMET_MSG_CLOSE)) {
+        chan_drop_head(s, c);
+    }
+    c->flags |= flags;
+    c->touched = apr_time_now();
+    end_change(s);
     unlock_store(s);
     return APR_SUCCESS;
 }
@@ -1352,6 +1520,10 @@ apr_status_t comet_store_shm_open(comet_store_t **st, apr_pool_t *p, void *base,
     s->pub.drain = shm_drain;
     s->pub.maintain = shm_maintain;
     s->pub.stats = shm_stats;
+    s->pub.session_open = shm_session_open;
+    s->pub.receiver_claim = shm_receiver_claim;
+    s->pub.receiver_release = shm_receiver_release;
+    s->pub.ack = shm_ack;
     *st = &s->pub;
     return APR_SUCCESS;
 }

@@ -93,6 +93,21 @@ int comet_channel_valid(const char *s, apr_size_t len)
     return 1;
 }
 
+int comet_store_name_valid(const char *s, apr_size_t len)
+{
+    apr_size_t i;
+
+    if (len == 0 || len > COMET_CHANNEL_MAX) {
+        return 0;
+    }
+    for (i = 0; i < len; i++) {
+        if (s[i] != ':' && !comet_channel_valid(s + i, 1)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static int js_ident_start(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == '$';

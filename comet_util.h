@@ -59,6 +59,12 @@ void comet_buf_free(comet_buf_t *b);
 int comet_channel_valid(const char *s, apr_size_t len);
 
 /**
+ * @return 1 if s[0..len) may name a channel in the store: a channel id, or an
+ * internal name with ':' (sessions), which no URL can reach; else 0.
+ */
+int comet_store_name_valid(const char *s, apr_size_t len);
+
+/**
  * @return 1 if s is a JavaScript property path safe to paste into a script:
  * identifiers ([A-Za-z_$][A-Za-z0-9_$]*) joined by single dots, at most
  * COMET_CALLBACK_MAX bytes; else 0.

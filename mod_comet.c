@@ -933,7 +933,7 @@ static int comet_publish(request_rec *r, const comet_dir_conf_t *conf, const cha
     if (rc != OK) {
         return comet_error(r, rc, APLOG_INFO, 0, "cannot read the message body");
     }
-    rv = comet_proc.store->publish(comet_proc.store, chan, clen, data, len, &lim, &res);
+    rv = comet_proc.store->publish(comet_proc.store, chan, clen, data, len, 0, &lim, &res);
     if (rv == APR_ENOSPC) {
         return comet_error(r, HTTP_INSUFFICIENT_STORAGE, APLOG_ERR, rv,
                            "the channel store is full: raise CometSharedMemory, lower "

@@ -33,7 +33,8 @@ typedef struct {
 
 static sink_t sink;
 
-static char *sink_alloc(void *baton, comet_id_t id, apr_time_t published, apr_size_t len)
+static char *sink_alloc(void *baton, comet_id_t id, apr_uint32_t flags, apr_time_t published,
+                        apr_size_t len)
 {
     sink_t *k = baton;
 
@@ -91,8 +92,8 @@ static void test_publish_fetch(void)
     char big[10000];
     int i;
 
-    OK(st->publish(st, "news", 4, "one", 3, &lim, &r1) == APR_SUCCESS, "publish creates a channel");
-    OK(st->publish(st, "news", 4, "two", 3, &lim, &r2) == APR_SUCCESS, "publish again");
+    OK(st->publish(st, "news", 4, "one", 3, 0, &lim, &r1) == APR_SUCCESS, "publish creates a channel");
+    OK(st->publish(st, "news", 4, "two", 3, 0, &lim, &r2) == APR_SUCCESS, "publish again");
     OK(r2.id > r1.id, "ids increase");
     OK(r1.id > (comet_id_t)apr_time_now() - apr_time_from_sec(60),
        "ids start from the clock (survive a restart)");
@@ -111,7 +112,7 @@ static void test_publish_fetch(void)
     for (i = 0; i < (int)sizeof(big); i++) {
         big[i] = (char)(i * 7 + 3);
     }
-    OK(st->publish(st, "news", 4, big, sizeof(big), &lim, &r3) == APR_SUCCESS, "a 10000-byte message");
+    OK(st->publish(st, "news", 4, big, sizeof(big), 0, &lim, &r3) == APR_SUCCESS, "a 10000-byte message");
     res = fetch(&ref, r2.id);
     OK(res.count == 1 && sink.len == sizeof(big) && !memcmp(sink.data, big, sizeof(big)),
        "comes back intact across blocks");
@@ -119,8 +120,8 @@ static void test_publish_fetch(void)
        && info.subscribers == 1 && info.last_id == r3.id && info.first_id == r1.id
        && info.bytes == 6 + sizeof(big), "info: messages, subscribers, ids, bytes");
     OK(st->info(st, "nope", 4, &info) == APR_NOTFOUND, "info of an unknown channel: not found");
-    OK(st->publish(st, "bad.id", 6, "x", 1, &lim, &r1) == APR_EINVAL, "invalid channel id refused");
-    OK(st->publish(st, "news", 4, big, sizeof(big), &(comet_limits_t){ 10, 0, 100 }, &r1)
+    OK(st->publish(st, "bad.id", 6, "x", 1, 0, &lim, &r1) == APR_EINVAL, "invalid channel id refused");
+    OK(st->publish(st, "news", 4, big, sizeof(big), 0, &(comet_limits_t){ 10, 0, 100 }, &r1)
        == APR_EINVAL, "over the size limit refused");
     OK(st->unsubscribe(st, 1, &ref, 1) == APR_SUCCESS, "unsubscribe");
     OK(st->remove(st, "news", 4, NULL) == APR_SUCCESS, "delete the channel");
@@ -139,7 +140,7 @@ static void test_buffer_and_ttl(void)
     int i;
 
     for (i = 0; i < 5; i++) {
-        st->publish(st, "buf", 3, "m", 1, &small, &r[i]);
+        st->publish(st, "buf", 3, "m", 1, 0, &small, &r[i]);
     }
     st->subscribe(st, 1, "buf", 3, 1, &ref);
     res = fetch(&ref, 0);
@@ -150,7 +151,7 @@ static void test_buffer_and_ttl(void)
     res = fetch(&ref, r[0].id);
     OK(res.gap, "a gap before it");
 
-    st->publish(st, "brief", 5, "short-lived", 11, &brief, &r[0]);
+    st->publish(st, "brief", 5, "short-lived", 11, 0, &brief, &r[0]);
     st->subscribe(st, 2, "brief", 5, 1, &ref);
     res = fetch(&ref, 0);
     OK(res.count == 1, "fresh message fetched");
@@ -177,12 +178,12 @@ static void test_full(void)
     apr_status_t rv;
     comet_store_stats_t s;
 
-    while ((rv = st->publish(st, "hog", 3, chunk, sizeof(chunk), &keep, &r)) == APR_SUCCESS) {
+    while ((rv = st->publish(st, "hog", 3, chunk, sizeof(chunk), 0, &keep, &r)) == APR_SUCCESS) {
         n++;
     }
     OK(rv == APR_ENOSPC && n > 5, "a full segment refuses with ENOSPC after %d messages", n);
     OK(st->remove(st, "hog", 3, NULL) == APR_SUCCESS, "deleting frees it");
-    OK(st->publish(st, "hog", 3, chunk, sizeof(chunk), &keep, &r) == APR_SUCCESS,
+    OK(st->publish(st, "hog", 3, chunk, sizeof(chunk), 0, &keep, &r) == APR_SUCCESS,
        "publishing works again");
     st->remove(st, "hog", 3, NULL);
     st->stats(st, &s);
@@ -200,26 +201,26 @@ static void test_slots_and_wakeups(void)
 
     OK(st->slot_claim(st, &slot, &fd) == APR_SUCCESS && slot >= 1 && fd >= 0, "claim a slot");
     OK(st->subscribe(st, slot, "wake", 4, 2, &ref) == APR_SUCCESS, "two subscribers of this slot");
-    st->publish(st, "wake", 4, "a", 1, &lim, &r);
+    st->publish(st, "wake", 4, "a", 1, 0, &lim, &r);
     OK(r.subscribers == 2, "publish counts them");
     p.fd = fd;
     p.events = POLLIN;
     OK(poll(&p, 1, 1000) == 1, "the wake descriptor turns readable");
-    st->publish(st, "wake", 4, "b", 1, &lim, &r);
+    st->publish(st, "wake", 4, "b", 1, 0, &lim, &r);
     OK(recv(fd, buf, sizeof(buf), MSG_DONTWAIT) == 1
        && recv(fd, buf, sizeof(buf), MSG_DONTWAIT) < 0,
        "one wake-up for two publishes before the drain");
     OK(st->drain(st, slot, refs, 16, &n, &ovf) == APR_SUCCESS && n == 2 && !ovf
        && refs[0].idx == ref.idx && refs[0].gen == ref.gen, "the inbox names the channel");
-    st->publish(st, "wake", 4, "c", 1, &lim, &r);
+    st->publish(st, "wake", 4, "c", 1, 0, &lim, &r);
     OK(poll(&p, 1, 1000) == 1, "after a drain the next publish wakes again");
     recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
     st->drain(st, slot, refs, 16, &n, &ovf);
-    OK(st->publish(st, "quiet", 5, "q", 1, &lim, &r) == APR_SUCCESS && poll(&p, 1, 50) == 0,
+    OK(st->publish(st, "quiet", 5, "q", 1, 0, &lim, &r) == APR_SUCCESS && poll(&p, 1, 50) == 0,
        "no wake-up for a channel nobody here follows");
     OK(st->slot_claim(st, &slot2, &fd2) == APR_SUCCESS && slot2 != slot, "a second slot");
     OK(st->slot_release(st, slot) == APR_SUCCESS, "release the first");
-    st->publish(st, "wake", 4, "d", 1, &lim, &r);
+    st->publish(st, "wake", 4, "d", 1, 0, &lim, &r);
     OK(r.subscribers == 0, "its subscriptions went with it");
     st->slot_release(st, slot2);
     st->remove(st, "wake", 4, NULL);
@@ -291,7 +292,7 @@ static void test_cross_process(void)
     for (i = 0; i < MSGS; i++) {
         char m[16];
         int len = snprintf(m, sizeof(m), "m%d", i);
-        st->publish(st, "xp", 2, m, (apr_size_t)len, &lim, &r);
+        st->publish(st, "xp", 2, m, (apr_size_t)len, 0, &lim, &r);
         if (i % 10 == 0) {
             apr_sleep(1000);
         }
@@ -318,20 +319,20 @@ static void test_crash_recovery(int point)
     pid_t pid;
     int status;
 
-    st->publish(st, "crash", 5, "before", 6, &lim, &r1);
+    st->publish(st, "crash", 5, "before", 6, 0, &lim, &r1);
     st->subscribe(st, 1, "crash", 5, 1, &ref);
     st->stats(st, &before);
     pid = fork();
     if (pid == 0) {
         apr_global_mutex_child_init(&mutex, NULL, pool);
         comet_store_shm_crash_point = point;
-        st->publish(st, "crash", 5, "doomed message that takes blocks", 32, &lim, &r2);
+        st->publish(st, "crash", 5, "doomed message that takes blocks", 32, 0, &lim, &r2);
         _exit(0);
     }
     waitpid(pid, &status, 0);
     OK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
        "crash point %d: the publisher died holding the lock", point);
-    OK(st->publish(st, "crash", 5, "after", 5, &lim, &r2) == APR_SUCCESS,
+    OK(st->publish(st, "crash", 5, "after", 5, 0, &lim, &r2) == APR_SUCCESS,
        "crash point %d: the next publish goes through", point);
     res = fetch(&ref, 0);
     OK(res.count >= 2 && sink.ids[0] == r1.id && sink.ids[res.count - 1] == r2.id,
@@ -391,6 +392,55 @@ static void test_dead_slot(void)
     st->remove(st, "orphan", 6, NULL);
 }
 
+static void test_sessions(void)
+{
+    comet_chan_ref_t ref, again;
+    comet_publish_result_t r1, r2, r3;
+    comet_fetch_result_t res;
+    comet_channel_info_t info;
+    comet_limits_t keep = { 100000, 0, 65536 };
+    comet_id_t acked = 1;
+    apr_uint32_t flags = 0;
+    int created = 0;
+
+    OK(st->session_open(st, "s:abc", 5, 10, &created, &ref) == APR_SUCCESS && created,
+       "a session channel is created");
+    OK(st->session_open(st, "s:abc", 5, 10, &created, &again) == APR_SUCCESS && !created
+       && again.idx == ref.idx, "opening it again finds it");
+    OK(st->receiver_claim(st, 1, &ref, 111, &acked, &flags) == APR_SUCCESS && acked == 0
+       && (flags & COMET_CHAN_SESSION), "a receiver claims it");
+    OK(st->receiver_claim(st, 2, &ref, 222, &acked, &flags) == APR_EBUSY,
+       "a second receiver is refused");
+    st->publish(st, "s:abc", 5, "x", 1, 0, &keep, &r1);
+    st->publish(st, "s:abc", 5, "y", 1, 0, &keep, &r2);
+    OK(st->ack(st, &ref, r1.id, COMET_CHAN_OPENED) == APR_SUCCESS, "ack the first");
+    res = fetch(&ref, 0);
+    OK(res.count == 1 && sink.ids[0] == r2.id, "acked messages are gone");
+    st->receiver_release(st, &ref, 111);
+    OK(st->receiver_claim(st, 2, &ref, 222, &acked, &flags) == APR_SUCCESS && acked == r1.id
+       && (flags & COMET_CHAN_OPENED), "the next receiver resumes after the ack");
+    OK(st->publish(st, "s:abc", 5, "bye", 3, COMET_MSG_CLOSE, &keep, &r3) == APR_SUCCESS,
+       "a close message");
+    OK(st->publish(st, "s:abc", 5, "late", 4, 0, &keep, &r1) == APR_EOF,
+       "nothing is taken after the close");
+    st->ack(st, &ref, r3.id, 0);
+    res = fetch(&ref, r2.id);
+    OK(res.count == 1 && sink.ids[0] == r3.id, "the close stays after its ack");
+    st->info(st, "s:abc", 5, &info);
+    OK((info.flags & COMET_CHAN_CLOSED) && info.receiver, "info shows closed, attached");
+    OK(st->maintain(st, apr_time_now() + apr_time_from_sec(120)) == APR_SUCCESS
+       && st->info(st, "s:abc", 5, &info) == APR_SUCCESS, "housekeeping leaves sessions alone");
+    {
+        comet_chan_ref_t r2ref;
+        OK(st->session_open(st, "s:def", 5, 1, &created, &r2ref) == APR_EAGAIN,
+           "the session limit is enforced");
+    }
+    st->remove(st, "s:abc", 5, NULL);
+    OK(st->receiver_claim(st, 2, &ref, 222, &acked, &flags) == APR_NOTFOUND,
+       "a removed session is gone");
+    OK(used_blocks() == 0, "no block left behind");
+}
+
 int main(void)
 {
     apr_initialize();
@@ -406,5 +456,6 @@ int main(void)
     test_crash_recovery(1);
     test_crash_recovery(2);
     test_dead_slot();
+    test_sessions();
     return UNIT_DONE();
 }
