@@ -39,6 +39,7 @@
 #define CLOSE_GRACE      apr_time_from_sec(5)
 #define MAINT_EVERY      apr_time_from_sec(1)
 #define READ_DISCARD_MAX 65536
+#define BATCH_MAX        256
 
 enum { TAG_WAKE = 1, TAG_CMD, TAG_SUB };
 
@@ -50,6 +51,7 @@ typedef struct lmsg_t {
     struct lmsg_t *next;          /* in a fetch batch */
     unsigned refs;
     comet_id_t id;
+    apr_uint32_t flags;           /* COMET_MSG_* */
     apr_size_t len;
     comet_buf_t frame[COMET_TRANSPORTS_MAX];
     char data[];
@@ -63,6 +65,7 @@ typedef struct qnode_t {
     const char *p;
     apr_size_t len;
     apr_size_t off;               /* bytes of hdr + p + trailer already sent */
+    comet_id_t ack_id;            /* sessions: delivered once this is written */
     unsigned char hlen;           /* chunk header length (0: not chunked) */
     char hdr[18];
 } qnode_t;
@@ -113,6 +116,13 @@ struct sub_t {
     comet_held_t *held;
     const comet_transport_t *t;
     unsigned chunked:1, closing:1, closed:1, want_out:1, in_flush:1, sent_batch:1;
+    unsigned session:1;           /* the receiver of a session: acks, releases */
+    apr_uint64_t token;
+    comet_id_t acked_pending, acked_sent;
+    lmsg_t *batch[BATCH_MAX];     /* oneshot: messages for the one frame */
+    apr_size_t nbatch;
+    comet_stream_params_t params;
+    char callback[COMET_CALLBACK_MAX + 1];
     apr_size_t nlinks;
     link_t links[COMET_SUB_CHANNELS_MAX];
     comet_id_t since[COMET_SUB_CHANNELS_MAX];
@@ -218,6 +228,7 @@ static char *batch_alloc(void *baton, comet_id_t id, apr_uint32_t flags,
     }
     m->refs = 1;                  /* the batch's reference */
     m->id = id;
+    m->flags = flags;
     m->len = len;
     *r->batch_tail = m;
     r->batch_tail = &m->next;
@@ -524,7 +535,7 @@ static void sub_end(sub_t *s, comet_end_t why)
     if (s->closing || s->closed) {
         return;
     }
-    if (s->t->end && s->t->end(&b, why) == 0) {
+    if (s->t->end && s->t->end(&b, &s->params, why) == 0) {
         sub_queue_own(s, &b);
     }
     comet_buf_free(&b);
@@ -541,6 +552,100 @@ static void sub_end(sub_t *s, comet_end_t why)
     s->close_at = apr_time_now() + CLOSE_GRACE;
     heap_set(s->r, s);
     sub_want_flush(s->r, s);
+}
+
+/* Sessions: tell the store what reached the client, so that the next
+ * receiver starts after it and the memory goes. */
+static void sub_ack(sub_t *s)
+{
+    apr_status_t rv;
+
+    if (!s->session || s->acked_pending <= s->acked_sent || !s->nlinks || !s->links[0].ch) {
+        return;
+    }
+    rv = s->r->store->ack(s->r->store, &s->links[0].ch->ref, s->acked_pending, 0);
+    if (rv != APR_SUCCESS && rv != APR_NOTFOUND) {
+        rlog(s->r, COMET_LOG_ERR, rv, "comet: cannot record delivery to %s", s->peer);
+    }
+    s->acked_sent = s->acked_pending;
+}
+
+/* Queue bytes of this subscriber alone that deliver messages up to ack_id. */
+static int sub_queue_acked(sub_t *s, const comet_buf_t *b, comet_id_t ack_id)
+{
+    if (sub_queue_own(s, b) < 0) {
+        return -1;
+    }
+    if (s->qtail) {
+        s->qtail->ack_id = ack_id;
+    }
+    return 0;
+}
+
+/* Oneshot transports: the messages gathered so far, as one frame. */
+static void sub_flush_batch(sub_t *s)
+{
+    comet_frame_msg_t msgs[BATCH_MAX];
+    comet_buf_t b = { 0 };
+    apr_size_t i;
+    comet_id_t last = 0;
+
+    for (i = 0; i < s->nbatch; i++) {
+        msgs[i].id = s->batch[i]->id;
+        msgs[i].chan = s->links[0].ch ? s->links[0].ch->name : "";
+        msgs[i].clen = s->links[0].ch ? s->links[0].ch->name_len : 0;
+        msgs[i].data = s->batch[i]->data;
+        msgs[i].len = s->batch[i]->len;
+        last = msgs[i].id;
+    }
+    if (s->t->batch(&b, &s->params, msgs, s->nbatch) == 0) {
+        sub_queue_acked(s, &b, last);
+        s->r->n_delivered += s->nbatch;
+    }
+    comet_buf_free(&b);
+    for (i = 0; i < s->nbatch; i++) {
+        lmsg_unref(s->batch[i]);
+    }
+    s->nbatch = 0;
+    s->sent_batch = 1;
+}
+
+/* Hand one message to a subscriber, as its transport wants it.
+ * @return 0, or -1 if out of memory */
+static int sub_take(sub_t *s, lmsg_t *m, const lchan_t *c)
+{
+    if (m->flags & COMET_MSG_CLOSE) {
+        comet_buf_t b = { 0 };
+        if (!s->session || !s->t->close) {
+            return 0;
+        }
+        if (s->nbatch) {
+            /* messages first; the close waits for the next poll */
+            s->sent_batch = 1;
+            return 0;
+        }
+        if (s->t->close(&b, &s->params, m->data, m->len) == 0) {
+            sub_queue_own(s, &b);
+        }
+        comet_buf_free(&b);
+        sub_end(s, COMET_END_RECONNECT);
+        return 0;
+    }
+    if (s->t->oneshot && s->t->batch) {
+        if (s->nbatch == BATCH_MAX) {
+            return 0;                 /* the rest goes in the next poll */
+        }
+        m->refs++;
+        s->batch[s->nbatch++] = m;
+        return 0;
+    }
+    if (sub_queue_msg(s, m, c) < 0) {
+        return -1;
+    }
+    if (s->session && s->qtail) {
+        s->qtail->ack_id = m->id;
+    }
+    return 0;
 }
 
 /* Move queued bytes to the handler thread of a held subscriber. */
@@ -562,6 +667,9 @@ static void held_flush(sub_t *s)
             over = 1;
             break;
         }
+        if (q->ack_id > s->acked_pending) {
+            s->acked_pending = q->ack_id;
+        }
         s->written += q->len;
         s->queued -= qnode_total(q);
         s->qhead = q->next;
@@ -581,6 +689,7 @@ static void held_flush(sub_t *s)
         /* the counter cannot overflow in practice; the handler polls anyway */
     }
     s->last_write = apr_time_now();
+    sub_ack(s);
     if (over) {
         rlog(s->r, COMET_LOG_INFO, APR_ENOSPC,
              "comet: dropping held subscriber %s: its client reads too slowly", s->peer);
@@ -652,6 +761,9 @@ static void sub_flush(sub_t *s)
             apr_size_t left = qnode_total(q) - q->off;
             if ((apr_size_t)w >= left) {
                 w -= (ssize_t)left;
+                if (q->ack_id > s->acked_pending) {
+                    s->acked_pending = q->ack_id;
+                }
                 s->written += q->len;
                 s->queued -= qnode_total(q);
                 s->qhead = q->next;
@@ -666,6 +778,7 @@ static void sub_flush(sub_t *s)
             s->qtail = NULL;
         }
     }
+    sub_ack(s);
     if (s->qhead && !s->want_out) {
         struct epoll_event ev;
         ev.events = EPOLLIN | EPOLLRDHUP | EPOLLOUT;
@@ -700,6 +813,9 @@ static void sub_after_output(sub_t *s)
 {
     if (s->closed) {
         return;
+    }
+    if (s->nbatch && !s->closing) {
+        sub_flush_batch(s);
     }
     if (!s->closing) {
         if (s->t->oneshot && s->sent_batch) {
@@ -785,6 +901,14 @@ static void reap(comet_reactor_t *r)
         qnode_t *q;
 
         r->reap_head = s->cnext;
+        if (s->session && s->nlinks && s->links[0].ch && !s->links[0].ch->gone) {
+            sub_ack(s);
+            r->store->receiver_release(r->store, &s->links[0].ch->ref, s->token);
+        }
+        for (i = 0; i < s->nbatch; i++) {
+            lmsg_unref(s->batch[i]);
+        }
+        s->nbatch = 0;
         for (i = 0; i < s->nlinks; i++) {
             link_t *l = &s->links[i];
             c = l->ch;
@@ -860,7 +984,7 @@ static void deliver(comet_reactor_t *r, lchan_t *c, lmsg_t *batch)
             if (s->closed || s->closing || m->id <= l->cursor) {
                 continue;
             }
-            if (sub_queue_msg(s, m, c) < 0) {
+            if (sub_take(s, m, c) < 0) {
                 rlog(r, COMET_LOG_ERR, APR_ENOMEM, "comet: out of memory, dropping %s", s->peer);
                 sub_close(s, 1);
                 continue;
@@ -877,10 +1001,10 @@ static void deliver_link(comet_reactor_t *r, lchan_t *c, link_t *l, lmsg_t *batc
     lmsg_t *m;
 
     for (m = batch; m; m = m->next) {
-        if (m->id <= l->cursor) {
+        if (m->id <= l->cursor || l->sub->closing || l->sub->closed) {
             continue;
         }
-        if (sub_queue_msg(l->sub, m, c) < 0) {
+        if (sub_take(l->sub, m, c) < 0) {
             rlog(r, COMET_LOG_ERR, APR_ENOMEM, "comet: out of memory, dropping %s", l->sub->peer);
             sub_close(l->sub, 1);
             return;
@@ -1182,12 +1306,18 @@ static void run_timers(comet_reactor_t *r, apr_time_t now)
         }
         if (s->heartbeat && now >= s->last_write + s->heartbeat) {
             if (s->t->oneshot) {
+                /* a poll with nothing to say: a heartbeat answers it */
+                comet_buf_t b = { 0 };
+                if (s->session && s->t->heartbeat && s->t->heartbeat(&b, &s->params) == 0) {
+                    sub_queue_own(s, &b);
+                }
+                comet_buf_free(&b);
                 sub_end(s, COMET_END_TIMEOUT);
                 continue;
             }
             if (s->t->heartbeat) {
                 comet_buf_t b = { 0 };
-                if (s->t->heartbeat(&b) == 0) {
+                if (s->t->heartbeat(&b, &s->params) == 0) {
                     sub_queue_own(s, &b);
                 }
                 comet_buf_free(&b);
@@ -1436,6 +1566,13 @@ apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
     s->queue_limit = spec->queue_limit ? spec->queue_limit : (apr_size_t)1 << 20;
     s->last_write = now;
     apr_cpystrn(s->peer, spec->peer ? spec->peer : "-", sizeof(s->peer));
+    s->session = spec->session ? 1 : 0;
+    s->token = spec->token;
+    s->params = spec->params;
+    if (spec->params.callback) {
+        apr_cpystrn(s->callback, spec->params.callback, sizeof(s->callback));
+        s->params.callback = s->callback;
+    }
     for (i = 0; i < spec->nchannels; i++) {
         /* the link carries a provisional channel holding the name, turned
          * into the shared local channel by the reactor */

@@ -60,6 +60,11 @@ typedef struct comet_sub_spec_t {
     apr_size_t byte_limit;            /**< accumulating transports: end past this */
     apr_size_t queue_limit;           /**< drop a client with more waiting */
     const char *peer;                 /**< client address, for log lines */
+    comet_stream_params_t params;     /**< for the framing (copied) */
+    /** the receiver of a session (one channel, since = its acked id): the
+     * reactor records what was written and releases the claim at the end */
+    int session;
+    apr_uint64_t token;               /**< sessions: the receiver_claim token */
 } comet_sub_spec_t;
 
 /** Figures of one reactor. */

@@ -1458,13 +1458,20 @@ static apr_status_t shm_ack(comet_store_t *st, const comet_chan_ref_t *ref, come
         return APR_NOTFOUND;
     }
     begin_change(s);
+    {
+        /* never past a close: every later receiver must learn of it */
+        apr_uint32_t m;
+        for (m = c->head; m != NIL; m = MSG(s, m)->next_msg) {
+            if ((MSG(s, m)->flags & COMET_MSG_CLOSE) && id >= MSG(s, m)->id) {
+                id = MSG(s, m)->id - 1;
+                break;
+            }
+        }
+    }
     if (id > c->acked_id) {
         c->acked_id = id;
     }
-    /* delivered messages are not kept, except a close: later receivers
-     * must still learn that the session ended */
-    while (c->head != NIL && MSG(s, c->head)->id <= c->acked_id
-           && !(MSG(s, c->head)->flags & COMET_MSG_CLOSE)) {
+    while (c->head != NIL && MSG(s, c->head)->id <= c->acked_id) {
         chan_drop_head(s, c);
     }
     c->flags |= flags;

@@ -4,6 +4,8 @@
 
 #include <string.h>
 
+#include <apr_strings.h>
+
 #include "comet_transport.h"
 
 static const char *end_reason(comet_end_t why)
@@ -66,12 +68,12 @@ static int iframe_message(comet_buf_t *out, comet_id_t id, const char *chan,
     return rv ? -1 : 0;
 }
 
-static int iframe_heartbeat(comet_buf_t *out)
+static int iframe_heartbeat(comet_buf_t *out, const comet_stream_params_t *p)
 {
     return comet_buf_puts(out, "<script>h();</script>\n");
 }
 
-static int iframe_end(comet_buf_t *out, comet_end_t why)
+static int iframe_end(comet_buf_t *out, const comet_stream_params_t *p, comet_end_t why)
 {
     int rv = 0;
 
@@ -82,12 +84,301 @@ static int iframe_end(comet_buf_t *out, comet_end_t why)
 }
 
 const comet_transport_t comet_transport_iframe = {
-    "iframe", 0, "text/html; charset=utf-8", 1, 0,
-    iframe_prelude, iframe_message, iframe_heartbeat, iframe_end
+    .name = "iframe", .index = 0, .content_type = "text/html; charset=utf-8",
+    .accumulates = 1,
+    .prelude = iframe_prelude, .message = iframe_message, .heartbeat = iframe_heartbeat,
+    .end = iframe_end
 };
+
+/*******************************************************************************
+ * SockJS 0.3
+ *
+ * Frames: "o" open, "h" heartbeat, a[...] messages (a JSON array of strings),
+ * c[code,"reason"] close. Each transport wraps them its own way; htmlfile and
+ * jsonp pass the frame as a JSON string to a callback, so it is escaped twice.
+ ******************************************************************************/
+
+/* a["<message>"] */
+static int sockjs_array(comet_buf_t *out, const comet_frame_msg_t *msgs, apr_size_t n)
+{
+    apr_size_t i;
+    int rv = comet_buf_puts(out, "a[");
+
+    for (i = 0; i < n; i++) {
+        rv |= comet_buf_puts(out, i ? ",\"" : "\"");
+        rv |= comet_json_escape(out, msgs[i].data, msgs[i].len);
+        rv |= comet_buf_puts(out, "\"");
+    }
+    rv |= comet_buf_puts(out, "]");
+    return rv ? -1 : 0;
+}
+
+static int sockjs_close_frame(comet_buf_t *out, const char *data, apr_size_t len)
+{
+    int rv = comet_buf_puts(out, "c[");
+
+    rv |= comet_buf_append(out, data, len);
+    rv |= comet_buf_puts(out, "]");
+    return rv ? -1 : 0;
+}
+
+/* Wrap the frame that fill() appends in before ... after. */
+typedef int frame_fill_fn(comet_buf_t *out, const void *a, apr_size_t b);
+
+static int wrap(comet_buf_t *out, const char *before, const char *after,
+                frame_fill_fn *fill, const void *a, apr_size_t b)
+{
+    int rv = comet_buf_puts(out, before);
+
+    rv |= fill(out, a, b);
+    rv |= comet_buf_puts(out, after);
+    return rv ? -1 : 0;
+}
+
+/* Same, with the frame JSON-escaped into a string literal. */
+static int wrap_quoted(comet_buf_t *out, const char *before, const char *after,
+                       frame_fill_fn *fill, const void *a, apr_size_t b)
+{
+    comet_buf_t frame = { 0 };
+    int rv = fill(&frame, a, b);
+
+    rv |= comet_buf_puts(out, before);
+    rv |= comet_buf_puts(out, "\"");
+    rv |= comet_json_escape(out, frame.data, frame.len);
+    rv |= comet_buf_puts(out, "\"");
+    rv |= comet_buf_puts(out, after);
+    comet_buf_free(&frame);
+    return rv ? -1 : 0;
+}
+
+static int fill_literal(comet_buf_t *out, const void *a, apr_size_t b)
+{
+    return comet_buf_puts(out, a);
+}
+
+static int fill_array(comet_buf_t *out, const void *a, apr_size_t b)
+{
+    return sockjs_array(out, a, b);
+}
+
+static int fill_close(comet_buf_t *out, const void *a, apr_size_t b)
+{
+    return sockjs_close_frame(out, a, b);
+}
+
+static int fill_one(comet_buf_t *out, const void *a, apr_size_t b)
+{
+    const comet_frame_msg_t *m = a;
+    return sockjs_array(out, m, 1);
+}
+
+/* --- xhr (polling) and xhr_streaming: frame + "\n" --- */
+
+static int xhr_streaming_prelude(comet_buf_t *out, const comet_stream_params_t *p)
+{
+    char h[COMET_SOCKJS_XHR_PRELUDE];
+
+    /* some browsers expose a streaming response only past 2 KiB */
+    memset(h, 'h', sizeof(h) - 1);
+    h[sizeof(h) - 1] = '\n';
+    return comet_buf_append(out, h, sizeof(h));
+}
+
+static int xhr_message(comet_buf_t *out, comet_id_t id, const char *chan, apr_size_t clen,
+                       const char *data, apr_size_t len)
+{
+    comet_frame_msg_t m = { id, chan, clen, data, len };
+    return wrap(out, "", "\n", fill_one, &m, 0);
+}
+
+static int xhr_heartbeat(comet_buf_t *out, const comet_stream_params_t *p)
+{
+    return comet_buf_puts(out, "h\n");
+}
+
+static int xhr_open(comet_buf_t *out, const comet_stream_params_t *p)
+{
+    return comet_buf_puts(out, "o\n");
+}
+
+static int xhr_batch(comet_buf_t *out, const comet_stream_params_t *p,
+                     const comet_frame_msg_t *msgs, apr_size_t n)
+{
+    return wrap(out, "", "\n", fill_array, msgs, n);
+}
+
+static int xhr_close(comet_buf_t *out, const comet_stream_params_t *p, const char *data,
+                     apr_size_t len)
+{
+    return wrap(out, "", "\n", fill_close, data, len);
+}
+
+const comet_transport_t comet_transport_sockjs_xhr = {
+    .name = "xhr", .index = 1, .content_type = "application/javascript; charset=UTF-8",
+    .oneshot = 1, .session = 1,
+    .message = xhr_message, .heartbeat = xhr_heartbeat, .batch = xhr_batch,
+    .open = xhr_open, .close = xhr_close
+};
+
+const comet_transport_t comet_transport_sockjs_xhr_streaming = {
+    .name = "xhr_streaming", .index = 2,
+    .content_type = "application/javascript; charset=UTF-8", .accumulates = 1, .session = 1,
+    .prelude = xhr_streaming_prelude, .message = xhr_message, .heartbeat = xhr_heartbeat,
+    .open = xhr_open, .close = xhr_close
+};
+
+/* --- eventsource: "data: " frame "\r\n\r\n" --- */
+
+static int es_prelude(comet_buf_t *out, const comet_stream_params_t *p)
+{
+    return comet_buf_puts(out, "\r\n");
+}
+
+static int es_message(comet_buf_t *out, comet_id_t id, const char *chan, apr_size_t clen,
+                      const char *data, apr_size_t len)
+{
+    comet_frame_msg_t m = { id, chan, clen, data, len };
+    return wrap(out, "data: ", "\r\n\r\n", fill_one, &m, 0);
+}
+
+static int es_heartbeat(comet_buf_t *out, const comet_stream_params_t *p)
+{
+    return comet_buf_puts(out, "data: h\r\n\r\n");
+}
+
+static int es_open(comet_buf_t *out, const comet_stream_params_t *p)
+{
+    return comet_buf_puts(out, "data: o\r\n\r\n");
+}
+
+static int es_close(comet_buf_t *out, const comet_stream_params_t *p, const char *data,
+                    apr_size_t len)
+{
+    return wrap(out, "data: ", "\r\n\r\n", fill_close, data, len);
+}
+
+const comet_transport_t comet_transport_sockjs_eventsource = {
+    .name = "eventsource", .index = 3, .content_type = "text/event-stream; charset=UTF-8",
+    .accumulates = 1, .session = 1,
+    .prelude = es_prelude, .message = es_message, .heartbeat = es_heartbeat,
+    .open = es_open, .close = es_close
+};
+
+/* --- htmlfile: <script>\np("frame");\n</script>\r\n --- */
+
+static int htmlfile_prelude(comet_buf_t *out, const comet_stream_params_t *p)
+{
+    apr_size_t start = out->len;
+    int rv = 0;
+
+    rv |= comet_buf_puts(out,
+        "<!doctype html>\n<html><head>\n"
+        "  <meta http-equiv=\"X-UA-Compatible\" content=\"IE=edge\" />\n"
+        "  <meta http-equiv=\"Content-Type\" content=\"text/html; charset=UTF-8\" />\n"
+        "</head><body><h2>Don't panic!</h2>\n  <script>\n"
+        "    document.domain = document.domain;\n    var c = parent.");
+    rv |= comet_buf_puts(out, p->callback);
+    rv |= comet_buf_puts(out,
+        ";\n    c.start();\n    function p(d) {c.message(d);};\n"
+        "    window.onload = function() {c.stop();};\n  </script>\n");
+    /* more than 1 KiB before the browser runs anything */
+    while (!rv && out->len - start <= COMET_IFRAME_PRELUDE_MIN) {
+        rv |= comet_buf_puts(out, "                                                                ");
+    }
+    rv |= comet_buf_puts(out, "\r\n\r\n");
+    return rv ? -1 : 0;
+}
+
+static int htmlfile_message(comet_buf_t *out, comet_id_t id, const char *chan,
+                            apr_size_t clen, const char *data, apr_size_t len)
+{
+    comet_frame_msg_t m = { id, chan, clen, data, len };
+    return wrap_quoted(out, "<script>\np(", ");\n</script>\r\n", fill_one, &m, 0);
+}
+
+static int htmlfile_heartbeat(comet_buf_t *out, const comet_stream_params_t *p)
+{
+    return comet_buf_puts(out, "<script>\np(\"h\");\n</script>\r\n");
+}
+
+static int htmlfile_open(comet_buf_t *out, const comet_stream_params_t *p)
+{
+    return comet_buf_puts(out, "<script>\np(\"o\");\n</script>\r\n");
+}
+
+static int htmlfile_close(comet_buf_t *out, const comet_stream_params_t *p, const char *data,
+                          apr_size_t len)
+{
+    return wrap_quoted(out, "<script>\np(", ");\n</script>\r\n", fill_close, data, len);
+}
+
+const comet_transport_t comet_transport_sockjs_htmlfile = {
+    .name = "htmlfile", .index = 4, .content_type = "text/html; charset=UTF-8",
+    .accumulates = 1, .session = 1,
+    .prelude = htmlfile_prelude, .message = htmlfile_message,
+    .heartbeat = htmlfile_heartbeat, .open = htmlfile_open, .close = htmlfile_close
+};
+
+/* --- jsonp (polling): / ** / cb("frame");\r\n --- */
+
+static int jsonp_head(comet_buf_t *out, const comet_stream_params_t *p, char *before,
+                      apr_size_t size)
+{
+    /* the comment defeats content sniffing as Flash (Rosetta Flash) */
+    return apr_snprintf(before, size, "/**/%s(", p->callback) >= (int)size ? -1 : 0;
+}
+
+static int jsonp_frame(comet_buf_t *out, const comet_stream_params_t *p, frame_fill_fn *fill,
+                       const void *a, apr_size_t b)
+{
+    char before[COMET_CALLBACK_MAX + 16];
+
+    if (jsonp_head(out, p, before, sizeof(before)) < 0) {
+        return -1;
+    }
+    return wrap_quoted(out, before, ");\r\n", fill, a, b);
+}
+
+static int jsonp_heartbeat(comet_buf_t *out, const comet_stream_params_t *p)
+{
+    return jsonp_frame(out, p, fill_literal, "h", 0);
+}
+
+static int jsonp_open(comet_buf_t *out, const comet_stream_params_t *p)
+{
+    return jsonp_frame(out, p, fill_literal, "o", 0);
+}
+
+static int jsonp_batch(comet_buf_t *out, const comet_stream_params_t *p,
+                       const comet_frame_msg_t *msgs, apr_size_t n)
+{
+    return jsonp_frame(out, p, fill_array, msgs, n);
+}
+
+static int jsonp_close(comet_buf_t *out, const comet_stream_params_t *p, const char *data,
+                       apr_size_t len)
+{
+    return jsonp_frame(out, p, fill_close, data, len);
+}
+
+const comet_transport_t comet_transport_sockjs_jsonp = {
+    .name = "jsonp", .index = 5, .content_type = "application/javascript; charset=UTF-8",
+    .oneshot = 1, .session = 1,
+    .message = xhr_message, .heartbeat = jsonp_heartbeat, .batch = jsonp_batch,
+    .open = jsonp_open, .close = jsonp_close
+};
+
+/*******************************************************************************
+ * the table
+ ******************************************************************************/
 
 const comet_transport_t *const comet_transports[] = {
     &comet_transport_iframe,
+    &comet_transport_sockjs_xhr,
+    &comet_transport_sockjs_xhr_streaming,
+    &comet_transport_sockjs_eventsource,
+    &comet_transport_sockjs_htmlfile,
+    &comet_transport_sockjs_jsonp,
     NULL
 };
 

@@ -19,12 +19,21 @@ typedef enum {
     COMET_END_TIMEOUT          /**< long-poll: nothing arrived, poll again */
 } comet_end_t;
 
-/** Per-stream values a prelude may need. */
+/** Per-stream values the framing may need. */
 typedef struct comet_stream_params_t {
-    const char *callback;              /**< iframe: validated JS path of the parent's callback */
+    const char *callback;              /**< iframe, htmlfile, jsonp: validated JS path */
     apr_interval_time_t heartbeat;     /**< announced to the client (0: none) */
     apr_interval_time_t retry;         /**< reconnect delay the client should use */
 } comet_stream_params_t;
+
+/** A message as the framing sees it. */
+typedef struct comet_frame_msg_t {
+    comet_id_t id;
+    const char *chan;
+    apr_size_t clen;
+    const char *data;
+    apr_size_t len;
+} comet_frame_msg_t;
 
 typedef struct comet_transport_t comet_transport_t;
 
@@ -35,20 +44,42 @@ struct comet_transport_t {
     const char *content_type;
     unsigned accumulates:1;            /**< the client keeps every byte: recycle the stream */
     unsigned oneshot:1;                /**< the response ends after one batch (long-poll) */
+    unsigned session:1;                /**< for sessions (mod_comet_socket) only */
 
-    /** Bytes sent once, right after the headers. */
+    /** Bytes sent once, right after the headers; NULL: none. */
     int (*prelude)(comet_buf_t *out, const comet_stream_params_t *p);
-    /** One message. */
+    /** One message; the same for every subscriber (built once, shared). */
     int (*message)(comet_buf_t *out, comet_id_t id, const char *chan, apr_size_t clen,
                    const char *data, apr_size_t len);
     /** Keeps proxies and the client's watchdog content; NULL: none. */
-    int (*heartbeat)(comet_buf_t *out);
+    int (*heartbeat)(comet_buf_t *out, const comet_stream_params_t *p);
     /** Last bytes of a stream that ends normally; NULL: none. */
-    int (*end)(comet_buf_t *out, comet_end_t why);
+    int (*end)(comet_buf_t *out, const comet_stream_params_t *p, comet_end_t why);
+    /** Oneshot transports: the whole batch as one frame; NULL: per message. */
+    int (*batch)(comet_buf_t *out, const comet_stream_params_t *p,
+                 const comet_frame_msg_t *msgs, apr_size_t n);
+    /** Sessions: the frame that opens one (SockJS "o"); NULL: none. */
+    int (*open)(comet_buf_t *out, const comet_stream_params_t *p);
+    /** Sessions: the frame that closes one, from the close message's body. */
+    int (*close)(comet_buf_t *out, const comet_stream_params_t *p, const char *data,
+                 apr_size_t len);
 };
 
 /** The forever iframe: text/html, one <script> per message. */
 extern const comet_transport_t comet_transport_iframe;
+
+/** SockJS 0.3 transports (sessions). */
+extern const comet_transport_t comet_transport_sockjs_xhr;
+extern const comet_transport_t comet_transport_sockjs_xhr_streaming;
+extern const comet_transport_t comet_transport_sockjs_eventsource;
+extern const comet_transport_t comet_transport_sockjs_htmlfile;
+extern const comet_transport_t comet_transport_sockjs_jsonp;
+
+/** SockJS: the body of the close message a backend's end publishes. */
+#define COMET_SOCKJS_GO_AWAY "3000,\"Go away!\""
+
+/** SockJS: bytes of the xhr_streaming prelude (2048 'h' and a newline). */
+#define COMET_SOCKJS_XHR_PRELUDE 2049
 
 /** Every transport, NULL-terminated. */
 extern const comet_transport_t *const comet_transports[];

@@ -747,7 +747,7 @@ static int comet_subscribe(request_rec *r, const comet_dir_conf_t *conf, const c
         return comet_error(r, HTTP_BAD_REQUEST, APLOG_INFO, 0,
                            "since: a message id (digits) expected");
     }
-    if (tname && !(t = comet_transport_find(tname))) {
+    if (tname && (!(t = comet_transport_find(tname)) || t->session)) {
         return comet_error(r, HTTP_BAD_REQUEST, APLOG_INFO, 0, "unknown transport");
     }
     if (cb && !comet_callback_valid(cb)) {

@@ -427,6 +427,8 @@ static void test_sessions(void)
     res = fetch(&ref, r2.id);
     OK(res.count == 1 && sink.ids[0] == r3.id, "the close stays after its ack");
     st->info(st, "s:abc", 5, &info);
+    OK(info.acked_id < r3.id, "and every later receiver gets it again");
+    st->info(st, "s:abc", 5, &info);
     OK((info.flags & COMET_CHAN_CLOSED) && info.receiver, "info shows closed, attached");
     OK(st->maintain(st, apr_time_now() + apr_time_from_sec(120)) == APR_SUCCESS
        && st->info(st, "s:abc", 5, &info) == APR_SUCCESS, "housekeeping leaves sessions alone");

@@ -136,7 +136,7 @@ static void test_iframe_frames(void)
     comet_buf_append(&b, "", 1);
     IS_STR(b.data, "<script>p(42,\"a\\u003c/script\\u003e\",\"news\");</script>\n", "message frame");
     b.len = 0;
-    comet_transport_iframe.end(&b, COMET_END_DELETED);
+    comet_transport_iframe.end(&b, &p, COMET_END_DELETED);
     comet_buf_append(&b, "", 1);
     IS_STR(b.data, "<script>e(\"deleted\");</script>\n</body></html>\n", "end frame");
     OK(comet_transport_find("iframe") == &comet_transport_iframe, "transport by name");
