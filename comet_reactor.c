@@ -1577,7 +1577,7 @@ apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
         /* the link carries a provisional channel holding the name, turned
          * into the shared local channel by the reactor */
         lchan_t *c = calloc(1, sizeof(*c));
-        if (!c || !comet_channel_valid(spec->channels[i], spec->channel_lens[i])) {
+        if (!c || !comet_store_name_valid(spec->channels[i], spec->channel_lens[i])) {
             apr_size_t k;
             free(c);
             for (k = 0; k < i; k++) {

@@ -39,6 +39,8 @@ typedef struct comet_limits_t {
     apr_uint32_t buffer_length;      /**< messages kept per channel (>= 1) */
     apr_interval_time_t ttl;         /**< message time-to-live */
     apr_size_t max_size;             /**< largest message accepted */
+    apr_size_t max_bytes;            /**< most bytes a channel may hold (0: no limit);
+                                          past it publish says APR_EAGAIN */
 } comet_limits_t;
 
 /** A channel as a child remembers it: stable until the channel is deleted. */
@@ -198,10 +200,15 @@ struct comet_store_t {
 
     /**
      * Record delivery up to `id` (the messages go) and set `flags`
-     * (e.g. COMET_CHAN_OPENED).
+     * (e.g. COMET_CHAN_OPENED). Works on any channel with a single reader.
      */
     apr_status_t (*ack)(comet_store_t *st, const comet_chan_ref_t *ref, comet_id_t id,
                         apr_uint32_t flags);
+
+    /** Call `fn` with the name of every channel starting with `prefix`. */
+    apr_status_t (*list)(comet_store_t *st, const char *prefix,
+                         void (*fn)(void *baton, const char *name, apr_size_t len),
+                         void *baton);
 };
 
 /*******************************************************************************

@@ -857,6 +857,11 @@ static apr_status_t shm_publish(comet_store_t *st, const char *name, apr_size_t 
         return APR_EOF;
     }
     chan_expire(s, c, now);
+    if (lim->max_bytes && c->bytes + len > lim->max_bytes) {
+        end_change(s);
+        unlock_store(s);
+        return APR_EAGAIN;
+    }
     while (c->count >= (lim->buffer_length ? lim->buffer_length : 1)) {
         chan_drop_head(s, c);
     }
@@ -1381,7 +1386,7 @@ static apr_status_t shm_session_open(comet_store_t *st, const char *name, apr_si
     return APR_SUCCESS;
 }
 
-/* The live session channel a reference names, or NULL. */
+/* The live channel a reference names, or NULL. */
 static shm_chan_t *session_at(shm_store_t *s, const comet_chan_ref_t *ref)
 {
     shm_chan_t *c;
@@ -1481,6 +1486,49 @@ static apr_status_t shm_ack(comet_store_t *st, const comet_chan_ref_t *ref, come
     return APR_SUCCESS;
 }
 
+static apr_status_t shm_list(comet_store_t *st, const char *prefix,
+                             void (*fn)(void *baton, const char *name, apr_size_t len),
+                             void *baton)
+{
+    shm_store_t *s = (shm_store_t *)st;
+    apr_size_t plen = strlen(prefix);
+    apr_uint32_t i, n = 0, cap = 64;
+    char (*names)[COMET_CHANNEL_MAX + 1] = malloc(cap * sizeof(*names));
+    apr_status_t rv;
+
+    if (!names) {
+        return APR_ENOMEM;
+    }
+    if ((rv = lock_store(s)) != APR_SUCCESS) {
+        free(names);
+        return rv;
+    }
+    for (i = 1; i < s->hdr->fresh_chan; i++) {
+        shm_chan_t *c = CHAN(s, i);
+        if (!c->in_use || c->name_len < plen || memcmp(c->name, prefix, plen)) {
+            continue;
+        }
+        if (n == cap) {
+            void *more = realloc(names, 2 * cap * sizeof(*names));
+            if (!more) {
+                break;
+            }
+            names = more;
+            cap *= 2;
+        }
+        memcpy(names[n], c->name, c->name_len);
+        names[n][c->name_len] = '\0';
+        n++;
+    }
+    unlock_store(s);
+    /* called without the lock: fn may use the store */
+    for (i = 0; i < n; i++) {
+        fn(baton, names[i], strlen(names[i]));
+    }
+    free(names);
+    return APR_SUCCESS;
+}
+
 static apr_status_t shm_store_cleanup(void *data)
 {
     shm_store_t *s = data;
@@ -1531,6 +1579,7 @@ apr_status_t comet_store_shm_open(comet_store_t **st, apr_pool_t *p, void *base,
     s->pub.receiver_claim = shm_receiver_claim;
     s->pub.receiver_release = shm_receiver_release;
     s->pub.ack = shm_ack;
+    s->pub.list = shm_list;
     *st = &s->pub;
     return APR_SUCCESS;
 }

@@ -107,6 +107,9 @@ static void *comet_dir_create(apr_pool_t *p, char *dir)
     c->stream_limit = UNSET;
     c->client_buffer = UNSET;
     c->stream_mode = UNSET;
+    c->cookie = UNSET;
+    c->response_limit = UNSET;
+    c->socket_heartbeat = UNSET;
     return c;
 }
 
@@ -124,6 +127,7 @@ static void *comet_dir_merge(apr_pool_t *p, void *basev, void *addv)
     c->stream_limit = MERGE(add, base, stream_limit);
     c->client_buffer = MERGE(add, base, client_buffer);
     c->stream_mode = MERGE(add, base, stream_mode);
+    comet_socket_dir_merge(c, base, add);
     return c;
 }
 
@@ -263,6 +267,34 @@ static const command_rec comet_cmds[] = {
     AP_INIT_TAKE1("CometStreamMode", set_stream_mode, NULL, RSRC_CONF | ACCESS_CONF,
                   "auto: an event loop per child writes the streams; thread: a worker "
                   "thread per stream (default auto)"),
+    /* mod_comet_socket.c */
+    AP_INIT_RAW_ARGS("CometSocketBackend", comet_socket_set_backend, NULL,
+                     RSRC_CONF | ACCESS_CONF, "the program or server each session talks to: "
+                     "echo, close, exec:<program> [args], unix:<path> or tcp:<host>:<port>"),
+    AP_INIT_FLAG("CometSocketCookie", comet_socket_set_cookie, NULL, RSRC_CONF | ACCESS_CONF,
+                 "set the JSESSIONID cookie sticky load balancers need (default Off)"),
+    AP_INIT_TAKE1("CometSocketResponseLimit", comet_socket_set_response_limit, NULL,
+                  RSRC_CONF | ACCESS_CONF, "bytes after which a streaming response is "
+                  "renewed (default 128K)"),
+    AP_INIT_TAKE1("CometSocketHeartbeat", comet_socket_set_heartbeat, NULL,
+                  RSRC_CONF | ACCESS_CONF, "silence after which a session gets a heartbeat "
+                  "frame (default 25s)"),
+    AP_INIT_TAKE1("CometSocketClientURL", comet_socket_set_client_url, NULL,
+                  RSRC_CONF | ACCESS_CONF, "URL of sockjs.js for the iframe page"),
+    AP_INIT_TAKE1("CometSocketMaxSessions", comet_socket_set_max_sessions, NULL, RSRC_CONF,
+                  "most sessions open at once, server-wide (default 10000)"),
+    AP_INIT_TAKE1("CometSocketDisconnectDelay", comet_socket_set_disconnect_delay, NULL,
+                  RSRC_CONF, "a session without a receiver this long ends (default 5s)"),
+    AP_INIT_TAKE1("CometSocketMaxQueue", comet_socket_set_max_queue, NULL, RSRC_CONF,
+                  "bytes waiting per session and direction before the sender is held "
+                  "back (default 1M)"),
+    AP_INIT_TAKE1("CometProgramGrace", comet_socket_set_grace, NULL, RSRC_CONF,
+                  "time a program gets after stdin EOF, then after SIGTERM (default 3s)"),
+    AP_INIT_RAW_ARGS("CometChannelSource", comet_socket_set_source, NULL, RSRC_CONF,
+                     "<channel> [ondemand] exec:<program> [args]: publish every line the "
+                     "program prints"),
+    AP_INIT_TAKE1("CometSourceRate", comet_socket_set_source_rate, NULL, RSRC_CONF,
+                  "most lines a second a channel source may publish (default 1000)"),
     { NULL }
 };
 
@@ -282,6 +314,7 @@ static void comet_log(void *baton, comet_log_level_t level, apr_status_t rv, con
 static int comet_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
 {
     conf_shm_size = DEF_SHM_SIZE;
+    comet_socket_pre_config(pconf);
     return ap_mutex_register(pconf, COMET_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT, 0);
 }
 
@@ -363,7 +396,7 @@ static int comet_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *pt
             ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, COMET_LOGNO(00103)
                          "kept %" APR_SIZE_T_FMT " bytes of channels across the restart",
                          size);
-            return OK;
+            return comet_socket_post_config(pconf, s);
         }
         ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, COMET_LOGNO(00104)
                      "the channels' shared memory does not fit this configuration "
@@ -393,7 +426,7 @@ static int comet_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *pt
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, COMET_LOGNO(00107)
                  "mod_comet %s: %" APR_SIZE_T_FMT " bytes of shared memory for up to %d "
                  "processes", COMET_VERSION, comet_proc.size, nslots);
-    return OK;
+    return comet_socket_post_config(pconf, s);
 }
 
 static apr_status_t comet_child_exit(void *data)
@@ -420,6 +453,7 @@ static void comet_child_init(apr_pool_t *pchild, server_rec *s)
     if (!comet_proc.mutex || !comet_proc.base) {
         return;
     }
+    comet_socket_child_init(pchild, s);
     rv = apr_global_mutex_child_init(&comet_proc.mutex,
                                      apr_global_mutex_lockfile(comet_proc.mutex), pchild);
     if (rv != APR_SUCCESS) {
@@ -470,7 +504,7 @@ static void comet_child_stopping(apr_pool_t *pchild, int graceful)
  ******************************************************************************/
 
 /* What follows the <Location> path in the URL ("" for the location itself). */
-static const char *comet_path_rest(request_rec *r, const comet_dir_conf_t *conf)
+const char *comet_path_rest(request_rec *r, const comet_dir_conf_t *conf)
 {
     const char *uri = r->uri, *slash;
     apr_size_t blen;
@@ -491,7 +525,7 @@ static const char *comet_path_rest(request_rec *r, const comet_dir_conf_t *conf)
 }
 
 /* Value of a query argument, decoded; NULL if absent. */
-static const char *comet_query_arg(request_rec *r, const char *name)
+const char *comet_query_arg(request_rec *r, const char *name)
 {
     const char *q = r->args;
     apr_size_t nlen = strlen(name);
@@ -552,8 +586,7 @@ static const char *comet_json_str(request_rec *r, const char *s, apr_size_t len)
 }
 
 /* Answer an error: the status and a one-line explanation, also logged. */
-static int comet_error(request_rec *r, int status, int level, apr_status_t rv,
-                       const char *why)
+int comet_error(request_rec *r, int status, int level, apr_status_t rv, const char *why)
 {
     ap_log_rerror(APLOG_MARK, level, rv, r, COMET_LOGNO(00120) "%s: %s", r->uri, why);
     apr_table_setn(r->notes, "error-notes", ap_escape_html(r->pool, why));
@@ -620,7 +653,7 @@ static int comet_serve_asset(request_rec *r, const comet_dir_conf_t *conf,
 /* May the event loop write this connection's socket itself? Only if nothing
  * between the handler and the socket changes the bytes (TLS, compression,
  * HTTP/2 framing, rate limits...). */
-static int comet_can_own_socket(request_rec *r)
+int comet_can_own_socket(request_rec *r)
 {
     conn_rec *c = r->connection;
     ap_filter_t *f;
@@ -642,8 +675,7 @@ static int comet_can_own_socket(request_rec *r)
     return 1;
 }
 
-static int comet_send(request_rec *r, apr_bucket_brigade *bb, const char *data,
-                      apr_size_t len)
+int comet_send(request_rec *r, apr_bucket_brigade *bb, const char *data, apr_size_t len)
 {
     apr_status_t rv;
 
@@ -658,7 +690,7 @@ static int comet_send(request_rec *r, apr_bucket_brigade *bb, const char *data,
 }
 
 /* A worker thread keeps the stream: TLS, HTTP/2, CometStreamMode thread. */
-static int comet_hold_stream(request_rec *r, comet_sub_spec_t *spec)
+static int comet_hold_stream(request_rec *r, comet_sub_spec_t *spec, int *taken)
 {
     comet_held_t *h = NULL;
     apr_bucket_brigade *bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
@@ -677,6 +709,7 @@ static int comet_hold_stream(request_rec *r, comet_sub_spec_t *spec)
                       "the subscriber loop is stopping: stream ends");
         return OK;
     }
+    *taken = 1;
     for (;;) {
         int state = AP_MPMQ_RUNNING;
         rv = comet_held_wait(h, (int)fd, HELD_POLL, &out);
@@ -765,14 +798,7 @@ static int comet_subscribe(request_rec *r, const comet_dir_conf_t *conf, const c
         }
     }
 
-    /* a stream: no compression, no keep-alive, no request timeouts */
-    apr_table_setn(r->subprocess_env, "no-gzip", "1");
-    apr_table_setn(r->subprocess_env, "no-brotli", "1");
-    ap_remove_input_filter_byhandle(c->input_filters, "reqtimeout");
-    c->keepalive = AP_CONN_CLOSE;
-    ap_set_content_type(r, t->content_type);
-    comet_no_cache(r);
-    apr_table_setn(r->headers_out, "X-Accel-Buffering", "no");
+    comet_stream_headers(r, t->content_type);
     if (r->header_only) {
         return OK;
     }
@@ -792,13 +818,46 @@ static int comet_subscribe(request_rec *r, const comet_dir_conf_t *conf, const c
     }
 
     spec.transport = t;
+    spec.params = params;
     spec.heartbeat = params.heartbeat;
     spec.lifetime = CONF_OR(conf, lifetime, DEF_LIFETIME);
     spec.byte_limit = (apr_size_t)CONF_OR(conf, stream_limit, DEF_STREAM_LIMIT);
-    spec.queue_limit = (apr_size_t)CONF_OR(conf, client_buffer, DEF_CLIENT_BUFFER);
-    spec.peer = r->useragent_ip;
-    spec.chunked = r->chunked;
+    return comet_stream_handoff(r, conf, &spec, &rc);
+}
 
+/* Prepare the response of a stream: no compression, no keep-alive, no
+ * request timeouts, no caching anywhere. */
+void comet_stream_headers(request_rec *r, const char *content_type)
+{
+    apr_table_setn(r->subprocess_env, "no-gzip", "1");
+    apr_table_setn(r->subprocess_env, "no-brotli", "1");
+    ap_remove_input_filter_byhandle(r->connection->input_filters, "reqtimeout");
+    r->connection->keepalive = AP_CONN_CLOSE;
+    ap_set_content_type(r, content_type);
+    comet_no_cache(r);
+    apr_table_setn(r->headers_out, "X-Accel-Buffering", "no");
+}
+
+int comet_stream_handoff(request_rec *r, const comet_dir_conf_t *conf, comet_sub_spec_t *spec,
+                         int *taken)
+{
+    conn_rec *c = r->connection;
+
+    *taken = 0;
+    /* the headers must be on the wire before the loop writes the body */
+    if (!r->sent_bodyct) {
+        apr_bucket_brigade *bb = apr_brigade_create(r->pool, c->bucket_alloc);
+        if (comet_send(r, bb, NULL, 0) < 0) {
+            return OK;
+        }
+    }
+    spec->queue_limit = (apr_size_t)CONF_OR(conf, client_buffer, DEF_CLIENT_BUFFER);
+    spec->peer = r->useragent_ip;
+    spec->chunked = r->chunked;
+    if (!comet_proc.reactor) {
+        return comet_error(r, OK, APLOG_ERR, 0,
+                           "this child has no subscriber loop (see earlier errors)");
+    }
     if (CONF_OR(conf, stream_mode, COMET_MODE_AUTO) == COMET_MODE_AUTO
         && comet_can_own_socket(r)) {
         apr_os_sock_t fd;
@@ -813,14 +872,15 @@ static int comet_subscribe(request_rec *r, const comet_dir_conf_t *conf, const c
         /* the socket is already non-blocking at the OS level in httpd 2.4,
          * make sure of it: the loop must never block */
         fcntl(dup_fd, F_SETFL, fcntl(dup_fd, F_GETFL) | O_NONBLOCK);
-        spec.fd = dup_fd;
-        rv = comet_reactor_add(comet_proc.reactor, &spec, NULL);
+        spec->fd = dup_fd;
+        rv = comet_reactor_add(comet_proc.reactor, spec, NULL);
         if (rv != APR_SUCCESS) {
             close(dup_fd);
             ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r, COMET_LOGNO(00133)
                           "the subscriber loop is stopping: stream ends");
             return OK;
         }
+        *taken = 1;
         /* The loop owns the socket now. Marking the connection aborted makes
          * httpd log the request and close only its own descriptor, without
          * a lingering shutdown that would end our stream. */
@@ -828,7 +888,7 @@ static int comet_subscribe(request_rec *r, const comet_dir_conf_t *conf, const c
         c->aborted = 1;
         return OK;
     }
-    return comet_hold_stream(r, &spec);
+    return comet_hold_stream(r, spec, taken);
 }
 
 static int comet_handler(request_rec *r)
@@ -857,7 +917,7 @@ static int comet_handler(request_rec *r)
  ******************************************************************************/
 
 /* Read the whole body, at most `max` bytes: an HTTP status on failure. */
-static int comet_read_body(request_rec *r, apr_off_t max, char **data, apr_size_t *len)
+int comet_read_body(request_rec *r, apr_off_t max, char **data, apr_size_t *len)
 {
     apr_bucket_brigade *bb;
     apr_size_t got = 0;
@@ -914,7 +974,7 @@ static int comet_read_body(request_rec *r, apr_off_t max, char **data, apr_size_
 static int comet_publish(request_rec *r, const comet_dir_conf_t *conf, const char *chan,
                          apr_size_t clen)
 {
-    comet_limits_t lim;
+    comet_limits_t lim = { 0 };
     comet_publish_result_t res;
     char *data = NULL;
     apr_size_t len = 0;

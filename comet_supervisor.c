@@ -1,0 +1,1443 @@
+/* Licensed under the Apache License, Version 2.0 (the "License"); see README. */
+
+/*
+ * The supervisor; see comet_supervisor.h.
+ *
+ *   children --"ctl:sup"--> open session / new sources
+ *   children --"u:<sid>"--> [supervisor] --stdin line--> backend program
+ *   backend --stdout line--> [supervisor] --"s:<sid>"--> the session's receiver
+ *   source  --stdout line--> [supervisor] --"<channel>"--> subscribers
+ *
+ * One epoll loop: the store's wake socket, a signalfd for SIGCHLD/SIGTERM,
+ * the parent's pipe (EOF: httpd is gone) and the pipes or sockets of every
+ * program. Writes to a program are pulled from the store only when the
+ * previous ones were taken, so a program that does not read holds its
+ * messages in the store (bounded by max_queue), never in here; a program
+ * whose browser does not read is no longer read either.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <netdb.h>
+#include <grp.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <apr_strings.h>
+
+#include "comet_supervisor.h"
+
+#define TICK             apr_time_from_msec(200)
+#define READ_CHUNK       16384
+#define SOURCE_BACKOFF_MAX apr_time_from_sec(60)
+#define SOURCE_STABLE    apr_time_from_sec(10)
+#define GO_AWAY          "3000,\"Go away!\""
+#define DEFAULT_PATH     "PATH=/usr/local/bin:/usr/bin:/bin"
+
+enum { K_WAKE = 1, K_SIG, K_PARENT, K_OUT, K_ERR, K_IN };
+enum { B_NONE = 0, B_ECHO, B_CLOSE, B_EXEC, B_SOCK };
+
+typedef struct prog_t prog_t;
+
+typedef struct {
+    int kind;
+    prog_t *prog;
+} tag_t;
+
+/* A program, or a socket to a server, we exchange lines with. */
+struct prog_t {
+    int backend;                  /* B_* */
+    pid_t pid;
+    int in_fd, out_fd, err_fd;    /* a socket: in_fd == out_fd */
+    tag_t t_in, t_out, t_err;
+    comet_buf_t line, eline;      /* partial lines read */
+    int skipping;                 /* inside a line over the limit */
+    comet_buf_t wbuf;             /* pending bytes to its stdin */
+    apr_size_t woff;
+    unsigned out_eof:1, err_eof:1, exited:1, in_closed:1, paused:1, in_watched:1;
+    apr_time_t term_at, kill_at;  /* stop sequence */
+    char label[COMET_CHANNEL_MAX + 16];
+};
+
+typedef struct sess_t {
+    struct sess_t *next;
+    prog_t prog;
+    char sid[COMET_CHANNEL_MAX];
+    char down[COMET_CHANNEL_MAX + 1], up[COMET_CHANNEL_MAX + 1];
+    apr_size_t down_len, up_len;
+    comet_chan_ref_t up_ref;
+    int up_subscribed;
+    comet_id_t up_cursor;
+    unsigned closed:1;            /* the close message is published */
+    unsigned ending:1;            /* the browser is gone: the program is stopped */
+} sess_t;
+
+typedef struct src_t {
+    struct src_t *next;
+    prog_t prog;
+    char channel[COMET_CHANNEL_MAX + 1];
+    char **argv;
+    int on_demand;
+    int wanted;                   /* still configured */
+    apr_time_t started, restart_at;
+    apr_interval_time_t backoff;
+    apr_time_t window;            /* rate limit: current second */
+    apr_uint32_t lines;           /* lines published in it */
+} src_t;
+
+typedef struct {
+    comet_store_t *st;
+    comet_supervisor_conf_t conf;
+    comet_log_fn *log;
+    void *log_baton;
+    int slot, wake_fd, sig_fd, parent_fd, epfd;
+    tag_t t_wake, t_sig, t_parent;
+    comet_chan_ref_t ctl_ref;
+    comet_id_t ctl_cursor;
+    sess_t *sessions;
+    src_t *sources;
+    int stopping;
+    apr_time_t stop_deadline;
+    comet_buf_t fetched;          /* scratch for fetches */
+    comet_id_t fetched_id;
+    apr_uint32_t fetched_flags;
+    apr_size_t fetched_n;
+} sup_t;
+
+static void slog(sup_t *u, comet_log_level_t level, apr_status_t rv, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    apr_vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (u->log) {
+        u->log(u->log_baton, level, rv, msg);
+    }
+}
+
+apr_size_t comet_session_channel(char *buf, apr_size_t size, char kind, const char *sid)
+{
+    return (apr_size_t)apr_snprintf(buf, size, "%c:%s", kind, sid);
+}
+
+/*******************************************************************************
+ * children's side: requests through the store
+ ******************************************************************************/
+
+/* Line-safe copy: backslash and newline escaped. */
+static int put_escaped(comet_buf_t *b, const char *s, apr_size_t len)
+{
+    apr_size_t i;
+    int rv = 0;
+
+    for (i = 0; i < len && !rv; i++) {
+        if (s[i] == '\\') {
+            rv = comet_buf_puts(b, "\\\\");
+        }
+        else if (s[i] == '\n') {
+            rv = comet_buf_puts(b, "\\n");
+        }
+        else if (s[i] == '\r') {
+            rv = comet_buf_puts(b, "\\r");
+        }
+        else {
+            rv = comet_buf_append(b, s + i, 1);
+        }
+    }
+    return rv;
+}
+
+static apr_size_t unescape_inplace(char *s, apr_size_t len)
+{
+    apr_size_t i, o = 0;
+
+    for (i = 0; i < len; i++) {
+        if (s[i] == '\\' && i + 1 < len) {
+            i++;
+            s[o++] = s[i] == 'n' ? '\n' : s[i] == 'r' ? '\r' : s[i];
+        }
+        else {
+            s[o++] = s[i];
+        }
+    }
+    return o;
+}
+
+static comet_limits_t ctl_limits(void)
+{
+    comet_limits_t lim = { 1000, apr_time_from_sec(60), 1 << 20, 0 };
+    return lim;
+}
+
+apr_status_t comet_supervisor_open(comet_store_t *st, const char *sid, const char *backend,
+                                   const char *const *argv, const char *const *env)
+{
+    comet_buf_t b = { 0 };
+    comet_limits_t lim = ctl_limits();
+    comet_publish_result_t res;
+    apr_status_t rv;
+    int e = 0;
+
+    e |= comet_buf_puts(&b, "open ");
+    e |= comet_buf_puts(&b, sid);
+    e |= comet_buf_puts(&b, "\nbackend ");
+    e |= put_escaped(&b, backend, strlen(backend));
+    e |= comet_buf_puts(&b, "\n");
+    for (; argv && *argv; argv++) {
+        e |= comet_buf_puts(&b, "arg ");
+        e |= put_escaped(&b, *argv, strlen(*argv));
+        e |= comet_buf_puts(&b, "\n");
+    }
+    for (; env && *env; env++) {
+        e |= comet_buf_puts(&b, "env ");
+        e |= put_escaped(&b, *env, strlen(*env));
+        e |= comet_buf_puts(&b, "\n");
+    }
+    if (e) {
+        comet_buf_free(&b);
+        return APR_ENOMEM;
+    }
+    rv = st->publish(st, COMET_SUP_CTL, sizeof(COMET_SUP_CTL) - 1, b.data, b.len, 0, &lim, &res);
+    comet_buf_free(&b);
+    if (rv == APR_SUCCESS && res.subscribers == 0) {
+        /* nobody follows the control channel: no supervisor is running */
+        return APR_ENOPROC;
+    }
+    return rv;
+}
+
+apr_status_t comet_supervisor_send(comet_store_t *st, const char *sid, const char *data,
+                                   apr_size_t len, apr_size_t max_size, apr_size_t max_queue)
+{
+    char up[COMET_CHANNEL_MAX + 8];
+    comet_limits_t lim = { (apr_uint32_t)-1, 0, max_size, max_queue };
+    comet_publish_result_t res;
+    apr_size_t n = comet_session_channel(up, sizeof(up), 'u', sid);
+
+    return st->publish(st, up, n, data, len, 0, &lim, &res);
+}
+
+/*******************************************************************************
+ * programs
+ ******************************************************************************/
+
+static void watch(sup_t *u, int fd, tag_t *t, apr_uint32_t events, int op)
+{
+    struct epoll_event ev;
+
+    ev.events = events;
+    ev.data.ptr = t;
+    if (epoll_ctl(u->epfd, op, fd, &ev) < 0 && op != EPOLL_CTL_DEL) {
+        slog(u, COMET_LOG_ERR, errno, "comet supervisor: epoll_ctl failed");
+    }
+}
+
+static void close_fd(sup_t *u, int *fd)
+{
+    if (*fd >= 0) {
+        epoll_ctl(u->epfd, EPOLL_CTL_DEL, *fd, NULL);
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+static void prog_init(prog_t *p, const char *label)
+{
+    memset(p, 0, sizeof(*p));
+    p->in_fd = p->out_fd = p->err_fd = -1;
+    apr_cpystrn(p->label, label, sizeof(p->label));
+}
+
+static int set_nonblock(int fd)
+{
+    return fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+/* Start a program with pipes on stdin, stdout and stderr. */
+static apr_status_t prog_exec(sup_t *u, prog_t *p, char *const *argv, char *const *envp)
+{
+    int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 };
+    pid_t pid;
+
+    if (!argv || !argv[0]) {
+        return APR_EINVAL;
+    }
+    if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
+        apr_status_t rv = errno;
+        close(in[0]); close(in[1]); close(out[0]); close(out[1]); close(err[0]); close(err[1]);
+        return rv;
+    }
+    pid = fork();
+    if (pid < 0) {
+        apr_status_t rv = errno;
+        close(in[0]); close(in[1]); close(out[0]); close(out[1]); close(err[0]); close(err[1]);
+        return rv;
+    }
+    if (pid == 0) {
+        sigset_t none;
+        int sig;
+        /* its own process group, so that stopping it stops its children */
+        setsid();
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        for (sig = 1; sig < NSIG; sig++) {
+            signal(sig, SIG_DFL);
+        }
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        dup2(err[1], 2);
+        syscall(SYS_close_range, 3, ~0U, 0);
+        execve(argv[0], argv, envp);
+        {
+            char msg[512];
+            int n = apr_snprintf(msg, sizeof(msg), "cannot run %s: %s\n", argv[0],
+                                 strerror(errno));
+            if (write(2, msg, (size_t)n) < 0) {
+                /* nothing left to tell */
+            }
+        }
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    close(err[1]);
+    p->backend = B_EXEC;
+    p->pid = pid;
+    p->in_fd = in[1];
+    p->out_fd = out[0];
+    p->err_fd = err[0];
+    set_nonblock(p->in_fd);
+    set_nonblock(p->out_fd);
+    set_nonblock(p->err_fd);
+    p->t_out.kind = K_OUT;
+    p->t_out.prog = p;
+    p->t_err.kind = K_ERR;
+    p->t_err.prog = p;
+    p->t_in.kind = K_IN;
+    p->t_in.prog = p;
+    watch(u, p->out_fd, &p->t_out, EPOLLIN, EPOLL_CTL_ADD);
+    watch(u, p->err_fd, &p->t_err, EPOLLIN, EPOLL_CTL_ADD);
+    return APR_SUCCESS;
+}
+
+/* Connect to "unix:<path>" or "tcp:<host>:<port>". */
+static apr_status_t prog_connect(sup_t *u, prog_t *p, const char *spec)
+{
+    int fd = -1;
+
+    if (!strncmp(spec, "unix:", 5)) {
+        struct sockaddr_un sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sun_family = AF_UNIX;
+        if (strlen(spec + 5) >= sizeof(sa.sun_path)) {
+            return APR_EINVAL;
+        }
+        strcpy(sa.sun_path, spec + 5);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+            apr_status_t rv = errno;
+            if (fd >= 0) close(fd);
+            return rv;
+        }
+    }
+    else if (!strncmp(spec, "tcp:", 4)) {
+        char host[256];
+        const char *colon = strrchr(spec + 4, ':');
+        struct addrinfo hints, *ai = NULL, *a;
+        if (!colon || (apr_size_t)(colon - spec - 4) >= sizeof(host)) {
+            return APR_EINVAL;
+        }
+        memcpy(host, spec + 4, (apr_size_t)(colon - spec - 4));
+        host[colon - spec - 4] = '\0';
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_socktype = SOCK_STREAM;
+        if (getaddrinfo(host, colon + 1, &hints, &ai) != 0) {
+            return APR_EINVAL;
+        }
+        for (a = ai; a; a = a->ai_next) {
+            fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+            if (fd >= 0 && connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+                break;
+            }
+            if (fd >= 0) {
+                close(fd);
+                fd = -1;
+            }
+        }
+        freeaddrinfo(ai);
+        if (fd < 0) {
+            return APR_ECONNREFUSED;
+        }
+    }
+    else {
+        return APR_EINVAL;
+    }
+    set_nonblock(fd);
+    p->backend = B_SOCK;
+    p->in_fd = p->out_fd = fd;
+    p->err_eof = 1;
+    p->exited = 1;
+    p->t_out.kind = K_OUT;
+    p->t_out.prog = p;
+    watch(u, fd, &p->t_out, EPOLLIN | EPOLLRDHUP, EPOLL_CTL_ADD);
+    return APR_SUCCESS;
+}
+
+/* Ask a program to end: stdin EOF now, SIGTERM and SIGKILL later. */
+static void prog_stop(sup_t *u, prog_t *p, apr_time_t now)
+{
+    if (p->backend == B_SOCK) {
+        if (p->in_fd >= 0) {
+            shutdown(p->in_fd, SHUT_WR);
+        }
+        p->in_closed = 1;
+        return;
+    }
+    if (p->backend != B_EXEC || p->exited) {
+        return;
+    }
+    if (!p->in_closed) {
+        close_fd(u, &p->in_fd);
+        p->in_closed = 1;
+    }
+    if (!p->term_at) {
+        p->term_at = now + u->conf.kill_grace;
+        p->kill_at = p->term_at + u->conf.kill_grace;
+    }
+}
+
+static void prog_timers(sup_t *u, prog_t *p, apr_time_t now)
+{
+    if (p->backend != B_EXEC || p->exited || !p->term_at) {
+        return;
+    }
+    if (p->kill_at && now >= p->kill_at) {
+        slog(u, COMET_LOG_WARN, 0, "comet supervisor: %s ignored SIGTERM: SIGKILL", p->label);
+        kill(-p->pid, SIGKILL);
+        kill(p->pid, SIGKILL);
+        p->kill_at = 0;
+    }
+    else if (p->term_at && now >= p->term_at) {
+        kill(-p->pid, SIGTERM);
+        kill(p->pid, SIGTERM);
+        p->term_at = APR_INT64_MAX;   /* sent */
+    }
+}
+
+/* Is the program completely over (output read, process reaped)? */
+static int prog_done(const prog_t *p)
+{
+    return p->backend == B_NONE || p->backend == B_ECHO || p->backend == B_CLOSE
+        || (p->out_eof && p->exited && (p->backend == B_SOCK || p->err_eof));
+}
+
+static void prog_release(sup_t *u, prog_t *p)
+{
+    close_fd(u, &p->out_fd);
+    if (p->backend == B_SOCK) {
+        p->in_fd = -1;                /* the same socket */
+    }
+    close_fd(u, &p->in_fd);
+    close_fd(u, &p->err_fd);
+    comet_buf_free(&p->line);
+    comet_buf_free(&p->eline);
+    comet_buf_free(&p->wbuf);
+}
+
+/* Queue one line to the program's stdin. */
+static int prog_queue_line(prog_t *p, const char *data, apr_size_t len)
+{
+    return put_escaped(&p->wbuf, data, len) || comet_buf_puts(&p->wbuf, "\n") ? -1 : 0;
+}
+
+/* Write what the program takes now; 1 if everything went. */
+static int prog_write(sup_t *u, prog_t *p)
+{
+    while (p->woff < p->wbuf.len && p->in_fd >= 0) {
+        ssize_t n = write(p->in_fd, p->wbuf.data + p->woff, p->wbuf.len - p->woff);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN) {
+                break;
+            }
+            /* it closed its stdin: what it does not read is lost with it */
+            p->wbuf.len = p->woff = 0;
+            if (p->backend == B_EXEC) {
+                close_fd(u, &p->in_fd);
+            }
+            p->in_closed = 1;
+            return 1;
+        }
+        p->woff += (apr_size_t)n;
+    }
+    if (p->woff >= p->wbuf.len) {
+        p->wbuf.len = p->woff = 0;
+    }
+    if (p->wbuf.len && !p->in_watched && p->in_fd >= 0) {
+        if (p->backend == B_SOCK) {
+            watch(u, p->in_fd, &p->t_out, EPOLLIN | EPOLLRDHUP | EPOLLOUT, EPOLL_CTL_MOD);
+        }
+        else {
+            watch(u, p->in_fd, &p->t_in, EPOLLOUT, EPOLL_CTL_ADD);
+        }
+        p->in_watched = 1;
+    }
+    else if (!p->wbuf.len && p->in_watched && p->in_fd >= 0) {
+        if (p->backend == B_SOCK) {
+            watch(u, p->in_fd, &p->t_out, p->paused ? EPOLLRDHUP : EPOLLIN | EPOLLRDHUP,
+                  EPOLL_CTL_MOD);
+        }
+        else {
+            epoll_ctl(u->epfd, EPOLL_CTL_DEL, p->in_fd, NULL);
+        }
+        p->in_watched = 0;
+    }
+    return p->wbuf.len == 0;
+}
+
+/* Stop or resume reading a program's output (its reader is behind). */
+static void prog_pause(sup_t *u, prog_t *p, int pause)
+{
+    if (p->paused == (unsigned)(pause ? 1 : 0) || p->out_fd < 0 || p->out_eof) {
+        return;
+    }
+    p->paused = pause ? 1 : 0;
+    if (p->backend == B_SOCK) {
+        watch(u, p->out_fd, &p->t_out,
+              (pause ? 0 : EPOLLIN) | EPOLLRDHUP | (p->in_watched ? EPOLLOUT : 0), EPOLL_CTL_MOD);
+    }
+    else {
+        watch(u, p->out_fd, &p->t_out, pause ? 0 : EPOLLIN, EPOLL_CTL_MOD);
+    }
+}
+
+typedef void line_fn(sup_t *u, void *owner, const char *line, apr_size_t len);
+
+/* Read a program's output and hand out complete lines. */
+static void prog_read(sup_t *u, prog_t *p, int err, line_fn *fn, void *owner,
+                      apr_size_t max_line, apr_size_t budget)
+{
+    char buf[READ_CHUNK];
+    comet_buf_t *lb = err ? &p->eline : &p->line;
+    int fd = err ? p->err_fd : p->out_fd;
+    apr_size_t total = 0;
+
+    while (total < budget && !(p->paused && !err)) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+        apr_size_t i, start = 0;
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            if (n < 0 && errno == EAGAIN) {
+                return;
+            }
+            /* EOF: a last line without newline still counts */
+            if (lb->len && !(p->skipping && !err)) {
+                fn(u, owner, lb->data, lb->len);
+            }
+            lb->len = 0;
+            if (err) {
+                p->err_eof = 1;
+                close_fd(u, &p->err_fd);
+            }
+            else {
+                p->out_eof = 1;
+                if (p->backend == B_SOCK) {
+                    p->in_fd = -1;    /* the same descriptor */
+                    p->in_closed = 1;
+                    p->in_watched = 0;
+                }
+                close_fd(u, &p->out_fd);
+            }
+            return;
+        }
+        total += (apr_size_t)n;
+        for (i = 0; i < (apr_size_t)n; i++) {
+            if (buf[i] != '\n') {
+                continue;
+            }
+            if (!(p->skipping && !err)) {
+                if (comet_buf_append(lb, buf + start, i - start) == 0) {
+                    apr_size_t len = lb->len;
+                    if (len && lb->data[len - 1] == '\r') {
+                        len--;
+                    }
+                    fn(u, owner, lb->data, len);
+                }
+            }
+            p->skipping = err ? p->skipping : 0;
+            lb->len = 0;
+            start = i + 1;
+        }
+        if (start < (apr_size_t)n && !(p->skipping && !err)) {
+            if (lb->len + ((apr_size_t)n - start) > max_line) {
+                if (!err) {
+                    slog(u, COMET_LOG_WARN, 0, "comet supervisor: %s printed a line over "
+                         "%" APR_SIZE_T_FMT " bytes: dropped", p->label, max_line);
+                    p->skipping = 1;
+                }
+                lb->len = 0;
+            }
+            else {
+                comet_buf_append(lb, buf + start, (apr_size_t)n - start);
+            }
+        }
+    }
+}
+
+/* stderr of any program: to the error log, with its name. */
+static void on_err_line(sup_t *u, void *owner, const char *line, apr_size_t len)
+{
+    prog_t *p = owner;
+    slog(u, COMET_LOG_WARN, 0, "%s: %.*s", p->label, (int)(len > 900 ? 900 : len), line);
+}
+
+/*******************************************************************************
+ * sessions
+ ******************************************************************************/
+
+static sess_t *sess_find(sup_t *u, const char *sid)
+{
+    sess_t *s;
+
+    for (s = u->sessions; s; s = s->next) {
+        if (!strcmp(s->sid, sid)) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+static sess_t *sess_by_up(sup_t *u, const comet_chan_ref_t *ref)
+{
+    sess_t *s;
+
+    for (s = u->sessions; s; s = s->next) {
+        if (s->up_subscribed && s->up_ref.idx == ref->idx) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+static void sess_publish(sup_t *u, sess_t *s, const char *data, apr_size_t len,
+                         apr_uint32_t flags)
+{
+    comet_limits_t lim = { (apr_uint32_t)-1, 0, u->conf.max_message + 64, 0 };
+    comet_publish_result_t res;
+    apr_status_t rv;
+
+    if (s->closed) {
+        return;
+    }
+    if (len > u->conf.max_message) {
+        slog(u, COMET_LOG_WARN, 0, "comet supervisor: session %s: a message of %"
+             APR_SIZE_T_FMT " bytes is over %" APR_SIZE_T_FMT ": dropped", s->sid, len,
+             u->conf.max_message);
+        return;
+    }
+    rv = u->st->publish(u->st, s->down, s->down_len, data, len, flags, &lim, &res);
+    if (rv != APR_SUCCESS && rv != APR_EOF) {
+        slog(u, COMET_LOG_ERR, rv, "comet supervisor: session %s: cannot queue a message "
+             "for the browser%s", s->sid, rv == APR_ENOSPC ? " (CometSharedMemory full)" : "");
+    }
+}
+
+/* The session is over for the browser: c[3000,"Go away!"] to every receiver. */
+static void sess_close(sup_t *u, sess_t *s)
+{
+    comet_limits_t lim = { (apr_uint32_t)-1, 0, 64, 0 };
+    comet_publish_result_t res;
+
+    if (s->closed) {
+        return;
+    }
+    sess_publish(u, s, GO_AWAY, sizeof(GO_AWAY) - 1, COMET_MSG_CLOSE);
+    /* and nothing more from the browser */
+    u->st->publish(u->st, s->up, s->up_len, "", 0, COMET_MSG_CLOSE, &lim, &res);
+    s->closed = 1;
+    slog(u, COMET_LOG_DEBUG, 0, "comet supervisor: session %s closed", s->sid);
+}
+
+static void on_backend_line(sup_t *u, void *owner, const char *line, apr_size_t len)
+{
+    sess_publish(u, owner, line, len, 0);
+}
+
+static void sess_free(sup_t *u, sess_t *s)
+{
+    sess_t **pp = &u->sessions;
+
+    while (*pp && *pp != s) {
+        pp = &(*pp)->next;
+    }
+    if (*pp) {
+        *pp = s->next;
+    }
+    prog_release(u, &s->prog);
+    if (s->up_subscribed) {
+        u->st->unsubscribe(u->st, u->slot, &s->up_ref, 1);
+    }
+    u->st->remove(u->st, s->down, s->down_len, NULL);
+    u->st->remove(u->st, s->up, s->up_len, NULL);
+    free(s);
+}
+
+/* Take the browser's messages the backend can accept now. */
+static char *fetch_one(void *baton, comet_id_t id, apr_uint32_t flags, apr_time_t published,
+                       apr_size_t len)
+{
+    sup_t *u = baton;
+
+    /* one message per fetch, so a program that stops reading stops us */
+    if (u->fetched_n) {
+        return NULL;
+    }
+    u->fetched.len = 0;
+    if (comet_buf_reserve(&u->fetched, len + 1) < 0) {
+        return NULL;
+    }
+    u->fetched.len = len;
+    u->fetched_id = id;
+    u->fetched_flags = flags;
+    u->fetched_n = 1;
+    return u->fetched.data;
+}
+
+static void sess_pump_up(sup_t *u, sess_t *s)
+{
+    while (s->up_subscribed && !s->ending) {
+        comet_fetch_result_t res;
+        apr_status_t rv;
+
+        if (s->prog.backend != B_ECHO && (s->prog.wbuf.len || s->prog.in_closed)) {
+            return;                   /* the program has not taken the last ones */
+        }
+        u->fetched_n = 0;
+        rv = u->st->fetch(u->st, &s->up_ref, s->up_cursor, fetch_one, u, &res);
+        if (rv != APR_SUCCESS || res.gone || !u->fetched_n) {
+            return;
+        }
+        s->up_cursor = u->fetched_id;
+        u->st->ack(u->st, &s->up_ref, u->fetched_id, 0);
+        if (u->fetched_flags & COMET_MSG_CLOSE) {
+            return;
+        }
+        if (s->prog.backend == B_ECHO) {
+            sess_publish(u, s, u->fetched.data, u->fetched.len, 0);
+        }
+        else if (prog_queue_line(&s->prog, u->fetched.data, u->fetched.len) == 0) {
+            prog_write(u, &s->prog);
+        }
+    }
+}
+
+/* A child asked for a session: start its backend. */
+static void sess_open(sup_t *u, char *req, apr_size_t len)
+{
+    char *line, *next, *end = req + len;
+    char *backend = NULL;
+    apr_array_header_t *argv, *env;
+    apr_pool_t *p;
+    sess_t *s;
+    const char *sid = NULL;
+    apr_status_t rv = APR_SUCCESS;
+
+    apr_pool_create(&p, NULL);
+    argv = apr_array_make(p, 8, sizeof(char *));
+    env = apr_array_make(p, 16, sizeof(char *));
+    *(const char **)apr_array_push(env) = DEFAULT_PATH;
+    for (line = req; line < end; line = next) {
+        char *nl = memchr(line, '\n', (apr_size_t)(end - line));
+        apr_size_t l = nl ? (apr_size_t)(nl - line) : (apr_size_t)(end - line);
+        next = nl ? nl + 1 : end;
+        line[l] = '\0';
+        if (!strncmp(line, "open ", 5)) {
+            sid = line + 5;
+        }
+        else if (!strncmp(line, "backend ", 8)) {
+            backend = line + 8;
+            backend[unescape_inplace(backend, strlen(backend))] = '\0';
+        }
+        else if (!strncmp(line, "arg ", 4)) {
+            char *a = line + 4;
+            a[unescape_inplace(a, strlen(a))] = '\0';
+            *(char **)apr_array_push(argv) = a;
+        }
+        else if (!strncmp(line, "env ", 4)) {
+            char *a = line + 4;
+            a[unescape_inplace(a, strlen(a))] = '\0';
+            *(char **)apr_array_push(env) = a;
+        }
+    }
+    if (!sid || !backend || !comet_channel_valid(sid, strlen(sid)) || sess_find(u, sid)) {
+        apr_pool_destroy(p);
+        return;
+    }
+    s = calloc(1, sizeof(*s));
+    if (!s) {
+        apr_pool_destroy(p);
+        return;
+    }
+    apr_cpystrn(s->sid, sid, sizeof(s->sid));
+    s->down_len = comet_session_channel(s->down, sizeof(s->down), 's', sid);
+    s->up_len = comet_session_channel(s->up, sizeof(s->up), 'u', sid);
+    prog_init(&s->prog, apr_psprintf(p, "session %s", sid));
+    s->next = u->sessions;
+    u->sessions = s;
+
+    if (u->st->subscribe(u->st, u->slot, s->up, s->up_len, 1, &s->up_ref) == APR_SUCCESS) {
+        s->up_subscribed = 1;
+        s->up_cursor = 0;             /* anything the browser sent already */
+    }
+    if (!strcmp(backend, "echo")) {
+        s->prog.backend = B_ECHO;
+    }
+    else if (!strcmp(backend, "close")) {
+        s->prog.backend = B_CLOSE;
+        sess_close(u, s);
+    }
+    else if (!strcmp(backend, "exec")) {
+        *(char **)apr_array_push(argv) = NULL;
+        *(char **)apr_array_push(env) = NULL;
+        rv = prog_exec(u, &s->prog, (char *const *)argv->elts, (char *const *)env->elts);
+    }
+    else {
+        rv = prog_connect(u, &s->prog, backend);
+    }
+    if (rv != APR_SUCCESS) {
+        slog(u, COMET_LOG_ERR, rv, "comet supervisor: session %s: cannot start backend %s%s%s",
+             sid, backend, argv->nelts ? " " : "",
+             argv->nelts ? ((char **)argv->elts)[0] ? ((char **)argv->elts)[0] : "" : "");
+        s->prog.backend = B_NONE;
+        sess_close(u, s);
+    }
+    else {
+        slog(u, COMET_LOG_DEBUG, 0, "comet supervisor: session %s: backend %s started "
+             "(pid %d)", sid, backend, (int)s->prog.pid);
+    }
+    apr_pool_destroy(p);
+    sess_pump_up(u, s);
+}
+
+/* Once per tick: is the browser still there, is the backend done? */
+static void sess_check(sup_t *u, sess_t *s, apr_time_t now)
+{
+    comet_channel_info_t info;
+    apr_status_t rv = u->st->info(u->st, s->down, s->down_len, &info);
+    int gone;
+
+    if (rv == APR_NOTFOUND) {
+        /* deleted under us: nobody can reach the session any more */
+        s->closed = 1;
+        if (!s->ending) {
+            s->ending = 1;
+            prog_stop(u, &s->prog, now);
+        }
+        info.receiver = 0;
+        info.detached_at = 0;
+        info.bytes = 0;
+    }
+    else if (rv != APR_SUCCESS) {
+        return;
+    }
+    /* the browser reads slowly: stop reading its backend for a while */
+    prog_pause(u, &s->prog, info.bytes > u->conf.max_queue);
+    if (!s->closed && prog_done(&s->prog) && s->prog.backend != B_ECHO) {
+        sess_close(u, s);
+    }
+    gone = !info.receiver && now - info.detached_at >= u->conf.disconnect_delay;
+    if (gone && !s->ending) {
+        slog(u, COMET_LOG_DEBUG, 0, "comet supervisor: session %s: no receiver for %"
+             APR_TIME_T_FMT " ms, ending it", s->sid,
+             apr_time_as_msec(u->conf.disconnect_delay));
+        s->ending = 1;
+        sess_close(u, s);
+        prog_stop(u, &s->prog, now);
+    }
+    prog_timers(u, &s->prog, now);
+    if (s->ending && prog_done(&s->prog)) {
+        sess_free(u, s);
+    }
+}
+
+/* At start: sessions left by a supervisor that died have lost their
+ * backends; tell their browsers. */
+static void orphan_close(void *baton, const char *name, apr_size_t len)
+{
+    sup_t *u = baton;
+    comet_limits_t lim = { (apr_uint32_t)-1, 0, 64, 0 };
+    comet_publish_result_t res;
+
+    u->st->publish(u->st, name, len, GO_AWAY, sizeof(GO_AWAY) - 1, COMET_MSG_CLOSE, &lim, &res);
+}
+
+/*******************************************************************************
+ * channel sources
+ ******************************************************************************/
+
+static void on_source_line(sup_t *u, void *owner, const char *line, apr_size_t len)
+{
+    src_t *c = owner;
+    comet_publish_result_t res;
+    apr_time_t now = apr_time_now();
+    apr_status_t rv;
+
+    if (len > u->conf.source_limits.max_size) {
+        slog(u, COMET_LOG_WARN, 0, "comet supervisor: source %s: a line of %" APR_SIZE_T_FMT
+             " bytes is over CometMaxMessageSize: dropped", c->channel, len);
+        return;
+    }
+    rv = u->st->publish(u->st, c->channel, strlen(c->channel), line, len, 0,
+                        &u->conf.source_limits, &res);
+    if (rv != APR_SUCCESS) {
+        slog(u, COMET_LOG_ERR, rv, "comet supervisor: source %s: cannot publish%s",
+             c->channel, rv == APR_ENOSPC ? " (CometSharedMemory full)" : "");
+    }
+    /* a program printing faster than the limit waits, blocked on its pipe */
+    if (now - c->window >= apr_time_from_sec(1)) {
+        c->window = now;
+        c->lines = 0;
+    }
+    if (u->conf.source_rate && ++c->lines >= u->conf.source_rate) {
+        if (!c->prog.paused) {
+            slog(u, COMET_LOG_INFO, 0, "comet supervisor: source %s prints over %u lines a "
+                 "second: throttled", c->channel, u->conf.source_rate);
+        }
+        prog_pause(u, &c->prog, 1);
+    }
+}
+
+static void src_start(sup_t *u, src_t *c, apr_time_t now)
+{
+    char *envp[] = { DEFAULT_PATH, NULL };
+    apr_status_t rv;
+
+    prog_init(&c->prog, "");
+    apr_snprintf(c->prog.label, sizeof(c->prog.label), "source %s", c->channel);
+    rv = prog_exec(u, &c->prog, c->argv, envp);
+    c->started = now;
+    c->window = now;
+    c->lines = 0;
+    if (rv != APR_SUCCESS) {
+        slog(u, COMET_LOG_ERR, rv, "comet supervisor: source %s: cannot start %s",
+             c->channel, c->argv[0]);
+        c->prog.backend = B_NONE;
+        c->restart_at = now + c->backoff;
+        return;
+    }
+    slog(u, COMET_LOG_INFO, 0, "comet supervisor: source %s: started %s (pid %d)",
+         c->channel, c->argv[0], (int)c->prog.pid);
+}
+
+static void src_check(sup_t *u, src_t *c, apr_time_t now)
+{
+    int running = c->prog.backend == B_EXEC && !prog_done(&c->prog);
+
+    if (c->prog.paused && now - c->window >= apr_time_from_sec(1)) {
+        c->window = now;
+        c->lines = 0;
+        prog_pause(u, &c->prog, 0);
+    }
+    if (c->prog.backend == B_EXEC && prog_done(&c->prog)) {
+        prog_release(u, &c->prog);
+        c->prog.backend = B_NONE;
+        if (c->wanted && !u->stopping) {
+            c->backoff = now - c->started >= SOURCE_STABLE ? apr_time_from_sec(1)
+                       : c->backoff * 2 > SOURCE_BACKOFF_MAX ? SOURCE_BACKOFF_MAX
+                       : c->backoff * 2;
+            c->restart_at = now + c->backoff;
+            slog(u, COMET_LOG_WARN, 0, "comet supervisor: source %s ended: restart in %"
+                 APR_TIME_T_FMT " ms", c->channel, apr_time_as_msec(c->backoff));
+        }
+        return;
+    }
+    prog_timers(u, &c->prog, now);
+    if (!running && c->prog.backend == B_NONE && c->wanted && !u->stopping
+        && now >= c->restart_at) {
+        if (c->on_demand) {
+            comet_channel_info_t info;
+            if (u->st->info(u->st, c->channel, strlen(c->channel), &info) != APR_SUCCESS
+                || info.subscribers == 0) {
+                return;
+            }
+        }
+        src_start(u, c, now);
+    }
+}
+
+static int argv_equal(char **a, const char *const *b)
+{
+    for (; *a && *b; a++, b++) {
+        if (strcmp(*a, *b)) {
+            return 0;
+        }
+    }
+    return !*a && !*b;
+}
+
+static char **argv_dup(const char *const *argv)
+{
+    apr_size_t n = 0, i;
+    char **out;
+
+    while (argv[n]) {
+        n++;
+    }
+    out = calloc(n + 1, sizeof(char *));
+    for (i = 0; out && i < n; i++) {
+        out[i] = strdup(argv[i]);
+    }
+    return out;
+}
+
+static void argv_free(char **argv)
+{
+    char **a;
+
+    for (a = argv; a && *a; a++) {
+        free(*a);
+    }
+    free(argv);
+}
+
+/* Apply a list of sources: keep the unchanged ones running. */
+static void sources_set(sup_t *u, const comet_source_t *list, apr_size_t n)
+{
+    src_t *c;
+    apr_size_t i;
+
+    for (c = u->sources; c; c = c->next) {
+        c->wanted = 0;
+    }
+    for (i = 0; i < n; i++) {
+        for (c = u->sources; c; c = c->next) {
+            if (!strcmp(c->channel, list[i].channel) && argv_equal(c->argv, list[i].argv)) {
+                c->wanted = 1;
+                c->on_demand = list[i].on_demand;
+                break;
+            }
+        }
+        if (!c && (c = calloc(1, sizeof(*c))) != NULL) {
+            apr_cpystrn(c->channel, list[i].channel, sizeof(c->channel));
+            c->argv = argv_dup(list[i].argv);
+            c->on_demand = list[i].on_demand;
+            c->wanted = 1;
+            c->backoff = apr_time_from_sec(1);
+            prog_init(&c->prog, "");
+            c->prog.backend = B_NONE;
+            c->next = u->sources;
+            u->sources = c;
+        }
+    }
+    for (c = u->sources; c; c = c->next) {
+        if (!c->wanted && c->prog.backend == B_EXEC) {
+            prog_stop(u, &c->prog, apr_time_now());
+        }
+    }
+}
+
+static void sources_reap(sup_t *u)
+{
+    src_t **pp = &u->sources;
+
+    while (*pp) {
+        src_t *c = *pp;
+        if (!c->wanted && (c->prog.backend == B_NONE || prog_done(&c->prog))) {
+            *pp = c->next;
+            prog_release(u, &c->prog);
+            argv_free(c->argv);
+            free(c);
+            continue;
+        }
+        pp = &c->next;
+    }
+}
+
+/* "sources\n" then per source "source <channel> <0|1>\n" + "arg <a>\n"... */
+static void sources_from_ctl(sup_t *u, char *req, apr_size_t len)
+{
+    comet_source_t list[256];
+    const char *args[256][33];
+    apr_size_t n = 0, na = 0;
+    char *line, *next, *end = req + len;
+
+    for (line = req; line < end; line = next) {
+        char *nl = memchr(line, '\n', (apr_size_t)(end - line));
+        apr_size_t l = nl ? (apr_size_t)(nl - line) : (apr_size_t)(end - line);
+        next = nl ? nl + 1 : end;
+        line[l] = '\0';
+        if (!strncmp(line, "source ", 7) && n < 256) {
+            char *sp = strchr(line + 7, ' ');
+            if (!sp) {
+                continue;
+            }
+            *sp = '\0';
+            list[n].channel = line + 7;
+            list[n].on_demand = sp[1] == '1';
+            list[n].argv = args[n];
+            args[n][0] = NULL;
+            n++;
+            na = 0;
+        }
+        else if (!strncmp(line, "arg ", 4) && n && na < 32) {
+            char *a = line + 4;
+            a[unescape_inplace(a, strlen(a))] = '\0';
+            args[n - 1][na++] = a;
+            args[n - 1][na] = NULL;
+        }
+    }
+    sources_set(u, list, n);
+}
+
+apr_status_t comet_supervisor_configure(comet_store_t *st, const comet_source_t *sources,
+                                        apr_size_t n)
+{
+    comet_buf_t b = { 0 };
+    comet_limits_t lim = ctl_limits();
+    comet_publish_result_t res;
+    apr_size_t i;
+    apr_status_t rv;
+    int e = comet_buf_puts(&b, "sources\n");
+
+    for (i = 0; i < n; i++) {
+        const char *const *a;
+        e |= comet_buf_puts(&b, "source ");
+        e |= comet_buf_puts(&b, sources[i].channel);
+        e |= comet_buf_puts(&b, sources[i].on_demand ? " 1\n" : " 0\n");
+        for (a = sources[i].argv; *a; a++) {
+            e |= comet_buf_puts(&b, "arg ");
+            e |= put_escaped(&b, *a, strlen(*a));
+            e |= comet_buf_puts(&b, "\n");
+        }
+    }
+    if (e) {
+        comet_buf_free(&b);
+        return APR_ENOMEM;
+    }
+    rv = st->publish(st, COMET_SUP_CTL, sizeof(COMET_SUP_CTL) - 1, b.data, b.len, 0, &lim, &res);
+    comet_buf_free(&b);
+    return rv;
+}
+
+/*******************************************************************************
+ * the loop
+ ******************************************************************************/
+
+static char *fetch_ctl(void *baton, comet_id_t id, apr_uint32_t flags, apr_time_t published,
+                       apr_size_t len)
+{
+    sup_t *u = baton;
+
+    if (u->fetched_n) {
+        return NULL;
+    }
+    u->fetched.len = 0;
+    if (comet_buf_reserve(&u->fetched, len + 1) < 0) {
+        return NULL;
+    }
+    u->fetched.len = len;
+    u->fetched_id = id;
+    u->fetched_n = 1;
+    return u->fetched.data;
+}
+
+static void ctl_pump(sup_t *u)
+{
+    for (;;) {
+        comet_fetch_result_t res;
+        u->fetched_n = 0;
+        if (u->st->fetch(u->st, &u->ctl_ref, u->ctl_cursor, fetch_ctl, u, &res) != APR_SUCCESS
+            || !u->fetched_n) {
+            return;
+        }
+        u->ctl_cursor = u->fetched_id;
+        if (u->fetched.len > 5 && !memcmp(u->fetched.data, "open ", 5)) {
+            sess_open(u, u->fetched.data, u->fetched.len);
+        }
+        else if (u->fetched.len >= 8 && !memcmp(u->fetched.data, "sources\n", 8)) {
+            sources_from_ctl(u, u->fetched.data, u->fetched.len);
+        }
+    }
+}
+
+static void on_wake(sup_t *u)
+{
+    char buf[64];
+    comet_chan_ref_t refs[1024];
+    apr_size_t n = 0, i;
+    int overflow = 0;
+
+    while (recv(u->wake_fd, buf, sizeof(buf), MSG_DONTWAIT) > 0) {
+    }
+    if (u->st->drain(u->st, u->slot, refs, 1024, &n, &overflow) != APR_SUCCESS) {
+        return;
+    }
+    if (overflow) {
+        sess_t *s;
+        ctl_pump(u);
+        for (s = u->sessions; s; s = s->next) {
+            sess_pump_up(u, s);
+        }
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        sess_t *s;
+        if (refs[i].idx == u->ctl_ref.idx) {
+            ctl_pump(u);
+        }
+        else if ((s = sess_by_up(u, &refs[i])) != NULL) {
+            sess_pump_up(u, s);
+        }
+    }
+}
+
+static prog_t *prog_by_pid(sup_t *u, pid_t pid, void **owner, int *is_src)
+{
+    sess_t *s;
+    src_t *c;
+
+    for (s = u->sessions; s; s = s->next) {
+        if (s->prog.backend == B_EXEC && s->prog.pid == pid) {
+            *owner = s;
+            *is_src = 0;
+            return &s->prog;
+        }
+    }
+    for (c = u->sources; c; c = c->next) {
+        if (c->prog.backend == B_EXEC && c->prog.pid == pid) {
+            *owner = c;
+            *is_src = 1;
+            return &c->prog;
+        }
+    }
+    return NULL;
+}
+
+static void on_signal(sup_t *u)
+{
+    struct signalfd_siginfo si;
+
+    while (read(u->sig_fd, &si, sizeof(si)) == sizeof(si)) {
+        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+            u->stopping = 1;
+        }
+    }
+    for (;;) {
+        int status;
+        void *owner;
+        int is_src;
+        prog_t *p;
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        if (pid <= 0) {
+            break;
+        }
+        p = prog_by_pid(u, pid, &owner, &is_src);
+        if (!p) {
+            continue;
+        }
+        p->exited = 1;
+        if (WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM) {
+            slog(u, COMET_LOG_WARN, 0, "comet supervisor: %s (pid %d) killed by signal %d",
+                 p->label, (int)pid, WTERMSIG(status));
+        }
+        else if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
+            slog(u, COMET_LOG_INFO, 0, "comet supervisor: %s (pid %d) exited with %d",
+                 p->label, (int)pid, WEXITSTATUS(status));
+        }
+    }
+}
+
+static void on_prog_event(sup_t *u, tag_t *t, apr_uint32_t events)
+{
+    prog_t *p = t->prog;
+    sess_t *s;
+    src_t *c;
+
+    /* find the owner: a session or a source */
+    for (s = u->sessions; s && &s->prog != p; s = s->next) {
+    }
+    for (c = s ? NULL : u->sources; c && &c->prog != p; c = c->next) {
+    }
+    if (!s && !c) {
+        return;
+    }
+    if (t->kind == K_IN || (events & EPOLLOUT)) {
+        if (prog_write(u, p) && s) {
+            sess_pump_up(u, s);
+        }
+        if (t->kind == K_IN) {
+            return;
+        }
+    }
+    if (t->kind == K_ERR) {
+        prog_read(u, p, 1, on_err_line, p, 4096, 65536);
+        return;
+    }
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP | EPOLLERR)) {
+        if (s) {
+            prog_read(u, p, 0, on_backend_line, s, u->conf.max_message, 1 << 20);
+        }
+        else {
+            prog_read(u, p, 0, on_source_line, c, u->conf.source_limits.max_size, 1 << 20);
+        }
+    }
+}
+
+static void supervise(sup_t *u)
+{
+    struct epoll_event evs[128];
+    apr_time_t next_tick = apr_time_now();
+
+    for (;;) {
+        apr_time_t now = apr_time_now();
+        int n, i, timeout = next_tick <= now ? 0 : (int)((next_tick - now + 999) / 1000);
+
+        n = epoll_wait(u->epfd, evs, 128, timeout);
+        if (n < 0 && errno != EINTR) {
+            slog(u, COMET_LOG_ERR, errno, "comet supervisor: epoll_wait failed");
+            break;
+        }
+        for (i = 0; i < n; i++) {
+            tag_t *t = evs[i].data.ptr;
+            switch (t->kind) {
+            case K_WAKE: on_wake(u); break;
+            case K_SIG: on_signal(u); break;
+            case K_PARENT: {
+                char c;
+                if (read(u->parent_fd, &c, 1) <= 0) {
+                    u->stopping = 1;
+                    epoll_ctl(u->epfd, EPOLL_CTL_DEL, u->parent_fd, NULL);
+                }
+                break;
+            }
+            default: on_prog_event(u, t, evs[i].events); break;
+            }
+        }
+        now = apr_time_now();
+        if (now >= next_tick) {
+            sess_t *s, *snext;
+            src_t *c;
+            next_tick = now + TICK;
+            for (s = u->sessions; s; s = snext) {
+                snext = s->next;
+                if (u->stopping && !s->ending) {
+                    s->ending = 1;
+                    sess_close(u, s);
+                    prog_stop(u, &s->prog, now);
+                }
+                sess_check(u, s, now);
+            }
+            for (c = u->sources; c; c = c->next) {
+                if (u->stopping) {
+                    c->wanted = 0;
+                    prog_stop(u, &c->prog, now);
+                }
+                src_check(u, c, now);
+            }
+            sources_reap(u);
+            u->st->maintain(u->st, now);
+        }
+        if (u->stopping) {
+            if (!u->stop_deadline) {
+                u->stop_deadline = now + 2 * u->conf.kill_grace + apr_time_from_sec(1);
+            }
+            if ((!u->sessions && !u->sources) || now >= u->stop_deadline) {
+                break;
+            }
+        }
+    }
+}
+
+void comet_supervisor_main(comet_store_t *st, const comet_supervisor_conf_t *conf,
+                           int parent_fd, comet_log_fn *log, void *log_baton)
+{
+    sup_t u;
+    sigset_t mask;
+    comet_fetch_result_t res;
+    apr_status_t rv;
+
+    memset(&u, 0, sizeof(u));
+    u.st = st;
+    u.conf = *conf;
+    u.log = log;
+    u.log_baton = log_baton;
+    u.parent_fd = parent_fd;
+    if (!u.conf.kill_grace) {
+        u.conf.kill_grace = apr_time_from_sec(3);
+    }
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGUSR1);
+    sigaddset(&mask, SIGWINCH);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    u.sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    u.epfd = epoll_create1(EPOLL_CLOEXEC);
+    rv = st->slot_claim(st, &u.slot, &u.wake_fd);
+    if (u.sig_fd < 0 || u.epfd < 0 || rv != APR_SUCCESS) {
+        slog(&u, COMET_LOG_ERR, rv ? rv : errno, "comet supervisor: cannot start");
+        return;
+    }
+    u.t_wake.kind = K_WAKE;
+    u.t_sig.kind = K_SIG;
+    u.t_parent.kind = K_PARENT;
+    watch(&u, u.wake_fd, &u.t_wake, EPOLLIN, EPOLL_CTL_ADD);
+    watch(&u, u.sig_fd, &u.t_sig, EPOLLIN, EPOLL_CTL_ADD);
+    if (parent_fd >= 0) {
+        watch(&u, parent_fd, &u.t_parent, EPOLLIN, EPOLL_CTL_ADD);
+    }
+    st->subscribe(st, u.slot, COMET_SUP_CTL, sizeof(COMET_SUP_CTL) - 1, 1, &u.ctl_ref);
+    st->fetch(st, &u.ctl_ref, COMET_ID_NONE, fetch_ctl, &u, &res);
+    u.ctl_cursor = res.last_id;
+    st->list(st, "s:", orphan_close, &u);
+    sources_set(&u, conf->sources, conf->nsources);
+    slog(&u, COMET_LOG_INFO, 0, "comet supervisor %d: running, %" APR_SIZE_T_FMT
+         " channel source(s)", (int)getpid(), conf->nsources);
+
+    supervise(&u);
+
+    while (u.sessions) {
+        sess_t *s = u.sessions;
+        if (s->prog.backend == B_EXEC && !s->prog.exited) {
+            kill(-s->prog.pid, SIGKILL);
+            kill(s->prog.pid, SIGKILL);
+            waitpid(s->prog.pid, NULL, 0);
+        }
+        sess_free(&u, s);
+    }
+    while (u.sources) {
+        src_t *c = u.sources;
+        u.sources = c->next;
+        if (c->prog.backend == B_EXEC && !c->prog.exited) {
+            kill(-c->prog.pid, SIGKILL);
+            kill(c->prog.pid, SIGKILL);
+            waitpid(c->prog.pid, NULL, 0);
+        }
+        prog_release(&u, &c->prog);
+        argv_free(c->argv);
+        free(c);
+    }
+    st->slot_release(st, u.slot);
+    comet_buf_free(&u.fetched);
+    slog(&u, COMET_LOG_INFO, 0, "comet supervisor %d: stopped", (int)getpid());
+}
