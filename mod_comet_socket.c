@@ -65,6 +65,7 @@ typedef struct {
     apr_proc_t proc;
     int parent_fd;                /* write end of the pipe it watches */
     int running;
+    pid_t owner;                  /* the parent: the only process that stops it */
     server_rec *s;
 } comet_sup_handle_t;
 
@@ -397,13 +398,15 @@ static apr_status_t sup_stop(void *data)
     apr_interval_time_t waited = 0, limit = 2 * comet_socket_globals.kill_grace
                                             + apr_time_from_sec(2);
 
-    if (!h->running) {
+    /* children run this pool's cleanups too when they exit (apr_terminate) */
+    if (!h->running || getpid() != h->owner) {
         return APR_SUCCESS;
     }
     apr_proc_other_child_unregister(h);
     kill(h->proc.pid, SIGTERM);
     while (waited < limit) {
-        if (waitpid(h->proc.pid, NULL, WNOHANG) == h->proc.pid) {
+        pid_t got = waitpid(h->proc.pid, NULL, WNOHANG);
+        if (got == h->proc.pid || (got < 0 && errno == ECHILD)) {
             break;
         }
         apr_sleep(apr_time_from_msec(20));
@@ -436,6 +439,7 @@ int comet_socket_post_config(apr_pool_t *pconf, server_rec *s)
         apr_pool_cleanup_register(pproc, sup, sup_stop, apr_pool_cleanup_null);
     }
     sup->s = s;
+    sup->owner = getpid();
     if (sup->running && kill(sup->proc.pid, 0) == 0) {
         /* a restart: the running supervisor takes the new channel sources */
         comet_store_t *st;
