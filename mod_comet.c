@@ -503,18 +503,30 @@ static void comet_child_stopping(apr_pool_t *pchild, int graceful)
  * request helpers
  ******************************************************************************/
 
+/* The path of the <Location> that applies: the most specific section, as
+ * core merged it (ours exists only where a Comet* directive appears). */
+static const char *comet_location_base(request_rec *r, const comet_dir_conf_t *conf)
+{
+    core_dir_config *cd = ap_get_core_module_config(r->per_dir_config);
+
+    if (cd && cd->d && !cd->r && cd->d[0] == '/') {
+        return cd->d;
+    }
+    return conf->base && conf->base[0] == '/' ? conf->base : NULL;
+}
+
 /* What follows the <Location> path in the URL ("" for the location itself). */
 const char *comet_path_rest(request_rec *r, const comet_dir_conf_t *conf)
 {
-    const char *uri = r->uri, *slash;
+    const char *uri = r->uri, *slash, *base = comet_location_base(r, conf);
     apr_size_t blen;
 
-    if (conf->base && conf->base[0] == '/') {
-        blen = strlen(conf->base);
-        while (blen > 1 && conf->base[blen - 1] == '/') {
+    if (base) {
+        blen = strlen(base);
+        while (blen > 1 && base[blen - 1] == '/') {
             blen--;
         }
-        if (!strncmp(uri, conf->base, blen) && (uri[blen] == '/' || uri[blen] == '\0')) {
+        if (!strncmp(uri, base, blen) && (uri[blen] == '/' || uri[blen] == '\0')) {
             uri += blen;
             return *uri == '/' ? uri + 1 : uri;
         }
@@ -614,7 +626,7 @@ static int comet_serve_asset(request_rec *r, const comet_dir_conf_t *conf,
                              const comet_asset_t *a)
 {
     const char *class_id = conf->class_id ? conf->class_id : DEF_CLASS_ID;
-    const char *base = conf->base && conf->base[0] == '/' ? conf->base : "";
+    const char *base = comet_location_base(r, conf);
     const char *etag, *head, *tail = "\n})(this);\n";
     apr_interval_time_t hb = CONF_OR(conf, heartbeat, DEF_HEARTBEAT);
 
@@ -636,7 +648,8 @@ static int comet_serve_asset(request_rec *r, const comet_dir_conf_t *conf,
                         "var COMET = { version: \"%s\", classId: \"%s\", base: \"%s\", "
                         "heartbeat: %" APR_INT64_T_FMT " };\n",
                         COMET_VERSION, COMET_VERSION, class_id,
-                        comet_json_str(r, base, strlen(base)), apr_time_as_msec(hb));
+                        base ? comet_json_str(r, base, strlen(base)) : "",
+                        apr_time_as_msec(hb));
     ap_set_content_length(r, (apr_off_t)(strlen(head) + a->len + strlen(tail)));
     if (!r->header_only) {
         ap_rputs(head, r);
