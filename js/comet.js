@@ -118,7 +118,9 @@ function Comet(options) {
                                                         : Comet.defaults.channel);
     this.connected = false;
     this.lastId = null;     /* id of the last message delivered, any channel */
-    this.lastIds = {};      /* channel -> id of its last message delivered */
+    /* channel -> id of its last message delivered; no prototype, for a
+     * channel may be called __proto__ */
+    this.lastIds = Object.create(null);
     /* What a channel without a message yet resumes from: `since`, or once a
      * message came, just below the first id seen (ids are the server's clock
      * in microseconds, so nothing of any channel arrived before it). */
@@ -208,8 +210,7 @@ Comet.prototype._since = function () {
     var since = null, i, id;
 
     for (i = 0; i < this.channels.length; i++) {
-        id = this.lastIds.hasOwnProperty(this.channels[i]) ? this.lastIds[this.channels[i]]
-                                                             : this._floor;
+        id = this.channels[i] in this.lastIds ? this.lastIds[this.channels[i]] : this._floor;
         if (id == null) {
             return null;
         }
@@ -350,9 +351,7 @@ Comet.prototype._event = function (kind, a) {
 /* Deliver a message once: after a reconnect, `since` replays what one channel
  * may have seen already. */
 Comet.prototype._message = function (id, data, channel) {
-    var last = this.lastIds.hasOwnProperty(channel) ? this.lastIds[channel] : null;
-
-    if (last != null && id <= last) {
+    if (channel in this.lastIds && id <= this.lastIds[channel]) {
         return;
     }
     if (this._floor == null) {
