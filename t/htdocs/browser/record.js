@@ -1,0 +1,29 @@
+/* What the browser tests read back: window.log, and the messages shown in
+ * <ol id="out"> as text. */
+var log = { data: [], connects: 0, disconnects: [], errors: [] };
+
+window.onerror = function (msg) {
+    log.errors.push(String(msg));
+};
+
+/* A query argument of this page, or null. */
+function param(name) {
+    var m = new RegExp('[?&]' + name + '=([^&#]*)').exec(location.search);
+    return m ? decodeURIComponent(m[1]) : null;
+}
+
+function record(c) {
+    c.bindOnDataEvent(function (data, id, channel) {
+        var li = document.createElement('li');
+        log.data.push({ data: data, id: id, channel: channel });
+        li.textContent = data;
+        document.getElementById('out').appendChild(li);
+    });
+    c.bindOnConnectEvent(function () {
+        log.connects++;
+    });
+    c.bindOnDisconnectEvent(function (reason) {
+        log.disconnects.push(reason);
+    });
+    return c;
+}
