@@ -21,7 +21,7 @@ static const char *end_reason(comet_end_t why)
  * forever iframe
  *
  * The page in the hidden iframe calls a function of its parent page for each
- * event: f("o", heartbeat_ms) when open, f("m", id, data, channel) per
+ * event: f("o", heartbeat_ms, {channel: last id}) when open, f("m", id, data, channel) per
  * message, f("h") per heartbeat, f("e", reason) before the server ends the
  * stream. The callback path was validated by the handler; data and channel go
  * through comet_json_escape, so nothing can close the script or open markup.
@@ -44,6 +44,10 @@ static int iframe_prelude(comet_buf_t *out, const comet_stream_params_t *p)
         "function e(r) { if (f) f(\"e\", r); }\n"
         "if (f) f(\"o\", ");
     rv |= comet_buf_put_u64(out, (apr_uint64_t)apr_time_as_msec(p->heartbeat));
+    if (p->cursors) {
+        rv |= comet_buf_puts(out, ", ");
+        rv |= comet_buf_puts(out, p->cursors);
+    }
     rv |= comet_buf_puts(out, ");\n</script>\n<!-- ");
     /* browsers start running an iframe's scripts only past ~1 KiB */
     while (!rv && out->len - start < COMET_IFRAME_PRELUDE_MIN + 16) {

@@ -24,6 +24,10 @@ typedef struct comet_stream_params_t {
     const char *callback;              /**< iframe, htmlfile, jsonp: validated JS path */
     apr_interval_time_t heartbeat;     /**< announced to the client (0: none) */
     apr_interval_time_t retry;         /**< reconnect delay the client should use */
+    /** channel streams: where each channel stood when the stream opened, as a
+     * JSON object {"<channel>": <last id>, ...}; the stream delivers everything
+     * after it, so a client that saw nothing yet can resume from there */
+    const char *cursors;
 } comet_stream_params_t;
 
 /** A message as the framing sees it. */

@@ -761,7 +761,7 @@ static int comet_subscribe(request_rec *r, const comet_dir_conf_t *conf, const c
     apr_bucket_brigade *bb;
     comet_buf_t prelude = { 0 };
     comet_id_t since_id = COMET_ID_NONE;
-    const char *p;
+    const char *p, *cursors_json = NULL;
     int rc;
 
     if (r->method_number != M_GET) {
@@ -769,6 +769,7 @@ static int comet_subscribe(request_rec *r, const comet_dir_conf_t *conf, const c
         return HTTP_METHOD_NOT_ALLOWED;
     }
     memset(&spec, 0, sizeof(spec));
+    memset(&params, 0, sizeof(params));
     /* one channel, or several joined by commas */
     for (p = rest; ; ) {
         const char *comma = strchr(p, ',');
@@ -804,11 +805,26 @@ static int comet_subscribe(request_rec *r, const comet_dir_conf_t *conf, const c
         return comet_error(r, HTTP_SERVICE_UNAVAILABLE, APLOG_ERR, 0,
                            "this child has no subscriber loop (see earlier errors)");
     }
+    /* Without `since`, the stream starts where each channel stands now, and
+     * says so in its first event: a client that reconnects before it saw any
+     * message resumes from there, so nothing falls between two streams. */
     {
         apr_size_t i;
+        const char *cursors = "{";
         for (i = 0; i < spec.nchannels; i++) {
-            spec.since[i] = since_id;
+            comet_id_t at = since_id;
+            if (!since) {
+                comet_channel_info_t info;
+                at = comet_proc.store->info(comet_proc.store, spec.channels[i],
+                                            spec.channel_lens[i], &info) == APR_SUCCESS
+                     ? info.last_id : 0;
+            }
+            spec.since[i] = at;
+            cursors = apr_psprintf(r->pool, "%s%s\"%.*s\":%" APR_UINT64_T_FMT, cursors,
+                                   i ? "," : "", (int)spec.channel_lens[i], spec.channels[i],
+                                   at == COMET_ID_NONE ? 0 : at);
         }
+        cursors_json = apr_pstrcat(r->pool, cursors, "}", NULL);
     }
 
     comet_stream_headers(r, t->content_type);
@@ -817,6 +833,7 @@ static int comet_subscribe(request_rec *r, const comet_dir_conf_t *conf, const c
     }
 
     params.callback = cb ? cb : apr_pstrcat(r->pool, class_id, ".dispatch", NULL);
+    params.cursors = cursors_json;
     params.heartbeat = CONF_OR(conf, heartbeat, DEF_HEARTBEAT);
     params.retry = apr_time_from_sec(1);
     if (t->prelude(&prelude, &params) < 0) {
