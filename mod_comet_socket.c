@@ -579,7 +579,7 @@ static int sjs_info(request_rec *r, const comet_dir_conf_t *conf)
         return sjs_options(r, conf, "OPTIONS, GET");
     }
     if (r->method_number != M_GET) {
-        r->allowed = (AP_METHOD_BIT << M_GET) | (AP_METHOD_BIT << M_OPTIONS);
+        ap_allow_standard_methods(r, REPLACE_ALLOW, M_GET, M_OPTIONS, -1);
         return HTTP_METHOD_NOT_ALLOWED;
     }
     apr_generate_random_bytes((unsigned char *)&entropy, sizeof(entropy));
@@ -598,7 +598,7 @@ static int sjs_iframe(request_rec *r, const comet_dir_conf_t *conf)
     int i;
 
     if (r->method_number != M_GET) {
-        r->allowed = AP_METHOD_BIT << M_GET;
+        ap_allow_standard_methods(r, REPLACE_ALLOW, M_GET, -1);
         return HTTP_METHOD_NOT_ALLOWED;
     }
     page = apr_pstrcat(r->pool,
@@ -934,7 +934,7 @@ static int comet_socket_handler(request_rec *r)
     rest = comet_path_rest(r, conf);
     if (!*rest) {
         if (r->method_number != M_GET) {
-            r->allowed = AP_METHOD_BIT << M_GET;
+            ap_allow_standard_methods(r, REPLACE_ALLOW, M_GET, -1);
             return HTTP_METHOD_NOT_ALLOWED;
         }
         return sjs_text(r, HTTP_OK, "text/plain; charset=UTF-8", "Welcome to SockJS!\n");
@@ -968,7 +968,7 @@ static int comet_socket_handler(request_rec *r)
             return sjs_options(r, conf, "OPTIONS, POST");
         }
         if (r->method_number != M_POST) {
-            r->allowed = (AP_METHOD_BIT << M_POST) | (AP_METHOD_BIT << M_OPTIONS);
+            ap_allow_standard_methods(r, REPLACE_ALLOW, M_POST, M_OPTIONS, -1);
             return HTTP_METHOD_NOT_ALLOWED;
         }
         if (!strcmp(q.what, "xhr_send")) {
@@ -981,7 +981,7 @@ static int comet_socket_handler(request_rec *r)
     }
     if (!strcmp(q.what, "jsonp_send")) {
         if (r->method_number != M_POST) {
-            r->allowed = AP_METHOD_BIT << M_POST;
+            ap_allow_standard_methods(r, REPLACE_ALLOW, M_POST, -1);
             return HTTP_METHOD_NOT_ALLOWED;
         }
         return sjs_send(&q, 1);
@@ -989,7 +989,7 @@ static int comet_socket_handler(request_rec *r)
     if (!strcmp(q.what, "eventsource") || !strcmp(q.what, "htmlfile")
         || !strcmp(q.what, "jsonp")) {
         if (r->method_number != M_GET) {
-            r->allowed = AP_METHOD_BIT << M_GET;
+            ap_allow_standard_methods(r, REPLACE_ALLOW, M_GET, -1);
             return HTTP_METHOD_NOT_ALLOWED;
         }
         return sjs_receive(&q, comet_transport_find(q.what));
