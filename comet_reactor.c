@@ -610,10 +610,35 @@ static void sub_flush_batch(sub_t *s)
     s->sent_batch = 1;
 }
 
-/* Hand one message to a subscriber, as its transport wants it.
- * @return 0, or -1 if out of memory */
-static int sub_take(sub_t *s, lmsg_t *m, const lchan_t *c)
+/* SSE of several channels: an id line with every channel's cursor. */
+static int sub_queue_cursors(sub_t *s)
 {
+    const char *names[COMET_SUB_CHANNELS_MAX];
+    apr_size_t lens[COMET_SUB_CHANNELS_MAX], i;
+    comet_id_t cursors[COMET_SUB_CHANNELS_MAX];
+    comet_buf_t b = { 0 };
+    int rv;
+
+    for (i = 0; i < s->nlinks; i++) {
+        names[i] = s->links[i].ch ? s->links[i].ch->name : "";
+        lens[i] = s->links[i].ch ? s->links[i].ch->name_len : 0;
+        cursors[i] = s->links[i].cursor;
+    }
+    rv = comet_sse_id_line(&b, names, lens, cursors, s->nlinks);
+    if (rv == 0) {
+        rv = sub_queue_own(s, &b);
+    }
+    comet_buf_free(&b);
+    return rv;
+}
+
+/* Hand one message to a subscriber, as its transport wants it; the link's
+ * cursor moves past it.
+ * @return 0, or -1 if out of memory */
+static int sub_take(sub_t *s, lmsg_t *m, link_t *l)
+{
+    const lchan_t *c = l->ch;
+
     if (m->flags & COMET_MSG_CLOSE) {
         comet_buf_t b = { 0 };
         if (!s->session || !s->t->close) {
@@ -637,7 +662,12 @@ static int sub_take(sub_t *s, lmsg_t *m, const lchan_t *c)
         }
         m->refs++;
         s->batch[s->nbatch++] = m;
+        l->cursor = m->id;
         return 0;
+    }
+    l->cursor = m->id;
+    if (s->t->cursor_id && sub_queue_cursors(s) < 0) {
+        return -1;
     }
     if (sub_queue_msg(s, m, c) < 0) {
         return -1;
@@ -984,12 +1014,11 @@ static void deliver(comet_reactor_t *r, lchan_t *c, lmsg_t *batch)
             if (s->closed || s->closing || m->id <= l->cursor) {
                 continue;
             }
-            if (sub_take(s, m, c) < 0) {
+            if (sub_take(s, m, l) < 0) {
                 rlog(r, COMET_LOG_ERR, APR_ENOMEM, "comet: out of memory, dropping %s", s->peer);
                 sub_close(s, 1);
                 continue;
             }
-            l->cursor = m->id;
             sub_want_flush(r, s);
         }
     }
@@ -1004,12 +1033,11 @@ static void deliver_link(comet_reactor_t *r, lchan_t *c, link_t *l, lmsg_t *batc
         if (m->id <= l->cursor || l->sub->closing || l->sub->closed) {
             continue;
         }
-        if (sub_take(l->sub, m, c) < 0) {
+        if (sub_take(l->sub, m, l) < 0) {
             rlog(r, COMET_LOG_ERR, APR_ENOMEM, "comet: out of memory, dropping %s", l->sub->peer);
             sub_close(l->sub, 1);
             return;
         }
-        l->cursor = m->id;
     }
 }
 
@@ -1090,6 +1118,10 @@ static void sub_attach(comet_reactor_t *r, sub_t *s)
             return;
         }
     }
+    /* every cursor first: a multi-channel SSE id line names them all */
+    for (i = 0; i < s->nlinks; i++) {
+        s->links[i].cursor = s->since[i] == COMET_ID_NONE ? 0 : s->since[i];
+    }
     for (i = 0; i < s->nlinks; i++) {
         link_t *l = &s->links[i];
         lchan_t *c = l->ch;          /* holds the requested name for now */
@@ -1152,7 +1184,7 @@ static void sub_attach(comet_reactor_t *r, sub_t *s)
         batch_begin(r);
         rv = r->store->fetch(r->store, &c->ref, s->since[i], batch_alloc, r, &res);
         if (rv == APR_SUCCESS && !res.gone) {
-            l->cursor = 0;
+            l->cursor = s->since[i] == COMET_ID_NONE ? 0 : s->since[i];
             deliver_link(r, c, l, r->batch);
             l->cursor = res.last_id;
             if (!have) {

@@ -95,6 +95,206 @@ const comet_transport_t comet_transport_iframe = {
 };
 
 /*******************************************************************************
+ * Server-Sent Events
+ *
+ * Each line of a message (CR, LF or CRLF end a line) becomes one "data:" line,
+ * so a message can never start a field of its own. One channel:
+ *   id: <id>\ndata: ...\n\n
+ * several: the channel names the event, the id carries every channel's cursor
+ * (EventSource sends back only the last id, as Last-Event-ID):
+ *   id: a:<id>,b:<id>\nevent: a\ndata: ...\n\n
+ * Heartbeats are events too ("heartbeat"), so that a page can tell a silent
+ * stream from a dead one; comments would not reach it.
+ ******************************************************************************/
+
+static int sse_data(comet_buf_t *out, const char *data, apr_size_t len)
+{
+    apr_size_t i = 0, start = 0;
+    int rv = 0;
+
+    for (i = 0; i <= len && !rv; i++) {
+        if (i == len || data[i] == '\n' || data[i] == '\r') {
+            rv |= comet_buf_puts(out, "data: ");
+            rv |= comet_buf_append(out, data + start, i - start);
+            rv |= comet_buf_puts(out, "\n");
+            if (i < len && data[i] == '\r' && i + 1 < len && data[i + 1] == '\n') {
+                i++;
+            }
+            start = i + 1;
+        }
+    }
+    return rv ? -1 : 0;
+}
+
+static int sse_prelude(comet_buf_t *out, const comet_stream_params_t *p)
+{
+    int rv = 0;
+
+    /* padding past 2 KiB for proxies and polyfills that wait for it */
+    rv |= comet_buf_puts(out, ":");
+    while (!rv && out->len < 2048) {
+        rv |= comet_buf_puts(out, "                                                                ");
+    }
+    rv |= comet_buf_puts(out, "\nretry: ");
+    rv |= comet_buf_put_u64(out, (apr_uint64_t)apr_time_as_msec(p->retry ? p->retry
+                                                                  : apr_time_from_sec(1)));
+    rv |= comet_buf_puts(out, "\nevent: open\ndata: {\"heartbeat\": ");
+    rv |= comet_buf_put_u64(out, (apr_uint64_t)apr_time_as_msec(p->heartbeat));
+    if (p->cursors) {
+        rv |= comet_buf_puts(out, ", \"cursors\": ");
+        rv |= comet_buf_puts(out, p->cursors);
+    }
+    rv |= comet_buf_puts(out, "}\n\n");
+    return rv ? -1 : 0;
+}
+
+static int sse_message(comet_buf_t *out, comet_id_t id, const char *chan, apr_size_t clen,
+                       const char *data, apr_size_t len)
+{
+    int rv = comet_buf_puts(out, "id: ");
+
+    rv |= comet_buf_put_u64(out, id);
+    rv |= comet_buf_puts(out, "\n");
+    rv |= sse_data(out, data, len);
+    rv |= comet_buf_puts(out, "\n");
+    return rv ? -1 : 0;
+}
+
+static int sse_multi_message(comet_buf_t *out, comet_id_t id, const char *chan,
+                             apr_size_t clen, const char *data, apr_size_t len)
+{
+    int rv = comet_buf_puts(out, "event: ");
+
+    rv |= comet_buf_append(out, chan, clen);
+    rv |= comet_buf_puts(out, "\n");
+    rv |= sse_data(out, data, len);
+    rv |= comet_buf_puts(out, "\n");
+    return rv ? -1 : 0;
+}
+
+int comet_sse_id_line(comet_buf_t *out, const char *const *names, const apr_size_t *lens,
+                      const comet_id_t *cursors, apr_size_t n)
+{
+    apr_size_t i;
+    int rv = comet_buf_puts(out, "id: ");
+
+    for (i = 0; i < n; i++) {
+        if (i) {
+            rv |= comet_buf_puts(out, ",");
+        }
+        rv |= comet_buf_append(out, names[i], lens[i]);
+        rv |= comet_buf_puts(out, ":");
+        rv |= comet_buf_put_u64(out, cursors[i] == COMET_ID_NONE ? 0 : cursors[i]);
+    }
+    rv |= comet_buf_puts(out, "\n");
+    return rv ? -1 : 0;
+}
+
+static int sse_heartbeat(comet_buf_t *out, const comet_stream_params_t *p)
+{
+    return comet_buf_puts(out, "event: heartbeat\ndata:\n\n");
+}
+
+static int sse_end(comet_buf_t *out, const comet_stream_params_t *p, comet_end_t why)
+{
+    int rv = comet_buf_puts(out, "event: end\ndata: ");
+
+    rv |= comet_buf_puts(out, end_reason(why));
+    rv |= comet_buf_puts(out, "\n\n");
+    return rv ? -1 : 0;
+}
+
+const comet_transport_t comet_transport_sse = {
+    .name = "sse", .index = 6, .content_type = "text/event-stream; charset=utf-8",
+    .prelude = sse_prelude, .message = sse_message, .heartbeat = sse_heartbeat,
+    .end = sse_end
+};
+
+const comet_transport_t comet_transport_sse_multi = {
+    .name = "sse", .index = 7, .content_type = "text/event-stream; charset=utf-8",
+    .cursor_id = 1,
+    .prelude = sse_prelude, .message = sse_multi_message, .heartbeat = sse_heartbeat,
+    .end = sse_end
+};
+
+/*******************************************************************************
+ * XHR/fetch streaming and long-polling: one JSON object per line
+ *
+ *   {"open": {"heartbeat": 25000, "cursors": {"news": 1795...}}}
+ *   {"id": 1795..., "channel": "news", "data": "..."}
+ *   (an empty line: heartbeat)
+ *   {"end": "reconnect"}
+ * A long-poll answers the open line and one batch of messages (or nothing
+ * once the heartbeat interval passed), then closes.
+ ******************************************************************************/
+
+static int json_open(comet_buf_t *out, const comet_stream_params_t *p)
+{
+    int rv = comet_buf_puts(out, "{\"open\": {\"heartbeat\": ");
+
+    rv |= comet_buf_put_u64(out, (apr_uint64_t)apr_time_as_msec(p->heartbeat));
+    if (p->cursors) {
+        rv |= comet_buf_puts(out, ", \"cursors\": ");
+        rv |= comet_buf_puts(out, p->cursors);
+    }
+    rv |= comet_buf_puts(out, "}}\n");
+    return rv ? -1 : 0;
+}
+
+static int stream_prelude(comet_buf_t *out, const comet_stream_params_t *p)
+{
+    int rv = 0;
+
+    /* a blank line past 2 KiB: some browsers and proxies hold back less */
+    while (!rv && out->len < 2048) {
+        rv |= comet_buf_puts(out, "                                                                ");
+    }
+    rv |= comet_buf_puts(out, "\n");
+    return rv ? -1 : json_open(out, p);
+}
+
+static int json_message(comet_buf_t *out, comet_id_t id, const char *chan, apr_size_t clen,
+                        const char *data, apr_size_t len)
+{
+    int rv = comet_buf_puts(out, "{\"id\": ");
+
+    rv |= comet_buf_put_u64(out, id);
+    rv |= comet_buf_puts(out, ", \"channel\": \"");
+    rv |= comet_json_escape(out, chan, clen);
+    rv |= comet_buf_puts(out, "\", \"data\": \"");
+    rv |= comet_json_escape(out, data, len);
+    rv |= comet_buf_puts(out, "\"}\n");
+    return rv ? -1 : 0;
+}
+
+static int json_heartbeat(comet_buf_t *out, const comet_stream_params_t *p)
+{
+    return comet_buf_puts(out, "\n");
+}
+
+static int json_end(comet_buf_t *out, const comet_stream_params_t *p, comet_end_t why)
+{
+    int rv = comet_buf_puts(out, "{\"end\": \"");
+
+    rv |= comet_buf_puts(out, end_reason(why));
+    rv |= comet_buf_puts(out, "\"}\n");
+    return rv ? -1 : 0;
+}
+
+const comet_transport_t comet_transport_stream = {
+    .name = "stream", .index = 8, .content_type = "application/x-ndjson; charset=utf-8",
+    .accumulates = 1,
+    .prelude = stream_prelude, .message = json_message, .heartbeat = json_heartbeat,
+    .end = json_end
+};
+
+const comet_transport_t comet_transport_longpoll = {
+    .name = "longpoll", .index = 9, .content_type = "application/x-ndjson; charset=utf-8",
+    .oneshot = 1,
+    .prelude = json_open, .message = json_message, .end = json_end
+};
+
+/*******************************************************************************
  * SockJS 0.3
  *
  * Frames: "o" open, "h" heartbeat, a[...] messages (a JSON array of strings),
@@ -378,6 +578,9 @@ const comet_transport_t comet_transport_sockjs_jsonp = {
 
 const comet_transport_t *const comet_transports[] = {
     &comet_transport_iframe,
+    &comet_transport_sse,
+    &comet_transport_stream,
+    &comet_transport_longpoll,
     &comet_transport_sockjs_xhr,
     &comet_transport_sockjs_xhr_streaming,
     &comet_transport_sockjs_eventsource,

@@ -49,6 +49,9 @@ struct comet_transport_t {
     unsigned accumulates:1;            /**< the client keeps every byte: recycle the stream */
     unsigned oneshot:1;                /**< the response ends after one batch (long-poll) */
     unsigned session:1;                /**< for sessions (mod_comet_socket) only */
+    unsigned cursor_id:1;              /**< each message needs the stream's cursors
+                                            first (SSE id: line of a multi-channel
+                                            stream), built per subscriber */
 
     /** Bytes sent once, right after the headers; NULL: none. */
     int (*prelude)(comet_buf_t *out, const comet_stream_params_t *p);
@@ -72,6 +75,22 @@ struct comet_transport_t {
 /** The forever iframe: text/html, one <script> per message. */
 extern const comet_transport_t comet_transport_iframe;
 
+/** Server-Sent Events: text/event-stream, `id:` lines, Last-Event-ID resume. */
+extern const comet_transport_t comet_transport_sse;
+/** SSE for several channels: `event: <channel>`, composite ids "a:1,b:2". */
+extern const comet_transport_t comet_transport_sse_multi;
+/** XHR/fetch streaming: one JSON object per line. */
+extern const comet_transport_t comet_transport_stream;
+/** Long-polling: one batch per request, same lines as the stream. */
+extern const comet_transport_t comet_transport_longpoll;
+
+/**
+ * Append the SSE id line of a multi-channel stream: "id: a:1,b:2\n".
+ * @param names, lens, cursors  the stream's channels and where each stands
+ */
+int comet_sse_id_line(comet_buf_t *out, const char *const *names, const apr_size_t *lens,
+                      const comet_id_t *cursors, apr_size_t n);
+
 /** SockJS 0.3 transports (sessions). */
 extern const comet_transport_t comet_transport_sockjs_xhr;
 extern const comet_transport_t comet_transport_sockjs_xhr_streaming;
@@ -89,7 +108,7 @@ extern const comet_transport_t comet_transport_sockjs_jsonp;
 extern const comet_transport_t *const comet_transports[];
 
 /** Number of transports (size of per-message frame caches). */
-#define COMET_TRANSPORTS_MAX 8
+#define COMET_TRANSPORTS_MAX 12
 
 /** Find a transport by name; NULL if unknown. */
 const comet_transport_t *comet_transport_find(const char *name);

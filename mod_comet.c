@@ -107,6 +107,7 @@ static void *comet_dir_create(apr_pool_t *p, char *dir)
     c->stream_limit = UNSET;
     c->client_buffer = UNSET;
     c->stream_mode = UNSET;
+    c->transports = UNSET;
     c->cookie = UNSET;
     c->response_limit = UNSET;
     c->socket_heartbeat = UNSET;
@@ -127,6 +128,7 @@ static void *comet_dir_merge(apr_pool_t *p, void *basev, void *addv)
     c->stream_limit = MERGE(add, base, stream_limit);
     c->client_buffer = MERGE(add, base, client_buffer);
     c->stream_mode = MERGE(add, base, stream_mode);
+    c->transports = MERGE(add, base, transports);
     comet_socket_dir_merge(c, base, add);
     return c;
 }
@@ -245,6 +247,35 @@ static const char *set_stream_mode(cmd_parms *cmd, void *cv, const char *arg)
     return NULL;
 }
 
+/* Channel transports a location may offer. */
+static const comet_transport_t *const channel_transports[] = {
+    &comet_transport_iframe, &comet_transport_sse, &comet_transport_stream,
+    &comet_transport_longpoll, NULL
+};
+
+#define TRANSPORT_BIT(t) (1 << (t)->index)
+#define ALL_TRANSPORTS (TRANSPORT_BIT(&comet_transport_iframe) \
+                        | TRANSPORT_BIT(&comet_transport_sse) \
+                        | TRANSPORT_BIT(&comet_transport_stream) \
+                        | TRANSPORT_BIT(&comet_transport_longpoll))
+
+static const char *set_transports(cmd_parms *cmd, void *cv, const char *arg)
+{
+    comet_dir_conf_t *c = cv;
+    int i;
+
+    if (c->transports == UNSET) {
+        c->transports = 0;
+    }
+    for (i = 0; channel_transports[i]; i++) {
+        if (!strcasecmp(arg, channel_transports[i]->name)) {
+            c->transports |= TRANSPORT_BIT(channel_transports[i]);
+            return NULL;
+        }
+    }
+    return "CometTransports: any of iframe sse stream longpoll";
+}
+
 static const command_rec comet_cmds[] = {
     AP_INIT_TAKE1("CometSharedMemory", set_shm_size, NULL, RSRC_CONF,
                   "size of the shared memory holding every channel (default 64M)"),
@@ -267,6 +298,9 @@ static const command_rec comet_cmds[] = {
     AP_INIT_TAKE1("CometStreamMode", set_stream_mode, NULL, RSRC_CONF | ACCESS_CONF,
                   "auto: an event loop per child writes the streams; thread: a worker "
                   "thread per stream (default auto)"),
+    AP_INIT_ITERATE("CometTransports", set_transports, NULL, RSRC_CONF | ACCESS_CONF,
+                    "the transports subscribers may use here: iframe sse stream longpoll "
+                    "(default all)"),
     /* mod_comet_socket.c */
     AP_INIT_RAW_ARGS("CometSocketBackend", comet_socket_set_backend, NULL,
                      RSRC_CONF | ACCESS_CONF, "the program or server each session talks to: "
@@ -748,6 +782,47 @@ static int comet_hold_stream(request_rec *r, comet_sub_spec_t *spec, int *taken)
     return OK;
 }
 
+/* `since`: one id for every channel, or "<channel>:<id>,..." (a channel not
+ * named starts where it stands). 0, or -1 if malformed. */
+static int comet_parse_since(const char *since, comet_sub_spec_t *spec, comet_id_t *all)
+{
+    apr_size_t i;
+    const char *p = since;
+
+    for (i = 0; i < spec->nchannels; i++) {
+        spec->since[i] = COMET_ID_NONE;
+    }
+    if (!ap_strchr_c(since, ':')) {
+        if (!comet_parse_u64(since, strlen(since), all)) {
+            return -1;
+        }
+        for (i = 0; i < spec->nchannels; i++) {
+            spec->since[i] = *all;
+        }
+        return 0;
+    }
+    while (*p) {
+        const char *colon = ap_strchr_c(p, ':'), *comma;
+        apr_uint64_t v;
+        if (!colon) {
+            return -1;
+        }
+        comma = ap_strchr_c(colon, ',');
+        if (!comet_parse_u64(colon + 1, comma ? (apr_size_t)(comma - colon - 1)
+                                              : strlen(colon + 1), &v)) {
+            return -1;
+        }
+        for (i = 0; i < spec->nchannels; i++) {
+            if (spec->channel_lens[i] == (apr_size_t)(colon - p)
+                && !memcmp(spec->channels[i], p, spec->channel_lens[i])) {
+                spec->since[i] = v;
+            }
+        }
+        p = comma ? comma + 1 : colon + 1 + strlen(colon + 1);
+    }
+    return 0;
+}
+
 static int comet_subscribe(request_rec *r, const comet_dir_conf_t *conf, const char *rest)
 {
     comet_sub_spec_t spec;
@@ -790,12 +865,36 @@ static int comet_subscribe(request_rec *r, const comet_dir_conf_t *conf, const c
         }
         p = comma + 1;
     }
-    if (since && !comet_parse_u64(since, strlen(since), &since_id)) {
-        return comet_error(r, HTTP_BAD_REQUEST, APLOG_INFO, 0,
-                           "since: a message id (digits) expected");
+    if (tname) {
+        if (!(t = comet_transport_find(tname)) || t->session) {
+            return comet_error(r, HTTP_BAD_REQUEST, APLOG_INFO, 0,
+                               "transport: iframe, sse, stream or longpoll");
+        }
     }
-    if (tname && (!(t = comet_transport_find(tname)) || t->session)) {
-        return comet_error(r, HTTP_BAD_REQUEST, APLOG_INFO, 0, "unknown transport");
+    else {
+        /* no choice made: what the client says it accepts */
+        const char *accept = apr_table_get(r->headers_in, "Accept");
+        if (accept && ap_strcasestr(accept, "text/event-stream")) {
+            t = &comet_transport_sse;
+        }
+        else if (accept && ap_strcasestr(accept, "application/x-ndjson")) {
+            t = &comet_transport_stream;
+        }
+    }
+    if (!(COMET_CONF(conf, transports, ALL_TRANSPORTS) & TRANSPORT_BIT(t))) {
+        return comet_error(r, HTTP_FORBIDDEN, APLOG_INFO, 0, apr_psprintf(r->pool,
+                           "transport %s is not allowed here (CometTransports)", t->name));
+    }
+    if (t == &comet_transport_sse && !since) {
+        /* an EventSource that reconnects says where it was */
+        since = apr_table_get(r->headers_in, "Last-Event-ID");
+    }
+    if (t == &comet_transport_sse && spec.nchannels > 1) {
+        t = &comet_transport_sse_multi;
+    }
+    if (since && comet_parse_since(since, &spec, &since_id) < 0) {
+        return comet_error(r, HTTP_BAD_REQUEST, APLOG_INFO, 0,
+                           "since: a message id, or <channel>:<id>,... for several channels");
     }
     if (cb && !comet_callback_valid(cb)) {
         return comet_error(r, HTTP_BAD_REQUEST, APLOG_INFO, 0,
@@ -812,8 +911,8 @@ static int comet_subscribe(request_rec *r, const comet_dir_conf_t *conf, const c
         apr_size_t i;
         const char *cursors = "{";
         for (i = 0; i < spec.nchannels; i++) {
-            comet_id_t at = since_id;
-            if (!since) {
+            comet_id_t at = since ? spec.since[i] : since_id;
+            if (at == COMET_ID_NONE) {
                 comet_channel_info_t info;
                 at = comet_proc.store->info(comet_proc.store, spec.channels[i],
                                             spec.channel_lens[i], &info) == APR_SUCCESS

@@ -45,6 +45,7 @@ typedef struct comet_dir_conf_t {
     apr_off_t stream_limit;           /**< CometStreamLimit */
     apr_off_t client_buffer;          /**< CometClientBuffer */
     int stream_mode;                  /**< CometStreamMode */
+    int transports;                   /**< CometTransports: bit per transport index */
     /* mod_comet_socket.c */
     const char *backend;              /**< CometSocketBackend: echo, close, exec, unix:, tcp: */
     const char *const *backend_argv;  /**< exec: program and arguments */
