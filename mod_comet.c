@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include <apr_strings.h>
+#include <apr_lib.h>
 #include <apr_shm.h>
 #include <apr_global_mutex.h>
 
@@ -38,6 +39,7 @@
 #include <util_mutex.h>
 
 #include "mod_comet.h"
+#include "comet_i18n.h"
 
 static void comet_register_hooks(apr_pool_t *p);
 static void *comet_dir_create(apr_pool_t *p, char *dir);
@@ -129,6 +131,9 @@ static void *comet_dir_merge(apr_pool_t *p, void *basev, void *addv)
     c->client_buffer = MERGE(add, base, client_buffer);
     c->stream_mode = MERGE(add, base, stream_mode);
     c->transports = MERGE(add, base, transports);
+    /* translations add up, the inner location's last */
+    c->translate = !add->translate ? base->translate : !base->translate ? add->translate
+                 : apr_array_append(p, base->translate, add->translate);
     comet_socket_dir_merge(c, base, add);
     return c;
 }
@@ -276,6 +281,36 @@ static const char *set_transports(cmd_parms *cmd, void *cv, const char *arg)
     return "CometTransports: any of iframe sse stream longpoll";
 }
 
+static const char *set_translate(cmd_parms *cmd, void *cv, const char *a1, const char *a2,
+                                 const char *a3)
+{
+    comet_dir_conf_t *c = cv;
+    comet_translation_t *t;
+    const char *lang = a3 ? a1 : NULL, *key = a3 ? a2 : a1, *text = a3 ? a3 : a2;
+    const char *k;
+
+    if (lang && !comet_lang_find(lang, strlen(lang))) {
+        return apr_psprintf(cmd->pool, "CometTranslate: %s is not a built-in language "
+                            "(en, fr, de, es)", lang);
+    }
+    for (k = key; *k; k++) {
+        if (!apr_isalnum(*k) && *k != '_') {
+            return "CometTranslate: a key such as YOUR_NICK_IS (letters, digits, _)";
+        }
+    }
+    if (!*key) {
+        return "CometTranslate: a key expected";
+    }
+    if (!c->translate) {
+        c->translate = apr_array_make(cmd->pool, 4, sizeof(comet_translation_t));
+    }
+    t = apr_array_push(c->translate);
+    t->lang = lang;
+    t->key = key;
+    t->text = text;
+    return NULL;
+}
+
 static const command_rec comet_cmds[] = {
     AP_INIT_TAKE1("CometSharedMemory", set_shm_size, NULL, RSRC_CONF,
                   "size of the shared memory holding every channel (default 64M)"),
@@ -298,6 +333,9 @@ static const command_rec comet_cmds[] = {
     AP_INIT_TAKE1("CometStreamMode", set_stream_mode, NULL, RSRC_CONF | ACCESS_CONF,
                   "auto: an event loop per child writes the streams; thread: a worker "
                   "thread per stream (default auto)"),
+    AP_INIT_TAKE23("CometTranslate", set_translate, NULL, RSRC_CONF | ACCESS_CONF,
+                   "[lang] KEY \"text\": replace one of the widgets' strings "
+                   "(e.g. YOUR_NICK_IS \"My nick is %s\")"),
     AP_INIT_ITERATE("CometTransports", set_transports, NULL, RSRC_CONF | ACCESS_CONF,
                     "the transports subscribers may use here: iframe sse stream longpoll "
                     "(default all)"),
@@ -655,21 +693,130 @@ static const comet_asset_t *comet_asset_find(const char *name)
     return NULL;
 }
 
+/* The strings of `lang` for this location, as a JSON object. */
+static const char *comet_strings_json(request_rec *r, const comet_dir_conf_t *conf,
+                                      const comet_lang_t *lang)
+{
+    const char **over = NULL;
+    apr_size_t n = 0;
+    comet_buf_t b = { 0 };
+    const char *json;
+    int i;
+
+    if (conf->translate) {
+        const comet_translation_t *t = (const comet_translation_t *)conf->translate->elts;
+        over = apr_palloc(r->pool, 2 * sizeof(char *) * (apr_size_t)conf->translate->nelts);
+        for (i = 0; i < conf->translate->nelts; i++) {
+            if (!t[i].lang || comet_lang_find(t[i].lang, strlen(t[i].lang)) == lang) {
+                over[2 * n] = t[i].key;
+                over[2 * n + 1] = t[i].text;
+                n++;
+            }
+        }
+    }
+    if (comet_lang_json(&b, lang, over, n) < 0) {
+        comet_buf_free(&b);
+        return "{}";
+    }
+    json = apr_pstrmemdup(r->pool, b.data, b.len);
+    comet_buf_free(&b);
+    return json;
+}
+
+/* The language for this request: the one asked, or Accept-Language's. */
+static const comet_lang_t *comet_request_lang(request_rec *r)
+{
+    apr_table_mergen(r->headers_out, "Vary", "Accept-Language");
+    return comet_lang_negotiate(apr_table_get(r->headers_in, "Accept-Language"));
+}
+
+/* GET <location>/i18n/<lang>.js|.json, or i18n.js|.json (negotiated). */
+static int comet_serve_strings(request_rec *r, const comet_dir_conf_t *conf, const char *rest)
+{
+    const comet_lang_t *lang;
+    const char *dot = strrchr(rest, '.'), *json, *class_id, *body;
+    int js;
+
+    if (!dot || (strcmp(dot, ".js") && strcmp(dot, ".json"))) {
+        return comet_error(r, HTTP_NOT_FOUND, APLOG_DEBUG, 0,
+                           "string tables: i18n/<lang>.js or .json");
+    }
+    js = !strcmp(dot, ".js");
+    if (!strncmp(rest, "i18n/", 5)) {
+        if (!(lang = comet_lang_find(rest + 5, (apr_size_t)(dot - rest - 5)))
+            || ap_strchr_c(rest + 5, '/')) {
+            return comet_error(r, HTTP_NOT_FOUND, APLOG_DEBUG, 0,
+                               "no such language (built in: en, fr, de, es)");
+        }
+    }
+    else {
+        lang = comet_request_lang(r);
+    }
+    if (r->method_number != M_GET) {
+        ap_allow_standard_methods(r, REPLACE_ALLOW, M_GET, -1);
+        return HTTP_METHOD_NOT_ALLOWED;
+    }
+    json = comet_strings_json(r, conf, lang);
+    class_id = conf->class_id ? conf->class_id : DEF_CLASS_ID;
+    apr_table_setn(r->headers_out, "Cache-Control", "no-cache");
+    apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
+    apr_table_setn(r->headers_out, "Content-Language", lang->tag);
+    if (js) {
+        /* the table goes where the class finds it, loaded before or after */
+        body = apr_psprintf(r->pool,
+            "(function (g) {\nvar n = \"%s\", lang = \"%s\", s = %s;\n"
+            "(g[n + \"_strings\"] = g[n + \"_strings\"] || {})[lang] = s;\n"
+            "if (g[n] && g[n].useStrings) { g[n].useStrings(lang, s); }\n})(this);\n",
+            class_id, lang->tag, json);
+        ap_set_content_type(r, "application/javascript; charset=utf-8");
+    }
+    else {
+        body = apr_psprintf(r->pool, "{\"lang\": \"%s\", \"strings\": %s}\n", lang->tag, json);
+        ap_set_content_type(r, "application/json; charset=utf-8");
+    }
+    ap_set_content_length(r, (apr_off_t)strlen(body));
+    if (!r->header_only) {
+        ap_rputs(body, r);
+    }
+    return OK;
+}
+
+static unsigned comet_hash(const char *s)
+{
+    unsigned h = 2166136261u;
+
+    for (; *s; s++) {
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    }
+    return h;
+}
+
 /* The class, wrapped in a function that receives this location's settings. */
 static int comet_serve_asset(request_rec *r, const comet_dir_conf_t *conf,
                              const comet_asset_t *a)
 {
     const char *class_id = conf->class_id ? conf->class_id : DEF_CLASS_ID;
     const char *base = comet_location_base(r, conf);
-    const char *etag, *head, *tail = "\n})(this);\n";
+    const char *etag, *head, *tail = "\n})(this);\n", *strings, *transports = "";
+    const comet_lang_t *lang;
+    int i;
     apr_interval_time_t hb = CONF_OR(conf, heartbeat, DEF_HEARTBEAT);
 
     if (r->method_number != M_GET) {
         r->allowed = AP_METHOD_BIT << M_GET;
         return HTTP_METHOD_NOT_ALLOWED;
     }
-    etag = apr_psprintf(r->pool, "\"%s-%s-%08x\"", COMET_VERSION, class_id,
-                        (unsigned)(a->len ^ (apr_size_t)hb));
+    lang = comet_request_lang(r);
+    strings = comet_strings_json(r, conf, lang);
+    for (i = 0; channel_transports[i]; i++) {
+        if (COMET_CONF(conf, transports, ALL_TRANSPORTS) & TRANSPORT_BIT(channel_transports[i])) {
+            transports = apr_psprintf(r->pool, "%s%s\"%s\"", transports, *transports ? ", " : "",
+                                      channel_transports[i]->name);
+        }
+    }
+    etag = apr_psprintf(r->pool, "\"%s-%s-%s-%08x\"", COMET_VERSION, class_id, lang->tag,
+                        (unsigned)(a->len ^ (apr_size_t)hb ^ comet_hash(strings)
+                                   ^ comet_hash(transports)));
     apr_table_setn(r->headers_out, "ETag", etag);
     apr_table_setn(r->headers_out, "Cache-Control", "no-cache");
     apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
@@ -680,10 +827,11 @@ static int comet_serve_asset(request_rec *r, const comet_dir_conf_t *conf,
     head = apr_psprintf(r->pool,
                         "/* mod_comet %s */\n(function (global) {\n"
                         "var COMET = { version: \"%s\", classId: \"%s\", base: \"%s\", "
-                        "heartbeat: %" APR_INT64_T_FMT " };\n",
+                        "heartbeat: %" APR_INT64_T_FMT ", transports: [%s], lang: \"%s\", "
+                        "strings: %s };\n",
                         COMET_VERSION, COMET_VERSION, class_id,
                         base ? comet_json_str(r, base, strlen(base)) : "",
-                        apr_time_as_msec(hb));
+                        apr_time_as_msec(hb), transports, lang->tag, strings);
     ap_set_content_length(r, (apr_off_t)(strlen(head) + a->len + strlen(tail)));
     if (!r->header_only) {
         ap_rputs(head, r);
@@ -1033,6 +1181,9 @@ static int comet_handler(request_rec *r)
     rest = comet_path_rest(r, conf);
     if ((a = comet_asset_find(rest)) != NULL) {
         return comet_serve_asset(r, conf, a);
+    }
+    if (!strncmp(rest, "i18n/", 5) || !strncmp(rest, "i18n.", 5)) {
+        return comet_serve_strings(r, conf, rest);
     }
     if (!*rest) {
         return comet_error(r, HTTP_NOT_FOUND, APLOG_DEBUG, 0,

@@ -33,6 +33,13 @@ extern module AP_MODULE_DECLARE_DATA comet_module;
 /** Name of our global mutex, for the Mutex directive. */
 #define COMET_MUTEX_TYPE "comet-shm"
 
+/** One CometTranslate line. */
+typedef struct comet_translation_t {
+    const char *lang;                 /**< NULL: every language */
+    const char *key;
+    const char *text;
+} comet_translation_t;
+
 /** Per-directory configuration; -1 / NULL: not set here (see merge). */
 typedef struct comet_dir_conf_t {
     const char *base;                 /**< the <Location> path, to find the channel in the URL */
@@ -46,6 +53,7 @@ typedef struct comet_dir_conf_t {
     apr_off_t client_buffer;          /**< CometClientBuffer */
     int stream_mode;                  /**< CometStreamMode */
     int transports;                   /**< CometTransports: bit per transport index */
+    apr_array_header_t *translate;    /**< CometTranslate: comet_translation_t */
     /* mod_comet_socket.c */
     const char *backend;              /**< CometSocketBackend: echo, close, exec, unix:, tcp: */
     const char *const *backend_argv;  /**< exec: program and arguments */
