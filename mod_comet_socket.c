@@ -850,15 +850,10 @@ static int sjs_send(sjs_req_t *q, int jsonp)
                     break;
                 }
             }
-            if (d) {
-                for (p = d; *p; p++) {
-                    if (*p == '+') {
-                        *p = ' ';
-                    }
-                }
-                if (ap_unescape_url(d) != OK) {
-                    d = NULL;
-                }
+            /* form decoding: ap_unescape_url() would refuse %2F, which
+             * any message with a slash has (sockjs-client encodes it) */
+            if (d && ap_unescape_urlencoded(d) != OK) {
+                d = NULL;
             }
             body = d;
             len = d ? strlen(d) : 0;

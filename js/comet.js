@@ -118,12 +118,14 @@ function Comet(options) {
                                                         : Comet.defaults.channel);
     this.connected = false;
     this.lastId = null;     /* id of the last message delivered, any channel */
-    /* channel -> id of its last message delivered; no prototype, for a
-     * channel may be called __proto__ */
+    /* channel -> where it stands: the id of its last message delivered or,
+     * before any, where its first stream started (the open event says);
+     * no prototype, for a channel may be called __proto__ */
     this.lastIds = Object.create(null);
-    /* What a channel without a message yet resumes from: `since`, or once a
-     * message came, just below the first id seen (ids are the server's clock
-     * in microseconds, so nothing of any channel arrived before it). */
+    /* What a channel resumes from before the open event said where it
+     * stands (a server that does not say): `since`, or once a message came,
+     * just below the first id seen (ids are the server's clock in
+     * microseconds, so nothing of any channel arrived before it). */
     this._floor = options.since != null && options.since !== '' ? +options.since : null;
     this._handlers = { data: [], connect: [], disconnect: [] };
     this._wanted = false;   /* between connect() and disconnect() */
@@ -334,6 +336,7 @@ Comet.prototype._event = function (kind, a) {
         this._opened = this._seen;
         this._failures = 0;
         this._watch(2.5 * (+a[1] || 0));
+        this._cursors(a[2]);
         if (!this.connected) {
             this.connected = true;
             this._fire('connect');
@@ -345,6 +348,25 @@ Comet.prototype._event = function (kind, a) {
     case 'e':
         this._end(String(a[1]));
         break;
+    }
+};
+
+/* The open event says where each channel stood ({channel: id}, 0 for one
+ * without messages): the stream delivers what comes after. A channel that
+ * has not delivered anything yet resumes from there, so a reconnect before
+ * its first message loses nothing. A channel that has keeps its own. */
+Comet.prototype._cursors = function (cursors) {
+    var i, ch, id;
+
+    if (!cursors || typeof cursors !== 'object') {
+        return;         /* a server that does not say */
+    }
+    for (i = 0; i < this.channels.length; i++) {
+        ch = this.channels[i];
+        id = Object.prototype.hasOwnProperty.call(cursors, ch) ? +cursors[ch] : NaN;
+        if (!(ch in this.lastIds) && id >= 0) {
+            this.lastIds[ch] = id;
+        }
     }
 };
 

@@ -27,3 +27,20 @@ function record(c) {
     });
     return c;
 }
+
+/* The same for a Pxxo_Widget_Socket: data are strings, disconnects [code, reason]. */
+function recordSocket(s) {
+    s.bindOnDataEvent(function (data) {
+        var li = document.createElement('li');
+        log.data.push(data);
+        li.textContent = data;
+        document.getElementById('out').appendChild(li);
+    });
+    s.bindOnConnectEvent(function () {
+        log.connects++;
+    });
+    s.bindOnDisconnectEvent(function (code, reason) {
+        log.disconnects.push([code, reason]);
+    });
+    return s;
+}
