@@ -45,8 +45,11 @@ static int iframe_prelude(comet_buf_t *out, const comet_stream_params_t *p)
         "if (f) f(\"o\", ");
     rv |= comet_buf_put_u64(out, (apr_uint64_t)apr_time_as_msec(p->heartbeat));
     if (p->cursors) {
-        rv |= comet_buf_puts(out, ", ");
-        rv |= comet_buf_puts(out, p->cursors);
+        /* through JSON.parse: in an object literal a channel named __proto__
+         * would set the prototype instead of a property */
+        rv |= comet_buf_puts(out, ", JSON.parse(\"");
+        rv |= comet_json_escape(out, p->cursors, strlen(p->cursors));
+        rv |= comet_buf_puts(out, "\")");
     }
     rv |= comet_buf_puts(out, ");\n</script>\n<!-- ");
     /* browsers start running an iframe's scripts only past ~1 KiB */

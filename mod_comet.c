@@ -587,6 +587,21 @@ static const char *comet_location_base(request_rec *r, const comet_dir_conf_t *c
     return conf->base && conf->base[0] == '/' ? conf->base : NULL;
 }
 
+/* What names the channel: what follows the innermost section's path; when
+ * that section is the channel's own (<Location /comet-publish/news> to give
+ * one channel other settings), the URL's last segment. */
+static const char *comet_channel_path(request_rec *r, const comet_dir_conf_t *conf)
+{
+    const char *rest = comet_path_rest(r, conf), *slash;
+    apr_size_t len = strlen(r->uri);
+
+    if (*rest || len == 0 || r->uri[len - 1] == '/') {
+        return rest;
+    }
+    slash = strrchr(r->uri, '/');
+    return slash ? slash + 1 : r->uri;
+}
+
 /* What follows the <Location> path in the URL ("" for the location itself). */
 const char *comet_path_rest(request_rec *r, const comet_dir_conf_t *conf)
 {
@@ -781,14 +796,20 @@ static int comet_serve_strings(request_rec *r, const comet_dir_conf_t *conf, con
     return OK;
 }
 
-static unsigned comet_hash(const char *s)
+static unsigned comet_hash_mem(const char *s, apr_size_t len)
 {
     unsigned h = 2166136261u;
+    apr_size_t i;
 
-    for (; *s; s++) {
-        h = (h ^ (unsigned char)*s) * 16777619u;
+    for (i = 0; i < len; i++) {
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
     }
     return h;
+}
+
+static unsigned comet_hash(const char *s)
+{
+    return comet_hash_mem(s, strlen(s));
 }
 
 /* The class, wrapped in a function that receives this location's settings. */
@@ -814,9 +835,10 @@ static int comet_serve_asset(request_rec *r, const comet_dir_conf_t *conf,
                                       channel_transports[i]->name);
         }
     }
+    /* everything the answer is made of, so that no edit keeps an old ETag */
     etag = apr_psprintf(r->pool, "\"%s-%s-%s-%08x\"", COMET_VERSION, class_id, lang->tag,
-                        (unsigned)(a->len ^ (apr_size_t)hb ^ comet_hash(strings)
-                                   ^ comet_hash(transports)));
+                        comet_hash_mem(a->data, a->len) ^ (unsigned)hb ^ comet_hash(strings)
+                        ^ comet_hash(transports) ^ comet_hash(base ? base : ""));
     apr_table_setn(r->headers_out, "ETag", etag);
     apr_table_setn(r->headers_out, "Cache-Control", "no-cache");
     apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
@@ -1178,7 +1200,7 @@ static int comet_handler(request_rec *r)
         return DECLINED;
     }
     conf = ap_get_module_config(r->per_dir_config, &comet_module);
-    rest = comet_path_rest(r, conf);
+    rest = comet_channel_path(r, conf);
     if ((a = comet_asset_find(rest)) != NULL) {
         return comet_serve_asset(r, conf, a);
     }
@@ -1370,7 +1392,7 @@ static int comet_publish_handler(request_rec *r)
         return comet_error(r, HTTP_SERVICE_UNAVAILABLE, APLOG_ERR, 0,
                            "the channel store is not available (see earlier errors)");
     }
-    rest = comet_path_rest(r, conf);
+    rest = comet_channel_path(r, conf);
     len = strlen(rest);
     r->allowed = (AP_METHOD_BIT << M_GET) | (AP_METHOD_BIT << M_POST)
                  | (AP_METHOD_BIT << M_DELETE);
