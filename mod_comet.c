@@ -586,7 +586,7 @@ static int comet_serve_asset(request_rec *r, const comet_dir_conf_t *conf,
     apr_interval_time_t hb = CONF_OR(conf, heartbeat, DEF_HEARTBEAT);
 
     if (r->method_number != M_GET) {
-        r->allowed = AP_METHOD_BIT << M_GET;
+        ap_allow_standard_methods(r, REPLACE_ALLOW, M_GET, -1);
         return HTTP_METHOD_NOT_ALLOWED;
     }
     etag = apr_psprintf(r->pool, "\"%s-%s-%08x\"", COMET_VERSION, class_id,
@@ -719,7 +719,7 @@ static int comet_subscribe(request_rec *r, const comet_dir_conf_t *conf, const c
     int rc;
 
     if (r->method_number != M_GET) {
-        r->allowed = AP_METHOD_BIT << M_GET;
+        ap_allow_standard_methods(r, REPLACE_ALLOW, M_GET, -1);
         return HTTP_METHOD_NOT_ALLOWED;
     }
     memset(&spec, 0, sizeof(spec));
@@ -1032,11 +1032,10 @@ static int comet_publish_handler(request_rec *r)
     }
     rest = comet_path_rest(r, conf);
     len = strlen(rest);
-    r->allowed = (AP_METHOD_BIT << M_GET) | (AP_METHOD_BIT << M_POST)
-                 | (AP_METHOD_BIT << M_DELETE);
+    ap_allow_standard_methods(r, REPLACE_ALLOW, M_GET, M_POST, M_DELETE, -1);
     if (!*rest) {
         if (r->method_number != M_GET) {
-            r->allowed = AP_METHOD_BIT << M_GET;
+            ap_allow_standard_methods(r, REPLACE_ALLOW, M_GET, -1);
             return HTTP_METHOD_NOT_ALLOWED;
         }
         return comet_store_get(r);
