@@ -630,9 +630,12 @@ static int comet_can_own_socket(request_rec *r)
     }
     for (f = r->output_filters; f; f = f->next) {
         const char *n = f->frec->name;
+        /* reqtimeout: mod_reqtimeout's output filter only watches for the
+         * EOR bucket and passes the brigade on untouched */
         if (strcasecmp(n, "byterange") && strcasecmp(n, "content_length")
             && strcasecmp(n, "http_header") && strcasecmp(n, "http_outerror")
-            && strcasecmp(n, "core") && strcasecmp(n, "log_input_output")) {
+            && strcasecmp(n, "core") && strcasecmp(n, "log_input_output")
+            && strcasecmp(n, "reqtimeout")) {
             ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, COMET_LOGNO(00130)
                           "output filter %s rewrites the stream: a worker thread "
                           "keeps it", n);
