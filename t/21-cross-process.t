@@ -8,6 +8,7 @@ use lib "$FindBin::Bin/lib";
 
 use Apache::Test qw(-withtestmore);
 use Comet::Test;
+use Time::HiRes ();
 
 plan tests => 8, need_module('comet');
 
@@ -46,6 +47,7 @@ for my $i (0 .. $M - 1) {
     push @ids, $res->{json}{id};
     push @data, $d;
 }
+$_->close for @pconns;    # (a prefork child serves nothing else meanwhile)
 is scalar(@ids), $M, "$M messages published";
 cmp_ok scalar(keys %ppids), '>=', 2,
     'published from ' . scalar(keys %ppids) . ' children: '
@@ -55,11 +57,15 @@ is "@bad", '', 'ids strictly increasing across children';
 
 my @want = map { "$ids[$_]:" . escape_js($data[$_]) } 0 .. $#ids;
 my @wrong;
-for my $s (@subs) {
-    my @m = $s->messages($M, 10);
-    my @got = map { $_ && $_->{type} eq 'p' ? "$_->{id}:$_->{data}" : 'none' } @m;
-    # nothing more may follow (no duplicate)
-    my $extra = $s->next_frame(0.3);
+my @got_all = map {
+    [map { $_ && $_->{type} eq 'p' ? "$_->{id}:$_->{data}" : 'none' } $_->messages($M, 10)]
+} @subs;
+# nothing more may follow (no duplicate)
+Time::HiRes::sleep(0.3);
+for my $i (0 .. $#subs) {
+    my $s = $subs[$i];
+    my @got = @{ $got_all[$i] };
+    my $extra = $s->next_frame(0.01);
     push @got, "extra:$extra->{raw}" if $extra && $extra->{type} ne 'h';
     push @wrong, "child $s->{pid}: got " . scalar(@got) . " [@got[0 .. ($#got < 2 ? $#got : 2)] ...]"
         unless "@got" eq "@want";
