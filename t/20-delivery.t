@@ -8,7 +8,7 @@ use Apache::Test qw(-withtestmore);
 use Comet::Test;
 use Time::HiRes qw(time sleep);
 
-plan tests => 13, need_module('comet');
+plan tests => 14, need_module('comet');
 
 my $chan = new_channel('deliver');
 
@@ -72,6 +72,24 @@ my $chan = new_channel('deliver');
     my @f = map { $_->next_frame(3) } @subs[0, 2];
     ok +(2 == grep { $_ && $_->{type} eq 'p' && $_->{id} == $id } @f), '... the others get the next message';
     $_->close for @subs[0, 2];
+}
+
+# A client that got the prelude (f("o")) expects the messages published from
+# then on, without waiting for anything else.
+TODO: {
+    local $TODO = 'mod_comet bug: the prelude goes out before the stream is registered '
+                . 'with the channel; a message published meanwhile is lost';
+    my ($missed, $n) = (0, 200);
+    my $conn = Comet::Test::Conn->new;
+    for my $i (1 .. $n) {
+        my $s = subscribe("/comet/$chan");
+        $s->prelude;
+        my $id = publish($chan, "right away $i", conn => $conn)->{json}{id};
+        my $f = $s->next_frame(1);
+        $missed++ unless $f && $f->{type} eq 'p' && $f->{id} == $id;
+        $s->close;
+    }
+    is $missed, 0, "a message published right after the prelude arrives ($n tries)";
 }
 
 delete_channel($chan);
