@@ -107,6 +107,5 @@ for my $c (@cases) {
 # Escaped channel names can't be hostile: they are validated.
 is $s->pending, '', 'nothing left over';
 $s->close;
-my $info = channel_info($chan);
-is $info->{subscribers}, 0, 'done';
+ok wait_subscribers($chan, 0), 'the stream is gone once closed';
 delete_channel($chan);
