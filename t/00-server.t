@@ -7,7 +7,7 @@ use lib "$FindBin::Bin/lib";
 use Apache::Test qw(-withtestmore);
 use Comet::Test;
 
-plan tests => 12, need_module('comet');
+plan tests => 16, need_module('comet');
 
 my $res = http(GET => '/comet-publish/');
 is $res->{status}, 200, 'GET /comet-publish/: 200';
@@ -20,7 +20,11 @@ cmp_ok $st->{memory_max}, '>', 3 * 1024 * 1024, 'CometSharedMemory 4M: about 4M 
 cmp_ok $st->{memory_max}, '<=', 4 * 1024 * 1024, '... not more';
 cmp_ok $st->{processes}, '>=', 2, "$st->{processes} children hold a subscriber slot";
 like $st->{this_process}{pid}, qr/^\d+$/, 'this_process.pid';
-isnt $st->{this_process}{pid}, getppid() && 0, '... a child';
+{
+    open my $pf, '<', Apache::Test::config()->{vars}{t_pid_file} or die $!;
+    chomp(my $parent = <$pf>);
+    isnt $st->{this_process}{pid}, $parent, "... a child, not the parent ($parent)";
+}
 
 # The MPM the server was configured for.
 my $mpm = Apache::Test::config()->{server}{mpm} || '';
@@ -31,3 +35,19 @@ ok !$want || $mpm eq $want, "MPM: $mpm" . ($want ? " (asked: $want)" : '');
 open my $fh, '<', Apache::Test::config()->{vars}{t_conf_file} or die $!;
 my ($load) = grep { /^\s*LoadModule\s+comet_module/ } <$fh>;
 like $load, qr{/build/[^/]+/\.libs/mod_comet\.so}, 'LoadModule of the build tree';
+
+# Static files from t/htdocs, where the browser tests' pages live.
+$res = http(GET => '/index.html');
+is $res->{status}, 200, 'GET /index.html (t/htdocs): 200';
+like $res->{headers}{'content-type'}, qr{^text/html}, '... text/html';
+{
+    my $dir = Apache::Test::config()->{vars}{documentroot};
+    like $dir, qr{/t/htdocs$}, "DocumentRoot $dir";
+    my $file = "$dir/comet-test-$$.js";
+    open my $js, '>', $file or die "$file: $!";
+    print $js "var x = 1;\n";
+    close $js;
+    $res = http(GET => "/comet-test-$$.js");
+    unlink $file;
+    like $res->{headers}{'content-type'} // '', qr{^application/javascript}, '.js: application/javascript';
+}
