@@ -14,7 +14,6 @@ use IO::Socket::INET ();
 use JSON::PP ();
 use Time::HiRes qw(time sleep);
 use Apache::Test ();
-use Apache::TestConfig ();
 
 our @EXPORT = qw(
     hostport server_port new_channel
@@ -70,11 +69,10 @@ END {
 
 package Comet::Test::Conn;
 
-use IO::Select ();
 use Time::HiRes qw(time);
 
 sub new {
-    my ($class, %o) = @_;
+    my ($class) = @_;
     my $self = bless {}, $class;
     $self->open;
     return $self;
@@ -90,8 +88,6 @@ sub open {
     binmode $sock;
     @$self{qw(sock buf eof closing pid)} = ($sock, '', 0, 0, undef);
 }
-
-sub sock { $_[0]{sock} }
 
 sub send_bytes {
     my ($self, $bytes) = @_;
@@ -150,7 +146,7 @@ sub read_response {
     my $head = $self->take($end + 4);
     my $res = parse_head($head);
     my $h = $res->{headers};
-    if ($o{head_only} || $o{method} && $o{method} eq 'HEAD'
+    if ($o{method} && $o{method} eq 'HEAD'
         || $res->{status} =~ /^(1|204|304)/) {
         $res->{body} = '';
     }
@@ -503,8 +499,6 @@ sub rest {
 
 # Bytes already received and not consumed.
 sub pending { $_[0]{conn}{buf} }
-
-sub closed { $_[0]{conn}{eof} }
 
 sub close { $_[0]{conn}->close }
 
