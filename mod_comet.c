@@ -824,7 +824,7 @@ static int comet_serve_asset(request_rec *r, const comet_dir_conf_t *conf,
     apr_interval_time_t hb = CONF_OR(conf, heartbeat, DEF_HEARTBEAT);
 
     if (r->method_number != M_GET) {
-        r->allowed = AP_METHOD_BIT << M_GET;
+        ap_allow_standard_methods(r, REPLACE_ALLOW, M_GET, -1);
         return HTTP_METHOD_NOT_ALLOWED;
     }
     lang = comet_request_lang(r);
@@ -880,9 +880,12 @@ int comet_can_own_socket(request_rec *r)
     }
     for (f = r->output_filters; f; f = f->next) {
         const char *n = f->frec->name;
+        /* reqtimeout: mod_reqtimeout's output filter only watches for the
+         * EOR bucket and passes the brigade on untouched */
         if (strcasecmp(n, "byterange") && strcasecmp(n, "content_length")
             && strcasecmp(n, "http_header") && strcasecmp(n, "http_outerror")
-            && strcasecmp(n, "core") && strcasecmp(n, "log_input_output")) {
+            && strcasecmp(n, "core") && strcasecmp(n, "log_input_output")
+            && strcasecmp(n, "reqtimeout")) {
             ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, COMET_LOGNO(00130)
                           "output filter %s rewrites the stream: a worker thread "
                           "keeps it", n);
@@ -1010,7 +1013,7 @@ static int comet_subscribe(request_rec *r, const comet_dir_conf_t *conf, const c
     int rc;
 
     if (r->method_number != M_GET) {
-        r->allowed = AP_METHOD_BIT << M_GET;
+        ap_allow_standard_methods(r, REPLACE_ALLOW, M_GET, -1);
         return HTTP_METHOD_NOT_ALLOWED;
     }
     memset(&spec, 0, sizeof(spec));
@@ -1394,11 +1397,10 @@ static int comet_publish_handler(request_rec *r)
     }
     rest = comet_channel_path(r, conf);
     len = strlen(rest);
-    r->allowed = (AP_METHOD_BIT << M_GET) | (AP_METHOD_BIT << M_POST)
-                 | (AP_METHOD_BIT << M_DELETE);
+    ap_allow_standard_methods(r, REPLACE_ALLOW, M_GET, M_POST, M_DELETE, -1);
     if (!*rest) {
         if (r->method_number != M_GET) {
-            r->allowed = AP_METHOD_BIT << M_GET;
+            ap_allow_standard_methods(r, REPLACE_ALLOW, M_GET, -1);
             return HTTP_METHOD_NOT_ALLOWED;
         }
         return comet_store_get(r);
