@@ -80,6 +80,7 @@ typedef struct link_t {
 
 struct lchan_t {
     lchan_t *hnext_name, *hnext_idx, *dnext, *unext;
+    lmsg_t *pending;              /* fetched, not yet handed out */
     comet_chan_ref_t ref;
     comet_id_t cursor;            /* newest id fetched by this process */
     link_t *links;
@@ -117,6 +118,7 @@ struct sub_t {
     const comet_transport_t *t;
     unsigned chunked:1, closing:1, closed:1, want_out:1, in_flush:1, sent_batch:1;
     unsigned session:1;           /* the receiver of a session: acks, releases */
+    unsigned presubscribed:1;     /* the handler subscribed: links carry refs */
     apr_uint64_t token;
     comet_id_t acked_pending, acked_sent;
     lmsg_t *batch[BATCH_MAX];     /* oneshot: messages for the one frame */
@@ -160,7 +162,7 @@ struct comet_reactor_t {
     sub_t *subs;
     sub_t *flush_head;
     sub_t *reap_head;
-    lchan_t *dirty_head;
+    lchan_t *dirty_head, **dirty_tail;
     lchan_t *unsub_head;
     lchan_t *by_name[LCHAN_BUCKETS];
     lchan_t *by_idx[LCHAN_BUCKETS];
@@ -443,8 +445,9 @@ static void lchan_mark_dirty(comet_reactor_t *r, lchan_t *c)
 {
     if (!c->dirty) {
         c->dirty = 1;
-        c->dnext = r->dirty_head;
-        r->dirty_head = c;
+        c->dnext = NULL;
+        *r->dirty_tail = c;
+        r->dirty_tail = &c->dnext;
     }
 }
 
@@ -1002,26 +1005,34 @@ static void reap(comet_reactor_t *r)
     }
 }
 
-/* Deliver a batch of a channel's messages to the links that lack them. */
-static void deliver(comet_reactor_t *r, lchan_t *c, lmsg_t *batch)
+/* Deliver one of a channel's messages to the links that lack it. */
+static void deliver_one(comet_reactor_t *r, lchan_t *c, lmsg_t *m)
 {
-    lmsg_t *m;
     link_t *l;
 
-    for (m = batch; m; m = m->next) {
-        for (l = c->links; l; l = l->next) {
-            sub_t *s = l->sub;
-            if (s->closed || s->closing || m->id <= l->cursor) {
-                continue;
-            }
-            if (sub_take(s, m, l) < 0) {
-                rlog(r, COMET_LOG_ERR, APR_ENOMEM, "comet: out of memory, dropping %s", s->peer);
-                sub_close(s, 1);
-                continue;
-            }
-            sub_want_flush(r, s);
+    for (l = c->links; l; l = l->next) {
+        sub_t *s = l->sub;
+        if (s->closed || s->closing || m->id <= l->cursor) {
+            continue;
         }
+        if (sub_take(s, m, l) < 0) {
+            rlog(r, COMET_LOG_ERR, APR_ENOMEM, "comet: out of memory, dropping %s", s->peer);
+            sub_close(s, 1);
+            continue;
+        }
+        sub_want_flush(r, s);
     }
+}
+
+typedef struct {
+    lmsg_t *m;
+    lchan_t *c;
+} pending_t;
+
+static int pending_cmp(const void *a, const void *b)
+{
+    comet_id_t x = ((const pending_t *)a)->m->id, y = ((const pending_t *)b)->m->id;
+    return x < y ? -1 : x > y;
 }
 
 /* Deliver a replay batch to the one link that asked for it. */
@@ -1041,8 +1052,8 @@ static void deliver_link(comet_reactor_t *r, lchan_t *c, link_t *l, lmsg_t *batc
     }
 }
 
-/* Fetch what is new on a channel and hand it out. */
-static void lchan_pull(comet_reactor_t *r, lchan_t *c)
+/* Fetch what is new on a channel into c->pending; the number fetched. */
+static apr_size_t lchan_fetch(comet_reactor_t *r, lchan_t *c)
 {
     comet_fetch_result_t res;
     apr_status_t rv;
@@ -1054,7 +1065,7 @@ static void lchan_pull(comet_reactor_t *r, lchan_t *c)
         rlog(r, COMET_LOG_ERR, rv, "comet: cannot fetch channel %.*s",
              (int)c->name_len, c->name);
         batch_end(r);
-        return;
+        return 0;
     }
     if (res.gone) {
         c->gone = 1;
@@ -1062,29 +1073,94 @@ static void lchan_pull(comet_reactor_t *r, lchan_t *c)
             sub_end(l->sub, COMET_END_DELETED);
         }
         batch_end(r);
-        return;
+        return 0;
     }
-    deliver(r, c, r->batch);
     if (res.last_id > c->cursor) {
         c->cursor = res.last_id;
     }
-    batch_end(r);
+    c->pending = r->batch;
+    r->batch = NULL;
+    r->batch_tail = &r->batch;
+    return res.count;
 }
 
+static void lchan_release_pending(lchan_t *c)
+{
+    lmsg_t *m, *next;
+
+    for (m = c->pending; m; m = next) {
+        next = m->next;
+        lmsg_unref(m);
+    }
+    c->pending = NULL;
+}
+
+/* Fetch every channel a wake-up named, then hand the messages out in id
+ * order across channels: ids follow the clock, so a stream of several
+ * channels sees them in the order they were published. */
 static void pull_dirty(comet_reactor_t *r)
 {
-    while (r->dirty_head) {
-        lchan_t *c = r->dirty_head;
+    lchan_t *fetched = NULL, *c;
+    apr_size_t n = 0;
+
+    while ((c = r->dirty_head) != NULL) {
         r->dirty_head = c->dnext;
         c->dirty = 0;
         if (c->nlinks && !c->gone) {
-            lchan_pull(r, c);
+            apr_size_t got = lchan_fetch(r, c);
+            if (got) {
+                n += got;
+                c->dnext = fetched;
+                fetched = c;
+            }
         }
         else if (c->nlinks == 0 && !c->in_unsub) {
             /* its last subscriber left while it waited here */
             c->in_unsub = 1;
             c->unext = r->unsub_head;
             r->unsub_head = c;
+        }
+    }
+    r->dirty_tail = &r->dirty_head;
+    if (!fetched) {
+        return;
+    }
+    if (!fetched->dnext) {
+        lmsg_t *m;
+        for (m = fetched->pending; m; m = m->next) {
+            deliver_one(r, fetched, m);
+        }
+        lchan_release_pending(fetched);
+        return;
+    }
+    {
+        pending_t *all = malloc(n * sizeof(*all));
+        apr_size_t k = 0, i;
+        lmsg_t *m;
+
+        for (c = fetched; c; c = c->dnext) {
+            for (m = c->pending; m && all && k < n; m = m->next) {
+                all[k].m = m;
+                all[k].c = c;
+                k++;
+            }
+        }
+        if (all) {
+            qsort(all, k, sizeof(*all), pending_cmp);
+            for (i = 0; i < k; i++) {
+                deliver_one(r, all[i].c, all[i].m);
+            }
+            free(all);
+        }
+        else {
+            for (c = fetched; c; c = c->dnext) {
+                for (m = c->pending; m; m = m->next) {
+                    deliver_one(r, c, m);
+                }
+            }
+        }
+        for (c = fetched; c; c = c->dnext) {
+            lchan_release_pending(c);
         }
     }
 }
@@ -1111,6 +1187,9 @@ static void sub_attach(comet_reactor_t *r, sub_t *s)
         if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, s->fd, &ev) < 0) {
             rlog(r, COMET_LOG_ERR, errno, "comet: cannot watch the socket of %s", s->peer);
             for (i = 0; i < s->nlinks; i++) {
+                if (s->presubscribed) {
+                    r->store->unsubscribe(r->store, r->slot, &s->links[i].ch->ref, 1);
+                }
                 free(s->links[i].ch);
             }
             s->nlinks = 0;
@@ -1131,7 +1210,8 @@ static void sub_attach(comet_reactor_t *r, sub_t *s)
 
         l->ch = NULL;
         have = lchan_by_name(r, c->name, c->name_len, c->hash);
-        rv = r->store->subscribe(r->store, r->slot, c->name, c->name_len, 1, &c->ref);
+        rv = s->presubscribed ? APR_SUCCESS
+           : r->store->subscribe(r->store, r->slot, c->name, c->name_len, 1, &c->ref);
         if (rv != APR_SUCCESS) {
             rlog(r, rv == APR_ENOSPC ? COMET_LOG_ERR : COMET_LOG_WARN, rv,
                  "comet: cannot subscribe %s to channel %.*s%s", s->peer,
@@ -1145,6 +1225,25 @@ static void sub_attach(comet_reactor_t *r, sub_t *s)
             s->nlinks = i;
             sub_close(s, 1);
             return;
+        }
+        if (have && !have->gone && have->ref.gen != c->ref.gen) {
+            /* which of the two is stale? a channel deleted between the
+             * handler's subscribe and now leaves ours so */
+            comet_fetch_result_t chk;
+            if (r->store->fetch(r->store, &c->ref, COMET_ID_NONE, NULL, NULL, &chk)
+                == APR_SUCCESS && chk.gone) {
+                apr_size_t k;
+                free(c);
+                for (k = i + 1; k < s->nlinks; k++) {
+                    if (s->presubscribed) {
+                        r->store->unsubscribe(r->store, r->slot, &s->links[k].ch->ref, 1);
+                    }
+                    free(s->links[k].ch);
+                }
+                s->nlinks = i;
+                sub_end(s, COMET_END_DELETED);
+                break;
+            }
         }
         if (have && (have->ref.gen != c->ref.gen || have->gone)) {
             /* the channel was deleted and made anew: the streams on the old
@@ -1463,6 +1562,7 @@ apr_status_t comet_reactor_create(comet_reactor_t **rp, comet_store_t *store,
     r->log = log;
     r->log_baton = log_baton;
     r->batch_tail = &r->batch;
+    r->dirty_tail = &r->dirty_head;
     pthread_mutex_init(&r->cmd_mu, NULL);
     r->epfd = epoll_create1(EPOLL_CLOEXEC);
     r->cmd_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -1599,6 +1699,7 @@ apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
     s->last_write = now;
     apr_cpystrn(s->peer, spec->peer ? spec->peer : "-", sizeof(s->peer));
     s->session = spec->session ? 1 : 0;
+    s->presubscribed = spec->presubscribed ? 1 : 0;
     s->token = spec->token;
     s->params = spec->params;
     if (spec->params.callback) {
@@ -1620,6 +1721,7 @@ apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
         }
         memcpy(c->name, spec->channels[i], spec->channel_lens[i]);
         c->name_len = spec->channel_lens[i];
+        c->ref = spec->refs[i];
         c->hash = hash_name(c->name, c->name_len);
         s->links[i].ch = c;
         s->since[i] = spec->since[i];

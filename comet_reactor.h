@@ -65,6 +65,10 @@ typedef struct comet_sub_spec_t {
      * reactor records what was written and releases the claim at the end */
     int session;
     apr_uint64_t token;               /**< sessions: the receiver_claim token */
+    /** the caller subscribed this process' slot to each channel (refs[i]);
+     * the reactor unsubscribes when the stream ends */
+    int presubscribed;
+    comet_chan_ref_t refs[COMET_SUB_CHANNELS_MAX];
 } comet_sub_spec_t;
 
 /** Figures of one reactor. */

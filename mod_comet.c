@@ -947,6 +947,11 @@ static int comet_hold_stream(request_rec *r, comet_sub_spec_t *spec, int *taken)
         }
         if (ap_mpm_query(AP_MPMQ_MPM_STATE, &state) == APR_SUCCESS
             && state == AP_MPMQ_STOPPING) {
+            /* this process ends: the client comes back to the next one */
+            if (spec->transport->end
+                && spec->transport->end(&out, &spec->params, COMET_END_RECONNECT) == 0) {
+                comet_send(r, bb, out.data, out.len);
+            }
             break;
         }
     }
@@ -996,6 +1001,16 @@ static int comet_parse_since(const char *since, comet_sub_spec_t *spec, comet_id
     return 0;
 }
 
+/* Undo the subscriptions of the first n channels of a stream not handed over. */
+static void comet_unsubscribe_all(comet_sub_spec_t *spec, apr_size_t n)
+{
+    apr_size_t i;
+
+    for (i = 0; i < n; i++) {
+        comet_proc.store->unsubscribe(comet_proc.store, comet_proc.slot, &spec->refs[i], 1);
+    }
+}
+
 static int comet_subscribe(request_rec *r, const comet_dir_conf_t *conf, const char *rest)
 {
     comet_sub_spec_t spec;
@@ -1010,7 +1025,7 @@ static int comet_subscribe(request_rec *r, const comet_dir_conf_t *conf, const c
     comet_buf_t prelude = { 0 };
     comet_id_t since_id = COMET_ID_NONE;
     const char *p, *cursors_json = NULL;
-    int rc;
+    int rc, rv;
 
     if (r->method_number != M_GET) {
         ap_allow_standard_methods(r, REPLACE_ALLOW, M_GET, -1);
@@ -1077,19 +1092,32 @@ static int comet_subscribe(request_rec *r, const comet_dir_conf_t *conf, const c
         return comet_error(r, HTTP_SERVICE_UNAVAILABLE, APLOG_ERR, 0,
                            "this child has no subscriber loop (see earlier errors)");
     }
-    /* Without `since`, the stream starts where each channel stands now, and
-     * says so in its first event: a client that reconnects before it saw any
+    /* Subscribe now, so that a full store is a 503 rather than a stream that
+     * dies; and without `since`, start where each channel stands now and say
+     * so in the first event: a client that reconnects before it saw any
      * message resumes from there, so nothing falls between two streams. */
+    if (!comet_proc.slot) {
+        return comet_error(r, HTTP_SERVICE_UNAVAILABLE, APLOG_ERR, 0,
+                           "this child has no subscriber slot (see earlier errors)");
+    }
     {
         apr_size_t i;
         const char *cursors = "{";
         for (i = 0; i < spec.nchannels; i++) {
             comet_id_t at = since ? spec.since[i] : since_id;
+            comet_fetch_result_t res;
+            apr_status_t rv = comet_proc.store->subscribe(comet_proc.store, comet_proc.slot,
+                                                          spec.channels[i], spec.channel_lens[i],
+                                                          1, &spec.refs[i]);
+            if (rv != APR_SUCCESS) {
+                comet_unsubscribe_all(&spec, i);
+                return comet_error(r, HTTP_SERVICE_UNAVAILABLE, APLOG_ERR, rv,
+                                   rv == APR_ENOSPC ? "the channel store is full: raise "
+                                   "CometSharedMemory" : "cannot subscribe");
+            }
             if (at == COMET_ID_NONE) {
-                comet_channel_info_t info;
-                at = comet_proc.store->info(comet_proc.store, spec.channels[i],
-                                            spec.channel_lens[i], &info) == APR_SUCCESS
-                     ? info.last_id : 0;
+                at = comet_proc.store->fetch(comet_proc.store, &spec.refs[i], COMET_ID_NONE,
+                                             NULL, NULL, &res) == APR_SUCCESS ? res.last_id : 0;
             }
             spec.since[i] = at;
             cursors = apr_psprintf(r->pool, "%s%s\"%.*s\":%" APR_UINT64_T_FMT, cursors,
@@ -1099,8 +1127,10 @@ static int comet_subscribe(request_rec *r, const comet_dir_conf_t *conf, const c
         cursors_json = apr_pstrcat(r->pool, cursors, "}", NULL);
     }
 
+    spec.presubscribed = 1;
     comet_stream_headers(r, t->content_type);
     if (r->header_only) {
+        comet_unsubscribe_all(&spec, spec.nchannels);
         return OK;
     }
 
@@ -1110,12 +1140,14 @@ static int comet_subscribe(request_rec *r, const comet_dir_conf_t *conf, const c
     params.retry = apr_time_from_sec(1);
     if (t->prelude(&prelude, &params) < 0) {
         comet_buf_free(&prelude);
+        comet_unsubscribe_all(&spec, spec.nchannels);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     bb = apr_brigade_create(r->pool, c->bucket_alloc);
     rc = comet_send(r, bb, prelude.data, prelude.len);
     comet_buf_free(&prelude);
     if (rc < 0) {
+        comet_unsubscribe_all(&spec, spec.nchannels);
         return OK;                /* the client left already */
     }
 
@@ -1124,7 +1156,11 @@ static int comet_subscribe(request_rec *r, const comet_dir_conf_t *conf, const c
     spec.heartbeat = params.heartbeat;
     spec.lifetime = CONF_OR(conf, lifetime, DEF_LIFETIME);
     spec.byte_limit = (apr_size_t)CONF_OR(conf, stream_limit, DEF_STREAM_LIMIT);
-    return comet_stream_handoff(r, conf, &spec, &rc);
+    rv = comet_stream_handoff(r, conf, &spec, &rc);
+    if (!rc) {
+        comet_unsubscribe_all(&spec, spec.nchannels);
+    }
+    return rv;
 }
 
 /* Prepare the response of a stream: no compression, no keep-alive, no
@@ -1397,7 +1433,7 @@ static int comet_publish_handler(request_rec *r)
     }
     rest = comet_channel_path(r, conf);
     len = strlen(rest);
-    ap_allow_standard_methods(r, REPLACE_ALLOW, M_GET, M_POST, M_DELETE, -1);
+    ap_allow_standard_methods(r, REPLACE_ALLOW, M_GET, M_POST, M_PUT, M_DELETE, -1);
     if (!*rest) {
         if (r->method_number != M_GET) {
             ap_allow_standard_methods(r, REPLACE_ALLOW, M_GET, -1);

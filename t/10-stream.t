@@ -21,8 +21,15 @@ sub expected_prelude {
 
 my $chan = new_channel('wire');
 
+# Where the channel stands now: the cursor a stream opened now announces.
+sub here {
+    my $info = eval { channel_info($chan) };
+    return [[$chan, $info && $info->{last_id} ? $info->{last_id} : 0]];
+}
+
 # --- headers --------------------------------------------------------------
 {
+    my $at = here();
     my $s = subscribe("/comet/$chan");
     is $s->{status}, 200, 'GET /comet/<channel>: 200';
     is $s->{proto}, 'HTTP/1.1', '... HTTP/1.1';
@@ -38,7 +45,8 @@ my $chan = new_channel('wire');
     ok !exists $h->{'content-encoding'}, 'no Content-Encoding';
 
     my $prelude = $s->prelude;
-    is $prelude, expected_prelude(DEFAULT_CB, 25000), 'prelude: exact bytes, default callback, 25 s heartbeat';
+    is $prelude, expected_prelude(DEFAULT_CB, 25000, $at),
+        'prelude: exact bytes, default callback, 25 s heartbeat, where the channel stands';
     cmp_ok length($prelude), '>=', 1024, '... at least 1 KiB (' . length($prelude) . ' bytes)';
     ok wait_subscribers($chan, 1), 'the stream is registered with the channel';
 
@@ -65,22 +73,23 @@ my $chan = new_channel('wire');
 {
     my $s = subscribe("/comet/$chan?cb=window.top.My_app.cb.c1");
     is $s->{status}, 200, 'cb=window.top.My_app.cb.c1: 200';
-    is $s->prelude, expected_prelude('window.top.My_app.cb.c1', 25000), '... its prelude calls it';
+    is $s->prelude, expected_prelude('window.top.My_app.cb.c1', 25000, here()),
+        '... its prelude calls it';
     $s->close;
 
     $s = subscribe("/comet-small/$chan?cb=\$x._y");
     is $s->{status}, 200, 'cb=$x._y (CometHeartbeat 1): 200';
-    is $s->prelude, expected_prelude('$x._y', 1000), '... heartbeat announced in ms: 1000';
+    is $s->prelude, expected_prelude('$x._y', 1000, here()), '... heartbeat announced in ms: 1000';
     $s->close;
 
     $s = subscribe("/comet/$chan?since=0&cb=a&x=1");
     is $s->{status}, 200, 'unknown parameters are ignored';
-    is $s->prelude, expected_prelude('a', 25000), '... prelude';
+    is $s->prelude, expected_prelude('a', 25000, [[$chan, 0]]), '... prelude, cursor from since';
     $s->close;
 
     $s = subscribe("/comet/$chan?transport=iframe");
     is $s->{status}, 200, 'transport=iframe: 200';
-    is $s->prelude, expected_prelude(DEFAULT_CB, 25000), '... same prelude';
+    is $s->prelude, expected_prelude(DEFAULT_CB, 25000, here()), '... same prelude';
     $s->close;
 }
 
@@ -90,7 +99,7 @@ my $chan = new_channel('wire');
     is $s->{status}, 200, 'HTTP/1.0 request: 200';
     ok !exists $s->{headers}{'transfer-encoding'}, '... not chunked';
     ok !exists $s->{headers}{'content-length'}, '... no Content-Length';
-    is $s->prelude, expected_prelude(DEFAULT_CB, 25000), '... same prelude';
+    is $s->prelude, expected_prelude(DEFAULT_CB, 25000, here()), '... same prelude';
     ok wait_subscribers($chan, 1), '... registered';
     my $id = publish($chan, 'one-oh')->{json}{id};
     my $f = $s->next_frame(5);
@@ -129,7 +138,7 @@ my $chan = new_channel('wire');
     is $s->{status}, 200, 'location with DEFLATE for text/html: 200';
     ok !exists $s->{headers}{'content-encoding'}, '... not compressed';
     ok !exists $s->{headers}{'transfer-encoding'}, '... not chunked';
-    is $s->prelude, expected_prelude(DEFAULT_CB, 25000), '... prelude in clear';
+    is $s->prelude, expected_prelude(DEFAULT_CB, 25000, here()), '... prelude in clear';
     ok wait_subscribers($chan, 1), '... registered';
     my $id = publish($chan, 'through deflate')->{json}{id};
     my $f = $s->next_frame(3);

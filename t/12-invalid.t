@@ -19,7 +19,7 @@ my @bad_since = ('', 'abc', '-1', '+1', '1.5', '1e3', '%201', '0x10', '999999999
 my @bad_cb = ('', 'alert(1)', '1a', 'a.', '.a', 'a..b', 'a-b', 'a%20b', 'a;b', 'a[0]',
               '%3C%2Fscript%3E', 'a%00', 'x' x 129, 'a.' x 64 . 'b');
 
-plan tests => 3 * @bad_ids + @bad_lists + @bad_since + @bad_cb + 11,
+plan tests => 3 * @bad_ids + @bad_lists + @bad_since + @bad_cb + 13,
     need_module('comet');
 
 for my $id (@bad_ids) {
@@ -76,17 +76,24 @@ is subscribe("/comet/$chan?transport=sse-nope")->{status}, 400, 'transport=sse-n
 }
 
 # The channel is what follows the location: nothing else in the path.
-TODO: {
-    local $TODO = 'mod_comet bug: without a Comet* directive in its <Location>, '
-                . 'the handler takes the last path segment as the channel';
-    my $s = subscribe('/comet');
-    is $s->{status}, 404, 'GET /comet (no channel): 404';
-    $s->close;
-    $s = subscribe('/comet/foo/bar');
+{
+    my $s = subscribe('/comet/foo/bar');
     is $s->{status}, 400, 'GET /comet/foo/bar: 400';
     $s->close;
     is http(POST => '/comet-publish/foo/bar', body => 'x')->{status}, 400,
         'POST /comet-publish/foo/bar: 400';
+    is http(GET => '/comet-publish/')->{status}, 200, 'GET /comet-publish/: the store';
+}
+
+# A location of its own gives one channel other settings: the URL still
+# names it.
+{
+    my $c = 'percfg';
+    delete_channel($c);
+    my @ids = map { publish($c, "m$_")->{json}{id} } 1 .. 3;
+    my $info = channel_info($c);
+    is $info->{messages}, 2, '<Location /comet-publish/percfg> CometMessageBuffer 2: 2 kept';
+    is $info->{last_id}, $ids[-1], '... the last one';
+    delete_channel($c);
 }
 delete_channel($chan);
-delete_channel('bar');

@@ -29,8 +29,7 @@ like $res->{body}, qr/heartbeat: 25000\b/, '... the heartbeat of the location';
 ok index($res->{body}, $js) >= 0, '... js/comet.js, byte for byte';
 like $res->{body}, qr/\A\/\* mod_comet [^*]+ \*\/\n\(function \(global\) \{\n/, '... wrapped in a function';
 like $res->{body}, qr/\n\}\)\(this\);\n\z/, '... called at once';
-TODO: {
-    local $TODO = 'mod_comet bug: the location is unknown without a Comet* directive in it';
+{
     like $res->{body}, qr/base: "\/comet"/, '... the base of its location';
 }
 

@@ -35,10 +35,7 @@ sub end_of {
 }
 my @ends = map { end_of($_) } @streams;
 is_deeply [@ends[0, 1]], [$E, $E], 'the streams of the event loop end with e("reconnect")';
-TODO: {
-    local $TODO = 'mod_comet bug: under prefork, a held stream sees the MPM stopping before '
-                . 'child_stopping and closes without an end frame'
-        if (Apache::Test::config()->{server}{mpm} // '') eq 'prefork';
+{
     is $ends[2], $E, 'the stream held by a thread ends with e("reconnect")';
 }
 

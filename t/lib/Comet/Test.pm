@@ -509,15 +509,23 @@ package Comet::Test;
 ###############################################################################
 
 # What every prelude starts with, up to the padding comment.
+# $cursors: [[channel, id], ...], where each channel stood when the stream
+# opened: passed as JSON text through JSON.parse.
 sub expected_prelude_head {
-    my ($cb, $heartbeat_ms) = @_;
+    my ($cb, $heartbeat_ms, $cursors) = @_;
+    my $open = $heartbeat_ms;
+    if ($cursors) {
+        my $json = '{' . join(',', map { "\"$_->[0]\":$_->[1]" } @$cursors) . '}';
+        (my $quoted = $json) =~ s/"/\\"/g;
+        $open .= qq(, JSON.parse("$quoted"));
+    }
     return "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
          . "<meta name=\"robots\" content=\"noindex\"><title>mod_comet</title></head>"
          . "<body>\n<script>\nvar f = null;\ntry { f = parent.$cb; } catch (x) {}\n"
          . "function p(i, d, c) { if (f) f(\"m\", i, d, c); }\n"
          . "function h() { if (f) f(\"h\"); }\n"
          . "function e(r) { if (f) f(\"e\", r); }\n"
-         . "if (f) f(\"o\", $heartbeat_ms);\n</script>\n<!-- ";
+         . "if (f) f(\"o\", $open);\n</script>\n<!-- ";
 }
 
 # The inside of a JS string literal for these bytes, as the module must write
