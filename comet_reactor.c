@@ -642,6 +642,13 @@ static int sub_take(sub_t *s, lmsg_t *m, link_t *l)
 {
     const lchan_t *c = l->ch;
 
+    if (s->t->accumulates && s->byte_limit && s->written + s->queued >= s->byte_limit) {
+        /* this response is full: the rest waits for the next one (the
+         * client resumes after what it got) */
+        sub_end(s, COMET_END_RECONNECT);
+        return 0;
+    }
+
     if (m->flags & COMET_MSG_CLOSE) {
         comet_buf_t b = { 0 };
         if (!s->session || !s->t->close) {
