@@ -173,7 +173,8 @@ struct comet_reactor_t {
     lmsg_t *batch, **batch_tail;
 
     volatile apr_uint32_t n_subs, n_held, n_chans;
-    volatile apr_uint64_t n_delivered, n_dropped;
+    volatile apr_uint64_t n_delivered, n_dropped, n_gaps;
+    apr_time_t gap_logged;
 };
 
 static void rlog(comet_reactor_t *r, comet_log_level_t level, apr_status_t rv,
@@ -1081,6 +1082,18 @@ static apr_size_t lchan_fetch(comet_reactor_t *r, lchan_t *c)
         }
         batch_end(r);
         return 0;
+    }
+    if (res.gap && c->cursor) {
+        /* the buffer turned over before this process could read it: its
+         * streams miss messages (their clients can catch up with `since`
+         * only if the buffer still holds them) */
+        r->n_gaps++;
+        if (apr_time_now() - r->gap_logged > apr_time_from_sec(10)) {
+            r->gap_logged = apr_time_now();
+            rlog(r, COMET_LOG_WARN, 0, "comet: channel %.*s published faster than this "
+                 "process could read it: messages skipped (raise CometMessageBuffer)",
+                 (int)c->name_len, c->name);
+        }
     }
     if (res.last_id > c->cursor) {
         c->cursor = res.last_id;

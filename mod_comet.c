@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
+#include <poll.h>
 
 #include <apr_strings.h>
 #include <apr_lib.h>
@@ -69,6 +70,7 @@ comet_proc_t comet_proc;
 #define DEF_LIFETIME       apr_time_from_sec(3600)
 #define DEF_STREAM_LIMIT   (1024 * 1024)
 #define DEF_CLIENT_BUFFER  (1024 * 1024)
+#define DEF_PUBLISH_LINGER apr_time_from_msec(1)
 #define STOP_GRACE         apr_time_from_sec(5)
 #define HELD_POLL          apr_time_from_sec(1)
 
@@ -110,6 +112,7 @@ static void *comet_dir_create(apr_pool_t *p, char *dir)
     c->client_buffer = UNSET;
     c->stream_mode = UNSET;
     c->transports = UNSET;
+    c->publish_linger = UNSET;
     c->cookie = UNSET;
     c->response_limit = UNSET;
     c->socket_heartbeat = UNSET;
@@ -131,6 +134,7 @@ static void *comet_dir_merge(apr_pool_t *p, void *basev, void *addv)
     c->client_buffer = MERGE(add, base, client_buffer);
     c->stream_mode = MERGE(add, base, stream_mode);
     c->transports = MERGE(add, base, transports);
+    c->publish_linger = MERGE(add, base, publish_linger);
     /* translations add up, the inner location's last */
     c->translate = !add->translate ? base->translate : !base->translate ? add->translate
                  : apr_array_append(p, base->translate, add->translate);
@@ -224,6 +228,11 @@ static const char *set_size(cmd_parms *cmd, apr_off_t *slot, const char *arg,
 static const char *set_max_size(cmd_parms *cmd, void *cv, const char *arg)
 {
     return set_size(cmd, &((comet_dir_conf_t *)cv)->max_size, arg, 1, 256 * 1024 * 1024);
+}
+
+static const char *set_publish_linger(cmd_parms *cmd, void *cv, const char *arg)
+{
+    return set_time(cmd, &((comet_dir_conf_t *)cv)->publish_linger, arg, 1);
 }
 
 static const char *set_stream_limit(cmd_parms *cmd, void *cv, const char *arg)
@@ -333,6 +342,9 @@ static const command_rec comet_cmds[] = {
     AP_INIT_TAKE1("CometStreamMode", set_stream_mode, NULL, RSRC_CONF | ACCESS_CONF,
                   "auto: an event loop per child writes the streams; thread: a worker "
                   "thread per stream (default auto)"),
+    AP_INIT_TAKE1("CometPublishLinger", set_publish_linger, NULL, RSRC_CONF | ACCESS_CONF,
+                  "how long a publish request's thread waits for the same connection's next "
+                  "request before handing it back to the MPM (default 1ms; 0: not at all)"),
     AP_INIT_TAKE23("CometTranslate", set_translate, NULL, RSRC_CONF | ACCESS_CONF,
                    "[lang] KEY \"text\": replace one of the widgets' strings "
                    "(e.g. YOUR_NICK_IS \"My nick is %s\")"),
@@ -1312,6 +1324,34 @@ int comet_read_body(request_rec *r, apr_off_t max, char **data, apr_size_t *len)
     return OK;
 }
 
+/* A publisher often sends its next message as soon as it has the answer.
+ * Send the answer now and wait a moment for that next request: if it comes,
+ * httpd finds it buffered when this request ends and reads it on this
+ * thread, instead of handing the connection to the listener and back. */
+static void comet_publish_linger(request_rec *r, apr_interval_time_t linger)
+{
+    conn_rec *c = r->connection;
+    apr_socket_t *sock = ap_get_conn_socket(c);
+    apr_bucket_brigade *bb;
+    apr_os_sock_t fd;
+    struct pollfd pfd;
+
+    if (linger <= 0 || c->keepalive == AP_CONN_CLOSE || c->master || !sock) {
+        return;
+    }
+    ap_finalize_request_protocol(r);
+    bb = apr_brigade_create(r->pool, c->bucket_alloc);
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(c->bucket_alloc));
+    if (ap_pass_brigade(c->output_filters, bb) != APR_SUCCESS || c->aborted) {
+        return;
+    }
+    apr_os_sock_get(&fd, sock);
+    pfd.fd = fd;
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    (void)poll(&pfd, 1, (int)((linger + 999) / 1000));
+}
+
 static int comet_publish(request_rec *r, const comet_dir_conf_t *conf, const char *chan,
                          apr_size_t clen)
 {
@@ -1346,10 +1386,12 @@ static int comet_publish(request_rec *r, const comet_dir_conf_t *conf, const cha
     ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "comet: published %" APR_UINT64_T_FMT
                   " (%" APR_SIZE_T_FMT " bytes) to %u subscribers", res.id, len,
                   res.subscribers);
-    return comet_json_reply(r, HTTP_CREATED, apr_psprintf(r->pool,
-                            "{\"channel\": \"%s\", \"id\": %" APR_UINT64_T_FMT
-                            ", \"subscribers\": %u}",
-                            comet_json_str(r, chan, clen), res.id, res.subscribers));
+    comet_json_reply(r, HTTP_CREATED, apr_psprintf(r->pool,
+                     "{\"channel\": \"%s\", \"id\": %" APR_UINT64_T_FMT
+                     ", \"subscribers\": %u}",
+                     comet_json_str(r, chan, clen), res.id, res.subscribers));
+    comet_publish_linger(r, CONF_OR(conf, publish_linger, DEF_PUBLISH_LINGER));
+    return OK;
 }
 
 static int comet_channel_get(request_rec *r, const char *chan, apr_size_t clen)
