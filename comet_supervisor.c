@@ -1174,6 +1174,14 @@ static void ctl_pump(sup_t *u)
         else if (u->fetched.len >= 8 && !memcmp(u->fetched.data, "sources\n", 8)) {
             sources_from_ctl(u, u->fetched.data, u->fetched.len);
         }
+        else if (u->fetched.len > 11 && !memcmp(u->fetched.data, "supervisor ", 11)
+                 && atoi(u->fetched.data + 11) != (int)getpid()) {
+            /* another supervisor took over (a new module version after a
+             * restart): two must never run the same programs */
+            slog(u, COMET_LOG_WARN, 0, "comet supervisor %d: supervisor %d took over, "
+                 "ending", (int)getpid(), atoi(u->fetched.data + 11));
+            u->stopping = 1;
+        }
     }
 }
 
@@ -1410,6 +1418,15 @@ void comet_supervisor_main(comet_store_t *st, const comet_supervisor_conf_t *con
     st->fetch(st, &u.ctl_ref, COMET_ID_NONE, fetch_ctl, &u, &res);
     u.ctl_cursor = res.last_id;
     st->list(st, "s:", orphan_close, &u);
+    {
+        /* tell any other supervisor of this store to end */
+        char hello[32];
+        comet_limits_t lim = ctl_limits();
+        comet_publish_result_t pres;
+        int n = apr_snprintf(hello, sizeof(hello), "supervisor %d", (int)getpid());
+        st->publish(st, COMET_SUP_CTL, sizeof(COMET_SUP_CTL) - 1, hello, (apr_size_t)n, 0,
+                    &lim, &pres);
+    }
     sources_set(&u, conf->sources, conf->nsources);
     slog(&u, COMET_LOG_INFO, 0, "comet supervisor %d: running, %" APR_SIZE_T_FMT
          " channel source(s)", (int)getpid(), conf->nsources);

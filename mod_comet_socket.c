@@ -57,7 +57,9 @@ comet_socket_globals_t comet_socket_globals;
 #define DEF_SOURCE_RATE     1000
 #define DEF_MAX_MESSAGE     (64 * 1024)
 #define DEF_CLIENT_URL      "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js"
-#define KEY_SUPERVISOR      "mod_comet/supervisor"
+/* the layout of comet_sup_handle_t is part of the key: a new module version
+ * loaded by a graceful restart must not read an old one's */
+#define KEY_SUPERVISOR      "mod_comet/supervisor/1"
 #define ANOTHER_CONNECTION  "2010,\"Another connection still open\""
 
 /* The supervisor, as the parent knows it: kept in the process pool. */
@@ -70,6 +72,12 @@ typedef struct {
 } comet_sup_handle_t;
 
 static comet_sup_handle_t *sup;
+
+/* This generation's configuration pool: whatever points into this module's
+ * code must be registered there, since httpd unloads and reloads the module
+ * at every restart (a cleanup left on the process pool would run code that
+ * is no longer mapped). */
+static apr_pool_t *sup_pconf;
 
 /*******************************************************************************
  * configuration
@@ -385,13 +393,13 @@ static void sup_maintenance(int reason, void *data, apr_wait_t status)
     }
     ap_log_error(APLOG_MARK, APLOG_ERR, 0, h->s, COMET_LOGNO(00204)
                  "comet supervisor (pid %d) died: starting a new one", (int)h->proc.pid);
-    if (sup_spawn(h->s, h->s->process->pool) == APR_SUCCESS) {
-        apr_proc_other_child_register(&h->proc, sup_maintenance, h, NULL,
-                                      h->s->process->pool);
+    if (sup_spawn(h->s, h->s->process->pool) == APR_SUCCESS && sup_pconf) {
+        apr_proc_other_child_register(&h->proc, sup_maintenance, h, NULL, sup_pconf);
     }
 }
 
-/* At httpd's exit: the supervisor ends its programs, then itself. */
+/* At httpd's exit: the supervisor ends its programs, then itself. Runs with
+ * every configuration pool; a restart leaves the supervisor alone. */
 static apr_status_t sup_stop(void *data)
 {
     comet_sup_handle_t *h = data;
@@ -399,10 +407,11 @@ static apr_status_t sup_stop(void *data)
                                             + apr_time_from_sec(2);
 
     /* children run this pool's cleanups too when they exit (apr_terminate) */
-    if (!h->running || getpid() != h->owner) {
+    if (!h->running || getpid() != h->owner
+        || ap_state_query(AP_SQ_MAIN_STATE) != AP_SQ_MS_EXITING) {
         return APR_SUCCESS;
     }
-    apr_proc_other_child_unregister(h);
+    /* (its other-child registration goes with this pool by itself) */
     kill(h->proc.pid, SIGTERM);
     while (waited < limit) {
         pid_t got = waitpid(h->proc.pid, NULL, WNOHANG);
@@ -436,8 +445,9 @@ int comet_socket_post_config(apr_pool_t *pconf, server_rec *s)
         sup = apr_pcalloc(pproc, sizeof(*sup));
         sup->parent_fd = -1;
         apr_pool_userdata_set(sup, KEY_SUPERVISOR, apr_pool_cleanup_null, pproc);
-        apr_pool_cleanup_register(pproc, sup, sup_stop, apr_pool_cleanup_null);
     }
+    sup_pconf = pconf;
+    apr_pool_cleanup_register(pconf, sup, sup_stop, apr_pool_cleanup_null);
     sup->s = s;
     sup->owner = getpid();
     if (sup->running && kill(sup->proc.pid, 0) == 0) {
