@@ -1504,12 +1504,42 @@ static int comet_publish_handler(request_rec *r)
  * hooks
  ******************************************************************************/
 
+/* Our handlers serve no file: skip httpd's walk of the file system for their
+ * URLs (one stat per path component, and .htaccess lookups). The <Location>
+ * that sets the handler is known once the URL is translated. */
+static int comet_translate(request_rec *r)
+{
+    core_dir_config *cd = ap_get_core_module_config(r->per_dir_config);
+    const char *err = NULL, *h;
+
+    if (!cd || !cd->expr_handler) {
+        return DECLINED;
+    }
+    h = ap_expr_str_exec(r, cd->expr_handler, &err);
+    if (h && !err && (!strcmp(h, "comet") || !strcmp(h, "comet-publish")
+                      || !strcmp(h, "comet-socket"))) {
+        ap_set_module_config(r->request_config, &comet_module, (void *)h);
+    }
+    return DECLINED;
+}
+
+static int comet_map_to_storage(request_rec *r)
+{
+    if (!ap_get_module_config(r->request_config, &comet_module)) {
+        return DECLINED;
+    }
+    r->filename = apr_pstrcat(r->pool, "comet:", r->uri, NULL);
+    return OK;
+}
+
 static void comet_register_hooks(apr_pool_t *p)
 {
     ap_hook_pre_config(comet_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(comet_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(comet_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_stopping(comet_child_stopping, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_translate_name(comet_translate, NULL, NULL, APR_HOOK_FIRST);
+    ap_hook_map_to_storage(comet_map_to_storage, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_handler(comet_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(comet_publish_handler, NULL, NULL, APR_HOOK_MIDDLE);
     comet_socket_register_hooks(p);
