@@ -101,10 +101,12 @@ static struct {
     int procs;
     const char *label;
     int quiet;
+    const char *trace;
+    const char *pub_method;
 } opt = {
     "127.0.0.1", 8180, "/comet/%c", "/comet-publish/%c", "ch",
     1000, 1, 100, 10.0, 0.0, MODE_IFRAME, 0, 0, NULL, 0.0, 20.0, 10.0, 10.0,
-    0, 256, 0, "run", 0
+    0, 256, 0, "run", 0, NULL, "POST"
 };
 
 static struct sockaddr_in server_addr;
@@ -584,6 +586,10 @@ typedef struct {
     uint8_t *ok;                  /* ok bitmap of seqs, after DONE */
     uint64_t published;
     uint64_t *ok_per_ch;
+    int index;
+    /* --trace: per message, first arrivals and their latency range */
+    uint32_t *t_n, *t_min, *t_max;
+    uint64_t *t_sum, t_cap;
 } worker_t;
 
 static const char *accept_hdr(void)
@@ -644,6 +650,55 @@ static void record(worker_t *w, conn_t *c, uint64_t seq, uint64_t ts)
     c->nrecv++;
     w->res.distinct++;
     hist_add(&w->res.lat, lat);
+    if (opt.trace) {
+        if (seq >= w->t_cap) {
+            uint64_t cap = w->t_cap ? w->t_cap : 1024, old = w->t_cap;
+            while (cap <= seq) {
+                cap *= 2;
+            }
+            w->t_n = realloc(w->t_n, cap * sizeof(*w->t_n));
+            w->t_min = realloc(w->t_min, cap * sizeof(*w->t_min));
+            w->t_max = realloc(w->t_max, cap * sizeof(*w->t_max));
+            w->t_sum = realloc(w->t_sum, cap * sizeof(*w->t_sum));
+            if (!w->t_n || !w->t_min || !w->t_max || !w->t_sum) {
+                die("out of memory");
+            }
+            memset(w->t_n + old, 0, (cap - old) * sizeof(*w->t_n));
+            memset(w->t_min + old, 0xff, (cap - old) * sizeof(*w->t_min));
+            memset(w->t_max + old, 0, (cap - old) * sizeof(*w->t_max));
+            memset(w->t_sum + old, 0, (cap - old) * sizeof(*w->t_sum));
+            w->t_cap = cap;
+        }
+        w->t_n[seq]++;
+        w->t_sum[seq] += lat;
+        if (lat < w->t_min[seq]) w->t_min[seq] = (uint32_t)(lat > UINT32_MAX ? UINT32_MAX : lat);
+        if (lat > w->t_max[seq]) w->t_max[seq] = (uint32_t)(lat > UINT32_MAX ? UINT32_MAX : lat);
+    }
+}
+
+/* --trace: one line per message of this worker: seq, arrivals, latency
+ * min/mean/max in ms */
+static void worker_trace(worker_t *w)
+{
+    char path[4096];
+    FILE *f;
+    uint64_t s;
+
+    snprintf(path, sizeof(path), "%s.%d", opt.trace, w->index);
+    if (!(f = fopen(path, "w"))) {
+        return;
+    }
+    fprintf(f, "# seq arrivals min_ms mean_ms max_ms\n");
+    for (s = 0; s < w->t_cap && s < w->published; s++) {
+        if (w->t_n[s]) {
+            fprintf(f, "%" PRIu64 " %u %.2f %.2f %.2f\n", s, w->t_n[s], w->t_min[s] / 1000.0,
+                    (double)w->t_sum[s] / w->t_n[s] / 1000.0, w->t_max[s] / 1000.0);
+        }
+        else {
+            fprintf(f, "%" PRIu64 " 0 - - -\n", s);
+        }
+    }
+    fclose(f);
 }
 
 /* Find markers B<digits>.<digits>E in body bytes. */
@@ -1092,6 +1147,9 @@ static void worker_run(worker_t *w)
         }
         if (draining && (w->res.distinct >= expected_total || now >= drain_deadline)) {
             worker_tally(w);
+            if (opt.trace) {
+                worker_trace(w);
+            }
             w->res.drain_s = (double)(now_us() - done_at) / 1e6;
             if (write_full(w->res_fd, &w->res, sizeof(w->res)) < 0) {
                 exit(3);
@@ -1385,7 +1443,10 @@ static void usage(void)
 "  --concurrency K        connects in flight per process (256)\n"
 "  --procs P              subscriber processes (N/15000 rounded up)\n"
 "  --label L              name of the run in the RESULT line\n"
-"  --quiet                only the RESULT line\n");
+"  --quiet                only the RESULT line\n"
+"  --trace F              per message latency min/mean/max into F.<process>\n"
+"  --pub-method GET       baseline: GET the publish path instead of publishing\n"
+"                         (channel info: the cost of a request alone)\n");
 }
 
 static void parse_args(int argc, char **argv)
@@ -1398,7 +1459,7 @@ static void parse_args(int argc, char **argv)
         { "sources", 1, 0, 'S' }, { "server-pidfile", 1, 0, 'f' }, { "idle", 1, 0, 'i' },
         { "connect-timeout", 1, 0, 't' }, { "settle", 1, 0, 'w' }, { "drain", 1, 0, 'D' },
         { "concurrency", 1, 0, 'k' }, { "procs", 1, 0, 'j' }, { "label", 1, 0, 'l' },
-        { "quiet", 0, 0, 'q' }, { "help", 0, 0, 'H' }, { 0, 0, 0, 0 }
+        { "quiet", 0, 0, 'q' }, { "trace", 1, 0, 'T' }, { "pub-method", 1, 0, 'G' }, { "help", 0, 0, 'H' }, { 0, 0, 0, 0 }
     };
     int ch;
 
@@ -1431,6 +1492,11 @@ static void parse_args(int argc, char **argv)
         case 'j': opt.procs = (int)parse_long(optarg, "--procs"); break;
         case 'l': opt.label = optarg; break;
         case 'q': opt.quiet = 1; break;
+        case 'T': opt.trace = optarg; break;
+        case 'G':
+            if (strcmp(optarg, "POST") && strcmp(optarg, "GET")) die("--pub-method: POST or GET");
+            opt.pub_method = optarg;
+            break;
         case 'H': usage(); exit(0);
         default: usage(); exit(2);
         }
@@ -1509,7 +1575,7 @@ int main(int argc, char **argv)
     long first_pub_subs = -1, seen_subs = -1;
     int first_bad_status = 0;
     double ticks_per_s = (double)sysconf(_SC_CLK_TCK);
-    double budget;
+    double budget, loader_cpu_s = 0, load1 = -1;
     struct rlimit rl;
 
     parse_args(argc, argv);
@@ -1556,6 +1622,16 @@ int main(int argc, char **argv)
 
     s_before = server_sample(1);
     tcp_before = tcp_mem_kb();
+    {
+        /* how busy the machine was (other work competes for the CPUs) */
+        FILE *f = fopen("/proc/loadavg", "r");
+        if (f) {
+            if (fscanf(f, "%lf", &load1) != 1) {
+                load1 = -1;
+            }
+            fclose(f);
+        }
+    }
 
     per = nworkers ? (opt.subs + nworkers - 1) / nworkers : 0;
     for (i = 0; i < nworkers; i++) {
@@ -1585,6 +1661,7 @@ int main(int argc, char **argv)
             }
             w->c = xcalloc((size_t)w->count + 1, sizeof(conn_t));
             w->cmd_fd = cmd_pipe[i][0];
+            w->index = (int)i;
             w->res_fd = res_pipe[i][1];
             alarm((unsigned)budget + 5);
             worker_run(w);
@@ -1644,7 +1721,7 @@ int main(int argc, char **argv)
     if (opt.messages > 0 || opt.duration > 0) {
         char path[512], body[1100];
         uint64_t seq;
-        int consecutive_fail = 0;
+        int consecutive_fail = 0, baseline = strcmp(opt.pub_method, "POST") != 0;
         for (seq = 0; ; seq++) {
             uint64_t sent_at = 0, t_now = now_us();
             int bl, st, ts_off;
@@ -1669,7 +1746,13 @@ int main(int argc, char **argv)
             }
             body[bl] = '\0';
             make_path(path, sizeof(path), opt.pub_path, (long)(seq % (uint64_t)opt.channels));
-            st = pub_request(pc, "POST", path, body, (size_t)bl, ts_off, &sent_at, &subs);
+            if (baseline) {
+                /* the request cost alone, nothing published */
+                st = pub_request(pc, opt.pub_method, path, "", 0, -1, &sent_at, &subs);
+            }
+            else {
+                st = pub_request(pc, "POST", path, body, (size_t)bl, ts_off, &sent_at, &subs);
+            }
             hist_add(rtt, now_us() - sent_at);
             if (seq / 8 >= okcap) {
                 size_t ncap = okcap ? okcap * 2 : 4096;
@@ -1682,7 +1765,9 @@ int main(int argc, char **argv)
             }
             published = seq + 1;
             if (st >= 200 && st < 300) {
-                ok[seq / 8] |= (uint8_t)(1u << (seq % 8));
+                if (!baseline) {
+                    ok[seq / 8] |= (uint8_t)(1u << (seq % 8));
+                }
                 pub_ok++;
                 consecutive_fail = 0;
                 if (first_pub_subs < 0) {
@@ -1759,6 +1844,15 @@ int main(int argc, char **argv)
     }
     sleep_until_us(now_us() + 1000000);
     s_after = server_sample(0);
+    {
+        struct rusage ru, rc;
+        getrusage(RUSAGE_SELF, &ru);
+        getrusage(RUSAGE_CHILDREN, &rc);
+        loader_cpu_s = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + rc.ru_utime.tv_sec
+                                + rc.ru_stime.tv_sec)
+                       + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec
+                                  + rc.ru_utime.tv_usec + rc.ru_stime.tv_usec) / 1e6;
+    }
     alarm(0);
 
     {
@@ -1838,6 +1932,8 @@ int main(int argc, char **argv)
         print_pct("idle_cpu_s", idle_cpu_s);
         print_pct("idle_cpu_pct", opt.idle > 0 ? 100.0 * idle_cpu_s / opt.idle : 0);
         print_pct("pub_cpu_s", pub_cpu_s);
+        print_pct("loader_cpu_s", loader_cpu_s);
+        print_pct("load1", load1);
         printf("\n");
     }
     return 0;

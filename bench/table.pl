@@ -2,6 +2,8 @@
 # Side-by-side table of comet-load RESULT lines: mod_comet, nchan, ratio.
 #   perl bench/table.pl results.txt
 # Lines look like: RESULT server=comet scen=fan10k key=value ...
+# A scenario run several times (script/bench --repeat N) shows the median of
+# each measure; counts of lost or duplicated messages add up over all runs.
 use strict;
 use warnings;
 
@@ -11,61 +13,84 @@ while (<>) {
     my %kv = map { /^([^=]+)=(.*)$/ ? ($1, $2) : () } split ' ';
     my ($srv, $sc) = ($kv{server}, $kv{scen});
     next unless defined $srv && defined $sc;
-    $r{$sc}{$srv} = \%kv;
+    push @{ $r{$sc}{$srv} }, \%kv;
     push @order, $sc unless $seen{$sc}++;
 }
 
-# metric label, how to compute it from a result, format, "lower is better"
+sub median {
+    my @v = sort { $a <=> $b } grep { defined } @_;
+    return undef unless @v;
+    return @v % 2 ? $v[$#v / 2] : ($v[@v / 2 - 1] + $v[@v / 2]) / 2;
+}
+sub sum { my $s = 0; $s += $_ for @_; $s }
+sub min { my ($m) = sort { $a <=> $b } @_; $m }
+
+# [ label, aggregate over the runs of one server -> value, format ]
+# format 's': a string, no ratio
+my $M = sub { my $k = shift; sub { median(map { $_->{$k} } @_) } };
+my @common_head = (
+    [ 'runs', sub { scalar @_ }, '%d' ],
+    [ 'machine load (1 min) at start', $M->('load1'), '%.2f' ],
+);
+my @delivery = (
+    [ 'subscribers connected (worst)', sub { min(map { $_->{connected} } @_) . '/' . $_[0]{subs} }, 's' ],
+    [ 'delivered / expected (all runs)', sub { sum(map { $_->{delivered} } @_) . '/' . sum(map { $_->{expected} } @_) }, 's' ],
+    [ 'messages delivered %', sub { my $e = sum(map { $_->{expected} } @_); $e ? 100 * sum(map { $_->{delivered} } @_) / $e : 0 }, '%.3f' ],
+    [ 'duplicates (all runs)', sub { sum(map { $_->{dups} } @_) }, '%d' ],
+    [ 'streams ended by server (all)', sub { sum(map { $_->{closed} } @_) }, '%d' ],
+);
 my @fan = (
-    [ 'subscribers connected', sub { $_[0]{connected} . '/' . $_[0]{subs} }, 's' ],
-    [ 'messages delivered %', sub { $_[0]{expected} ? 100 * $_[0]{delivered} / $_[0]{expected} : 0 }, '%.2f' ],
-    [ 'delivered / expected', sub { "$_[0]{delivered}/$_[0]{expected}" }, 's' ],
-    [ 'duplicates', sub { $_[0]{dups} }, '%d' ],
-    [ 'streams ended by server', sub { $_[0]{closed} }, '%d' ],
-    [ 'fan-out p50 ms', sub { $_[0]{lat_p50_ms} }, '%.1f' ],
-    [ 'fan-out p99 ms', sub { $_[0]{lat_p99_ms} }, '%.1f' ],
-    [ 'fan-out max ms', sub { $_[0]{lat_max_ms} }, '%.1f' ],
-    [ 'publish rate msg/s', sub { $_[0]{pub_rate} }, '%.0f' ],
-    [ 'server CPU publishing s', sub { $_[0]{pub_cpu_s} }, '%.2f' ],
-    [ 'PSS per subscriber KiB', sub { $_[0]{pss_per_sub_b} / 1024 }, '%.1f' ],
-    [ 'server PSS with subs MiB', sub { $_[0]{pss_subs_kb} / 1024 }, '%.1f' ],
-    [ 'server PSS after subs left MiB', sub { $_[0]{pss_after_kb} / 1024 }, '%.1f' ],
-    [ 'connect time s', sub { $_[0]{connect_s} }, '%.2f' ],
+    @common_head, @delivery,
+    [ 'fan-out p50 ms', $M->('lat_p50_ms'), '%.1f' ],
+    [ 'fan-out p99 ms', $M->('lat_p99_ms'), '%.1f' ],
+    [ 'fan-out p99 ms, each run', sub { join '/', map { sprintf '%.0f', $_->{lat_p99_ms} } @_ }, 's' ],
+    [ 'fan-out max ms', $M->('lat_max_ms'), '%.1f' ],
+    [ 'publish rate msg/s', $M->('pub_rate'), '%.1f' ],
+    [ 'server CPU us per delivery', sub { median(map { $_->{delivered} ? 1e6 * $_->{pub_cpu_s} / $_->{delivered} : undef } @_) }, '%.2f' ],
+    [ 'PSS per subscriber KiB', sub { median(map { $_->{pss_per_sub_b} / 1024 } @_) }, '%.2f' ],
+    [ 'server PSS with subs MiB', sub { median(map { $_->{pss_subs_kb} / 1024 } @_) }, '%.1f' ],
+    [ 'server PSS after subs left MiB', sub { median(map { $_->{pss_after_kb} / 1024 } @_) }, '%.1f' ],
+    [ 'most fds in one server process', $M->('srv_maxfd'), '%d' ],
+    [ 'connect time s', $M->('connect_s'), '%.2f' ],
 );
 my @thr = (
-    [ 'publishes/s (1 conn)', sub { $_[0]{pub_rate} }, '%.0f' ],
-    [ 'publish round trip p50 ms', sub { $_[0]{pub_rtt_p50_ms} }, '%.3f' ],
-    [ 'publish round trip p99 ms', sub { $_[0]{pub_rtt_p99_ms} }, '%.3f' ],
-    [ 'messages delivered %', sub { $_[0]{expected} ? 100 * $_[0]{delivered} / $_[0]{expected} : 0 }, '%.2f' ],
-    [ 'delivered / expected', sub { "$_[0]{delivered}/$_[0]{expected}" }, 's' ],
-    [ 'fan-out p99 ms', sub { $_[0]{lat_p99_ms} }, '%.1f' ],
-    [ 'server CPU publishing s', sub { $_[0]{pub_cpu_s} }, '%.2f' ],
+    @common_head,
+    [ 'publishes/s (1 keep-alive conn)', $M->('pub_rate'), '%.0f' ],
+    [ 'publishes/s, each run', sub { join '/', map { sprintf '%.0f', $_->{pub_rate} } @_ }, 's' ],
+    [ 'publish round trip p50 ms', $M->('pub_rtt_p50_ms'), '%.3f' ],
+    [ 'publish round trip p99 ms', $M->('pub_rtt_p99_ms'), '%.3f' ],
+    [ 'server CPU us per publish', sub { median(map { $_->{pub_ok} ? 1e6 * $_->{pub_cpu_s} / $_->{pub_ok} : undef } @_) }, '%.1f' ],
+    @delivery[1 .. 2],
+    [ 'fan-out p99 ms', $M->('lat_p99_ms'), '%.1f' ],
 );
 my @idle = (
-    [ 'subscribers connected', sub { $_[0]{connected} . '/' . $_[0]{subs} }, 's' ],
-    [ 'idle seconds', sub { $_[0]{idle_s} }, '%.0f' ],
-    [ 'server CPU idle % of a core', sub { $_[0]{idle_cpu_pct} }, '%.2f' ],
-    [ 'PSS per subscriber KiB', sub { $_[0]{pss_per_sub_b} / 1024 }, '%.1f' ],
-    [ 'server PSS with subs MiB', sub { $_[0]{pss_subs_kb} / 1024 }, '%.1f' ],
-    [ 'most fds in one process', sub { $_[0]{srv_maxfd} }, '%d' ],
+    @common_head,
+    $delivery[0],
+    [ 'idle seconds', $M->('idle_s'), '%.0f' ],
+    [ 'server CPU while idle s', $M->('idle_cpu_s'), '%.2f' ],
+    [ 'server CPU idle % of a core', $M->('idle_cpu_pct'), '%.2f' ],
+    [ 'PSS per subscriber KiB', sub { median(map { $_->{pss_per_sub_b} / 1024 } @_) }, '%.2f' ],
+    [ 'server PSS with subs MiB', sub { median(map { $_->{pss_subs_kb} / 1024 } @_) }, '%.1f' ],
+    [ 'most fds in one server process', $M->('srv_maxfd'), '%d' ],
 );
 
-my $fmt = "%-9s %-31s %15s %15s %8s\n";
-printf $fmt, 'scenario', 'metric', 'mod_comet', 'nchan', 'ratio';
-print '-' x 82, "\n";
+my $fmt = "%-8s %-32s %16s %16s %7s\n";
+my $line = '-' x 83 . "\n";
+printf $fmt, 'scenario', 'measure', 'mod_comet', 'nchan', 'ratio';
+print $line;
 for my $sc (@order) {
     my $rows = $sc eq 'thr' ? \@thr : $sc eq 'idle' ? \@idle : \@fan;
     my ($c, $n) = ($r{$sc}{comet}, $r{$sc}{nchan});
     for my $row (@$rows) {
         my ($label, $f, $vf) = @$row;
-        my @v = map { defined $_ ? $f->($_) : undef } ($c, $n);
+        my @v = map { defined $_ && @$_ ? $f->(@$_) : undef } ($c, $n);
         my @s = map { !defined $_ ? '-' : $vf eq 's' ? $_ : sprintf($vf, $_) } @v;
         my $ratio = '';
-        if ($vf ne 's' && defined $v[0] && defined $v[1]) {
+        if ($vf ne 's' && defined $v[0] && defined $v[1] && $label ne 'runs' && $label !~ /^machine/) {
             $ratio = $v[1] != 0 ? sprintf('%.2f', $v[0] / $v[1]) : ($v[0] == 0 ? '=' : 'inf');
         }
         printf $fmt, $sc, $label, @s, $ratio;
     }
-    print '-' x 82, "\n";
+    print $line;
 }
 print "ratio = mod_comet / nchan. Latency, memory, CPU: lower is better; rates: higher.\n";
