@@ -1908,6 +1908,7 @@ int main(int argc, char **argv)
                total_ready.failed, total_ready.http_err, total_ready.connect_s, seen_subs,
                published, pub_ok, pub_err);
         print_pct("pub_s", pub_s);
+        print_pct("rate", opt.rate);
         print_pct("pub_rate", pub_rate);
         print_pct("pub_rtt_p50_ms", hist_quantile(rtt, 0.5) / 1000.0);
         print_pct("pub_rtt_p99_ms", hist_quantile(rtt, 0.99) / 1000.0);
