@@ -321,6 +321,7 @@ typedef struct {
     uint64_t pss_kb;
     uint64_t cpu_ticks;
     int max_fds;
+    char fds[512];                /* descriptors per process, largest first */
 } srv_sample_t;
 
 static pid_t read_pidfile(void)
@@ -471,19 +472,39 @@ static srv_sample_t server_sample(int with_fds)
             }
         }
     }
-    for (k = 0; k < nt; k++) {
-        for (i = 0; i < np; i++) {
-            if (pids[i] == tree[k]) {
-                s.cpu_ticks += ticks[i];
+    {
+        int *fds = xcalloc(nt + 1, sizeof(int));
+        for (k = 0; k < nt; k++) {
+            for (i = 0; i < np; i++) {
+                if (pids[i] == tree[k]) {
+                    s.cpu_ticks += ticks[i];
+                }
+            }
+            s.pss_kb += proc_pss_kb(tree[k]);
+            if (with_fds) {
+                fds[k] = proc_fds(tree[k]);
+                if (fds[k] > s.max_fds) {
+                    s.max_fds = fds[k];
+                }
             }
         }
-        s.pss_kb += proc_pss_kb(tree[k]);
         if (with_fds) {
-            int f = proc_fds(tree[k]);
-            if (f > s.max_fds) {
-                s.max_fds = f;
+            /* largest first: how evenly the subscribers spread */
+            size_t o = 0, a, b;
+            for (a = 0; a < nt; a++) {
+                for (b = a + 1; b < nt; b++) {
+                    if (fds[b] > fds[a]) {
+                        int t = fds[a];
+                        fds[a] = fds[b];
+                        fds[b] = t;
+                    }
+                }
+            }
+            for (a = 0; a < nt && o + 12 < sizeof(s.fds); a++) {
+                o += (size_t)snprintf(s.fds + o, sizeof(s.fds) - o, "%s%d", a ? "," : "", fds[a]);
             }
         }
+        free(fds);
     }
     s.procs = (int)nt;
     s.ok = nt > 0;
@@ -1890,10 +1911,10 @@ int main(int argc, char **argv)
             if (s_before.ok) {
                 printf("[%s] server: %d processes, PSS %.1f MiB before, %.1f MiB with "
                        "subscribers (%.0f B each), %.1f MiB at the end, %.1f MiB after "
-                       "they left; most descriptors in one process %d\n", opt.label,
+                       "they left; descriptors per process %s\n", opt.label,
                        s_subs.procs, s_before.pss_kb / 1024.0, s_subs.pss_kb / 1024.0,
                        per_sub, s_end.pss_kb / 1024.0, s_after.pss_kb / 1024.0,
-                       s_subs.max_fds);
+                       s_subs.fds);
                 if (opt.idle > 0) {
                     printf("[%s] server CPU while idle for %.0f s: %.3f s (%.2f%% of one "
                            "core)\n", opt.label, opt.idle, idle_cpu_s,
@@ -1923,6 +1944,7 @@ int main(int argc, char **argv)
         print_pct("lat_p90_ms", hist_quantile(&total_res.lat, 0.9) / 1000.0);
         print_pct("lat_p99_ms", hist_quantile(&total_res.lat, 0.99) / 1000.0);
         print_pct("lat_max_ms", (double)total_res.lat.max / 1000.0);
+        printf("srv_fds=%s ", s_subs.fds[0] ? s_subs.fds : "-");
         printf("srv_procs=%d srv_maxfd=%d pss_before_kb=%" PRIu64 " pss_subs_kb=%" PRIu64
                " pss_end_kb=%" PRIu64 " pss_after_kb=%" PRIu64 " ", s_subs.procs,
                s_subs.max_fds, s_before.pss_kb, s_subs.pss_kb, s_end.pss_kb,
