@@ -1,0 +1,97 @@
+#!/usr/bin/perl
+# Side-by-side table of comet-load RESULT lines: mod_comet, nchan, ratio.
+#   perl bench/table.pl results.txt
+# Lines look like: RESULT server=comet scen=fan10k key=value ...
+# A scenario run several times (script/bench --repeat N) shows the median of
+# each measure; counts of lost or duplicated messages add up over all runs.
+use strict;
+use warnings;
+
+my (%r, @order, %seen);
+while (<>) {
+    next unless s/^RESULT //;
+    my %kv = map { /^([^=]+)=(.*)$/ ? ($1, $2) : () } split ' ';
+    my ($srv, $sc) = ($kv{server}, $kv{scen});
+    next unless defined $srv && defined $sc;
+    push @{ $r{$sc}{$srv} }, \%kv;
+    push @order, $sc unless $seen{$sc}++;
+}
+
+sub median {
+    my @v = sort { $a <=> $b } grep { defined } @_;
+    return undef unless @v;
+    return @v % 2 ? $v[$#v / 2] : ($v[@v / 2 - 1] + $v[@v / 2]) / 2;
+}
+sub sum { my $s = 0; $s += $_ for @_; $s }
+sub min { my ($m) = sort { $a <=> $b } @_; $m }
+
+# [ label, aggregate over the runs of one server -> value, format ]
+# format 's': a string, no ratio
+my $M = sub { my $k = shift; sub { median(map { $_->{$k} } @_) } };
+my @common_head = (
+    [ 'runs', sub { scalar @_ }, '%d' ],
+    [ 'machine load (1 min) at start', $M->('load1'), '%.2f' ],
+);
+my @delivery = (
+    [ 'subscribers connected (worst)', sub { min(map { $_->{connected} } @_) . '/' . $_[0]{subs} }, 's' ],
+    [ 'delivered / expected (all runs)', sub { sum(map { $_->{delivered} } @_) . '/' . sum(map { $_->{expected} } @_) }, 's' ],
+    [ 'messages delivered %', sub { my $e = sum(map { $_->{expected} } @_); $e ? 100 * sum(map { $_->{delivered} } @_) / $e : 0 }, '%.3f' ],
+    [ 'duplicates (all runs)', sub { sum(map { $_->{dups} } @_) }, '%d' ],
+    [ 'streams ended by server (all)', sub { sum(map { $_->{closed} } @_) }, '%d' ],
+);
+my @fan = (
+    @common_head, @delivery,
+    [ 'fan-out p50 ms', $M->('lat_p50_ms'), '%.1f' ],
+    [ 'fan-out p99 ms', $M->('lat_p99_ms'), '%.1f' ],
+    [ 'fan-out p99 ms, each run', sub { join '/', map { sprintf '%.0f', $_->{lat_p99_ms} } @_ }, 's' ],
+    [ 'fan-out max ms', $M->('lat_max_ms'), '%.1f' ],
+    [ 'publish rate msg/s achieved', $M->('pub_rate'), '%.1f' ],
+    [ 'publish rate msg/s offered', $M->('rate'), '%.1f' ],
+    [ 'server CPU us per delivery', sub { median(map { $_->{delivered} ? 1e6 * $_->{pub_cpu_s} / $_->{delivered} : undef } @_) }, '%.2f' ],
+    [ 'PSS per subscriber KiB', sub { median(map { $_->{pss_per_sub_b} / 1024 } @_) }, '%.2f' ],
+    [ 'server PSS with subs MiB', sub { median(map { $_->{pss_subs_kb} / 1024 } @_) }, '%.1f' ],
+    [ 'server PSS after subs left MiB', sub { median(map { $_->{pss_after_kb} / 1024 } @_) }, '%.1f' ],
+    [ 'most fds in one server process', $M->('srv_maxfd'), '%d' ],
+    [ 'connect time s', $M->('connect_s'), '%.2f' ],
+);
+my @thr = (
+    @common_head,
+    [ 'publishes/s (1 keep-alive conn)', $M->('pub_rate'), '%.0f' ],
+    [ 'publishes/s, each run', sub { join '/', map { sprintf '%.0f', $_->{pub_rate} } @_ }, 's' ],
+    [ 'publish round trip p50 ms', $M->('pub_rtt_p50_ms'), '%.3f' ],
+    [ 'publish round trip p99 ms', $M->('pub_rtt_p99_ms'), '%.3f' ],
+    [ 'server CPU us per publish', sub { median(map { $_->{pub_ok} ? 1e6 * $_->{pub_cpu_s} / $_->{pub_ok} : undef } @_) }, '%.1f' ],
+    @delivery[1 .. 2],
+    [ 'fan-out p99 ms', $M->('lat_p99_ms'), '%.1f' ],
+);
+my @idle = (
+    @common_head,
+    $delivery[0],
+    [ 'idle seconds', $M->('idle_s'), '%.0f' ],
+    [ 'server CPU while idle s', $M->('idle_cpu_s'), '%.2f' ],
+    [ 'server CPU idle % of a core', $M->('idle_cpu_pct'), '%.2f' ],
+    [ 'PSS per subscriber KiB', sub { median(map { $_->{pss_per_sub_b} / 1024 } @_) }, '%.2f' ],
+    [ 'server PSS with subs MiB', sub { median(map { $_->{pss_subs_kb} / 1024 } @_) }, '%.1f' ],
+    [ 'most fds in one server process', $M->('srv_maxfd'), '%d' ],
+);
+
+my $fmt = "%-8s %-32s %16s %16s %7s\n";
+my $line = '-' x 83 . "\n";
+printf $fmt, 'scenario', 'measure', 'mod_comet', 'nchan', 'ratio';
+print $line;
+for my $sc (@order) {
+    my $rows = $sc eq 'thr' ? \@thr : $sc eq 'idle' ? \@idle : \@fan;
+    my ($c, $n) = ($r{$sc}{comet}, $r{$sc}{nchan});
+    for my $row (@$rows) {
+        my ($label, $f, $vf) = @$row;
+        my @v = map { defined $_ && @$_ ? $f->(@$_) : undef } ($c, $n);
+        my @s = map { !defined $_ ? '-' : $vf eq 's' ? $_ : sprintf($vf, $_) } @v;
+        my $ratio = '';
+        if ($vf ne 's' && defined $v[0] && defined $v[1] && $label ne 'runs' && $label !~ /^machine/) {
+            $ratio = $v[1] != 0 ? sprintf('%.2f', $v[0] / $v[1]) : ($v[0] == 0 ? '=' : 'inf');
+        }
+        printf $fmt, $sc, $label, @s, $ratio;
+    }
+    print $line;
+}
+print "ratio = mod_comet / nchan. Latency, memory, CPU: lower is better; rates: higher.\n";
