@@ -1068,7 +1068,7 @@ static apr_size_t lchan_fetch(comet_reactor_t *r, lchan_t *c)
     link_t *l;
 
     batch_begin(r);
-    rv = r->store->fetch(r->store, &c->ref, c->cursor, batch_alloc, r, &res);
+    rv = r->store->fetch(r->store, &c->ref, r->slot, c->cursor, batch_alloc, r, &res);
     if (rv != APR_SUCCESS) {
         rlog(r, COMET_LOG_ERR, rv, "comet: cannot fetch channel %.*s",
              (int)c->name_len, c->name);
@@ -1250,7 +1250,7 @@ static void sub_attach(comet_reactor_t *r, sub_t *s)
             /* which of the two is stale? a channel deleted between the
              * handler's subscribe and now leaves ours so */
             comet_fetch_result_t chk;
-            if (r->store->fetch(r->store, &c->ref, COMET_ID_NONE, NULL, NULL, &chk)
+            if (r->store->fetch(r->store, &c->ref, 0, COMET_ID_NONE, NULL, NULL, &chk)
                 == APR_SUCCESS && chk.gone) {
                 apr_size_t k;
                 free(c);
@@ -1301,7 +1301,7 @@ static void sub_attach(comet_reactor_t *r, sub_t *s)
 
         /* replay: what the subscriber missed, from the store */
         batch_begin(r);
-        rv = r->store->fetch(r->store, &c->ref, s->since[i], batch_alloc, r, &res);
+        rv = r->store->fetch(r->store, &c->ref, 0, s->since[i], batch_alloc, r, &res);
         if (rv == APR_SUCCESS && !res.gone) {
             l->cursor = s->since[i] == COMET_ID_NONE ? 0 : s->since[i];
             deliver_link(r, c, l, r->batch);

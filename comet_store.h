@@ -118,8 +118,11 @@ struct comet_store_t {
     /**
      * Hand every buffered message with an id above `since` to `alloc`, in
      * order. `since` COMET_ID_NONE hands nothing and just reports last_id.
+     * @param slot  the fetching process' slot when this is its pull of what
+     *              is new (the store may then drop what every follower has),
+     *              0 for a replay or a look
      */
-    apr_status_t (*fetch)(comet_store_t *st, const comet_chan_ref_t *ref,
+    apr_status_t (*fetch)(comet_store_t *st, const comet_chan_ref_t *ref, int slot,
                           comet_id_t since, comet_fetch_alloc_fn *alloc,
                           void *baton, comet_fetch_result_t *res);
 

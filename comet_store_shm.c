@@ -25,11 +25,15 @@
  *  |   message head:  next | next_msg | len | flags | id | published |  |
  *  |                  expires | first 88 bytes of the body               |
  *  |   continuation:  next | 124 more bytes of the body                   |
- *  |   subscribers:   next | n | 15 x (slot, count)                       |
+ *  |   subscribers:   next | n | 7 x (slot, count, fetched id)            |
  *  +-----------------------------------------------------------------------+
  *
  * A channel's messages form a list from the oldest (head) to the newest
  * (tail); a message is one head block chained to its continuation blocks.
+ * Past its buffer length, a channel drops its oldest message only if every
+ * process following it has fetched it (up to LAG_FACTOR times the length):
+ * a child that gets no CPU for a moment does not lose messages for its
+ * subscribers.
  * Fixed-size blocks never fragment, so a full segment means full.
  *
  * Nothing is written at start-up past the header: channels and blocks are
@@ -66,13 +70,16 @@
 #include "comet_store.h"
 
 #define SHM_MAGIC        "COMETSH1"
-#define SHM_VERSION      4
+#define SHM_VERSION      5
 #define BLOCK_SIZE       128
 #define INBOX_LEN        1024
 #define SLOTS_MAX        4096
 #define HEAD_DATA        88
 #define CONT_DATA        124
-#define SLOTLIST_ENTRIES 15
+#define SLOTLIST_ENTRIES 7
+/* A channel keeps up to this many times its buffer length for a process
+ * that has not fetched yet, before that process loses messages. */
+#define LAG_FACTOR       16
 #define NIL              0
 /* An idle channel (no message, no subscriber) is kept this long, so that a
  * publisher's GET right after the last subscriber left still finds it. */
@@ -174,7 +181,9 @@ typedef struct {
     struct {
         apr_uint32_t slot;
         apr_uint32_t count;
+        comet_id_t fetched;       /* newest id this slot's process fetched */
     } e[SLOTLIST_ENTRIES];
+    char pad[BLOCK_SIZE - 8 - SLOTLIST_ENTRIES * 16];
 } shm_slotlist_t;
 
 typedef struct {
@@ -695,6 +704,24 @@ static socklen_t slot_addr(shm_store_t *s, int slot, struct sockaddr_un *sa)
     return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
 }
 
+/* The oldest id some following process has not fetched past; max if none. */
+static comet_id_t chan_min_fetched(shm_store_t *s, const shm_chan_t *c)
+{
+    comet_id_t min = (comet_id_t)-1;
+    apr_uint32_t l;
+
+    for (l = c->slots; l != NIL; l = SLST(s, l)->next) {
+        shm_slotlist_t *lst = SLST(s, l);
+        apr_uint32_t k;
+        for (k = 0; k < lst->n; k++) {
+            if (lst->e[k].count && lst->e[k].fetched < min) {
+                min = lst->e[k].fetched;
+            }
+        }
+    }
+    return min;
+}
+
 /* Queue a channel in a slot's inbox; 1 if the slot must be woken. */
 static int slot_push(shm_store_t *s, apr_uint32_t slot, comet_chan_ref_t ref)
 {
@@ -862,8 +889,16 @@ static apr_status_t shm_publish(comet_store_t *st, const char *name, apr_size_t 
         unlock_store(s);
         return APR_EAGAIN;
     }
-    while (c->count >= (lim->buffer_length ? lim->buffer_length : 1)) {
-        chan_drop_head(s, c);
+    {
+        apr_uint32_t len_max = lim->buffer_length ? lim->buffer_length : 1;
+        comet_id_t fetched = c->count >= len_max ? chan_min_fetched(s, c) : 0;
+        while (c->count >= len_max) {
+            if (MSG(s, c->head)->id > fetched
+                && (apr_uint64_t)c->count < (apr_uint64_t)len_max * LAG_FACTOR) {
+                break;                /* a process still needs it */
+            }
+            chan_drop_head(s, c);
+        }
     }
     m = blocks_alloc(s, nblk);
     if (m == NIL) {
@@ -922,7 +957,7 @@ static apr_status_t shm_publish(comet_store_t *st, const char *name, apr_size_t 
     return APR_SUCCESS;
 }
 
-static apr_status_t shm_fetch(comet_store_t *st, const comet_chan_ref_t *ref,
+static apr_status_t shm_fetch(comet_store_t *st, const comet_chan_ref_t *ref, int slot,
                               comet_id_t since, comet_fetch_alloc_fn *alloc,
                               void *baton, comet_fetch_result_t *res)
 {
@@ -977,6 +1012,19 @@ static apr_status_t shm_fetch(comet_store_t *st, const comet_chan_ref_t *ref,
             off += chunk;
         }
         res->count++;
+    }
+    if (slot > 0 && m == NIL) {
+        /* this process has it all: what it fetched may go */
+        apr_uint32_t l;
+        for (l = c->slots; l != NIL; l = SLST(s, l)->next) {
+            shm_slotlist_t *lst = SLST(s, l);
+            apr_uint32_t k;
+            for (k = 0; k < lst->n; k++) {
+                if (lst->e[k].slot == (apr_uint32_t)slot && lst->e[k].fetched < c->last_id) {
+                    lst->e[k].fetched = c->last_id;
+                }
+            }
+        }
     }
     unlock_store(s);
     return APR_SUCCESS;
@@ -1089,6 +1137,9 @@ static apr_status_t shm_subscribe(comet_store_t *st, int slot, const char *name,
         apr_uint32_t k;
         for (k = 0; k < lst->n; k++) {
             if (lst->e[k].slot == (apr_uint32_t)slot) {
+                if (lst->e[k].count == 0) {
+                    lst->e[k].fetched = c->last_id;
+                }
                 lst->e[k].count += n;
                 goto done;
             }
@@ -1103,12 +1154,14 @@ static apr_status_t shm_subscribe(comet_store_t *st, int slot, const char *name,
             if (lst->e[k].count == 0) {
                 lst->e[k].slot = (apr_uint32_t)slot;
                 lst->e[k].count = n;
+                lst->e[k].fetched = c->last_id;
                 goto done;
             }
         }
         if (lst->n < SLOTLIST_ENTRIES) {
             lst->e[lst->n].slot = (apr_uint32_t)slot;
             lst->e[lst->n].count = n;
+            lst->e[lst->n].fetched = c->last_id;
             lst->n++;
             goto done;
         }
@@ -1122,6 +1175,7 @@ static apr_status_t shm_subscribe(comet_store_t *st, int slot, const char *name,
     memset(SLST(s, l), 0, BLOCK_SIZE);
     SLST(s, l)->e[0].slot = (apr_uint32_t)slot;
     SLST(s, l)->e[0].count = n;
+    SLST(s, l)->e[0].fetched = c->last_id;
     SLST(s, l)->n = 1;
     if (last == NIL) {
         c->slots = l;
@@ -1292,7 +1346,7 @@ static apr_status_t shm_drain(comet_store_t *st, int slot, comet_chan_ref_t *ref
 static apr_status_t shm_maintain(comet_store_t *st, apr_time_t now)
 {
     shm_store_t *s = (shm_store_t *)st;
-    apr_uint32_t i;
+    apr_uint32_t i, k;
     apr_status_t rv;
 
     /* unlocked peek: most calls find nothing due */
@@ -1309,11 +1363,13 @@ static apr_status_t shm_maintain(comet_store_t *st, apr_time_t now)
     begin_change(s);
     s->hdr->next_maint = now + apr_time_from_sec(1);
     chans_collect(s, now, s->hdr->maint_cursor, MAINT_BATCH);
-    /* one slot per call: a child that died without releasing its slot */
-    i = s->hdr->slot_cursor % s->hdr->nslots + 1;
-    s->hdr->slot_cursor = i;
-    if (SLOT(s, i)->state == SLOT_ACTIVE && pid_dead(SLOT(s, i)->pid)) {
-        slot_forget(s, i);
+    /* a few slots per call: children that died without releasing theirs */
+    for (k = 0; k < 32 && k < s->hdr->nslots; k++) {
+        i = s->hdr->slot_cursor % s->hdr->nslots + 1;
+        s->hdr->slot_cursor = i;
+        if (SLOT(s, i)->state == SLOT_ACTIVE && pid_dead(SLOT(s, i)->pid)) {
+            slot_forget(s, i);
+        }
     }
     end_change(s);
     unlock_store(s);

@@ -730,7 +730,7 @@ static void sess_pump_up(sup_t *u, sess_t *s)
             return;                   /* the program has not taken the last ones */
         }
         u->fetched_n = 0;
-        rv = u->st->fetch(u->st, &s->up_ref, s->up_cursor, fetch_one, u, &res);
+        rv = u->st->fetch(u->st, &s->up_ref, u->slot, s->up_cursor, fetch_one, u, &res);
         if (rv != APR_SUCCESS || res.gone || !u->fetched_n) {
             return;
         }
@@ -1163,7 +1163,7 @@ static void ctl_pump(sup_t *u)
     for (;;) {
         comet_fetch_result_t res;
         u->fetched_n = 0;
-        if (u->st->fetch(u->st, &u->ctl_ref, u->ctl_cursor, fetch_ctl, u, &res) != APR_SUCCESS
+        if (u->st->fetch(u->st, &u->ctl_ref, u->slot, u->ctl_cursor, fetch_ctl, u, &res) != APR_SUCCESS
             || !u->fetched_n) {
             return;
         }
@@ -1415,7 +1415,7 @@ void comet_supervisor_main(comet_store_t *st, const comet_supervisor_conf_t *con
         watch(&u, parent_fd, &u.t_parent, EPOLLIN, EPOLL_CTL_ADD);
     }
     st->subscribe(st, u.slot, COMET_SUP_CTL, sizeof(COMET_SUP_CTL) - 1, 1, &u.ctl_ref);
-    st->fetch(st, &u.ctl_ref, COMET_ID_NONE, fetch_ctl, &u, &res);
+    st->fetch(st, &u.ctl_ref, 0, COMET_ID_NONE, fetch_ctl, &u, &res);
     u.ctl_cursor = res.last_id;
     st->list(st, "s:", orphan_close, &u);
     {

@@ -1128,7 +1128,7 @@ static int comet_subscribe(request_rec *r, const comet_dir_conf_t *conf, const c
                                    "CometSharedMemory" : "cannot subscribe");
             }
             if (at == COMET_ID_NONE) {
-                at = comet_proc.store->fetch(comet_proc.store, &spec.refs[i], COMET_ID_NONE,
+                at = comet_proc.store->fetch(comet_proc.store, &spec.refs[i], 0, COMET_ID_NONE,
                                              NULL, NULL, &res) == APR_SUCCESS ? res.last_id : 0;
             }
             spec.since[i] = at;

@@ -32,6 +32,7 @@ typedef struct {
 } sink_t;
 
 static sink_t sink;
+static int fetch_slot;      /* 0: replays; a slot: that process' pull */
 
 static char *sink_alloc(void *baton, comet_id_t id, apr_uint32_t flags, apr_time_t published,
                         apr_size_t len)
@@ -51,7 +52,7 @@ static comet_fetch_result_t fetch(const comet_chan_ref_t *ref, comet_id_t since)
     comet_fetch_result_t res;
 
     memset(&sink, 0, sizeof(sink));
-    st->fetch(st, ref, since, sink_alloc, &sink, &res);
+    st->fetch(st, ref, fetch_slot, since, sink_alloc, &sink, &res);
     return res;
 }
 
@@ -392,6 +393,43 @@ static void test_dead_slot(void)
     st->remove(st, "orphan", 6, NULL);
 }
 
+/* A process that has not fetched yet keeps messages past the buffer length
+ * (up to 16 times it); once it has fetched, the length applies again. */
+static void test_lagging_process(void)
+{
+    comet_limits_t small = { 4, 0, 100 };
+    comet_publish_result_t r;
+    comet_chan_ref_t ref;
+    comet_fetch_result_t res;
+    comet_channel_info_t info;
+    int i;
+
+    st->subscribe(st, 3, "lag", 3, 1, &ref);
+    for (i = 0; i < 10; i++) {
+        st->publish(st, "lag", 3, "x", 1, 0, &small, &r);
+    }
+    st->info(st, "lag", 3, &info);
+    OK(info.messages == 10, "a follower that has not fetched: 10 messages kept with a buffer of 4");
+    fetch_slot = 3;
+    res = fetch(&ref, 0);
+    fetch_slot = 0;
+    OK(res.count == 10 && !res.gap, "it gets all 10, no gap");
+    st->publish(st, "lag", 3, "y", 1, 0, &small, &r);
+    st->info(st, "lag", 3, &info);
+    OK(info.messages == 4, "once fetched, the buffer length applies again: %u", info.messages);
+    for (i = 0; i < 100; i++) {
+        st->publish(st, "lag", 3, "z", 1, 0, &small, &r);
+    }
+    st->info(st, "lag", 3, &info);
+    OK(info.messages <= 4 * 16 && info.messages >= 4 * 16 - 1,
+       "a follower that never fetches: at most 16 times the length (%u)", info.messages);
+    st->unsubscribe(st, 3, &ref, 1);
+    st->publish(st, "lag", 3, "w", 1, 0, &small, &r);
+    st->info(st, "lag", 3, &info);
+    OK(info.messages == 4, "no follower left: back to 4");
+    st->remove(st, "lag", 3, NULL);
+}
+
 static void test_sessions(void)
 {
     comet_chan_ref_t ref, again;
@@ -459,5 +497,6 @@ int main(void)
     test_crash_recovery(2);
     test_dead_slot();
     test_sessions();
+    test_lagging_process();
     return UNIT_DONE();
 }
