@@ -40,7 +40,7 @@ sub say_ {
 sub poll {
     my ($loc, $sid) = @_;
     my $r = http(POST => sjs_path($loc, $sid, 'xhr'), timeout => 40, @{ $main::hdr || [] });
-    return $r->{body} =~ /\Aa(\[.*\])\n\z/s ? @{ json($1) } : ($r->{body});
+    return $r->{body} =~ /\Aa(\[.*\])\n\z/s ? @{ JSON::PP->new->utf8->decode($1) } : ($r->{body});
 }
 # Ask and wait for the answers (heartbeats skipped).
 sub ask {
