@@ -1,6 +1,7 @@
 # A session crosses children: its polls, sends and streams land in different
-# processes (connections pinned by this_process.pid); messages keep their
-# order, none is lost between two polls, none comes twice.
+# processes (each connection pinned: its child learnt from GET
+# /comet-publish/ first); messages keep their order, none is lost between
+# two polls, none comes twice.
 use strict;
 use warnings;
 use FindBin;
@@ -10,67 +11,50 @@ use Apache::Test qw(-withtestmore);
 use Comet::Test;
 use Time::HiRes qw(time sleep);
 
-plan tests => 9, need_module('comet');
+plan tests => 8, need_module('comet');
 
 my $prefork = (Apache::Test::config()->{server}{mpm} // '') eq 'prefork';
-my $want = $prefork ? 4 : 2;
 
-# Connections kept alive for sends, at least $want children among them.
-my @send = pinned_connections(distinct => $want, min => $want, max => 40);
-my %by_pid;
-push @{ $by_pid{ $_->{pid} } }, $_ for @send;
-my @pids = sort keys %by_pid;
-cmp_ok scalar(@pids), '>=', $want, "send connections reach " . scalar(@pids) . " children";
-
-# A connection to child $pid for one poll (polls close their connection).
-sub conn_to {
-    my ($pid) = @_;
-    my @keep;
-    for (1 .. 40) {
-        my $c = Comet::Test::Conn->new;
-        my $res = eval { http(GET => '/comet-publish/', conn => $c, timeout => 3) };
-        last unless $res && $res->{status} == 200;
-        if ($res->{json}{this_process}{pid} == $pid) {
-            $c->{pid} = $pid;
-            return $c;
-        }
-        push @keep, $c;
-    }
-    return undef;
+# A new connection and the child that serves it. While earlier ones stay
+# open, a prefork server hands it to another child; event spreads them too.
+sub fresh {
+    my $c = Comet::Test::Conn->new;
+    my $r = http(GET => '/comet-publish/', conn => $c, timeout => 10);
+    $c->{pid} = $r->{json}{this_process}{pid};
+    return $c;
 }
 
 my $sid = new_session();
 my $n = 0;
-my (%poll_pids, %send_pids, @errors);
-my $c0 = conn_to($pids[0]);
-my $res = http(POST => sjs_path('/echo', $sid, 'xhr'), conn => $c0 || undef);
-is $res->{body}, "o\n", "session opened in child $pids[0]";
+my (%poll_pids, %send_pids, @errors, @want_all, @got_all, $crossed);
+my $c0 = fresh();
+my $res = http(POST => sjs_path('/echo', $sid, 'xhr'), conn => $c0);
+is $res->{body}, "o\n", "session opened in child $c0->{pid}";
 
-# rounds: sends from two children, then a poll in a third
-my @want_all;
-my @got_all;
-for my $round (0 .. 7) {
+# rounds: two sends and a poll, on connections open at once
+for my $round (0 .. 9) {
     my @sent;
+    my @open;
     for my $k (0, 1) {
-        my $pid = $pids[($round + $k + 1) % @pids];
-        my $conn = $by_pid{$pid}[0];
+        my $conn = fresh();
+        push @open, $conn;
         my @m = map { 'r' . $round . 'm' . $n++ } 1 .. 3;
         my $r = http(POST => sjs_path('/echo', $sid, 'xhr_send'), conn => $conn,
                      body => '[' . join(',', map { "\"$_\"" } @m) . ']');
         push @errors, "send $round/$k: $r->{status}" unless $r->{status} == 204;
-        $send_pids{$pid}++ unless $conn->{closing};
+        $send_pids{ $conn->{pid} }++;
         push @sent, @m;
     }
     push @want_all, @sent;
-    my $ppid = $pids[($round + 3) % @pids];
-    my $pc = conn_to($ppid);
-    $poll_pids{$ppid}++ if $pc;
-    # one poll may not carry everything if the echo is slower: poll again
+    # a varying number of connections held open: another child each round
+    push @open, fresh() for 1 .. $round % 3;
     my @got;
     my $deadline = time + 5;
     while (@got < @sent && time < $deadline) {
-        my $r = http(POST => sjs_path('/echo', $sid, 'xhr'), conn => $pc || undef, timeout => 10);
-        $pc = undef;
+        my $pc = fresh();
+        $poll_pids{ $pc->{pid} }++;
+        $crossed++ if !grep { $_->{pid} == $pc->{pid} } @open;
+        my $r = http(POST => sjs_path('/echo', $sid, 'xhr'), conn => $pc, timeout => 10);
         if ($r->{body} =~ /\Aa(\[.*\])\n\z/s) {
             push @got, @{ json($1) };
         }
@@ -79,32 +63,39 @@ for my $round (0 .. 7) {
             last;
         }
     }
+    $_->close for @open;
     push @got_all, @got;
 }
 is "@errors", '', 'every send 204, every poll a[...]';
 cmp_ok scalar(keys %send_pids), '>=', 2, 'sent from ' . join(', ', sort keys %send_pids);
 cmp_ok scalar(keys %poll_pids), '>=', 2, 'polled in ' . join(', ', sort keys %poll_pids);
+ok $crossed, "$crossed polls in a child that had sent nothing of theirs";
 is "@got_all", "@want_all", scalar(@want_all) . ' messages, in order, once each, across children';
 
 # a stream held in one child, sends from the others
 {
     my $sid2 = new_session();
-    my $sc = conn_to($pids[-1]);
-    my $s = sjs_stream('/echo', $sid2, 'xhr_streaming', conn => $sc || undef);
+    my $s = sjs_stream('/echo', $sid2, 'xhr_streaming', conn => fresh());
     $s->bytes(2049, 5);
-    is $s->upto("\n", 5), "o\n", "streaming receiver in child $pids[-1]";
+    my %pids;
     my @m = map { "s$_" } 1 .. 30;
+    my @window;
+    $s->upto("\n", 5);
     for my $i (0 .. $#m) {
-        my $conn = $by_pid{ $pids[$i % @pids] }[0];
+        my $conn = fresh();
+        $pids{ $conn->{pid} }++;
         http(POST => sjs_path('/echo', $sid2, 'xhr_send'), conn => $conn, body => qq(["$m[$i]"]));
+        push @window, $conn;
+        shift(@window)->close if @window > 2;
     }
+    $_->close for @window;
     my @got;
     while (@got < @m) {
         my $line = $s->upto("\n", 5) // last;
         next if $line eq "h\n";
         push @got, $line =~ /\Aa\["([^"]*)"\]\n\z/ ? $1 : "junk:$line";
     }
-    is "@got", "@m", '30 messages sent from ' . scalar(@pids) . ' children arrive in order';
+    is "@got", "@m", '30 messages sent from ' . scalar(keys %pids) . ' children to a stream arrive in order';
     $s->close;
 }
 
@@ -113,10 +104,14 @@ is "@got_all", "@want_all", scalar(@want_all) . ' messages, in order, once each,
     my $sid3 = new_session();
     http(POST => sjs_path('/echo', $sid3, 'xhr'));
     my @m = map { "gap$_" } 1 .. 20;
+    my @window;
     for my $i (0 .. $#m) {
-        http(POST => sjs_path('/echo', $sid3, 'xhr_send'), conn => $by_pid{ $pids[$i % @pids] }[0],
-             body => qq(["$m[$i]"]));
+        my $conn = fresh();
+        http(POST => sjs_path('/echo', $sid3, 'xhr_send'), conn => $conn, body => qq(["$m[$i]"]));
+        push @window, $conn;
+        shift(@window)->close if @window > 2;
     }
+    $_->close for @window;
     sleep 0.3;
     my @got;
     for (1 .. 5) {
@@ -126,4 +121,3 @@ is "@got_all", "@want_all", scalar(@want_all) . ' messages, in order, once each,
     }
     is "@got", "@m", 'messages sent between two polls all come with the next ones';
 }
-$_->close for @send;

@@ -73,19 +73,21 @@ package Comet::Test::Conn;
 
 use Time::HiRes qw(time);
 
+# Comet::Test::Conn->new(port => P): to another server (a proxy) than
+# the test server.
 sub new {
-    my ($class) = @_;
-    my $self = bless {}, $class;
+    my ($class, %o) = @_;
+    my $self = bless { port => $o{port} }, $class;
     $self->open;
     return $self;
 }
 
 sub open {
     my $self = shift;
-    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                     PeerPort => Comet::Test::server_port(),
+    my $port = $self->{port} || Comet::Test::server_port();
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
                                      Proto => 'tcp', Timeout => 5)
-        or die "connect to " . Comet::Test::hostport() . ": $!\n";
+        or die "connect to 127.0.0.1:$port: $!\n";
     $sock->autoflush(1);
     binmode $sock;
     @$self{qw(sock buf eof closing pid)} = ($sock, '', 0, 0, undef);
