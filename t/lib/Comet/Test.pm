@@ -322,13 +322,19 @@ sub pinned_connections {
 # prefork hands each to another child.
 sub child_figures {
     my ($pid) = @_;
-    my @keep;
-    while (@keep < 40) {
-        my $conn = Comet::Test::Conn->new;
-        my $res = eval { http(GET => '/comet-publish/', conn => $conn, timeout => 3) };
-        last unless $res && $res->{status} == 200;    # every child is busy
-        return $res->{json}{this_process} if $res->{json}{this_process}{pid} == $pid;
-        push @keep, $conn;
+    # an event child may take no new connection for a while (its listener
+    # paused): try a few times, with fresh connections
+    for my $try (1 .. 3) {
+        my @keep;
+        while (@keep < 40) {
+            my $conn = Comet::Test::Conn->new;
+            my $res = eval { http(GET => '/comet-publish/', conn => $conn, timeout => 3) };
+            last unless $res && $res->{status} == 200;    # every child is busy
+            return $res->{json}{this_process} if $res->{json}{this_process}{pid} == $pid;
+            push @keep, $conn;
+        }
+        @keep = ();
+        sleep 0.5;
     }
     return undef;
 }
