@@ -823,6 +823,11 @@ static int sjs_send_one(void *baton, const char *s, apr_size_t len)
     return x->rv == APR_SUCCESS ? 0 : 1;
 }
 
+static int sjs_check_one(void *baton, const char *s, apr_size_t len)
+{
+    return 0;
+}
+
 /* Messages from the browser: xhr_send (raw JSON) or jsonp_send (d=...). */
 static int sjs_send(sjs_req_t *q, int jsonp)
 {
@@ -875,7 +880,12 @@ static int sjs_send(sjs_req_t *q, int jsonp)
     x.q = q;
     x.rv = APR_SUCCESS;
     x.max_size = (apr_size_t)COMET_CONF(q->conf, max_size, DEF_MAX_MESSAGE);
-    rc = comet_json_parse_strings(body, len, &scratch, sjs_send_one, &x);
+    /* the whole payload first: a broken one must deliver none of its
+     * messages, not those before the error */
+    rc = comet_json_parse_strings(body, len, &scratch, sjs_check_one, NULL);
+    if (rc == 0) {
+        rc = comet_json_parse_strings(body, len, &scratch, sjs_send_one, &x);
+    }
     comet_buf_free(&scratch);
     if (rc < 0) {
         return sjs_fail(r, HTTP_INTERNAL_SERVER_ERROR, "Broken JSON encoding.",

@@ -21,6 +21,8 @@ our @EXPORT = qw(
     subscribe pinned_connections child_figures collect_frames
     wait_subscribers expected_prelude_head escape_js frame_bytes json
     log_mark log_since wait_log
+    new_session sjs_path sjs_stream parent_pid supervisor_pid proc_children proc_state
+    fd_count pid_alive wait_until
     DEFAULT_CB
 );
 
@@ -71,19 +73,21 @@ package Comet::Test::Conn;
 
 use Time::HiRes qw(time);
 
+# Comet::Test::Conn->new(port => P): to another server (a proxy) than
+# the test server.
 sub new {
-    my ($class) = @_;
-    my $self = bless {}, $class;
+    my ($class, %o) = @_;
+    my $self = bless { port => $o{port} }, $class;
     $self->open;
     return $self;
 }
 
 sub open {
     my $self = shift;
-    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                     PeerPort => Comet::Test::server_port(),
+    my $port = $self->{port} || Comet::Test::server_port();
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
                                      Proto => 'tcp', Timeout => 5)
-        or die "connect to " . Comet::Test::hostport() . ": $!\n";
+        or die "connect to 127.0.0.1:$port: $!\n";
     $sock->autoflush(1);
     binmode $sock;
     @$self{qw(sock buf eof closing pid)} = ($sock, '', 0, 0, undef);
@@ -318,13 +322,19 @@ sub pinned_connections {
 # prefork hands each to another child.
 sub child_figures {
     my ($pid) = @_;
-    my @keep;
-    while (@keep < 40) {
-        my $conn = Comet::Test::Conn->new;
-        my $res = eval { http(GET => '/comet-publish/', conn => $conn, timeout => 3) };
-        last unless $res && $res->{status} == 200;    # every child is busy
-        return $res->{json}{this_process} if $res->{json}{this_process}{pid} == $pid;
-        push @keep, $conn;
+    # an event child may take no new connection for a while (its listener
+    # paused): try a few times, with fresh connections
+    for my $try (1 .. 3) {
+        my @keep;
+        while (@keep < 40) {
+            my $conn = Comet::Test::Conn->new;
+            my $res = eval { http(GET => '/comet-publish/', conn => $conn, timeout => 3) };
+            last unless $res && $res->{status} == 200;    # every child is busy
+            return $res->{json}{this_process} if $res->{json}{this_process}{pid} == $pid;
+            push @keep, $conn;
+        }
+        @keep = ();
+        sleep 0.5;
     }
     return undef;
 }
@@ -334,18 +344,20 @@ sub child_figures {
 ###############################################################################
 
 # Open a stream: subscribe(PATH, conn => CONN, version => '1.0',
-# headers => [...]). Returns a Comet::Test::Stream whose ->{status} and
+# headers => [...], method => 'POST', body => BYTES). Returns a Comet::Test::Stream whose ->{status} and
 # ->{headers} are those of the response; the body is read on demand.
 sub subscribe {
     my ($path, %o) = @_;
     my $conn = $o{conn} || Comet::Test::Conn->new;
     my $version = $o{version} || '1.1';
-    my $req = "GET $path HTTP/$version\r\nHost: " . hostport() . "\r\n";
+    my $method = $o{method} || 'GET';
+    my $req = "$method $path HTTP/$version\r\nHost: " . hostport() . "\r\n";
     my @hdr = @{ $o{headers} || [] };
     while (my ($k, $v) = splice @hdr, 0, 2) {
         $req .= "$k: $v\r\n";
     }
-    $conn->send_bytes("$req\r\n");
+    $req .= "Content-Length: " . length($o{body}) . "\r\n" if defined $o{body};
+    $conn->send_bytes("$req\r\n" . ($o{body} // ''));
     my $timeout = $o{timeout} // TIMEOUT;
     $conn->read_until(sub { $_[0] =~ /\r\n\r\n/ }, $timeout)
         or die "$path: no response head within ${timeout}s\n";
@@ -500,6 +512,34 @@ sub rest {
 # Bytes already received and not consumed.
 sub pending { $_[0]{conn}{buf} }
 
+# The bytes up to and including the next $end (a string), within $timeout
+# seconds; undef if it did not come (->{conn}{eof}: the server closed).
+sub upto {
+    my ($self, $end, $timeout) = @_;
+    my $c = $self->{conn};
+    $c->read_until(sub { index($_[0], $end) >= 0 }, $timeout // Comet::Test::TIMEOUT)
+        or return undef;
+    return $c->take(index($c->{buf}, $end) + length $end);
+}
+
+# Exactly $n bytes, or undef.
+sub bytes {
+    my ($self, $n, $timeout) = @_;
+    my $c = $self->{conn};
+    $c->read_until(sub { length $_[0] >= $n }, $timeout // Comet::Test::TIMEOUT)
+        or return undef;
+    return $c->take($n);
+}
+
+# Has the server closed the connection (after what is pending)? Waits up to
+# $timeout seconds for it.
+sub closed {
+    my ($self, $timeout) = @_;
+    my $c = $self->{conn};
+    $c->read_until(sub { 0 }, $timeout // Comet::Test::TIMEOUT) unless $c->{eof};
+    return $c->{eof} ? 1 : 0;
+}
+
 sub close { $_[0]{conn}->close }
 
 package Comet::Test;
@@ -603,6 +643,109 @@ sub frame_bytes {
     my ($id, $data, $chan) = @_;
     return "<script>p($id,\"" . escape_js($data) . "\",\"" . escape_js($chan)
          . "\");</script>\n";
+}
+
+###############################################################################
+# sockets (SockJS)
+###############################################################################
+
+# A session id of this run ([a-z0-9], as sockjs-client makes them).
+my $sseq = 0;
+sub new_session {
+    $sseq++;
+    return sprintf 's%d%d%d%04d', $$, int(time * 1000) % 100000000, $sseq,
+                   int(rand 10000);
+}
+
+# /<location>/<server>/<session>/<what>
+sub sjs_path {
+    my ($loc, $sid, $what) = @_;
+    return "$loc/000/$sid/$what";
+}
+
+# A streaming receiver (xhr_streaming is a POST, the others GETs).
+sub sjs_stream {
+    my ($loc, $sid, $what, %o) = @_;
+    my $q = $o{query} // '';
+    return subscribe(sjs_path($loc, $sid, $what) . $q,
+                     method => $what =~ /^xhr/ ? 'POST' : 'GET', %o);
+}
+
+###############################################################################
+# processes (/proc)
+###############################################################################
+
+# The server's parent process, from its pid file.
+sub parent_pid {
+    my $pidfile = config()->{vars}{t_pid_file};
+    open my $fh, '<', $pidfile or return undef;
+    chomp(my $pid = <$fh> // '');
+    return $pid =~ /^\d+$/ ? $pid : undef;
+}
+
+# [state, ppid, name] of a process, or ().
+sub proc_state {
+    my ($pid) = @_;
+    open my $f, '<', "/proc/$pid/stat" or return ();
+    my $st = <$f> // return ();
+    return $st =~ /^\d+ \((.*)\) (\S) (\d+) /s ? ($2, $3, $1) : ();
+}
+
+sub pid_alive {
+    my ($pid) = @_;
+    my ($state) = proc_state($pid);
+    return defined $state && $state ne 'Z' && $state ne 'X';
+}
+
+# Children of a process: [{pid, state, cmdline}, ...].
+sub proc_children {
+    my ($ppid) = @_;
+    my @out;
+    for my $d (glob '/proc/[0-9]*') {
+        my ($pid) = $d =~ /(\d+)$/;
+        my ($state, $pp) = proc_state($pid);
+        next unless defined $pp && $pp == $ppid;
+        my $cmd = '';
+        if (open my $f, '<', "$d/cmdline") {
+            local $/;
+            $cmd = <$f> // '';
+            $cmd =~ s/\0/ /g;
+            $cmd =~ s/ \z//;
+        }
+        push @out, { pid => $pid, state => $state, cmdline => $cmd };
+    }
+    return @out;
+}
+
+# The supervisor: the pid the error log last gave it (CMT00203), if that
+# process is a live child of the server's parent.
+sub supervisor_pid {
+    my $ppid = parent_pid() or return undef;
+    my @hits = grep { /CMT00203: comet supervisor started \(pid \d+\)/ } log_since(0);
+    for my $line (reverse @hits) {
+        my ($pid) = $line =~ /\(pid (\d+)\)/;
+        my ($state, $pp) = proc_state($pid);
+        return $pid if defined $pp && $pp == $ppid && $state ne 'Z';
+    }
+    return undef;
+}
+
+# Open descriptors of a process (ours: same user).
+sub fd_count {
+    my ($pid) = @_;
+    opendir my $d, "/proc/$pid/fd" or return undef;
+    return scalar grep { !/^\./ } readdir $d;
+}
+
+# Poll $cond every 50 ms until true or $timeout seconds: its last value.
+sub wait_until {
+    my ($cond, $timeout) = @_;
+    my $deadline = time + ($timeout // TIMEOUT);
+    my $v;
+    until (($v = $cond->()) || time > $deadline) {
+        sleep 0.05;
+    }
+    return $v;
 }
 
 ###############################################################################
