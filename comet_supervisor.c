@@ -959,12 +959,15 @@ static void src_check(sup_t *u, src_t *c, apr_time_t now)
         prog_release(u, &c->prog);
         c->prog.backend = B_NONE;
         if (c->wanted && !u->stopping) {
-            c->backoff = now - c->started >= SOURCE_STABLE ? apr_time_from_sec(1)
-                       : c->backoff * 2 > SOURCE_BACKOFF_MAX ? SOURCE_BACKOFF_MAX
-                       : c->backoff * 2;
+            /* 1 s after a run that lasted, then twice as long each time */
+            if (now - c->started >= SOURCE_STABLE) {
+                c->backoff = apr_time_from_sec(1);
+            }
             c->restart_at = now + c->backoff;
             slog(u, COMET_LOG_WARN, 0, "comet supervisor: source %s ended: restart in %"
                  APR_TIME_T_FMT " ms", c->channel, apr_time_as_msec(c->backoff));
+            c->backoff = c->backoff * 2 > SOURCE_BACKOFF_MAX ? SOURCE_BACKOFF_MAX
+                       : c->backoff * 2;
         }
         return;
     }
