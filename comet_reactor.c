@@ -1231,7 +1231,7 @@ static void sub_attach(comet_reactor_t *r, sub_t *s)
         l->ch = NULL;
         have = lchan_by_name(r, c->name, c->name_len, c->hash);
         rv = s->presubscribed ? APR_SUCCESS
-           : r->store->subscribe(r->store, r->slot, c->name, c->name_len, 1, &c->ref);
+           : r->store->subscribe(r->store, r->slot, c->name, c->name_len, 1, 0, &c->ref);
         if (rv != APR_SUCCESS) {
             rlog(r, rv == APR_ENOSPC ? COMET_LOG_ERR : COMET_LOG_WARN, rv,
                  "comet: cannot subscribe %s to channel %.*s%s", s->peer,

@@ -109,7 +109,8 @@ struct comet_store_t {
 
     /**
      * Append a message to a channel, creating the channel if needed, and
-     * wake the children that follow it.
+     * wake the children that follow it. APR_EAGAIN: the channel's max_bytes,
+     * or the cap on channels (comet_store_shm_set_max_channels), is reached.
      */
     apr_status_t (*publish)(comet_store_t *st, const char *chan, apr_size_t clen,
                             const char *data, apr_size_t len, apr_uint32_t flags,
@@ -139,10 +140,13 @@ struct comet_store_t {
 
     /**
      * Add `n` subscribers of `slot` to a channel, creating it if needed.
+     * @param max  most subscribers the channel may have (0: no limit);
+     *             APR_EAGAIN past it
      * @param ref receives the channel's reference
      */
     apr_status_t (*subscribe)(comet_store_t *st, int slot, const char *chan,
-                              apr_size_t clen, apr_uint32_t n, comet_chan_ref_t *ref);
+                              apr_size_t clen, apr_uint32_t n, apr_uint32_t max,
+                              comet_chan_ref_t *ref);
 
     /** Remove `n` subscribers of `slot` from a channel (gone channels: no-op). */
     apr_status_t (*unsubscribe)(comet_store_t *st, int slot,
@@ -182,10 +186,13 @@ struct comet_store_t {
     /**
      * Find or create a session channel.
      * @param max      most sessions at once (0: no limit); APR_EAGAIN past it
+     * @param owner    the client it belongs to (0: anyone); a session made by
+     *                 another owner answers APR_EACCES
      * @param created  set to 1 if this call made it
      */
     apr_status_t (*session_open)(comet_store_t *st, const char *name, apr_size_t nlen,
-                                 apr_uint32_t max, int *created, comet_chan_ref_t *ref);
+                                 apr_uint32_t max, apr_uint64_t owner, int *created,
+                                 comet_chan_ref_t *ref);
 
     /**
      * Become the session's receiver. @param token identifies the receiver
@@ -242,6 +249,15 @@ apr_status_t comet_store_shm_init(void *base, apr_size_t size, int nslots,
  */
 apr_status_t comet_store_shm_open(comet_store_t **st, apr_pool_t *p, void *base,
                                   apr_global_mutex_t *mutex);
+
+/**
+ * Set the most channels the store may hold at once (0: as many as the
+ * segment has room for); takes effect at once in every process.
+ */
+void comet_store_shm_set_max_channels(void *base, apr_uint32_t max);
+
+/** The name this segment was laid out under (unique per server start). */
+const char *comet_store_shm_instance(const void *base);
 
 /**
  * Testing only: when set to n, a publish kills its own process with SIGKILL

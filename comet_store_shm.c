@@ -70,7 +70,7 @@
 #include "comet_store.h"
 
 #define SHM_MAGIC        "COMETSH1"
-#define SHM_VERSION      5
+#define SHM_VERSION      6
 #define BLOCK_SIZE       128
 #define INBOX_LEN        1024
 #define SLOTS_MAX        4096
@@ -124,6 +124,7 @@ typedef struct {
     apr_uint32_t slot_cursor;
     apr_uint32_t repairs;
     apr_uint32_t sessions;
+    apr_uint32_t max_chans;       /* configured cap, 0: the table's size */
     apr_time_t next_maint;
     apr_uint64_t published;
 } shm_header_t;
@@ -156,6 +157,7 @@ typedef struct {
     apr_uint64_t receiver;        /* token of the receiver, 0: none */
     comet_id_t acked_id;
     apr_time_t detached_at;
+    apr_uint64_t owner;           /* the client a session is bound to, 0: none */
     char name[COMET_CHANNEL_MAX];
 } shm_chan_t;
 
@@ -564,6 +566,12 @@ static apr_uint32_t chan_find(shm_store_t *s, const char *name, apr_size_t len,
     return NIL;
 }
 
+/* The configured cap on channels is reached (not the table's size). */
+static int chans_capped(shm_store_t *s)
+{
+    return s->hdr->max_chans && s->hdr->chans_used >= s->hdr->max_chans;
+}
+
 static apr_uint32_t chan_create(shm_store_t *s, const char *name, apr_size_t len,
                                 apr_uint32_t hash, apr_time_t now)
 {
@@ -571,6 +579,9 @@ static apr_uint32_t chan_create(shm_store_t *s, const char *name, apr_size_t len
     shm_chan_t *c;
     apr_uint32_t gen;
 
+    if (s->hdr->max_chans && s->hdr->chans_used >= s->hdr->max_chans) {
+        return NIL;
+    }
     if (i != NIL) {
         c = CHAN(s, i);
         s->hdr->free_chan = c->hnext;
@@ -873,7 +884,7 @@ static apr_status_t shm_publish(comet_store_t *st, const char *name, apr_size_t 
         if (ci == NIL) {
             end_change(s);
             unlock_store(s);
-            return APR_ENOSPC;
+            return chans_capped(s) ? APR_EAGAIN : APR_ENOSPC;
         }
     }
     c = CHAN(s, ci);
@@ -1103,7 +1114,8 @@ static apr_status_t shm_remove(comet_store_t *st, const char *name, apr_size_t c
 }
 
 static apr_status_t shm_subscribe(comet_store_t *st, int slot, const char *name,
-                                  apr_size_t clen, apr_uint32_t n, comet_chan_ref_t *ref)
+                                  apr_size_t clen, apr_uint32_t n, apr_uint32_t max,
+                                  comet_chan_ref_t *ref)
 {
     shm_store_t *s = (shm_store_t *)st;
     apr_uint32_t hash = name_hash(name, clen), ci, l, last = NIL;
@@ -1128,10 +1140,16 @@ static apr_status_t shm_subscribe(comet_store_t *st, int slot, const char *name,
         if (ci == NIL) {
             end_change(s);
             unlock_store(s);
-            return APR_ENOSPC;
+            return chans_capped(s) ? APR_EAGAIN : APR_ENOSPC;
         }
     }
     c = CHAN(s, ci);
+    if (max && c->subscribers + n > max) {
+        c->touched = now;
+        end_change(s);
+        unlock_store(s);
+        return APR_EAGAIN;
+    }
     for (l = c->slots; l != NIL; l = SLST(s, l)->next) {
         shm_slotlist_t *lst = SLST(s, l);
         apr_uint32_t k;
@@ -1403,7 +1421,8 @@ static apr_status_t shm_stats(comet_store_t *st, comet_store_stats_t *out)
 }
 
 static apr_status_t shm_session_open(comet_store_t *st, const char *name, apr_size_t nlen,
-                                     apr_uint32_t max, int *created, comet_chan_ref_t *ref)
+                                     apr_uint32_t max, apr_uint64_t owner, int *created,
+                                     comet_chan_ref_t *ref)
 {
     shm_store_t *s = (shm_store_t *)st;
     apr_uint32_t hash = name_hash(name, nlen), ci;
@@ -1432,9 +1451,15 @@ static apr_status_t shm_session_open(comet_store_t *st, const char *name, apr_si
         }
         CHAN(s, ci)->flags = COMET_CHAN_SESSION;
         CHAN(s, ci)->detached_at = now;
+        CHAN(s, ci)->owner = owner;
         s->hdr->sessions++;
         end_change(s);
         *created = 1;
+    }
+    else if (CHAN(s, ci)->owner && CHAN(s, ci)->owner != owner) {
+        /* bound to another client: as good as unknown to this one */
+        unlock_store(s);
+        return APR_EACCES;
     }
     ref->idx = ci;
     ref->gen = CHAN(s, ci)->gen;
@@ -1594,6 +1619,16 @@ static apr_status_t shm_store_cleanup(void *data)
         s->send_fd = -1;
     }
     return APR_SUCCESS;
+}
+
+const char *comet_store_shm_instance(const void *base)
+{
+    return ((const shm_header_t *)base)->instance;
+}
+
+void comet_store_shm_set_max_channels(void *base, apr_uint32_t max)
+{
+    ((shm_header_t *)base)->max_chans = max;
 }
 
 apr_status_t comet_store_shm_open(comet_store_t **st, apr_pool_t *p, void *base,

@@ -802,7 +802,7 @@ static void sess_open(sup_t *u, char *req, apr_size_t len)
     s->next = u->sessions;
     u->sessions = s;
 
-    if (u->st->subscribe(u->st, u->slot, s->up, s->up_len, 1, &s->up_ref) == APR_SUCCESS) {
+    if (u->st->subscribe(u->st, u->slot, s->up, s->up_len, 1, 0, &s->up_ref) == APR_SUCCESS) {
         s->up_subscribed = 1;
         s->up_cursor = 0;             /* anything the browser sent already */
     }
@@ -1417,7 +1417,7 @@ void comet_supervisor_main(comet_store_t *st, const comet_supervisor_conf_t *con
     if (parent_fd >= 0) {
         watch(&u, parent_fd, &u.t_parent, EPOLLIN, EPOLL_CTL_ADD);
     }
-    st->subscribe(st, u.slot, COMET_SUP_CTL, sizeof(COMET_SUP_CTL) - 1, 1, &u.ctl_ref);
+    st->subscribe(st, u.slot, COMET_SUP_CTL, sizeof(COMET_SUP_CTL) - 1, 1, 0, &u.ctl_ref);
     st->fetch(st, &u.ctl_ref, 0, COMET_ID_NONE, fetch_ctl, &u, &res);
     u.ctl_cursor = res.last_id;
     st->list(st, "s:", orphan_close, &u);

@@ -71,11 +71,13 @@ comet_proc_t comet_proc;
 #define DEF_STREAM_LIMIT   (1024 * 1024)
 #define DEF_CLIENT_BUFFER  (1024 * 1024)
 #define DEF_PUBLISH_LINGER apr_time_from_msec(1)
+#define DEF_MAX_SUBSCRIBERS 50000
 #define STOP_GRACE         apr_time_from_sec(5)
 #define HELD_POLL          apr_time_from_sec(1)
 
 /* Server-wide settings, read before post_config. */
 static apr_size_t conf_shm_size = DEF_SHM_SIZE;
+static apr_uint32_t conf_max_channels = 0;
 
 /* Userdata keys in the process pool: what survives a restart. */
 #define KEY_SHM   "mod_comet/shm"
@@ -113,6 +115,7 @@ static void *comet_dir_create(apr_pool_t *p, char *dir)
     c->stream_mode = UNSET;
     c->transports = UNSET;
     c->publish_linger = UNSET;
+    c->max_subscribers = UNSET;
     c->cookie = UNSET;
     c->response_limit = UNSET;
     c->socket_heartbeat = UNSET;
@@ -135,6 +138,7 @@ static void *comet_dir_merge(apr_pool_t *p, void *basev, void *addv)
     c->stream_mode = MERGE(add, base, stream_mode);
     c->transports = MERGE(add, base, transports);
     c->publish_linger = MERGE(add, base, publish_linger);
+    c->max_subscribers = MERGE(add, base, max_subscribers);
     /* translations add up, the inner location's last */
     c->translate = !add->translate ? base->translate : !base->translate ? add->translate
                  : apr_array_append(p, base->translate, add->translate);
@@ -157,6 +161,32 @@ static const char *set_shm_size(cmd_parms *cmd, void *dummy, const char *arg)
         return "CometSharedMemory: a size from 1M to 64G, e.g. 64M";
     }
     conf_shm_size = (apr_size_t)v;
+    return NULL;
+}
+
+static const char *set_max_channels(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    apr_uint64_t v;
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    if (err) {
+        return err;
+    }
+    if (!comet_parse_u64(arg, strlen(arg), &v) || v > 16777216) {
+        return "CometMaxChannels: a number of channels (0: as many as CometSharedMemory holds)";
+    }
+    conf_max_channels = (apr_uint32_t)v;
+    return NULL;
+}
+
+static const char *set_max_subscribers(cmd_parms *cmd, void *cv, const char *arg)
+{
+    apr_uint64_t v;
+
+    if (!comet_parse_u64(arg, strlen(arg), &v) || v > 100000000) {
+        return "CometMaxSubscribers: subscribers per channel (0: no limit)";
+    }
+    ((comet_dir_conf_t *)cv)->max_subscribers = (int)v;
     return NULL;
 }
 
@@ -323,6 +353,11 @@ static const char *set_translate(cmd_parms *cmd, void *cv, const char *a1, const
 static const command_rec comet_cmds[] = {
     AP_INIT_TAKE1("CometSharedMemory", set_shm_size, NULL, RSRC_CONF,
                   "size of the shared memory holding every channel (default 64M)"),
+    AP_INIT_TAKE1("CometMaxChannels", set_max_channels, NULL, RSRC_CONF,
+                  "most channels at once (default 0: as many as CometSharedMemory holds)"),
+    AP_INIT_TAKE1("CometMaxSubscribers", set_max_subscribers, NULL, RSRC_CONF | ACCESS_CONF,
+                  "most subscribers of one channel, all children together (default 50000; "
+                  "0: no limit)"),
     AP_INIT_TAKE1("CometClassID", set_class_id, NULL, RSRC_CONF | ACCESS_CONF,
                   "name of the browser class served as comet.js (default Pxxo_Widget_Comet)"),
     AP_INIT_TAKE1("CometMessageBuffer", set_buffer_length, NULL, RSRC_CONF | ACCESS_CONF,
@@ -398,6 +433,7 @@ static void comet_log(void *baton, comet_log_level_t level, apr_status_t rv, con
 static int comet_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
 {
     conf_shm_size = DEF_SHM_SIZE;
+    conf_max_channels = 0;
     comet_socket_pre_config(pconf);
     return ap_mutex_register(pconf, COMET_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT, 0);
 }
@@ -480,6 +516,7 @@ static int comet_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *pt
             ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, COMET_LOGNO(00103)
                          "kept %" APR_SIZE_T_FMT " bytes of channels across the restart",
                          size);
+            comet_store_shm_set_max_channels(base, conf_max_channels);
             return comet_socket_post_config(pconf, s);
         }
         ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, COMET_LOGNO(00104)
@@ -507,6 +544,7 @@ static int comet_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *pt
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     apr_pool_userdata_set(comet_proc.shm, KEY_SHM, apr_pool_cleanup_null, pproc);
+    comet_store_shm_set_max_channels(comet_proc.base, conf_max_channels);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, COMET_LOGNO(00107)
                  "mod_comet %s: %" APR_SIZE_T_FMT " bytes of shared memory for up to %d "
                  "processes", COMET_VERSION, comet_proc.size, nslots);
@@ -1120,12 +1158,18 @@ static int comet_subscribe(request_rec *r, const comet_dir_conf_t *conf, const c
             comet_fetch_result_t res;
             apr_status_t rv = comet_proc.store->subscribe(comet_proc.store, comet_proc.slot,
                                                           spec.channels[i], spec.channel_lens[i],
-                                                          1, &spec.refs[i]);
+                                                          1, (apr_uint32_t)CONF_OR(conf,
+                                                          max_subscribers, DEF_MAX_SUBSCRIBERS),
+                                                          &spec.refs[i]);
             if (rv != APR_SUCCESS) {
                 comet_unsubscribe_all(&spec, i);
-                return comet_error(r, HTTP_SERVICE_UNAVAILABLE, APLOG_ERR, rv,
+                return comet_error(r, HTTP_SERVICE_UNAVAILABLE, APLOG_WARNING, rv,
                                    rv == APR_ENOSPC ? "the channel store is full: raise "
-                                   "CometSharedMemory" : "cannot subscribe");
+                                   "CometSharedMemory"
+                                   : rv == APR_EAGAIN ? apr_psprintf(r->pool, "channel %.*s: "
+                                   "CometMaxSubscribers or CometMaxChannels reached",
+                                   (int)spec.channel_lens[i], spec.channels[i])
+                                   : "cannot subscribe");
             }
             if (at == COMET_ID_NONE) {
                 at = comet_proc.store->fetch(comet_proc.store, &spec.refs[i], 0, COMET_ID_NONE,
@@ -1379,6 +1423,10 @@ static int comet_publish(request_rec *r, const comet_dir_conf_t *conf, const cha
         return comet_error(r, HTTP_INSUFFICIENT_STORAGE, APLOG_ERR, rv,
                            "the channel store is full: raise CometSharedMemory, lower "
                            "CometMessageBuffer or CometMessageTTL");
+    }
+    if (rv == APR_EAGAIN) {
+        return comet_error(r, HTTP_SERVICE_UNAVAILABLE, APLOG_WARNING, rv,
+                           "CometMaxChannels reached: no new channel");
     }
     if (rv != APR_SUCCESS) {
         return comet_error(r, HTTP_INTERNAL_SERVER_ERROR, APLOG_ERR, rv, "publish failed");

@@ -55,6 +55,7 @@ typedef struct comet_dir_conf_t {
     int transports;                   /**< CometTransports: bit per transport index */
     apr_array_header_t *translate;    /**< CometTranslate: comet_translation_t */
     apr_interval_time_t publish_linger; /**< CometPublishLinger */
+    int max_subscribers;              /**< CometMaxSubscribers (per channel) */
     /* mod_comet_socket.c */
     const char *backend;              /**< CometSocketBackend: echo, close, exec, unix:, tcp: */
     const char *const *backend_argv;  /**< exec: program and arguments */

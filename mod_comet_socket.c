@@ -68,6 +68,7 @@ typedef struct {
     int parent_fd;                /* write end of the pipe it watches */
     int running;
     pid_t owner;                  /* the parent: the only process that stops it */
+    char store[64];               /* the store it was started on */
     server_rec *s;
 } comet_sup_handle_t;
 
@@ -362,6 +363,7 @@ static apr_status_t sup_spawn(server_rec *s, apr_pool_t *pproc)
         _exit(0);
     }
     close(fds[0]);
+    apr_cpystrn(sup->store, comet_store_shm_instance(comet_proc.base), sizeof(sup->store));
     sup->proc.pid = pid;
     sup->proc.in = sup->proc.out = sup->proc.err = NULL;
     sup->parent_fd = fds[1];
@@ -450,6 +452,14 @@ int comet_socket_post_config(apr_pool_t *pconf, server_rec *s)
     apr_pool_cleanup_register(pconf, sup, sup_stop, apr_pool_cleanup_null);
     sup->s = s;
     sup->owner = getpid();
+    if (sup->running && strcmp(sup->store, comet_store_shm_instance(comet_proc.base))) {
+        /* the channels' memory was made anew (its layout changed with a new
+         * module version): the supervisor of the old one goes */
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, COMET_LOGNO(00207)
+                     "new channel store: restarting the comet supervisor");
+        kill(sup->proc.pid, SIGTERM);
+        sup->running = 0;
+    }
     if (sup->running && kill(sup->proc.pid, 0) == 0) {
         /* a restart: the running supervisor takes the new channel sources */
         comet_store_t *st;
@@ -510,6 +520,59 @@ static apr_uint64_t sjs_token(void)
            | (apr_atomic_inc32(&counter) & 0xfffff);
 }
 
+/* CometSocketCookie On: the client's JSESSIONID, or a new one of 128 bits
+ * from APR's random generator. A session is bound to the cookie of the client
+ * that opened it: its id alone, even guessed, gets nobody else in. */
+static const char *sjs_cookie(request_rec *r)
+{
+    const char *v = apr_table_get(r->notes, "comet-jsessionid");
+    const char *cookie, *p;
+
+    if (v) {
+        return v;
+    }
+    cookie = apr_table_get(r->headers_in, "Cookie");
+    if (cookie && (p = ap_strstr_c(cookie, "JSESSIONID=")) != NULL
+        && (p == cookie || p[-1] == ' ' || p[-1] == ';')) {
+        const char *end = p + 11;
+        while (*end && *end != ';' && *end != ' ' && *end != '"' && *end != ',') {
+            end++;
+        }
+        if (comet_channel_valid(p + 11, (apr_size_t)(end - p - 11))) {
+            v = apr_pstrmemdup(r->pool, p + 11, (apr_size_t)(end - p - 11));
+        }
+    }
+    if (!v) {
+        unsigned char rnd[16];
+        char *hex = apr_palloc(r->pool, 2 * sizeof(rnd) + 1);
+        int i;
+        if (apr_generate_random_bytes(rnd, sizeof(rnd)) != APR_SUCCESS) {
+            return NULL;
+        }
+        for (i = 0; i < (int)sizeof(rnd); i++) {
+            apr_snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
+        }
+        v = hex;
+    }
+    apr_table_setn(r->notes, "comet-jsessionid", v);
+    return v;
+}
+
+/* The owner a session opened by this request is bound to (0: none). */
+static apr_uint64_t sjs_owner(request_rec *r, const comet_dir_conf_t *conf)
+{
+    const char *v = conf->cookie == 1 ? sjs_cookie(r) : NULL;
+    apr_uint64_t h = 14695981039346656037ULL;
+
+    if (!v) {
+        return 0;
+    }
+    for (; *v; v++) {
+        h = (h ^ (unsigned char)*v) * 1099511628211ULL;
+    }
+    return h ? h : 1;
+}
+
 /* Headers every SockJS answer carries. */
 static void sjs_common(request_rec *r, const comet_dir_conf_t *conf, int cache)
 {
@@ -529,20 +592,11 @@ static void sjs_common(request_rec *r, const comet_dir_conf_t *conf, int cache)
                        "no-store, no-cache, no-transform, must-revalidate, max-age=0");
     }
     if (conf->cookie == 1) {
-        const char *cookie = apr_table_get(r->headers_in, "Cookie");
-        const char *v = "dummy", *p;
-        if (cookie && (p = ap_strstr_c(cookie, "JSESSIONID=")) != NULL) {
-            const char *end = p + 11;
-            while (*end && *end != ';' && *end != ' ' && *end != '"' && *end != ',') {
-                end++;
-            }
-            v = apr_pstrmemdup(r->pool, p + 11, (apr_size_t)(end - p - 11));
-            if (!*v || strlen(v) > 128) {
-                v = "dummy";
-            }
+        const char *v = sjs_cookie(r);
+        if (v) {
+            apr_table_setn(r->err_headers_out, "Set-Cookie",
+                           apr_pstrcat(r->pool, "JSESSIONID=", v, "; path=/; HttpOnly", NULL));
         }
-        apr_table_setn(r->err_headers_out, "Set-Cookie",
-                       apr_pstrcat(r->pool, "JSESSIONID=", v, "; path=/", NULL));
     }
 }
 
@@ -667,7 +721,12 @@ static int sjs_session(sjs_req_t *q, int create, comet_chan_ref_t *ref)
         }
     }
     rv = comet_proc.store->session_open(comet_proc.store, q->down, q->down_len,
-                                        comet_socket_globals.max_sessions, &created, ref);
+                                        comet_socket_globals.max_sessions,
+                                        sjs_owner(r, q->conf), &created, ref);
+    if (rv == APR_EACCES) {
+        return comet_error(r, HTTP_NOT_FOUND, APLOG_INFO, 0,
+                           "session bound to another client's cookie (CometSocketCookie)");
+    }
     if (rv == APR_EAGAIN) {
         return comet_error(r, HTTP_SERVICE_UNAVAILABLE, APLOG_WARNING, rv, apr_psprintf(r->pool,
                            "CometSocketMaxSessions (%u) reached: session refused",

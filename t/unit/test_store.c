@@ -98,7 +98,7 @@ static void test_publish_fetch(void)
     OK(r2.id > r1.id, "ids increase");
     OK(r1.id > (comet_id_t)apr_time_now() - apr_time_from_sec(60),
        "ids start from the clock (survive a restart)");
-    OK(st->subscribe(st, 1, "news", 4, 1, &ref) == APR_SUCCESS, "subscribe to it");
+    OK(st->subscribe(st, 1, "news", 4, 1, 0, &ref) == APR_SUCCESS, "subscribe to it");
     res = fetch(&ref, 0);
     OK(res.count == 2 && sink.ids[0] == r1.id && sink.ids[1] == r2.id, "since 0: all, in order");
     OK(res.last_id == r2.id, "last id reported");
@@ -143,7 +143,7 @@ static void test_buffer_and_ttl(void)
     for (i = 0; i < 5; i++) {
         st->publish(st, "buf", 3, "m", 1, 0, &small, &r[i]);
     }
-    st->subscribe(st, 1, "buf", 3, 1, &ref);
+    st->subscribe(st, 1, "buf", 3, 1, 0, &ref);
     res = fetch(&ref, 0);
     OK(res.count == 3 && sink.ids[0] == r[2].id, "buffer keeps the last 3");
     OK(res.gap, "a gap is reported from the start");
@@ -153,7 +153,7 @@ static void test_buffer_and_ttl(void)
     OK(res.gap, "a gap before it");
 
     st->publish(st, "brief", 5, "short-lived", 11, 0, &brief, &r[0]);
-    st->subscribe(st, 2, "brief", 5, 1, &ref);
+    st->subscribe(st, 2, "brief", 5, 1, 0, &ref);
     res = fetch(&ref, 0);
     OK(res.count == 1, "fresh message fetched");
     apr_sleep(apr_time_from_msec(80));
@@ -201,7 +201,7 @@ static void test_slots_and_wakeups(void)
     char buf[16];
 
     OK(st->slot_claim(st, &slot, &fd) == APR_SUCCESS && slot >= 1 && fd >= 0, "claim a slot");
-    OK(st->subscribe(st, slot, "wake", 4, 2, &ref) == APR_SUCCESS, "two subscribers of this slot");
+    OK(st->subscribe(st, slot, "wake", 4, 2, 0, &ref) == APR_SUCCESS, "two subscribers of this slot");
     st->publish(st, "wake", 4, "a", 1, 0, &lim, &r);
     OK(r.subscribers == 2, "publish counts them");
     p.fd = fd;
@@ -257,7 +257,7 @@ static void test_cross_process(void)
             comet_store_shm_open(&mine, pool, apr_shm_baseaddr_get(shm), mutex);
             st = mine;
             st->slot_claim(st, &slot, &fd);
-            st->subscribe(st, slot, "xp", 2, 1, &ref);
+            st->subscribe(st, slot, "xp", 2, 1, 0, &ref);
             if (write(ready[1], "r", 1) != 1) {
                 _exit(3);
             }
@@ -321,7 +321,7 @@ static void test_crash_recovery(int point)
     int status;
 
     st->publish(st, "crash", 5, "before", 6, 0, &lim, &r1);
-    st->subscribe(st, 1, "crash", 5, 1, &ref);
+    st->subscribe(st, 1, "crash", 5, 1, 0, &ref);
     st->stats(st, &before);
     pid = fork();
     if (pid == 0) {
@@ -363,7 +363,7 @@ static void test_dead_slot(void)
         comet_chan_ref_t rr;
         apr_global_mutex_child_init(&mutex, NULL, pool);
         st->slot_claim(st, &s, &f);
-        st->subscribe(st, s, "orphan", 6, 3, &rr);
+        st->subscribe(st, s, "orphan", 6, 3, 0, &rr);
         if (write(p[1], "x", 1) != 1) {
             _exit(1);
         }
@@ -387,7 +387,7 @@ static void test_dead_slot(void)
     st->info(st, "orphan", 6, &info);
     OK(info.subscribers == 0, "housekeeping forgets a killed child's subscribers");
     OK(st->slot_claim(st, &slot, &fd) == APR_SUCCESS, "its slot can be claimed again");
-    st->subscribe(st, slot, "orphan", 6, 1, &ref);
+    st->subscribe(st, slot, "orphan", 6, 1, 0, &ref);
     st->unsubscribe(st, slot, &ref, 1);
     st->slot_release(st, slot);
     st->remove(st, "orphan", 6, NULL);
@@ -404,7 +404,7 @@ static void test_lagging_process(void)
     comet_channel_info_t info;
     int i;
 
-    st->subscribe(st, 3, "lag", 3, 1, &ref);
+    st->subscribe(st, 3, "lag", 3, 1, 0, &ref);
     for (i = 0; i < 10; i++) {
         st->publish(st, "lag", 3, "x", 1, 0, &small, &r);
     }
@@ -441,9 +441,9 @@ static void test_sessions(void)
     apr_uint32_t flags = 0;
     int created = 0;
 
-    OK(st->session_open(st, "s:abc", 5, 10, &created, &ref) == APR_SUCCESS && created,
+    OK(st->session_open(st, "s:abc", 5, 10, 0, &created, &ref) == APR_SUCCESS && created,
        "a session channel is created");
-    OK(st->session_open(st, "s:abc", 5, 10, &created, &again) == APR_SUCCESS && !created
+    OK(st->session_open(st, "s:abc", 5, 10, 0, &created, &again) == APR_SUCCESS && !created
        && again.idx == ref.idx, "opening it again finds it");
     OK(st->receiver_claim(st, 1, &ref, 111, &acked, &flags) == APR_SUCCESS && acked == 0
        && (flags & COMET_CHAN_SESSION), "a receiver claims it");
@@ -472,7 +472,7 @@ static void test_sessions(void)
        && st->info(st, "s:abc", 5, &info) == APR_SUCCESS, "housekeeping leaves sessions alone");
     {
         comet_chan_ref_t r2ref;
-        OK(st->session_open(st, "s:def", 5, 1, &created, &r2ref) == APR_EAGAIN,
+        OK(st->session_open(st, "s:def", 5, 1, 0, &created, &r2ref) == APR_EAGAIN,
            "the session limit is enforced");
     }
     st->remove(st, "s:abc", 5, NULL);
