@@ -192,18 +192,6 @@ static void rlog(comet_reactor_t *r, comet_log_level_t level, apr_status_t rv,
     r->log(r->log_baton, level, rv, msg);
 }
 
-static apr_uint32_t hash_name(const char *s, apr_size_t len)
-{
-    apr_uint32_t h = 2166136261u;
-    apr_size_t i;
-
-    for (i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 16777619u;
-    }
-    return h;
-}
-
 /*******************************************************************************
  * messages and queue nodes
  ******************************************************************************/
@@ -1742,7 +1730,7 @@ apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
         memcpy(c->name, spec->channels[i], spec->channel_lens[i]);
         c->name_len = spec->channel_lens[i];
         c->ref = spec->refs[i];
-        c->hash = hash_name(c->name, c->name_len);
+        c->hash = comet_hash32(c->name, c->name_len);
         s->links[i].ch = c;
         s->since[i] = spec->since[i];
     }

@@ -216,18 +216,6 @@ static apr_size_t align8(apr_size_t n)
     return (n + 7) & ~(apr_size_t)7;
 }
 
-static apr_uint32_t name_hash(const char *s, apr_size_t len)
-{
-    apr_uint32_t h = 2166136261u;
-    apr_size_t i;
-
-    for (i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 16777619u;
-    }
-    return h;
-}
-
 static apr_uint32_t msg_blocks(apr_size_t len)
 {
     if (len <= HEAD_DATA) {
@@ -457,7 +445,7 @@ static void repair(shm_store_t *s)
         else {
             SLST(s, prev)->next = NIL;
         }
-        c->hash = name_hash(c->name, c->name_len);
+        c->hash = comet_hash32(c->name, c->name_len);
         c->hnext = s->buckets[c->hash & (hdr->nbuckets - 1)];
         s->buckets[c->hash & (hdr->nbuckets - 1)] = i;
         hdr->chans_used++;
@@ -606,6 +594,26 @@ static apr_uint32_t chan_create(shm_store_t *s, const char *name, apr_size_t len
     s->buckets[hash & (s->hdr->nbuckets - 1)] = i;
     s->hdr->chans_used++;
     return i;
+}
+
+static void chans_collect(shm_store_t *s, apr_time_t now, apr_uint32_t from,
+                          apr_uint32_t n);
+
+/* The channel of that name, made if needed (reclaiming idle ones first if the
+ * table is full); NIL if there is no room. */
+static apr_uint32_t chan_find_or_create(shm_store_t *s, const char *name, apr_size_t len,
+                                        apr_uint32_t hash, apr_time_t now)
+{
+    apr_uint32_t ci = chan_find(s, name, len, hash);
+
+    if (ci == NIL) {
+        ci = chan_create(s, name, len, hash, now);
+        if (ci == NIL && !chans_capped(s)) {
+            chans_collect(s, now, 1, s->hdr->nchans);
+            ci = chan_create(s, name, len, hash, now);
+        }
+    }
+    return ci;
 }
 
 static void chan_drop_head(shm_store_t *s, shm_chan_t *c)
@@ -856,7 +864,7 @@ static apr_status_t shm_publish(comet_store_t *st, const char *name, apr_size_t 
                                 const comet_limits_t *lim, comet_publish_result_t *res)
 {
     shm_store_t *s = (shm_store_t *)st;
-    apr_uint32_t hash = name_hash(name, clen), ci, m, b, nblk;
+    apr_uint32_t hash = comet_hash32(name, clen), ci, m, b, nblk;
     apr_time_t now = apr_time_now();
     int wake[SLOTS_MAX];
     int nwake;
@@ -874,18 +882,11 @@ static apr_status_t shm_publish(comet_store_t *st, const char *name, apr_size_t 
         return rv;
     }
     begin_change(s);
-    ci = chan_find(s, name, clen, hash);
+    ci = chan_find_or_create(s, name, clen, hash, now);
     if (ci == NIL) {
-        ci = chan_create(s, name, clen, hash, now);
-        if (ci == NIL) {
-            chans_collect(s, now, 1, s->hdr->nchans);
-            ci = chan_create(s, name, clen, hash, now);
-        }
-        if (ci == NIL) {
-            end_change(s);
-            unlock_store(s);
-            return chans_capped(s) ? APR_EAGAIN : APR_ENOSPC;
-        }
+        end_change(s);
+        unlock_store(s);
+        return chans_capped(s) ? APR_EAGAIN : APR_ENOSPC;
     }
     c = CHAN(s, ci);
     if (c->flags & COMET_CHAN_CLOSED) {
@@ -1054,7 +1055,7 @@ static apr_status_t shm_info(comet_store_t *st, const char *name, apr_size_t cle
     if ((rv = lock_store(s)) != APR_SUCCESS) {
         return rv;
     }
-    ci = chan_find(s, name, clen, name_hash(name, clen));
+    ci = chan_find(s, name, clen, comet_hash32(name, clen));
     if (ci == NIL) {
         unlock_store(s);
         return APR_NOTFOUND;
@@ -1095,7 +1096,7 @@ static apr_status_t shm_remove(comet_store_t *st, const char *name, apr_size_t c
     if ((rv = lock_store(s)) != APR_SUCCESS) {
         return rv;
     }
-    ci = chan_find(s, name, clen, name_hash(name, clen));
+    ci = chan_find(s, name, clen, comet_hash32(name, clen));
     if (ci == NIL) {
         unlock_store(s);
         return APR_NOTFOUND;
@@ -1118,7 +1119,7 @@ static apr_status_t shm_subscribe(comet_store_t *st, int slot, const char *name,
                                   comet_chan_ref_t *ref)
 {
     shm_store_t *s = (shm_store_t *)st;
-    apr_uint32_t hash = name_hash(name, clen), ci, l, last = NIL;
+    apr_uint32_t hash = comet_hash32(name, clen), ci, l, last = NIL;
     apr_time_t now = apr_time_now();
     shm_chan_t *c;
     apr_status_t rv;
@@ -1130,18 +1131,11 @@ static apr_status_t shm_subscribe(comet_store_t *st, int slot, const char *name,
         return rv;
     }
     begin_change(s);
-    ci = chan_find(s, name, clen, hash);
+    ci = chan_find_or_create(s, name, clen, hash, now);
     if (ci == NIL) {
-        ci = chan_create(s, name, clen, hash, now);
-        if (ci == NIL) {
-            chans_collect(s, now, 1, s->hdr->nchans);
-            ci = chan_create(s, name, clen, hash, now);
-        }
-        if (ci == NIL) {
-            end_change(s);
-            unlock_store(s);
-            return chans_capped(s) ? APR_EAGAIN : APR_ENOSPC;
-        }
+        end_change(s);
+        unlock_store(s);
+        return chans_capped(s) ? APR_EAGAIN : APR_ENOSPC;
     }
     c = CHAN(s, ci);
     if (max && c->subscribers + n > max) {
@@ -1425,7 +1419,7 @@ static apr_status_t shm_session_open(comet_store_t *st, const char *name, apr_si
                                      comet_chan_ref_t *ref)
 {
     shm_store_t *s = (shm_store_t *)st;
-    apr_uint32_t hash = name_hash(name, nlen), ci;
+    apr_uint32_t hash = comet_hash32(name, nlen), ci;
     apr_time_t now = apr_time_now();
     apr_status_t rv;
 

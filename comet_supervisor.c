@@ -705,7 +705,8 @@ static char *fetch_one(void *baton, comet_id_t id, apr_uint32_t flags, apr_time_
 {
     sup_t *u = baton;
 
-    /* one message per fetch, so a program that stops reading stops us */
+    /* one message per fetch: a program that stops reading stops us there,
+     * and each control request is handled before the next is read */
     if (u->fetched_n) {
         return NULL;
     }
@@ -1143,30 +1144,13 @@ apr_status_t comet_supervisor_configure(comet_store_t *st, const comet_source_t 
  * the loop
  ******************************************************************************/
 
-static char *fetch_ctl(void *baton, comet_id_t id, apr_uint32_t flags, apr_time_t published,
-                       apr_size_t len)
-{
-    sup_t *u = baton;
-
-    if (u->fetched_n) {
-        return NULL;
-    }
-    u->fetched.len = 0;
-    if (comet_buf_reserve(&u->fetched, len + 1) < 0) {
-        return NULL;
-    }
-    u->fetched.len = len;
-    u->fetched_id = id;
-    u->fetched_n = 1;
-    return u->fetched.data;
-}
 
 static void ctl_pump(sup_t *u)
 {
     for (;;) {
         comet_fetch_result_t res;
         u->fetched_n = 0;
-        if (u->st->fetch(u->st, &u->ctl_ref, u->slot, u->ctl_cursor, fetch_ctl, u, &res) != APR_SUCCESS
+        if (u->st->fetch(u->st, &u->ctl_ref, u->slot, u->ctl_cursor, fetch_one, u, &res) != APR_SUCCESS
             || !u->fetched_n) {
             return;
         }
@@ -1418,7 +1402,7 @@ void comet_supervisor_main(comet_store_t *st, const comet_supervisor_conf_t *con
         watch(&u, parent_fd, &u.t_parent, EPOLLIN, EPOLL_CTL_ADD);
     }
     st->subscribe(st, u.slot, COMET_SUP_CTL, sizeof(COMET_SUP_CTL) - 1, 1, 0, &u.ctl_ref);
-    st->fetch(st, &u.ctl_ref, 0, COMET_ID_NONE, fetch_ctl, &u, &res);
+    st->fetch(st, &u.ctl_ref, 0, COMET_ID_NONE, fetch_one, &u, &res);
     u.ctl_cursor = res.last_id;
     st->list(st, "s:", orphan_close, &u);
     {

@@ -72,6 +72,17 @@ void comet_buf_free(comet_buf_t *b)
     b->len = b->cap = 0;
 }
 
+apr_uint32_t comet_hash32(const char *s, apr_size_t len)
+{
+    apr_uint32_t h = 2166136261u;
+    apr_size_t i;
+
+    for (i = 0; i < len; i++) {
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    }
+    return h;
+}
+
 /*******************************************************************************
  * validation
  ******************************************************************************/

@@ -51,6 +51,9 @@ int comet_buf_put_u64(comet_buf_t *b, apr_uint64_t v);
 /** Release the buffer's memory and zero it. */
 void comet_buf_free(comet_buf_t *b);
 
+/** FNV-1a of len bytes: names in hash tables, ETags. Not for secrets. */
+apr_uint32_t comet_hash32(const char *s, apr_size_t len);
+
 /*******************************************************************************
  * validation and parsing
  ******************************************************************************/

@@ -846,20 +846,9 @@ static int comet_serve_strings(request_rec *r, const comet_dir_conf_t *conf, con
     return OK;
 }
 
-static unsigned comet_hash_mem(const char *s, apr_size_t len)
-{
-    unsigned h = 2166136261u;
-    apr_size_t i;
-
-    for (i = 0; i < len; i++) {
-        h = (h ^ (unsigned char)s[i]) * 16777619u;
-    }
-    return h;
-}
-
 static unsigned comet_hash(const char *s)
 {
-    return comet_hash_mem(s, strlen(s));
+    return comet_hash32(s, strlen(s));
 }
 
 /* The class, wrapped in a function that receives this location's settings. */
@@ -887,7 +876,7 @@ static int comet_serve_asset(request_rec *r, const comet_dir_conf_t *conf,
     }
     /* everything the answer is made of, so that no edit keeps an old ETag */
     etag = apr_psprintf(r->pool, "\"%s-%s-%s-%08x\"", COMET_VERSION, class_id, lang->tag,
-                        comet_hash_mem(a->data, a->len) ^ (unsigned)hb ^ comet_hash(strings)
+                        comet_hash32(a->data, a->len) ^ (unsigned)hb ^ comet_hash(strings)
                         ^ comet_hash(transports) ^ comet_hash(base ? base : ""));
     apr_table_setn(r->headers_out, "ETag", etag);
     apr_table_setn(r->headers_out, "Cache-Control", "no-cache");
