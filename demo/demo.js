@@ -1,120 +1,138 @@
 /* The demo page: one Pxxo_Widget_Comet stream for the channels clock, board
- * and chat, and a Pxxo_Widget_Socket for what this tab says in the chat. */
+ * and chat, and a Pxxo_Widget_Socket for what this tab says in the chat.
+ * Every sentence comes from the module's string tables through
+ * Pxxo_Widget_Comet.t(): the built-in keys, and the demo's own (DEMO_...)
+ * that conf/demo.conf.in adds with CometTranslate. */
 (function () {
     'use strict';
 
     var Comet = window.Pxxo_Widget_Comet, Socket = window.Pxxo_Widget_Socket;
+    var t = Comet.t;
     var $ = function (id) { return document.getElementById(id); };
     var up = {};
 
-    /* The page's sentences, by language; %s are filled in order by t(). A
-     * translation is one more table: nothing is built by concatenation. */
-    var TEXTS = {
-        en: {
-            'live': 'live',
-            'reconnecting': 'reconnecting…',
-            'chat.title': 'Chat room',
-            'chat.nick': 'Your nick is %s.',
-            'chat.hint': 'Type /nick NAME to change it.',
-            'chat.placeholder': 'Say something to every open tab',
-            'chat.send': 'Send',
-            'chat.about': 'Your tab has a session of its own on the server; the room is the channel chat.',
-            'chat.join': '%s joined.',
-            'chat.leave': '%s left.',
-            'chat.rename': '%s is now %s.',
-            'chat.connecting': 'connecting…',
-            'chat.lost': 'Disconnected (%s %s): coming back in a few seconds.',
-            'chat.error.bad-nick': 'A nick has 1 to %s characters.',
-            'chat.error.too-long': 'At most %s characters, please.',
-            'chat.error.too-fast': 'Slow down a little.',
-            'chat.error.not-published': 'The room did not get that: try again.',
-            'chat.error': 'Error: %s'
-        },
-        fr: {
-            'live': 'en direct',
-            'reconnecting': 'reconnexion…',
-            'chat.title': 'Salon',
-            'chat.nick': 'Votre pseudo est %s.',
-            'chat.hint': 'Tapez /nick NOM pour en changer.',
-            'chat.placeholder': 'Un mot à tous les onglets ouverts',
-            'chat.send': 'Envoyer',
-            'chat.about': 'Votre onglet a sa propre session sur le serveur ; le salon est le canal chat.',
-            'chat.join': '%s est arrivé·e.',
-            'chat.leave': '%s est parti·e.',
-            'chat.rename': '%s s’appelle maintenant %s.',
-            'chat.connecting': 'connexion…',
-            'chat.lost': 'Déconnecté (%s %s) : retour dans quelques secondes.',
-            'chat.error.bad-nick': 'Un pseudo a de 1 à %s caractères.',
-            'chat.error.too-long': '%s caractères au plus, s’il vous plaît.',
-            'chat.error.too-fast': 'Un peu moins vite.',
-            'chat.error.not-published': 'Le salon n’a rien reçu : réessayez.',
-            'chat.error': 'Erreur : %s'
+    /* el gets the text of `key`, whose %s are the nodes (or strings) of
+     * `parts`, in order: markup stays markup, the sentence and the order of
+     * its parts are the translator's. */
+    function fill(el, key, parts) {
+        var marks = [], text, re = /\u0001(\d+)\u0002/g, last = 0, m, p, i;
+        parts = parts || [];
+        for (i = 0; i < parts.length; i++) {
+            marks.push('\u0001' + i + '\u0002');
         }
-    };
-    var lang = String(navigator.language || 'en').slice(0, 2).toLowerCase();
-    var texts = TEXTS[lang] || TEXTS.en;
-
-    function t(key) {
-        var args = Array.prototype.slice.call(arguments, 1), i = 0;
-        var s = texts[key] || TEXTS.en[key] || key;
-        return s.replace(/%s/g, function () { return String(args[i++]); });
+        text = t.apply(null, [key].concat(marks));
+        while (el.firstChild) {
+            el.removeChild(el.firstChild);
+        }
+        while ((m = re.exec(text)) !== null) {
+            el.appendChild(document.createTextNode(text.slice(last, m.index)));
+            p = parts[+m[1]];
+            el.appendChild(typeof p === 'string' ? document.createTextNode(p) : p);
+            last = re.lastIndex;
+        }
+        el.appendChild(document.createTextNode(text.slice(last)));
+        return el;
     }
 
-    /* the static sentences of the page, in the page's language */
+    /* the page's own sentences: data-t (its element children fill the %s)
+     * and data-t-placeholder; again when the language changes */
+    var statics = [];
     (function () {
-        var els = document.querySelectorAll('[data-text], [data-placeholder]'), i;
+        var els = document.querySelectorAll('[data-t], [data-t-placeholder]'), i;
         for (i = 0; i < els.length; i++) {
-            if (els[i].getAttribute('data-text')) {
-                els[i].textContent = t(els[i].getAttribute('data-text'));
-            }
-            if (els[i].getAttribute('data-placeholder')) {
-                els[i].placeholder = t(els[i].getAttribute('data-placeholder'));
-            }
-        }
-        if (texts !== TEXTS.en) {
-            document.documentElement.lang = lang;
+            statics.push({ el: els[i], parts: Array.prototype.slice.call(els[i].children) });
         }
     })();
 
-    /* one status for every stream: live only when all are */
-    function status(name, isUp) {
-        var el = $('status'), all;
-        up[name] = isUp;
-        all = up.streams && up.chat;
-        el.className = 'status ' + (all ? 'on' : 'off');
-        el.textContent = all ? t('live') : t('reconnecting');
+    function render() {
+        var i, s;
+        for (i = 0; i < statics.length; i++) {
+            s = statics[i];
+            if (s.el.getAttribute('data-t')) {
+                fill(s.el, s.el.getAttribute('data-t'), s.parts);
+            }
+            if (s.el.getAttribute('data-t-placeholder')) {
+                s.el.placeholder = t(s.el.getAttribute('data-t-placeholder'));
+            }
+        }
+        document.documentElement.lang = Comet.lang;
+        document.title = t('DEMO_TITLE') || 'mod_comet';
+        $('lang').value = Comet.lang;
+        if (nick !== null) {
+            $('chat-nick').textContent = t('YOUR_NICK_IS', nick);
+        }
     }
 
-    function pad(n) {
-        return (n < 10 ? '0' : '') + n;
+    /* another language: the module serves its table as i18n/<lang>.js, which
+     * hands it to Pxxo_Widget_Comet.useStrings() (the status is told again) */
+    function useLanguage(lang) {
+        var s = document.createElement('script');
+        s.src = '/comet/i18n/' + encodeURIComponent(lang) + '.js';
+        s.onload = render;
+        document.head.appendChild(s);
+    }
+    $('lang').onchange = function () {
+        try {
+            localStorage.setItem('comet-demo-lang', this.value);
+        }
+        catch (x) {}
+        useLanguage(this.value);
+    };
+
+    function when(id) {
+        /* ids are the server's clock in microseconds */
+        return new Date(Math.floor(id / 1000)).toLocaleTimeString(Comet.lang);
+    }
+
+    function span(cls, text) {
+        var s = document.createElement('span');
+        s.className = cls;
+        s.textContent = text;
+        return s;
     }
 
     /* One stream for the three channels: a browser opens at most 6
      * connections to a server over HTTP/1.1, and each tab holds its
      * socket's too. The board and the chat replay their buffer (since: 0);
-     * so does the clock, whose last tick wins. */
+     * so does the clock, whose last tick wins. The transport is the best
+     * this browser and the location allow (Server-Sent Events, here). */
     var channels = {}, openedAt = 0;
     var streams = new Comet({ channel: 'clock,board,chat', since: 0 });
-    streams.bindOnConnectEvent(function () { status('streams', true); openedAt = new Date().getTime(); });
-    streams.bindOnDisconnectEvent(function () { status('streams', false); });
+    streams.bindOnStatusEvent(function (text, state) {
+        var el = $('status');
+        up.streams = state === 'connected';
+        el.textContent = text;
+        el.className = 'status ' + (up.streams ? 'on' : 'off');
+        el.title = streams.transport || '';
+        $('transport').textContent = 'transport: ' + (streams.transport || '?');
+    });
+    streams.bindOnConnectEvent(function () {
+        openedAt = new Date().getTime();
+    });
     streams.bindOnDataEvent(function (data, id, channel) {
         if (channels[channel]) {
             channels[channel](data, id);
         }
     });
 
+    function pad(n) {
+        return (n < 10 ? '0' : '') + n;
+    }
+
     /* clock: published every second by demo/clock, a channel source */
     channels.clock = function (data, id) {
-        var d = new Date(data), el = $('clock-time');
+        var d = new Date(data), el = $('clock-time'), date = $('clock-date');
+        date.removeAttribute('data-t');
         if (isNaN(d.getTime())) {
             el.textContent = data;         /* someone published something else */
-            $('clock-date').textContent = '';
+            date.textContent = '';
         }
         else {
             el.textContent = pad(d.getHours()) + ':' + pad(d.getMinutes()) + ':' + pad(d.getSeconds());
-            $('clock-date').textContent = d.toDateString();
+            date.textContent = d.toLocaleDateString(Comet.lang, { weekday: 'long', year: 'numeric',
+                                                                  month: 'long', day: 'numeric' });
         }
-        $('clock-id').textContent = ', message id ' + id;
+        $('clock-id').textContent = t('DEMO_CLOCK_ID', id);
         el.className = 'time';
         void el.offsetWidth;               /* restart the animation */
         el.className = 'time tick';
@@ -122,8 +140,7 @@
 
     /* board: the buffered messages first (since 0), then the new ones */
     function addPost(data, id, fresh) {
-        var post, li = document.createElement('li'), who = document.createElement('span'),
-            when = document.createElement('span'), list = $('posts');
+        var post, li = document.createElement('li'), list = $('posts');
         try {
             post = JSON.parse(data);
         }
@@ -133,14 +150,8 @@
         if (!post || typeof post.text !== 'string') {
             post = { name: 'curl', text: data };    /* a plain-text publish */
         }
-        who.className = 'who';
-        who.textContent = String(post.name || 'anonymous');
-        when.className = 'when';
-        /* ids are the server's clock in microseconds */
-        when.textContent = new Date(Math.floor(id / 1000)).toLocaleTimeString();
-        li.appendChild(when);
-        li.appendChild(who);
-        li.appendChild(document.createTextNode(post.text));
+        fill(li, 'SAYS', [span('who', String(post.name || '?')), String(post.text)]);
+        li.insertBefore(span('when', when(id)), li.firstChild);
         if (fresh) {
             li.className = 'new';
         }
@@ -170,8 +181,8 @@
                 $('text').focus();
             }
             else {
-                err.textContent = 'Not published (' + (xhr.status || 'network error') + ')'
-                                  + (xhr.status === 403 ? ': publishing is allowed from this machine only.' : '.');
+                err.textContent = t(xhr.status === 403 ? 'DEMO_NOT_PUBLISHED_LOCAL' : 'DEMO_NOT_PUBLISHED',
+                                    xhr.status || 'network error');
                 err.hidden = false;
             }
         };
@@ -183,24 +194,13 @@
      * publishes it there; the socket brings back what concerns this tab */
     var nick = null, myNicks = {}, lines = $('chat-lines');
 
-    function chatLine(cls, who, text, id) {
-        var li = document.createElement('li'), w, when;
+    function chatLine(cls, li, id) {
+        var atEnd = lines.scrollTop + lines.clientHeight >= lines.scrollHeight - 4;
         li.className = cls;
         if (id) {
-            when = document.createElement('span');
-            when.className = 'when';
-            when.textContent = new Date(Math.floor(id / 1000)).toLocaleTimeString();
-            li.appendChild(when);
+            li.insertBefore(span('when', when(id)), li.firstChild);
         }
-        if (who !== null) {
-            w = document.createElement('span');
-            w.className = 'who';
-            w.textContent = who;
-            li.appendChild(w);
-        }
-        li.appendChild(document.createTextNode(text));
         /* follow the conversation unless the reader scrolled up */
-        var atEnd = lines.scrollTop + lines.clientHeight >= lines.scrollHeight - 4;
         lines.appendChild(li);
         while (lines.childNodes.length > 200) {
             lines.removeChild(lines.firstChild);
@@ -208,6 +208,10 @@
         if (atEnd) {
             lines.scrollTop = lines.scrollHeight;
         }
+    }
+
+    function said(key, args) {
+        return fill(document.createElement('li'), key, args);
     }
 
     channels.chat = function (data, id) {
@@ -223,16 +227,16 @@
         }
         switch (ev.type) {
         case 'say':
-            chatLine(myNicks[ev.nick] ? 'mine' : '', String(ev.nick), String(ev.text), id);
+            chatLine(myNicks[ev.nick] ? 'mine' : '', said('SAYS', [span('who', String(ev.nick)), String(ev.text)]), id);
             break;
         case 'join':
-            chatLine('event', null, t('chat.join', ev.nick), id);
+            chatLine('event', said('JOINED', [String(ev.nick)]), id);
             break;
         case 'leave':
-            chatLine('event', null, t('chat.leave', ev.nick), id);
+            chatLine('event', said('LEFT', [String(ev.nick)]), id);
             break;
         case 'nick':
-            chatLine('event', null, t('chat.rename', ev.old, ev.nick), id);
+            chatLine('event', said('DEMO_RENAMED', [String(ev.old), String(ev.nick)]), id);
             break;
         }
     };
@@ -249,9 +253,9 @@
     }
 
     var sock = new Socket('/chat');
-    $('chat-nick').textContent = t('chat.connecting');
+    $('chat-nick').textContent = t('CONNECTING');
     sock.bindOnConnectEvent(function () {
-        status('chat', true);
+        up.chat = true;
         chatError('');
         chatEnabled(true);
         /* a new session gets a guest name: ask for the one we had */
@@ -260,7 +264,7 @@
         }
     });
     sock.bindOnDataEvent(function (data) {
-        var m;
+        var m, key;
         try {
             m = JSON.parse(data);
         }
@@ -270,20 +274,29 @@
         if (m.type === 'nick') {
             nick = m.nick;
             myNicks[nick] = true;
-            $('chat-nick').textContent = t('chat.nick', nick);
+            $('chat-nick').textContent = t('YOUR_NICK_IS', nick);
         }
         else if (m.type === 'error') {
-            chatError(texts['chat.error.' + m.error] || TEXTS.en['chat.error.' + m.error]
-                      ? t('chat.error.' + m.error, m.max) : t('chat.error', m.error));
+            key = 'DEMO_ERROR_' + String(m.error).toUpperCase().replace(/[^A-Z0-9]/g, '_');
+            chatError(t(key, m.max) || t('DEMO_ERROR', m.error));
         }
     });
     sock.bindOnDisconnectEvent(function (code, reason) {
         /* the session and its process are gone (server restart, network):
          * a new one in a while, under the same nick */
-        status('chat', false);
+        var left = 3;
+        up.chat = false;
         chatEnabled(false);
-        chatError(t('chat.lost', code, reason));
-        setTimeout(function () { sock.connect(); }, 3000);
+        (function countdown() {
+            if (left === 0) {
+                chatError(t('CONNECTING'));
+                sock.connect();
+                return;
+            }
+            chatError(t('SESSION_CLOSED') + ' (' + code + ' ' + reason + '). '
+                      + t('RECONNECTING_IN', left--));
+            setTimeout(countdown, 1000);
+        })();
     });
     sock.connect();
 
@@ -297,10 +310,19 @@
         input.focus();
     };
 
-    streams.connect();
-
     var origin = document.querySelectorAll('.origin');
     for (var i = 0; i < origin.length; i++) {
         origin[i].textContent = location.protocol + '//' + location.host;
     }
+
+    render();
+    streams.connect();
+    /* the language picked here last time, if not the browser's */
+    try {
+        var saved = localStorage.getItem('comet-demo-lang');
+        if (saved && saved !== Comet.lang) {
+            useLanguage(saved);
+        }
+    }
+    catch (x) {}
 })();

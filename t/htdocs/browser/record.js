@@ -1,6 +1,6 @@
 /* What the browser tests read back: window.log, and the messages shown in
  * <ol id="out"> as text. */
-var log = { data: [], connects: 0, disconnects: [], errors: [] };
+var log = { data: [], connects: 0, disconnects: [], errors: [], status: [] };
 
 window.onerror = function (msg) {
     log.errors.push(String(msg));
@@ -25,6 +25,16 @@ function record(c) {
     c.bindOnDisconnectEvent(function (reason) {
         log.disconnects.push(reason);
     });
+    /* the translated status, shown in <p id="status"> if the page has one */
+    if (c.bindOnStatusEvent) {
+        c.bindOnStatusEvent(function (text, state, detail) {
+            var el = document.getElementById('status');
+            log.status.push([text, state, detail]);
+            if (el) {
+                el.textContent = text;
+            }
+        });
+    }
     return c;
 }
 
