@@ -1031,23 +1031,6 @@ static int pending_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Deliver a replay batch to the one link that asked for it. */
-static void deliver_link(comet_reactor_t *r, lchan_t *c, link_t *l, lmsg_t *batch)
-{
-    lmsg_t *m;
-
-    for (m = batch; m; m = m->next) {
-        if (m->id <= l->cursor || l->sub->closing || l->sub->closed) {
-            continue;
-        }
-        if (sub_take(l->sub, m, l) < 0) {
-            rlog(r, COMET_LOG_ERR, APR_ENOMEM, "comet: out of memory, dropping %s", l->sub->peer);
-            sub_close(l->sub, 1);
-            return;
-        }
-    }
-}
-
 /* Fetch what is new on a channel into c->pending; the number fetched. */
 static apr_size_t lchan_fetch(comet_reactor_t *r, lchan_t *c)
 {
@@ -1173,11 +1156,82 @@ static void pull_dirty(comet_reactor_t *r)
     }
 }
 
+/* Hand out each channel's replay to a new subscriber, in id order across
+ * channels (as live messages come), then set its cursors where each channel
+ * stood; frees the replays. */
+typedef struct {
+    lmsg_t *m;
+    link_t *l;
+} replay_t;
+
+static int replay_cmp(const void *a, const void *b)
+{
+    comet_id_t x = ((const replay_t *)a)->m->id, y = ((const replay_t *)b)->m->id;
+    return x < y ? -1 : x > y;
+}
+
+static void sub_replay(comet_reactor_t *r, sub_t *s, lmsg_t **replay, const comet_id_t *upto)
+{
+    replay_t *all;
+    apr_size_t i, n = 0, k;
+    lmsg_t *m, *next;
+
+    for (i = 0; i < s->nlinks; i++) {
+        for (m = replay[i]; m; m = m->next) {
+            n++;
+        }
+    }
+    all = n ? malloc(n * sizeof(*all)) : NULL;
+    if (n && !all) {
+        rlog(r, COMET_LOG_ERR, APR_ENOMEM, "comet: out of memory, dropping %s", s->peer);
+        sub_close(s, 1);
+    }
+    else {
+        for (i = 0, k = 0; i < s->nlinks; i++) {
+            for (m = replay[i]; m; m = m->next) {
+                all[k].m = m;
+                all[k].l = &s->links[i];
+                k++;
+            }
+        }
+        if (s->nlinks > 1) {
+            qsort(all, n, sizeof(*all), replay_cmp);
+        }
+        for (k = 0; k < n; k++) {
+            link_t *l = all[k].l;
+            if (!l->ch || s->closing || s->closed || all[k].m->id <= l->cursor) {
+                continue;
+            }
+            if (sub_take(s, all[k].m, l) < 0) {
+                rlog(r, COMET_LOG_ERR, APR_ENOMEM, "comet: out of memory, dropping %s", s->peer);
+                sub_close(s, 1);
+                break;
+            }
+        }
+        /* the client resumes from what it got: cursors move on only if it
+         * got everything */
+        for (i = 0; i < s->nlinks && !s->closing && !s->closed; i++) {
+            if (s->links[i].cursor < upto[i]) {
+                s->links[i].cursor = upto[i];
+            }
+        }
+    }
+    free(all);
+    for (i = 0; i < s->nlinks; i++) {
+        for (m = replay[i]; m; m = next) {
+            next = m->next;
+            lmsg_unref(m);
+        }
+    }
+}
+
 /* Take over a subscriber: follow its channels, replay what it missed. */
 static void sub_attach(comet_reactor_t *r, sub_t *s)
 {
     apr_size_t i;
     struct epoll_event ev;
+    lmsg_t *replay[COMET_SUB_CHANNELS_MAX] = { NULL };
+    comet_id_t upto[COMET_SUB_CHANNELS_MAX] = { 0 };
 
     s->prev = NULL;
     s->next = r->subs;
@@ -1287,19 +1341,22 @@ static void sub_attach(comet_reactor_t *r, sub_t *s)
         c->links = l;
         c->nlinks++;
 
-        /* replay: what the subscriber missed, from the store */
+        /* replay: what the subscriber missed, from the store; handed out
+         * below, once every channel's is here */
         batch_begin(r);
         rv = r->store->fetch(r->store, &c->ref, 0, s->since[i], batch_alloc, r, &res);
         if (rv == APR_SUCCESS && !res.gone) {
-            l->cursor = s->since[i] == COMET_ID_NONE ? 0 : s->since[i];
-            deliver_link(r, c, l, r->batch);
-            l->cursor = res.last_id;
+            replay[i] = r->batch;
+            r->batch = NULL;
+            r->batch_tail = &r->batch;
+            upto[i] = res.last_id;
             if (!have) {
                 c->cursor = res.last_id;
             }
         }
         batch_end(r);
     }
+    sub_replay(r, s, replay, upto);
     s->last_write = apr_time_now();
     sub_want_flush(r, s);
 }

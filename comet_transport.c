@@ -106,8 +106,10 @@ const comet_transport_t comet_transport_iframe = {
  * several: the channel names the event, the id carries every channel's cursor
  * (EventSource sends back only the last id, as Last-Event-ID):
  *   id: a:<id>,b:<id>\nevent: a\ndata: ...\n\n
- * Heartbeats are events too ("heartbeat"), so that a page can tell a silent
- * stream from a dead one; comments would not reach it.
+ * Heartbeats are events too, so that a page can tell a silent stream from a
+ * dead one (comments would not reach it). The control events are named
+ * comet.open, comet.heartbeat and comet.end: with a dot, which no channel
+ * id has, so that no channel of a multi-channel stream can pass for one.
  ******************************************************************************/
 
 static int sse_data(comet_buf_t *out, const char *data, apr_size_t len)
@@ -141,7 +143,7 @@ static int sse_prelude(comet_buf_t *out, const comet_stream_params_t *p)
     rv |= comet_buf_puts(out, "\nretry: ");
     rv |= comet_buf_put_u64(out, (apr_uint64_t)apr_time_as_msec(p->retry ? p->retry
                                                                   : apr_time_from_sec(1)));
-    rv |= comet_buf_puts(out, "\nevent: open\ndata: {\"heartbeat\": ");
+    rv |= comet_buf_puts(out, "\nevent: comet.open\ndata: {\"heartbeat\": ");
     rv |= comet_buf_put_u64(out, (apr_uint64_t)apr_time_as_msec(p->heartbeat));
     if (p->cursors) {
         rv |= comet_buf_puts(out, ", \"cursors\": ");
@@ -195,12 +197,12 @@ int comet_sse_id_line(comet_buf_t *out, const char *const *names, const apr_size
 
 static int sse_heartbeat(comet_buf_t *out, const comet_stream_params_t *p)
 {
-    return comet_buf_puts(out, "event: heartbeat\ndata:\n\n");
+    return comet_buf_puts(out, "event: comet.heartbeat\ndata:\n\n");
 }
 
 static int sse_end(comet_buf_t *out, const comet_stream_params_t *p, comet_end_t why)
 {
-    int rv = comet_buf_puts(out, "event: end\ndata: ");
+    int rv = comet_buf_puts(out, "event: comet.end\ndata: ");
 
     rv |= comet_buf_puts(out, end_reason(why));
     rv |= comet_buf_puts(out, "\n\n");

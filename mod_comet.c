@@ -948,6 +948,20 @@ int comet_send(request_rec *r, apr_bucket_brigade *bb, const char *data, apr_siz
     return rv == APR_SUCCESS && !r->connection->aborted ? 0 : -1;
 }
 
+/* A stream that cannot be handed over (the child is stopping): its end
+ * frame, so that the client comes back at once, to another child. */
+static void comet_stream_end_now(request_rec *r, const comet_sub_spec_t *spec)
+{
+    comet_buf_t out = { 0 };
+    apr_bucket_brigade *bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+
+    if (spec->transport->end
+        && spec->transport->end(&out, &spec->params, COMET_END_RECONNECT) == 0) {
+        comet_send(r, bb, out.data, out.len);
+    }
+    comet_buf_free(&out);
+}
+
 /* A worker thread keeps the stream: TLS, HTTP/2, CometStreamMode thread. */
 static int comet_hold_stream(request_rec *r, comet_sub_spec_t *spec, int *taken)
 {
@@ -966,6 +980,7 @@ static int comet_hold_stream(request_rec *r, comet_sub_spec_t *spec, int *taken)
     if (rv != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r, COMET_LOGNO(00131)
                       "the subscriber loop is stopping: stream ends");
+        comet_stream_end_now(r, spec);
         return OK;
     }
     *taken = 1;
@@ -1238,6 +1253,7 @@ int comet_stream_handoff(request_rec *r, const comet_dir_conf_t *conf, comet_sub
     spec->peer = r->useragent_ip;
     spec->chunked = r->chunked;
     if (!comet_proc.reactor) {
+        comet_stream_end_now(r, spec);
         return comet_error(r, OK, APLOG_ERR, 0,
                            "this child has no subscriber loop (see earlier errors)");
     }
@@ -1250,6 +1266,7 @@ int comet_stream_handoff(request_rec *r, const comet_dir_conf_t *conf, comet_sub
         apr_os_sock_get(&fd, ap_get_conn_socket(c));
         dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
         if (dup_fd < 0) {
+            comet_stream_end_now(r, spec);
             return comet_error(r, OK, APLOG_ERR, errno, "cannot hand the stream over");
         }
         /* the socket is already non-blocking at the OS level in httpd 2.4,
@@ -1261,6 +1278,7 @@ int comet_stream_handoff(request_rec *r, const comet_dir_conf_t *conf, comet_sub
             close(dup_fd);
             ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r, COMET_LOGNO(00133)
                           "the subscriber loop is stopping: stream ends");
+            comet_stream_end_now(r, spec);
             return OK;
         }
         *taken = 1;

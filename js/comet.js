@@ -40,8 +40,10 @@ var ID = COMET.classId;
 var MAX_BACKOFF = 30000;    /* ms between two attempts, at most */
 var QUICK_END = 1000;       /* a stream shorter than this, that brought nothing, earns no immediate reconnect */
 var TRANSPORTS = ['sse', 'stream', 'iframe', 'longpoll'];
-/* event names of a multi-channel SSE stream that a channel cannot take */
-var SSE_RESERVED = { open: 1, end: 1, heartbeat: 1, error: 1 };
+/* event names of a multi-channel SSE stream that a channel cannot take: the
+ * server's own are comet.open, comet.heartbeat, comet.end (a dot, which no
+ * channel id has); "error" is the browser's */
+var SSE_RESERVED = { error: 1 };
 
 /* The English strings, for a key that the table in use lacks: the same as
  * the module's built-in table (comet_i18n.c). */
@@ -287,14 +289,14 @@ receivers.sse = function (url, sink) {
     es.onopen = function () {
         sink('r');
     };
-    control('open', function (d) {
+    control('comet.open', function (d) {
         var o = parseJSON(d) || {};
         sink('o', +o.heartbeat, o.cursors);
     });
-    control('heartbeat', function () {
+    control('comet.heartbeat', function () {
         sink('h');
     });
-    control('end', function (d) {
+    control('comet.end', function (d) {
         sink('e', d);
     });
     es.onerror = function () {

@@ -23,7 +23,7 @@ open my $fh, '<', $pidfile or die "$pidfile: $!";
 chomp(my $ppid = <$fh>);
 my $mark = log_mark();
 ok kill('USR1', $ppid), "graceful restart of $ppid";
-ok wait_log($mark, qr/AH00493: SIGUSR1 received|AH00171: Graceful restart requested/, 10),
+ok wait_log($mark, qr/AH00493: SIGUSR1 received|AH00297: SIGUSR1 received|AH00171: Graceful restart requested/, 10),
     '... under way';
 
 my $E = qq(<script>e("reconnect");</script>\n</body></html>\n);

@@ -60,7 +60,7 @@ sleep 0.2;
 my $ppid = parent_pid();
 my $mark = log_mark();
 ok kill('USR1', $ppid), "graceful restart of $ppid";
-ok wait_log($mark, qr/AH00493: SIGUSR1 received|AH00171: Graceful restart requested/, 10), '... under way';
+ok wait_log($mark, qr/AH00493: SIGUSR1 received|AH00297: SIGUSR1 received|AH00171: Graceful restart requested/, 10), '... under way';
 # the new generation answers
 my $deadline = time + 15;
 sleep 0.2 until eval { http(GET => '/comet-publish/', timeout => 2)->{status} == 200 } || time > $deadline;

@@ -24,7 +24,7 @@ sub sse_prelude {
     my $pad = ':';
     $pad .= ' ' x 64 while length $pad < 2048;
     my $c = join ',', map { "\"$_->[0]\":$_->[1]" } @$cursors;
-    return "$pad\nretry: 1000\nevent: open\ndata: {\"heartbeat\": $hb, \"cursors\": {$c}}\n\n";
+    return "$pad\nretry: 1000\nevent: comet.open\ndata: {\"heartbeat\": $hb, \"cursors\": {$c}}\n\n";
 }
 sub open_line {
     my ($hb, $cursors) = @_;
@@ -70,7 +70,7 @@ my $a = new_channel('sse');
     $s = subscribe("/comet-fast/$a?transport=sse");
     $s->upto("\n\n", 5);
     my $t0 = time;
-    is $s->upto("\n\n", 5), "event: heartbeat\ndata:\n\n", sprintf 'heartbeat event after %.1f s', time - $t0;
+    is $s->upto("\n\n", 5), "event: comet.heartbeat\ndata:\n\n", sprintf 'heartbeat event after %.1f s', time - $t0;
     $s->close;
 }
 

@@ -55,7 +55,7 @@ sub receiver {
         return ($s, sub {
             for (;;) {
                 my $e = $s->upto("\n\n", $_[0]) // return undef;
-                return $1 if $e =~ /^data: (.*)$/m && $e !~ /^event: heartbeat/m;
+                return $1 if $e =~ /^data: (.*)$/m && $e !~ /^event: comet\.heartbeat/m;
             }
         });
     }
