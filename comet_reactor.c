@@ -1208,10 +1208,11 @@ static void sub_replay(comet_reactor_t *r, sub_t *s, lmsg_t **replay, const come
                 break;
             }
         }
-        /* the client resumes from what it got: cursors move on only if it
-         * got everything */
+        /* the client resumes from what it got: cursors move to where each
+         * channel stood only if it got everything (and back from an id of
+         * the future: the channel's own ids count from here) */
         for (i = 0; i < s->nlinks && !s->closing && !s->closed; i++) {
-            if (s->links[i].cursor < upto[i]) {
+            if (upto[i] != COMET_ID_NONE) {
                 s->links[i].cursor = upto[i];
             }
         }
@@ -1231,7 +1232,7 @@ static void sub_attach(comet_reactor_t *r, sub_t *s)
     apr_size_t i;
     struct epoll_event ev;
     lmsg_t *replay[COMET_SUB_CHANNELS_MAX] = { NULL };
-    comet_id_t upto[COMET_SUB_CHANNELS_MAX] = { 0 };
+    comet_id_t upto[COMET_SUB_CHANNELS_MAX];
 
     s->prev = NULL;
     s->next = r->subs;
@@ -1262,6 +1263,7 @@ static void sub_attach(comet_reactor_t *r, sub_t *s)
     /* every cursor first: a multi-channel SSE id line names them all */
     for (i = 0; i < s->nlinks; i++) {
         s->links[i].cursor = s->since[i] == COMET_ID_NONE ? 0 : s->since[i];
+        upto[i] = COMET_ID_NONE;
     }
     for (i = 0; i < s->nlinks; i++) {
         link_t *l = &s->links[i];
