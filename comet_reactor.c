@@ -75,6 +75,7 @@ typedef struct link_t {
     sub_t *sub;
     lchan_t *ch;
     comet_id_t cursor;            /* newest id queued to this subscriber */
+    comet_id_t since;             /* asked by the client: replay after this */
     struct link_t *prev, *next;   /* in ch->links */
 } link_t;
 
@@ -121,13 +122,11 @@ struct sub_t {
     unsigned presubscribed:1;     /* the handler subscribed: links carry refs */
     apr_uint64_t token;
     comet_id_t acked_pending, acked_sent;
-    lmsg_t *batch[BATCH_MAX];     /* oneshot: messages for the one frame */
+    lmsg_t **batch;               /* oneshot: messages for the one frame */
     apr_size_t nbatch;
     comet_stream_params_t params;
-    char callback[COMET_CALLBACK_MAX + 1];
+    char *callback;               /* copy of params.callback (malloc), if any */
     apr_size_t nlinks;
-    link_t links[COMET_SUB_CHANNELS_MAX];
-    comet_id_t since[COMET_SUB_CHANNELS_MAX];
     qnode_t *qhead, *qtail;
     apr_size_t queued;            /* bytes waiting */
     apr_size_t written;           /* frame bytes handed to the socket */
@@ -137,6 +136,7 @@ struct sub_t {
     apr_size_t heap_idx;          /* 0: not in the heap */
     apr_time_t deadline;
     char peer[48];
+    link_t links[];               /* one per channel followed */
 };
 
 struct comet_reactor_t {
@@ -447,6 +447,13 @@ static void lchan_mark_dirty(comet_reactor_t *r, lchan_t *c)
 static void sub_close(sub_t *s, int hard);
 static void poke(comet_reactor_t *r);
 
+static void sub_free(sub_t *s)
+{
+    free(s->batch);
+    free(s->callback);
+    free(s);
+}
+
 static void sub_want_flush(comet_reactor_t *r, sub_t *s)
 {
     if (!s->in_flush && !s->closed) {
@@ -656,6 +663,9 @@ static int sub_take(sub_t *s, lmsg_t *m, link_t *l)
         return 0;
     }
     if (s->t->oneshot && s->t->batch) {
+        if (!s->batch && !(s->batch = malloc(BATCH_MAX * sizeof(*s->batch)))) {
+            return -1;
+        }
         if (s->nbatch == BATCH_MAX) {
             return 0;                 /* the rest goes in the next poll */
         }
@@ -980,7 +990,7 @@ static void reap(comet_reactor_t *r)
             held_unref(s->held);
         }
         r->n_subs--;
-        free(s);
+        sub_free(s);
     }
     while ((c = r->unsub_head) != NULL) {
         r->unsub_head = c->unext;
@@ -1262,7 +1272,7 @@ static void sub_attach(comet_reactor_t *r, sub_t *s)
     }
     /* every cursor first: a multi-channel SSE id line names them all */
     for (i = 0; i < s->nlinks; i++) {
-        s->links[i].cursor = s->since[i] == COMET_ID_NONE ? 0 : s->since[i];
+        s->links[i].cursor = s->links[i].since == COMET_ID_NONE ? 0 : s->links[i].since;
         upto[i] = COMET_ID_NONE;
     }
     for (i = 0; i < s->nlinks; i++) {
@@ -1346,7 +1356,7 @@ static void sub_attach(comet_reactor_t *r, sub_t *s)
         /* replay: what the subscriber missed, from the store; handed out
          * below, once every channel's is here */
         batch_begin(r);
-        rv = r->store->fetch(r->store, &c->ref, 0, s->since[i], batch_alloc, r, &res);
+        rv = r->store->fetch(r->store, &c->ref, 0, l->since, batch_alloc, r, &res);
         if (rv == APR_SUCCESS && !res.gone) {
             replay[i] = r->batch;
             r->batch = NULL;
@@ -1715,7 +1725,7 @@ void comet_reactor_destroy(comet_reactor_t *r, apr_interval_time_t grace)
         for (b = 0; b < s->nlinks; b++) {
             free(s->links[b].ch);
         }
-        free(s);
+        sub_free(s);
     }
     pthread_mutex_unlock(&r->cmd_mu);
     for (b = 0; b < LCHAN_BUCKETS; b++) {
@@ -1750,7 +1760,7 @@ apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
     if (r->stopping) {
         return APR_EAGAIN;
     }
-    s = calloc(1, sizeof(*s));
+    s = calloc(1, sizeof(*s) + spec->nchannels * sizeof(link_t));
     if (!s) {
         return APR_ENOMEM;
     }
@@ -1770,7 +1780,7 @@ apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
     s->token = spec->token;
     s->params = spec->params;
     if (spec->params.callback) {
-        apr_cpystrn(s->callback, spec->params.callback, sizeof(s->callback));
+        s->callback = strdup(spec->params.callback);
         s->params.callback = s->callback;
     }
     for (i = 0; i < spec->nchannels; i++) {
@@ -1783,7 +1793,7 @@ apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
             for (k = 0; k < i; k++) {
                 free(s->links[k].ch);
             }
-            free(s);
+            sub_free(s);
             return c ? APR_EINVAL : APR_ENOMEM;
         }
         memcpy(c->name, spec->channels[i], spec->channel_lens[i]);
@@ -1791,7 +1801,7 @@ apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
         c->ref = spec->refs[i];
         c->hash = comet_hash32(c->name, c->name_len);
         s->links[i].ch = c;
-        s->since[i] = spec->since[i];
+        s->links[i].since = spec->since[i];
     }
     s->nlinks = spec->nchannels;
     if (spec->fd < 0) {
@@ -1801,7 +1811,7 @@ apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
             for (i = 0; i < s->nlinks; i++) {
                 free(s->links[i].ch);
             }
-            free(s);
+            sub_free(s);
             return APR_ENOMEM;
         }
         pthread_mutex_init(&h->mu, NULL);
