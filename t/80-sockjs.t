@@ -63,9 +63,11 @@ sub allow_set {
 
     $res = http(GET => '/cookie_needed_echo/info');
     ok $res->{json} && $res->{json}{cookie_needed}, 'CometSocketCookie On: cookie_needed: true';
-    is $res->{headers}{'set-cookie'}, 'JSESSIONID=dummy; path=/', '... Set-Cookie: JSESSIONID=dummy';
+    like $res->{headers}{'set-cookie'} // '', qr/^JSESSIONID=[0-9a-f]{32}; path=\/; HttpOnly$/,
+        '... Set-Cookie: JSESSIONID=<128 random bits>; HttpOnly';
     $res = http(GET => '/cookie_needed_echo/info', headers => [Cookie => 'a=b; JSESSIONID=abc123']);
-    is $res->{headers}{'set-cookie'}, 'JSESSIONID=abc123; path=/', '... the client\'s JSESSIONID kept';
+    is $res->{headers}{'set-cookie'}, 'JSESSIONID=abc123; path=/; HttpOnly',
+        '... the client\'s JSESSIONID kept';
 
     $res = http(OPTIONS => '/echo/info',
                 headers => [Origin => 'http://o.example', 'Access-Control-Request-Headers' => 'X-A, X-B']);
