@@ -78,6 +78,7 @@ typedef struct sess_t {
     comet_chan_ref_t up_ref;
     int up_subscribed;
     comet_id_t up_cursor;
+    apr_size_t unchecked;         /* bytes published since the queue was looked at */
     unsigned closed:1;            /* the close message is published */
     unsigned ending:1;            /* the browser is gone: the program is stopped */
 } sess_t;
@@ -677,7 +678,19 @@ static void sess_close(sup_t *u, sess_t *s)
 
 static void on_backend_line(sup_t *u, void *owner, const char *line, apr_size_t len)
 {
-    sess_publish(u, owner, line, len, 0);
+    sess_t *s = owner;
+
+    sess_publish(u, s, line, len, 0);
+    /* A program that floods its stdout would fill the segment between two
+     * ticks (sess_check): look at its queue every eighth of the limit. */
+    s->unchecked += len;
+    if (s->unchecked > u->conf.max_queue / 8 && !s->closed) {
+        comet_channel_info_t info;
+        s->unchecked = 0;
+        if (u->st->info(u->st, s->down, s->down_len, &info) == APR_SUCCESS) {
+            prog_pause(u, &s->prog, info.bytes > u->conf.max_queue);
+        }
+    }
 }
 
 static void sess_free(sup_t *u, sess_t *s)
@@ -857,8 +870,10 @@ static void sess_check(sup_t *u, sess_t *s, apr_time_t now)
     else if (rv != APR_SUCCESS) {
         return;
     }
-    /* the browser reads slowly: stop reading its backend for a while */
-    prog_pause(u, &s->prog, info.bytes > u->conf.max_queue);
+    /* the browser reads slowly: stop reading its backend for a while; once
+     * the session ends, read (and drop) what is left, or the program's
+     * output never reaches EOF and the session is never freed */
+    prog_pause(u, &s->prog, !s->ending && !s->closed && info.bytes > u->conf.max_queue);
     if (!s->closed && prog_done(&s->prog) && s->prog.backend != B_ECHO) {
         sess_close(u, s);
     }
