@@ -427,13 +427,17 @@ static void prog_timers(sup_t *u, prog_t *p, apr_time_t now)
     }
     if (p->kill_at && now >= p->kill_at) {
         slog(u, COMET_LOG_WARN, 0, "comet supervisor: %s ignored SIGTERM: SIGKILL", p->label);
-        kill(-p->pid, SIGKILL);
-        kill(p->pid, SIGKILL);
+        /* its process group (setsid at start), else the process alone: a
+         * second signal to the same process could run its handler twice */
+        if (kill(-p->pid, SIGKILL) < 0) {
+            kill(p->pid, SIGKILL);
+        }
         p->kill_at = 0;
     }
     else if (p->term_at && now >= p->term_at) {
-        kill(-p->pid, SIGTERM);
-        kill(p->pid, SIGTERM);
+        if (kill(-p->pid, SIGTERM) < 0) {
+            kill(p->pid, SIGTERM);
+        }
         p->term_at = APR_INT64_MAX;   /* sent */
     }
 }
