@@ -78,6 +78,7 @@ typedef struct sess_t {
     comet_chan_ref_t up_ref;
     int up_subscribed;
     comet_id_t up_cursor;
+    apr_size_t unchecked;         /* bytes published since the queue was looked at */
     unsigned closed:1;            /* the close message is published */
     unsigned ending:1;            /* the browser is gone: the program is stopped */
 } sess_t;
@@ -426,13 +427,17 @@ static void prog_timers(sup_t *u, prog_t *p, apr_time_t now)
     }
     if (p->kill_at && now >= p->kill_at) {
         slog(u, COMET_LOG_WARN, 0, "comet supervisor: %s ignored SIGTERM: SIGKILL", p->label);
-        kill(-p->pid, SIGKILL);
-        kill(p->pid, SIGKILL);
+        /* its process group (setsid at start), else the process alone: a
+         * second signal to the same process could run its handler twice */
+        if (kill(-p->pid, SIGKILL) < 0) {
+            kill(p->pid, SIGKILL);
+        }
         p->kill_at = 0;
     }
     else if (p->term_at && now >= p->term_at) {
-        kill(-p->pid, SIGTERM);
-        kill(p->pid, SIGTERM);
+        if (kill(-p->pid, SIGTERM) < 0) {
+            kill(p->pid, SIGTERM);
+        }
         p->term_at = APR_INT64_MAX;   /* sent */
     }
 }
@@ -677,7 +682,19 @@ static void sess_close(sup_t *u, sess_t *s)
 
 static void on_backend_line(sup_t *u, void *owner, const char *line, apr_size_t len)
 {
-    sess_publish(u, owner, line, len, 0);
+    sess_t *s = owner;
+
+    sess_publish(u, s, line, len, 0);
+    /* A program that floods its stdout would fill the segment between two
+     * ticks (sess_check): look at its queue every eighth of the limit. */
+    s->unchecked += len;
+    if (s->unchecked > u->conf.max_queue / 8 && !s->closed) {
+        comet_channel_info_t info;
+        s->unchecked = 0;
+        if (u->st->info(u->st, s->down, s->down_len, &info) == APR_SUCCESS) {
+            prog_pause(u, &s->prog, info.bytes > u->conf.max_queue);
+        }
+    }
 }
 
 static void sess_free(sup_t *u, sess_t *s)
@@ -858,8 +875,10 @@ static void sess_check(sup_t *u, sess_t *s, apr_time_t now)
     else if (rv != APR_SUCCESS) {
         return;
     }
-    /* the browser reads slowly: stop reading its backend for a while */
-    prog_pause(u, &s->prog, info.bytes > u->conf.max_queue);
+    /* the browser reads slowly: stop reading its backend for a while; once
+     * the session ends, read (and drop) what is left, or the program's
+     * output never reaches EOF and the session is never freed */
+    prog_pause(u, &s->prog, !s->ending && !s->closed && info.bytes > u->conf.max_queue);
     if (!s->closed && prog_done(&s->prog) && s->prog.backend != B_ECHO) {
         sess_close(u, s);
     }

@@ -279,6 +279,10 @@ int comet_json_escape(comet_buf_t *out, const char *in, apr_size_t len)
     apr_size_t i = 0;
     char *p;
 
+    if (len == 0) {
+        /* nothing to add, and an empty buffer has no data to point into */
+        return 0;
+    }
     if (comet_buf_reserve(out, COMET_JSON_ESCAPE_BOUND(len)) < 0) {
         return -1;
     }

@@ -704,7 +704,6 @@ static void comet_no_cache(request_rec *r)
 {
     apr_table_setn(r->headers_out, "Cache-Control",
                    "no-store, no-cache, no-transform, must-revalidate, max-age=0");
-    apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
 }
 
 /* Answer with a JSON body; the caller escaped what needs it. */
@@ -824,7 +823,6 @@ static int comet_serve_strings(request_rec *r, const comet_dir_conf_t *conf, con
     json = comet_strings_json(r, conf, lang);
     class_id = conf->class_id ? conf->class_id : DEF_CLASS_ID;
     apr_table_setn(r->headers_out, "Cache-Control", "no-cache");
-    apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
     apr_table_setn(r->headers_out, "Content-Language", lang->tag);
     if (js) {
         /* the table goes where the class finds it, loaded before or after */
@@ -880,7 +878,6 @@ static int comet_serve_asset(request_rec *r, const comet_dir_conf_t *conf,
                         ^ comet_hash(transports) ^ comet_hash(base ? base : ""));
     apr_table_setn(r->headers_out, "ETag", etag);
     apr_table_setn(r->headers_out, "Cache-Control", "no-cache");
-    apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
     ap_set_content_type(r, "application/javascript; charset=utf-8");
     if (ap_meets_conditions(r) == HTTP_NOT_MODIFIED) {
         return HTTP_NOT_MODIFIED;
@@ -1574,6 +1571,9 @@ static int comet_translate(request_rec *r)
     if (h && !err && (!strcmp(h, "comet") || !strcmp(h, "comet-publish")
                       || !strcmp(h, "comet-socket"))) {
         ap_set_module_config(r->request_config, &comet_module, (void *)h);
+        /* on every answer for these URLs, errors included (httpd sends
+         * err_headers_out with error pages too, headers_out not) */
+        apr_table_setn(r->err_headers_out, "X-Content-Type-Options", "nosniff");
     }
     return DECLINED;
 }

@@ -586,7 +586,6 @@ static void sjs_common(request_rec *r, const comet_dir_conf_t *conf, int cache)
     if (req_headers) {
         apr_table_setn(r->headers_out, "Access-Control-Allow-Headers", req_headers);
     }
-    apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
     if (!cache) {
         apr_table_setn(r->headers_out, "Cache-Control",
                        "no-store, no-cache, no-transform, must-revalidate, max-age=0");

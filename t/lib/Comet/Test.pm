@@ -38,7 +38,12 @@ sub json { $json->decode($_[0]) }
 
 sub config { Apache::Test::config() }
 
-sub server_port { config()->{vars}{port} }
+# Another server than the test server (Comet::Private), for a while:
+# local $Comet::Test::PORT = $srv->port; every helper then talks to it.
+# local $Comet::Test::LOCAL_ADDR = '127.0.0.2': connect from that address.
+our ($PORT, $LOCAL_ADDR);
+
+sub server_port { $PORT // config()->{vars}{port} }
 
 sub hostport { '127.0.0.1:' . server_port() }
 
@@ -86,7 +91,9 @@ sub open {
     my $self = shift;
     my $port = $self->{port} || Comet::Test::server_port();
     my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
-                                     Proto => 'tcp', Timeout => 5)
+                                     Proto => 'tcp', Timeout => 5,
+                                     ($Comet::Test::LOCAL_ADDR
+                                      ? (LocalAddr => $Comet::Test::LOCAL_ADDR) : ()))
         or die "connect to 127.0.0.1:$port: $!\n";
     $sock->autoflush(1);
     binmode $sock;

@@ -1,0 +1,177 @@
+/* Licensed under the Apache License, Version 2.0 (the "License"); see README. */
+
+/* The framing of every transport (comet_transport.c). Input: a transport, an
+ * end reason, a message id, then callback NUL channel NUL data. Checks:
+ *  - every frame of a transport other than SSE is valid UTF-8, and a message
+ *    adds no '<', '>', line break or quote of its own: the frame of
+ *    (channel, data) has as many as the frame of a harmless message (a quote
+ *    after an odd number of backslashes is escaped, not counted);
+ *  - SSE: the data cannot start a field or end the event: one blank line,
+ *    at the end, and every line is "id: ", "event: " or "data: ". */
+#include "comet_transport.h"
+#include "fuzz.h"
+
+static const char *const structural = "<>\n\r\"";
+
+static void count(const comet_buf_t *b, size_t start, size_t *n)
+{
+    size_t i;
+    const char *k;
+
+    for (k = structural; *k; k++) {
+        n[k - structural] = 0;
+    }
+    for (i = start; i < b->len; i++) {
+        const char *hit = memchr(structural, b->data[i], 5);
+        if (hit && *hit == '"') {
+            /* a quote counts unless escaped: after an odd number of '\' */
+            size_t bs = 0;
+            while (i - bs > start && b->data[i - bs - 1] == '\\') {
+                bs++;
+            }
+            if (bs % 2) {
+                continue;
+            }
+        }
+        if (hit) {
+            n[hit - structural]++;
+        }
+    }
+}
+
+static void check_sse(const comet_buf_t *b, size_t start)
+{
+    size_t i = start, line;
+
+    FUZZ_CHECK(b->len >= start + 2 && b->data[b->len - 1] == '\n' && b->data[b->len - 2] == '\n',
+               "sse: an event ends with a blank line");
+    while (i < b->len - 1) {
+        line = i;
+        while (i < b->len && b->data[i] != '\n') {
+            FUZZ_CHECK(b->data[i] != '\r', "sse: no CR inside a line");
+            i++;
+        }
+        FUZZ_CHECK(i > line, "sse: no blank line before the end");
+        FUZZ_CHECK(!strncmp(b->data + line, "id: ", 4) || !strncmp(b->data + line, "event: ", 7)
+                   || !strncmp(b->data + line, "data: ", 6), "sse: a known field");
+        i++;
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const comet_transport_t *t;
+    comet_stream_params_t p;
+    comet_buf_t out = { 0 }, ref = { 0 };
+    comet_frame_msg_t msgs[3];
+    size_t nt = 0, got[5], want[5], k;
+    const char *cb = "cb", *chan = "c", *msg = "x";
+    size_t chan_len = 1, msg_len = 1;
+    comet_id_t id = 0;
+    int sse, why;
+
+    while (comet_transports[nt]) {
+        nt++;
+    }
+    if (size < 10) {
+        return 0;
+    }
+    t = comet_transports[data[0] % nt];
+    why = data[1] % 3;
+    memcpy(&id, data + 2, sizeof(id));
+    data += 10;
+    size -= 10;
+    {
+        const uint8_t *z1 = memchr(data, 0, size), *z2 = z1 ? memchr(z1 + 1, 0, size - (size_t)(z1 + 1 - data)) : NULL;
+        char *c = fuzz_strndup(data, size);
+        if (z1 && z2) {
+            /* the handler validated the callback and the channel */
+            if (comet_callback_valid(c)) {
+                cb = c;
+            }
+            if (comet_channel_valid(c + (z1 + 1 - data), (apr_size_t)(z2 - z1 - 1))) {
+                chan = c + (z1 + 1 - data);
+                chan_len = (size_t)(z2 - z1 - 1);
+            }
+            msg = c + (z2 + 1 - data);
+            msg_len = size - (size_t)(z2 + 1 - data);
+        }
+        else {
+            msg = c;
+            msg_len = size;
+        }
+        sse = !strcmp(t->name, "sse");
+        memset(&p, 0, sizeof(p));
+        p.callback = cb;
+        p.heartbeat = 25000000;
+        p.cursors = "{\"c\":1}";
+
+        if (t->prelude) {
+            FUZZ_CHECK(t->prelude(&out, &p) == 0, "prelude");
+        }
+        if (t->open) {
+            FUZZ_CHECK(t->open(&out, &p) == 0, "open");
+        }
+        /* a message against a harmless one */
+        FUZZ_CHECK(t->message(&ref, id, "c", 1, "x", 1) == 0, "message");
+        count(&ref, 0, want);
+        FUZZ_CHECK(t->message(&out, id, chan, chan_len, msg, msg_len) == 0, "message");
+        if (sse) {
+            comet_buf_t one = { 0 };
+            t->message(&one, id, chan, chan_len, msg, msg_len);
+            check_sse(&one, 0);
+            comet_buf_free(&one);
+        }
+        else {
+            comet_buf_t one = { 0 };
+            t->message(&one, id, chan, chan_len, msg, msg_len);
+            count(&one, 0, got);
+            for (k = 0; k < 5; k++) {
+                FUZZ_CHECK(got[k] == want[k], "a message adds no structural character");
+            }
+            comet_buf_free(&one);
+        }
+        if (t->batch) {
+            comet_buf_t one = { 0 };
+            for (k = 0; k < 3; k++) {
+                msgs[k].id = id + k;
+                msgs[k].chan = "c";
+                msgs[k].clen = 1;
+                msgs[k].data = "x";
+                msgs[k].len = 1;
+            }
+            ref.len = 0;
+            FUZZ_CHECK(t->batch(&ref, &p, msgs, 3) == 0, "batch");
+            count(&ref, 0, want);
+            msgs[1].chan = chan;
+            msgs[1].clen = chan_len;
+            msgs[1].data = msg;
+            msgs[1].len = msg_len;
+            FUZZ_CHECK(t->batch(&one, &p, msgs, 3) == 0, "batch");
+            count(&one, 0, got);
+            for (k = 0; k < 5; k++) {
+                FUZZ_CHECK(got[k] == want[k], "a batch's message adds no structural character");
+            }
+            comet_buf_append(&out, one.data, one.len);
+            comet_buf_free(&one);
+        }
+        if (t->heartbeat) {
+            FUZZ_CHECK(t->heartbeat(&out, &p) == 0, "heartbeat");
+        }
+        if (t->close) {
+            FUZZ_CHECK(t->close(&out, &p, COMET_SOCKJS_GO_AWAY, strlen(COMET_SOCKJS_GO_AWAY)) == 0,
+                       "close");
+        }
+        if (t->end) {
+            FUZZ_CHECK(t->end(&out, &p, (comet_end_t)why) == 0, "end");
+        }
+        if (!sse) {
+            FUZZ_CHECK(fuzz_utf8_valid((const unsigned char *)out.data, out.len),
+                       "every frame is valid UTF-8");
+        }
+        free(c);
+    }
+    comet_buf_free(&out);
+    comet_buf_free(&ref);
+    return 0;
+}
