@@ -549,6 +549,12 @@ static void sub_end(sub_t *s, comet_end_t why)
     }
     s->closing = 1;
     s->close_at = apr_time_now() + CLOSE_GRACE;
+    if (s->session && s->nlinks && s->links[0].ch && !s->links[0].ch->gone) {
+        /* the client comes back as soon as it reads the end: its next
+         * receiver must wait for this one's last ack and release, or it
+         * would be refused as a second connection */
+        s->r->store->ack(s->r->store, &s->links[0].ch->ref, s->acked_sent, COMET_CHAN_ENDING);
+    }
     heap_set(s->r, s);
     sub_want_flush(s->r, s);
 }
@@ -1204,7 +1210,7 @@ static void sub_replay(comet_reactor_t *r, sub_t *s, lmsg_t **replay, const come
                 k++;
             }
         }
-        if (s->nlinks > 1) {
+        if (s->nlinks > 1 && n > 1) {
             qsort(all, n, sizeof(*all), replay_cmp);
         }
         for (k = 0; k < n; k++) {

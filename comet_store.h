@@ -33,6 +33,9 @@ typedef struct comet_store_t comet_store_t;
 #define COMET_CHAN_SESSION  0x1   /**< a session: one receiver at a time, consumed */
 #define COMET_CHAN_OPENED   0x2   /**< the session's open frame was delivered */
 #define COMET_CHAN_CLOSED   0x4   /**< the session's close message was published */
+#define COMET_CHAN_ENDING   0x8   /**< its receiver has ended its response and is
+                                       finishing: the next one waits for it (set
+                                       through ack, cleared by release and claim) */
 
 /** Per-publish limits, from the configuration of the publishing location. */
 typedef struct comet_limits_t {
@@ -198,7 +201,9 @@ struct comet_store_t {
      * Become the session's receiver. @param token identifies the receiver
      * (unique in the process, with `slot` in the store)
      * @param acked receives the id delivered so far; @param flags its flags
-     * @return APR_EBUSY if another receiver has it, APR_NOTFOUND if gone
+     * @return APR_EBUSY if another receiver has it, APR_EAGAIN if that one
+     *         is ending (COMET_CHAN_ENDING: try again in a moment), APR_NOTFOUND
+     *         if gone
      */
     apr_status_t (*receiver_claim)(comet_store_t *st, int slot, const comet_chan_ref_t *ref,
                                    apr_uint64_t token, comet_id_t *acked,

@@ -809,6 +809,7 @@ static void slot_forget(shm_store_t *s, apr_uint32_t slot)
             continue;
         }
         if (c->receiver && c->receiver_slot == slot) {
+            c->flags &= ~COMET_CHAN_ENDING;
             c->receiver = 0;
             c->receiver_slot = 0;
             c->detached_at = apr_time_now();
@@ -1489,9 +1490,10 @@ static apr_status_t shm_receiver_claim(comet_store_t *st, int slot, const comet_
         rv = APR_NOTFOUND;
     }
     else if (c->receiver && c->receiver != token) {
-        rv = APR_EBUSY;
+        rv = (c->flags & COMET_CHAN_ENDING) ? APR_EAGAIN : APR_EBUSY;
     }
     else {
+        c->flags &= ~COMET_CHAN_ENDING;
         c->receiver = token;
         c->receiver_slot = (apr_uint32_t)slot;
         c->touched = apr_time_now();
@@ -1514,6 +1516,7 @@ static apr_status_t shm_receiver_release(comet_store_t *st, const comet_chan_ref
     }
     c = session_at(s, ref);
     if (c && c->receiver == token) {
+        c->flags &= ~COMET_CHAN_ENDING;
         c->receiver = 0;
         c->receiver_slot = 0;
         c->detached_at = c->touched = apr_time_now();

@@ -56,6 +56,8 @@ comet_socket_globals_t comet_socket_globals;
 #define DEF_GRACE           apr_time_from_sec(3)
 #define DEF_SOURCE_RATE     1000
 #define DEF_MAX_MESSAGE     (64 * 1024)
+/* how long a new receiver waits for an ending one to let go (milliseconds) */
+#define RECEIVER_WAIT_MS    1000
 #define DEF_CLIENT_URL      "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js"
 /* the layout of comet_sup_handle_t is part of the key: a new module version
  * loaded by a graceful restart must not read an old one's */
@@ -794,6 +796,23 @@ static int sjs_receive(sjs_req_t *q, const comet_transport_t *t)
     }
     rv = comet_proc.store->receiver_claim(comet_proc.store, comet_proc.slot, &ref, token,
                                           &acked, &flags);
+    {
+        /* the previous receiver ended its response and the client came
+         * back before it let go: it is a matter of milliseconds */
+        int waited = 0;
+        while (rv == APR_EAGAIN && waited < RECEIVER_WAIT_MS) {
+            apr_sleep(apr_time_from_msec(5));
+            waited += 5;
+            rv = comet_proc.store->receiver_claim(comet_proc.store, comet_proc.slot, &ref,
+                                                  token, &acked, &flags);
+        }
+        if (rv == APR_EAGAIN) {
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, COMET_LOGNO(00219)
+                          "session %s: the previous receiver did not let go in %d ms",
+                          q->sid, RECEIVER_WAIT_MS);
+            rv = APR_EBUSY;
+        }
+    }
     if (rv == APR_NOTFOUND) {
         return comet_error(r, HTTP_NOT_FOUND, APLOG_DEBUG, 0, "session gone");
     }

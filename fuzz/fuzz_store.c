@@ -303,8 +303,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (b & 1) {
                 rv = s->receiver_claim(s, slot[who], &model.refs[c], 1 + (b >> 1) % 3, &acked,
                                        &flags);
-                FUZZ_CHECK(rv == APR_SUCCESS || rv == APR_EBUSY || rv == APR_NOTFOUND
-                           || rv == APR_EINVAL, "receiver_claim");
+                FUZZ_CHECK(rv == APR_SUCCESS || rv == APR_EBUSY || rv == APR_EAGAIN
+                           || rv == APR_NOTFOUND || rv == APR_EINVAL, "receiver_claim");
             }
             else {
                 (void)s->receiver_release(s, &model.refs[c], 1 + (b >> 1) % 3);
@@ -314,7 +314,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 11:    /* ack */
             if (model.have_ref[c]) {
                 (void)s->ack(s, &model.refs[c], (b & 1) ? model.seen[c] : COMET_ID_NONE - 1,
-                             (b & 2) ? COMET_CHAN_OPENED : 0);
+                             ((b & 2) ? COMET_CHAN_OPENED : 0)
+                             | ((b & 4) ? COMET_CHAN_ENDING : 0));
             }
             break;
         case 12: {  /* list */

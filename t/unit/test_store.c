@@ -449,6 +449,12 @@ static void test_sessions(void)
        && (flags & COMET_CHAN_SESSION), "a receiver claims it");
     OK(st->receiver_claim(st, 2, &ref, 222, &acked, &flags) == APR_EBUSY,
        "a second receiver is refused");
+    st->ack(st, &ref, 0, COMET_CHAN_ENDING);
+    OK(st->receiver_claim(st, 2, &ref, 222, &acked, &flags) == APR_EAGAIN,
+       "... told to wait while the first one is ending");
+    st->receiver_release(st, &ref, 111);
+    OK(st->receiver_claim(st, 1, &ref, 111, &acked, &flags) == APR_SUCCESS
+       && !(flags & COMET_CHAN_ENDING), "... and once it let go, a receiver claims it");
     st->publish(st, "s:abc", 5, "x", 1, 0, &keep, &r1);
     st->publish(st, "s:abc", 5, "y", 1, 0, &keep, &r2);
     OK(st->ack(st, &ref, r1.id, COMET_CHAN_OPENED) == APR_SUCCESS, "ack the first");
