@@ -761,6 +761,30 @@ static int sjs_session(sjs_req_t *q, int create, comet_chan_ref_t *ref)
     return OK;
 }
 
+/* Become the session's receiver. The previous one may have ended its
+ * response and the client come back before it let go: wait for it, a matter
+ * of milliseconds, rather than answer "another connection". */
+static apr_status_t sjs_claim(sjs_req_t *q, const comet_chan_ref_t *ref, apr_uint64_t token,
+                              comet_id_t *acked, apr_uint32_t *flags)
+{
+    apr_status_t rv;
+    int waited = 0;
+
+    while ((rv = comet_proc.store->receiver_claim(comet_proc.store, comet_proc.slot, ref,
+                                                  token, acked, flags)) == APR_EAGAIN
+           && waited < RECEIVER_WAIT_MS) {
+        apr_sleep(apr_time_from_msec(5));
+        waited += 5;
+    }
+    if (rv == APR_EAGAIN) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, q->r, COMET_LOGNO(00219)
+                      "session %s: the previous receiver did not let go in %d ms",
+                      q->sid, RECEIVER_WAIT_MS);
+        rv = APR_EBUSY;
+    }
+    return rv;
+}
+
 /* A receiver: xhr, xhr_streaming, eventsource, htmlfile, jsonp. */
 static int sjs_receive(sjs_req_t *q, const comet_transport_t *t)
 {
@@ -794,25 +818,7 @@ static int sjs_receive(sjs_req_t *q, const comet_transport_t *t)
     if ((rc = sjs_session(q, 1, &ref)) != OK) {
         return rc;
     }
-    rv = comet_proc.store->receiver_claim(comet_proc.store, comet_proc.slot, &ref, token,
-                                          &acked, &flags);
-    {
-        /* the previous receiver ended its response and the client came
-         * back before it let go: it is a matter of milliseconds */
-        int waited = 0;
-        while (rv == APR_EAGAIN && waited < RECEIVER_WAIT_MS) {
-            apr_sleep(apr_time_from_msec(5));
-            waited += 5;
-            rv = comet_proc.store->receiver_claim(comet_proc.store, comet_proc.slot, &ref,
-                                                  token, &acked, &flags);
-        }
-        if (rv == APR_EAGAIN) {
-            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, COMET_LOGNO(00219)
-                          "session %s: the previous receiver did not let go in %d ms",
-                          q->sid, RECEIVER_WAIT_MS);
-            rv = APR_EBUSY;
-        }
-    }
+    rv = sjs_claim(q, &ref, token, &acked, &flags);
     if (rv == APR_NOTFOUND) {
         return comet_error(r, HTTP_NOT_FOUND, APLOG_DEBUG, 0, "session gone");
     }
