@@ -41,6 +41,7 @@
 
 #include "mod_comet.h"
 #include "comet_i18n.h"
+#include "comet_json.h"
 
 static void comet_register_hooks(apr_pool_t *p);
 static void *comet_dir_create(apr_pool_t *p, char *dir);
@@ -720,7 +721,7 @@ static int comet_json_reply(request_rec *r, int status, const char *json)
     return OK;
 }
 
-static const char *comet_json_str(request_rec *r, const char *s, apr_size_t len)
+static const char *request_json_str(request_rec *r, const char *s, apr_size_t len)
 {
     comet_buf_t b = { 0 };
     const char *out;
@@ -888,7 +889,7 @@ static int comet_serve_asset(request_rec *r, const comet_dir_conf_t *conf,
                         "heartbeat: %" APR_INT64_T_FMT ", transports: [%s], lang: \"%s\", "
                         "strings: %s };\n",
                         COMET_VERSION, COMET_VERSION, class_id,
-                        base ? comet_json_str(r, base, strlen(base)) : "",
+                        base ? request_json_str(r, base, strlen(base)) : "",
                         apr_time_as_msec(hb), transports, lang->tag, strings);
     ap_set_content_length(r, (apr_off_t)(strlen(head) + a->len + strlen(tail)));
     if (!r->header_only) {
@@ -1441,7 +1442,7 @@ static int comet_publish(request_rec *r, const comet_dir_conf_t *conf, const cha
     comet_json_reply(r, HTTP_CREATED, apr_psprintf(r->pool,
                      "{\"channel\": \"%s\", \"id\": %" APR_UINT64_T_FMT
                      ", \"subscribers\": %u}",
-                     comet_json_str(r, chan, clen), res.id, res.subscribers));
+                     request_json_str(r, chan, clen), res.id, res.subscribers));
     comet_publish_linger(r, CONF_OR(conf, publish_linger, DEF_PUBLISH_LINGER));
     return OK;
 }
@@ -1462,7 +1463,7 @@ static int comet_channel_get(request_rec *r, const char *chan, apr_size_t clen)
         ", \"subscribers\": %u, \"last_id\": %" APR_UINT64_T_FMT
         ", \"first_id\": %" APR_UINT64_T_FMT ", \"created\": %" APR_INT64_T_FMT
         ", \"last_publish\": %" APR_INT64_T_FMT "}",
-        comet_json_str(r, chan, clen), info.messages, info.bytes, info.subscribers,
+        request_json_str(r, chan, clen), info.messages, info.bytes, info.subscribers,
         info.last_id, info.first_id, (apr_int64_t)apr_time_sec(info.created),
         (apr_int64_t)apr_time_sec(info.last_publish)));
 }
@@ -1479,10 +1480,10 @@ static int comet_channel_delete(request_rec *r, const char *chan, apr_size_t cle
         return comet_error(r, HTTP_INTERNAL_SERVER_ERROR, APLOG_ERR, rv, "delete failed");
     }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, COMET_LOGNO(00140)
-                  "channel %s deleted, %u streams ended", comet_json_str(r, chan, clen), subs);
+                  "channel %s deleted, %u streams ended", request_json_str(r, chan, clen), subs);
     return comet_json_reply(r, HTTP_OK, apr_psprintf(r->pool,
                             "{\"channel\": \"%s\", \"deleted\": true, \"subscribers\": %u}",
-                            comet_json_str(r, chan, clen), subs));
+                            request_json_str(r, chan, clen), subs));
 }
 
 static int comet_store_get(request_rec *r)

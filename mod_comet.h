@@ -15,7 +15,7 @@
 #include <http_config.h>
 #include <http_log.h>
 
-#include "comet_store.h"
+#include "comet_store_shm.h"
 #include "comet_reactor.h"
 #include "comet_transport.h"
 #include "comet_supervisor.h"

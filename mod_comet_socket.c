@@ -469,7 +469,7 @@ int comet_socket_post_config(apr_pool_t *pconf, server_rec *s)
         apr_pool_create(&p, pconf);
         rv = comet_store_shm_open(&st, p, comet_proc.base, comet_proc.mutex);
         if (rv == APR_SUCCESS) {
-            rv = comet_supervisor_configure(st,
+            rv = comet_sup_configure(st,
                                             (const comet_source_t *)comet_socket_globals.sources->elts,
                                             (apr_size_t)comet_socket_globals.sources->nelts);
         }
@@ -721,7 +721,7 @@ static int sjs_session(sjs_req_t *q, int create, comet_chan_ref_t *ref)
             return comet_error(r, HTTP_NOT_FOUND, APLOG_DEBUG, 0, "no such session");
         }
     }
-    rv = comet_proc.store->session_open(comet_proc.store, q->down, q->down_len,
+    rv = comet_proc.store->session.open(comet_proc.store, q->down, q->down_len,
                                         comet_socket_globals.max_sessions,
                                         sjs_owner(r, q->conf), &created, ref);
     if (rv == APR_EACCES) {
@@ -742,7 +742,7 @@ static int sjs_session(sjs_req_t *q, int create, comet_chan_ref_t *ref)
     }
     if (created) {
         const char *backend = q->conf->backend ? q->conf->backend : "echo";
-        rv = comet_supervisor_open(comet_proc.store, q->sid, backend, q->conf->backend_argv,
+        rv = comet_sup_open(comet_proc.store, q->sid, backend, q->conf->backend_argv,
                                    !strcmp(backend, "exec") ? sjs_backend_env(r, q->sid) : NULL);
         if (rv != APR_SUCCESS) {
             comet_limits_t lim = { 10, 0, 64, 0 };
@@ -770,7 +770,7 @@ static apr_status_t sjs_claim(sjs_req_t *q, const comet_chan_ref_t *ref, apr_uin
     apr_status_t rv;
     int waited = 0;
 
-    while ((rv = comet_proc.store->receiver_claim(comet_proc.store, comet_proc.slot, ref,
+    while ((rv = comet_proc.store->session.claim(comet_proc.store, comet_proc.slot, ref,
                                                   token, acked, flags)) == APR_EAGAIN
            && waited < RECEIVER_WAIT_MS) {
         apr_sleep(apr_time_from_msec(5));
@@ -845,21 +845,21 @@ static int sjs_receive(sjs_req_t *q, const comet_transport_t *t)
         }
         if (comet_send(r, bb, out.data, out.len) < 0) {
             comet_buf_free(&out);
-            comet_proc.store->receiver_release(comet_proc.store, &ref, token);
+            comet_proc.store->session.release(comet_proc.store, &ref, token);
             return OK;
         }
-        comet_proc.store->ack(comet_proc.store, &ref, acked, COMET_CHAN_OPENED);
+        comet_proc.store->session.ack(comet_proc.store, &ref, acked, COMET_CHAN_OPENED);
         out.len = 0;
         if (t->oneshot) {
             /* a poll that opens a session answers "o" and nothing else */
             comet_buf_free(&out);
-            comet_proc.store->receiver_release(comet_proc.store, &ref, token);
+            comet_proc.store->session.release(comet_proc.store, &ref, token);
             return OK;
         }
     }
     if (out.len && comet_send(r, bb, out.data, out.len) < 0) {
         comet_buf_free(&out);
-        comet_proc.store->receiver_release(comet_proc.store, &ref, token);
+        comet_proc.store->session.release(comet_proc.store, &ref, token);
         return OK;
     }
     comet_buf_free(&out);
@@ -880,14 +880,14 @@ static int sjs_receive(sjs_req_t *q, const comet_transport_t *t)
         int taken = 0;
         rc = comet_stream_handoff(r, conf, &spec, &taken);
         if (!taken) {
-            comet_proc.store->receiver_release(comet_proc.store, &ref, token);
+            comet_proc.store->session.release(comet_proc.store, &ref, token);
         }
     }
     return rc;
 
 fail:
     comet_buf_free(&out);
-    comet_proc.store->receiver_release(comet_proc.store, &ref, token);
+    comet_proc.store->session.release(comet_proc.store, &ref, token);
     return HTTP_INTERNAL_SERVER_ERROR;
 }
 
@@ -901,7 +901,7 @@ static int sjs_send_one(void *baton, const char *s, apr_size_t len)
 {
     sjs_send_ctx_t *x = baton;
 
-    x->rv = comet_supervisor_send(comet_proc.store, x->q->sid, s, len, x->max_size,
+    x->rv = comet_sup_send(comet_proc.store, x->q->sid, s, len, x->max_size,
                                   comet_socket_globals.max_queue);
     return x->rv == APR_SUCCESS ? 0 : 1;
 }
@@ -1058,7 +1058,7 @@ static int comet_socket_handler(request_rec *r)
     q.server = apr_pstrmemdup(r->pool, rest, (apr_size_t)(slash1 - rest));
     q.sid = apr_pstrmemdup(r->pool, slash1 + 1, (apr_size_t)(slash2 - slash1 - 1));
     q.what = slash2 + 1;
-    q.down_len = comet_session_channel(q.down, sizeof(q.down), 's', q.sid);
+    q.down_len = comet_sup_channel(q.down, sizeof(q.down), 's', q.sid);
 
     if (!strcmp(q.what, "xhr") || !strcmp(q.what, "xhr_streaming")
         || !strcmp(q.what, "xhr_send")) {

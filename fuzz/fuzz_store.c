@@ -17,7 +17,7 @@
 #include <apr_shm.h>
 #include <apr_global_mutex.h>
 
-#include "comet_store.h"
+#include "comet_store_shm.h"
 #include "fuzz.h"
 
 #define SEG_SIZE   (512 * 1024)
@@ -285,7 +285,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 9: {   /* a session */
             comet_chan_ref_t ref;
             int created;
-            rv = s->session_open(s, name, nlen, b % 4, (apr_uint64_t)(a >> 6), &created, &ref);
+            rv = s->session.open(s, name, nlen, b % 4, (apr_uint64_t)(a >> 6), &created, &ref);
             FUZZ_CHECK(rv == APR_SUCCESS || rv == APR_EAGAIN || rv == APR_ENOSPC
                        || rv == APR_EACCES, "session_open");
             if (rv == APR_SUCCESS) {
@@ -301,26 +301,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 break;
             }
             if (b & 1) {
-                rv = s->receiver_claim(s, slot[who], &model.refs[c], 1 + (b >> 1) % 3, &acked,
+                rv = s->session.claim(s, slot[who], &model.refs[c], 1 + (b >> 1) % 3, &acked,
                                        &flags);
                 FUZZ_CHECK(rv == APR_SUCCESS || rv == APR_EBUSY || rv == APR_EAGAIN
                            || rv == APR_NOTFOUND || rv == APR_EINVAL, "receiver_claim");
             }
             else {
-                (void)s->receiver_release(s, &model.refs[c], 1 + (b >> 1) % 3);
+                (void)s->session.release(s, &model.refs[c], 1 + (b >> 1) % 3);
             }
             break;
         }
         case 11:    /* ack */
             if (model.have_ref[c]) {
-                (void)s->ack(s, &model.refs[c], (b & 1) ? model.seen[c] : COMET_ID_NONE - 1,
+                (void)s->session.ack(s, &model.refs[c], (b & 1) ? model.seen[c] : COMET_ID_NONE - 1,
                              ((b & 2) ? COMET_CHAN_OPENED : 0)
                              | ((b & 4) ? COMET_CHAN_ENDING : 0));
             }
             break;
         case 12: {  /* list */
             int n = 0;
-            FUZZ_CHECK(s->list(s, (b & 1) ? "s:" : "", list_fn, &n) == APR_SUCCESS, "list");
+            FUZZ_CHECK(s->session.list(s, (b & 1) ? "s:" : "", list_fn, &n) == APR_SUCCESS, "list");
             break;
         }
         case 13:    /* the channel cap */

@@ -1,6 +1,6 @@
 /* Licensed under the Apache License, Version 2.0 (the "License"); see README. */
 
-/* Unit tests of the SockJS payload parser. */
+/* Unit tests of the JSON writer and of the SockJS payload parser. */
 
 #include <stdlib.h>
 
@@ -40,9 +40,66 @@ static int parse(const char *in, apr_size_t len, int *n)
 
 #define P(lit, n) parse(lit, sizeof(lit) - 1, n)
 
+/* The writer: what the module's answers and frames are made of. */
+static void test_writer(void)
+{
+    comet_buf_t b = { 0 };
+    comet_json_t j;
+    int i;
+
+    comet_json_start(&j, &b, COMET_JSON_SPACED);
+    comet_json_open(&j, NULL, '{');
+    comet_json_str(&j, "channel", "n<e\"ws", 6);
+    comet_json_u64(&j, "id", 18446744073709551615ULL);
+    comet_json_i64(&j, "neg", -42);
+    comet_json_bool(&j, "deleted", 1);
+    comet_json_open(&j, "this", '{');
+    comet_json_bool(&j, "no", 0);
+    comet_json_close(&j);
+    comet_json_open(&j, "list", '[');
+    comet_json_u64(&j, NULL, 1);
+    comet_json_str(&j, NULL, "", 0);
+    comet_json_close(&j);
+    comet_json_raw(&j, "raw", "{\"a\":1}", 7);
+    comet_json_close(&j);
+    OK(comet_json_finish(&j) == 0, "spaced: finished");
+    comet_buf_append(&b, "", 1);
+    IS_STR(b.data, "{\"channel\": \"n\\u003ce\\\"ws\", \"id\": 18446744073709551615, "
+           "\"neg\": -42, \"deleted\": true, \"this\": {\"no\": false}, "
+           "\"list\": [1, \"\"], \"raw\": {\"a\":1}}", "spaced: separators, escapes, nesting");
+    comet_buf_free(&b);
+
+    comet_json_start(&j, &b, COMET_JSON_COMPACT);
+    comet_json_open(&j, NULL, '{');
+    comet_json_u64(&j, "a", 1);
+    comet_json_u64(&j, "b", 2);
+    comet_json_close(&j);
+    OK(comet_json_finish(&j) == 0, "compact: finished");
+    comet_buf_append(&b, "", 1);
+    IS_STR(b.data, "{\"a\":1,\"b\":2}", "compact: no spaces");
+    comet_buf_free(&b);
+
+    comet_json_start(&j, &b, COMET_JSON_COMPACT);
+    comet_json_open(&j, NULL, '[');
+    OK(comet_json_finish(&j) == -1, "an open bracket is not finished");
+    comet_json_close(&j);
+    comet_json_close(&j);
+    OK(comet_json_finish(&j) == -1, "one close too many fails");
+    comet_buf_free(&b);
+
+    comet_json_start(&j, &b, COMET_JSON_COMPACT);
+    for (i = 0; i <= COMET_JSON_DEPTH_MAX; i++) {
+        comet_json_open(&j, NULL, '[');
+    }
+    OK(comet_json_finish(&j) == -1, "nesting past COMET_JSON_DEPTH_MAX fails");
+    comet_buf_free(&b);
+}
+
 int main(void)
 {
     int n;
+
+    test_writer();
 
     OK(P("[\"a\"]", &n) == 0 && n == 1 && !strcmp(joined, "a"), "one string");
     OK(P(" [ \"a\" , \"b\" ] ", &n) == 0 && n == 2 && !strcmp(joined, "a|b"), "two, white space");

@@ -14,7 +14,7 @@
 #include <apr_shm.h>
 #include <apr_global_mutex.h>
 
-#include "comet_store.h"
+#include "comet_store_shm.h"
 #include "unit.h"
 
 static apr_pool_t *pool;
@@ -441,33 +441,33 @@ static void test_sessions(void)
     apr_uint32_t flags = 0;
     int created = 0;
 
-    OK(st->session_open(st, "s:abc", 5, 10, 0, &created, &ref) == APR_SUCCESS && created,
+    OK(st->session.open(st, "s:abc", 5, 10, 0, &created, &ref) == APR_SUCCESS && created,
        "a session channel is created");
-    OK(st->session_open(st, "s:abc", 5, 10, 0, &created, &again) == APR_SUCCESS && !created
+    OK(st->session.open(st, "s:abc", 5, 10, 0, &created, &again) == APR_SUCCESS && !created
        && again.idx == ref.idx, "opening it again finds it");
-    OK(st->receiver_claim(st, 1, &ref, 111, &acked, &flags) == APR_SUCCESS && acked == 0
+    OK(st->session.claim(st, 1, &ref, 111, &acked, &flags) == APR_SUCCESS && acked == 0
        && (flags & COMET_CHAN_SESSION), "a receiver claims it");
-    OK(st->receiver_claim(st, 2, &ref, 222, &acked, &flags) == APR_EBUSY,
+    OK(st->session.claim(st, 2, &ref, 222, &acked, &flags) == APR_EBUSY,
        "a second receiver is refused");
-    st->ack(st, &ref, 0, COMET_CHAN_ENDING);
-    OK(st->receiver_claim(st, 2, &ref, 222, &acked, &flags) == APR_EAGAIN,
+    st->session.ack(st, &ref, 0, COMET_CHAN_ENDING);
+    OK(st->session.claim(st, 2, &ref, 222, &acked, &flags) == APR_EAGAIN,
        "... told to wait while the first one is ending");
-    st->receiver_release(st, &ref, 111);
-    OK(st->receiver_claim(st, 1, &ref, 111, &acked, &flags) == APR_SUCCESS
+    st->session.release(st, &ref, 111);
+    OK(st->session.claim(st, 1, &ref, 111, &acked, &flags) == APR_SUCCESS
        && !(flags & COMET_CHAN_ENDING), "... and once it let go, a receiver claims it");
     st->publish(st, "s:abc", 5, "x", 1, 0, &keep, &r1);
     st->publish(st, "s:abc", 5, "y", 1, 0, &keep, &r2);
-    OK(st->ack(st, &ref, r1.id, COMET_CHAN_OPENED) == APR_SUCCESS, "ack the first");
+    OK(st->session.ack(st, &ref, r1.id, COMET_CHAN_OPENED) == APR_SUCCESS, "ack the first");
     res = fetch(&ref, 0);
     OK(res.count == 1 && sink.ids[0] == r2.id, "acked messages are gone");
-    st->receiver_release(st, &ref, 111);
-    OK(st->receiver_claim(st, 2, &ref, 222, &acked, &flags) == APR_SUCCESS && acked == r1.id
+    st->session.release(st, &ref, 111);
+    OK(st->session.claim(st, 2, &ref, 222, &acked, &flags) == APR_SUCCESS && acked == r1.id
        && (flags & COMET_CHAN_OPENED), "the next receiver resumes after the ack");
     OK(st->publish(st, "s:abc", 5, "bye", 3, COMET_MSG_CLOSE, &keep, &r3) == APR_SUCCESS,
        "a close message");
     OK(st->publish(st, "s:abc", 5, "late", 4, 0, &keep, &r1) == APR_EOF,
        "nothing is taken after the close");
-    st->ack(st, &ref, r3.id, 0);
+    st->session.ack(st, &ref, r3.id, 0);
     res = fetch(&ref, r2.id);
     OK(res.count == 1 && sink.ids[0] == r3.id, "the close stays after its ack");
     st->info(st, "s:abc", 5, &info);
@@ -478,11 +478,11 @@ static void test_sessions(void)
        && st->info(st, "s:abc", 5, &info) == APR_SUCCESS, "housekeeping leaves sessions alone");
     {
         comet_chan_ref_t r2ref;
-        OK(st->session_open(st, "s:def", 5, 1, 0, &created, &r2ref) == APR_EAGAIN,
+        OK(st->session.open(st, "s:def", 5, 1, 0, &created, &r2ref) == APR_EAGAIN,
            "the session limit is enforced");
     }
     st->remove(st, "s:abc", 5, NULL);
-    OK(st->receiver_claim(st, 2, &ref, 222, &acked, &flags) == APR_NOTFOUND,
+    OK(st->session.claim(st, 2, &ref, 222, &acked, &flags) == APR_NOTFOUND,
        "a removed session is gone");
     OK(used_blocks() == 0, "no block left behind");
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "comet_util.h"
+#include "comet_json.h"
 #include "comet_transport.h"
 #include "unit.h"
 

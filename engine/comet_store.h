@@ -20,7 +20,6 @@
 #include <apr.h>
 #include <apr_pools.h>
 #include <apr_time.h>
-#include <apr_global_mutex.h>
 
 #include "comet_util.h"
 
@@ -99,6 +98,51 @@ typedef struct comet_store_stats_t {
  */
 typedef char *comet_fetch_alloc_fn(void *baton, comet_id_t id, apr_uint32_t flags,
                                    apr_time_t published, apr_size_t len);
+
+/**
+ * Sessions: channels read by one receiver at a time, whose messages go once
+ * they are delivered (SockJS sessions, and the supervisor's upstream queues).
+ * The same lock and status codes as the rest of the store.
+ */
+typedef struct comet_store_session_ops_t {
+    /**
+     * Find or create a session channel.
+     * @param max      most sessions at once (0: no limit); APR_EAGAIN past it
+     * @param owner    the client it belongs to (0: anyone); a session made by
+     *                 another owner answers APR_EACCES
+     * @param created  set to 1 if this call made it
+     */
+    apr_status_t (*open)(comet_store_t *st, const char *name, apr_size_t nlen,
+                         apr_uint32_t max, apr_uint64_t owner, int *created,
+                         comet_chan_ref_t *ref);
+
+    /**
+     * Become the session's receiver. @param token identifies the receiver
+     * (unique in the process, with `slot` in the store)
+     * @param acked receives the id delivered so far; @param flags its flags
+     * @return APR_EBUSY if another receiver has it, APR_EAGAIN if that one
+     *         is ending (COMET_CHAN_ENDING: try again in a moment), APR_NOTFOUND
+     *         if gone
+     */
+    apr_status_t (*claim)(comet_store_t *st, int slot, const comet_chan_ref_t *ref,
+                          apr_uint64_t token, comet_id_t *acked, apr_uint32_t *flags);
+
+    /** Stop being the receiver (no-op if `token` is not the receiver). */
+    apr_status_t (*release)(comet_store_t *st, const comet_chan_ref_t *ref,
+                            apr_uint64_t token);
+
+    /**
+     * Record delivery up to `id` (the messages go) and set `flags`
+     * (e.g. COMET_CHAN_OPENED). Works on any channel with a single reader.
+     */
+    apr_status_t (*ack)(comet_store_t *st, const comet_chan_ref_t *ref, comet_id_t id,
+                        apr_uint32_t flags);
+
+    /** Call `fn` with the name of every channel starting with `prefix`. */
+    apr_status_t (*list)(comet_store_t *st, const char *prefix,
+                         void (*fn)(void *baton, const char *name, apr_size_t len),
+                         void *baton);
+} comet_store_session_ops_t;
 
 /**
  * The store's functions. Every function takes and releases the store's lock
@@ -181,94 +225,8 @@ struct comet_store_t {
     /** Store-wide figures. */
     apr_status_t (*stats)(comet_store_t *st, comet_store_stats_t *stats);
 
-    /*
-     * Sessions: channels read by one receiver at a time, whose messages go
-     * once they are delivered.
-     */
-
-    /**
-     * Find or create a session channel.
-     * @param max      most sessions at once (0: no limit); APR_EAGAIN past it
-     * @param owner    the client it belongs to (0: anyone); a session made by
-     *                 another owner answers APR_EACCES
-     * @param created  set to 1 if this call made it
-     */
-    apr_status_t (*session_open)(comet_store_t *st, const char *name, apr_size_t nlen,
-                                 apr_uint32_t max, apr_uint64_t owner, int *created,
-                                 comet_chan_ref_t *ref);
-
-    /**
-     * Become the session's receiver. @param token identifies the receiver
-     * (unique in the process, with `slot` in the store)
-     * @param acked receives the id delivered so far; @param flags its flags
-     * @return APR_EBUSY if another receiver has it, APR_EAGAIN if that one
-     *         is ending (COMET_CHAN_ENDING: try again in a moment), APR_NOTFOUND
-     *         if gone
-     */
-    apr_status_t (*receiver_claim)(comet_store_t *st, int slot, const comet_chan_ref_t *ref,
-                                   apr_uint64_t token, comet_id_t *acked,
-                                   apr_uint32_t *flags);
-
-    /** Stop being the receiver (no-op if `token` is not the receiver). */
-    apr_status_t (*receiver_release)(comet_store_t *st, const comet_chan_ref_t *ref,
-                                     apr_uint64_t token);
-
-    /**
-     * Record delivery up to `id` (the messages go) and set `flags`
-     * (e.g. COMET_CHAN_OPENED). Works on any channel with a single reader.
-     */
-    apr_status_t (*ack)(comet_store_t *st, const comet_chan_ref_t *ref, comet_id_t id,
-                        apr_uint32_t flags);
-
-    /** Call `fn` with the name of every channel starting with `prefix`. */
-    apr_status_t (*list)(comet_store_t *st, const char *prefix,
-                         void (*fn)(void *baton, const char *name, apr_size_t len),
-                         void *baton);
+    /** Sessions (see comet_store_session_ops_t). */
+    comet_store_session_ops_t session;
 };
-
-/*******************************************************************************
- * the shared-memory store (comet_store_shm.c)
- ******************************************************************************/
-
-/**
- * Bytes of shared memory needed for the given segment size: the segment is
- * carved into fixed tables (slots, channels) and message blocks.
- */
-apr_size_t comet_store_shm_size(apr_size_t requested);
-
-/**
- * Lay out a fresh segment at `base`, or adopt one laid out earlier by the
- * same module version (graceful restart).
- * @param base      start of the shared memory, `size` bytes
- * @param nslots    how many processes may hold subscribers at once
- * @param instance  name prefix of the wake sockets; unique per server
- * @param fresh     1 to lay out anew, 0 to adopt (APR_EINVAL if the layout
- *                  does not match)
- */
-apr_status_t comet_store_shm_init(void *base, apr_size_t size, int nslots,
-                                  const char *instance, int fresh);
-
-/**
- * Open the store in the calling process.
- * @param mutex  the lock shared by every process (child-initialised)
- */
-apr_status_t comet_store_shm_open(comet_store_t **st, apr_pool_t *p, void *base,
-                                  apr_global_mutex_t *mutex);
-
-/**
- * Set the most channels the store may hold at once (0: as many as the
- * segment has room for); takes effect at once in every process.
- */
-void comet_store_shm_set_max_channels(void *base, apr_uint32_t max);
-
-/** The name this segment was laid out under (unique per server start). */
-const char *comet_store_shm_instance(const void *base);
-
-/**
- * Testing only: when set to n, a publish kills its own process with SIGKILL
- * at crash point n while holding the lock (1: message written, not linked;
- * 2: linked, counters not updated), to prove that the others recover.
- */
-extern volatile int comet_store_shm_crash_point;
 
 #endif /* COMET_STORE_H */

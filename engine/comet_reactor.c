@@ -553,7 +553,7 @@ static void sub_end(sub_t *s, comet_end_t why)
         /* the client comes back as soon as it reads the end: its next
          * receiver must wait for this one's last ack and release, or it
          * would be refused as a second connection */
-        s->r->store->ack(s->r->store, &s->links[0].ch->ref, s->acked_sent, COMET_CHAN_ENDING);
+        s->r->store->session.ack(s->r->store, &s->links[0].ch->ref, s->acked_sent, COMET_CHAN_ENDING);
     }
     heap_set(s->r, s);
     sub_want_flush(s->r, s);
@@ -568,7 +568,7 @@ static void sub_ack(sub_t *s)
     if (!s->session || s->acked_pending <= s->acked_sent || !s->nlinks || !s->links[0].ch) {
         return;
     }
-    rv = s->r->store->ack(s->r->store, &s->links[0].ch->ref, s->acked_pending, 0);
+    rv = s->r->store->session.ack(s->r->store, &s->links[0].ch->ref, s->acked_pending, 0);
     if (rv != APR_SUCCESS && rv != APR_NOTFOUND) {
         rlog(s->r, COMET_LOG_ERR, rv, "comet: cannot record delivery to %s", s->peer);
     }
@@ -948,7 +948,7 @@ static void reap(comet_reactor_t *r)
         r->reap_head = s->cnext;
         if (s->session && s->nlinks && s->links[0].ch && !s->links[0].ch->gone) {
             sub_ack(s);
-            r->store->receiver_release(r->store, &s->links[0].ch->ref, s->token);
+            r->store->session.release(r->store, &s->links[0].ch->ref, s->token);
         }
         for (i = 0; i < s->nbatch; i++) {
             lmsg_unref(s->batch[i]);

@@ -2,8 +2,8 @@
 
 /**
  * @file comet_util.h
- * @brief Small helpers of the engine: growable buffers, validators, the
- *        JSON/HTML-safe string escaper and number parsing. APR and libc only.
+ * @brief Small helpers of the engine: log levels, growable buffers,
+ *        validators and number parsing. APR and libc only.
  */
 #ifndef COMET_UTIL_H
 #define COMET_UTIL_H
@@ -21,6 +21,19 @@
 typedef apr_uint64_t comet_id_t;
 /** "No id": a subscriber without `since` only wants new messages. */
 #define COMET_ID_NONE ((comet_id_t)-1)
+
+/** Log levels of the engine, mapped by the caller onto its own. */
+typedef enum {
+    COMET_LOG_ERR = 0,
+    COMET_LOG_WARN,
+    COMET_LOG_INFO,
+    COMET_LOG_DEBUG,
+    COMET_LOG_TRACE
+} comet_log_level_t;
+
+/** Where the engine's log lines go (the reactor's, the supervisor's). */
+typedef void comet_log_fn(void *baton, comet_log_level_t level, apr_status_t rv,
+                          const char *msg);
 
 /*******************************************************************************
  * growable byte buffer (malloc based: used on hot paths, never from pools)
@@ -85,24 +98,5 @@ int comet_parse_u64(const char *s, apr_size_t len, apr_uint64_t *out);
  * @return 1 on success, else 0.
  */
 int comet_parse_size(const char *s, apr_uint64_t *out);
-
-/*******************************************************************************
- * escaping
- ******************************************************************************/
-
-/**
- * Append in[0..len) as the inside of a JSON string literal (no quotes) that is
- * also safe inside an HTML <script> block, a single- or double-quoted
- * JavaScript string and an event-stream line: quotes, backslash, controls,
- * < > & ' become escapes, as do U+2028/U+2029 and the other invisible ranges
- * SockJS asks for (U+200C-U+200F, U+202A-U+202F, U+2060-U+206F,
- * U+FFF0-U+FFFF); each byte of invalid UTF-8 becomes \ufffd.
- * The output is valid UTF-8 whatever the input.
- * @return 0 or -1 (out of memory)
- */
-int comet_json_escape(comet_buf_t *out, const char *in, apr_size_t len);
-
-/** Upper bound of the bytes comet_json_escape() appends for `len` bytes. */
-#define COMET_JSON_ESCAPE_BOUND(len) ((len) * 6)
 
 #endif /* COMET_UTIL_H */

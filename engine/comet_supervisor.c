@@ -34,14 +34,15 @@
 #include <sys/wait.h>
 
 #include <apr_strings.h>
+#include <apr_tables.h>
 
 #include "comet_supervisor.h"
+#include "comet_transport.h"
 
 #define TICK             apr_time_from_msec(200)
 #define READ_CHUNK       16384
 #define SOURCE_BACKOFF_MAX apr_time_from_sec(60)
 #define SOURCE_STABLE    apr_time_from_sec(10)
-#define GO_AWAY          "3000,\"Go away!\""
 #define DEFAULT_PATH     "PATH=/usr/local/bin:/usr/bin:/bin"
 
 enum { K_WAKE = 1, K_SIG, K_PARENT, K_OUT, K_ERR, K_IN };
@@ -126,108 +127,6 @@ static void slog(sup_t *u, comet_log_level_t level, apr_status_t rv, const char 
     if (u->log) {
         u->log(u->log_baton, level, rv, msg);
     }
-}
-
-apr_size_t comet_session_channel(char *buf, apr_size_t size, char kind, const char *sid)
-{
-    return (apr_size_t)apr_snprintf(buf, size, "%c:%s", kind, sid);
-}
-
-/*******************************************************************************
- * children's side: requests through the store
- ******************************************************************************/
-
-/* Line-safe copy: backslash and newline escaped. */
-static int put_escaped(comet_buf_t *b, const char *s, apr_size_t len)
-{
-    apr_size_t i;
-    int rv = 0;
-
-    for (i = 0; i < len && !rv; i++) {
-        if (s[i] == '\\') {
-            rv = comet_buf_puts(b, "\\\\");
-        }
-        else if (s[i] == '\n') {
-            rv = comet_buf_puts(b, "\\n");
-        }
-        else if (s[i] == '\r') {
-            rv = comet_buf_puts(b, "\\r");
-        }
-        else {
-            rv = comet_buf_append(b, s + i, 1);
-        }
-    }
-    return rv;
-}
-
-static apr_size_t unescape_inplace(char *s, apr_size_t len)
-{
-    apr_size_t i, o = 0;
-
-    for (i = 0; i < len; i++) {
-        if (s[i] == '\\' && i + 1 < len) {
-            i++;
-            s[o++] = s[i] == 'n' ? '\n' : s[i] == 'r' ? '\r' : s[i];
-        }
-        else {
-            s[o++] = s[i];
-        }
-    }
-    return o;
-}
-
-static comet_limits_t ctl_limits(void)
-{
-    comet_limits_t lim = { 1000, apr_time_from_sec(60), 1 << 20, 0 };
-    return lim;
-}
-
-apr_status_t comet_supervisor_open(comet_store_t *st, const char *sid, const char *backend,
-                                   const char *const *argv, const char *const *env)
-{
-    comet_buf_t b = { 0 };
-    comet_limits_t lim = ctl_limits();
-    comet_publish_result_t res;
-    apr_status_t rv;
-    int e = 0;
-
-    e |= comet_buf_puts(&b, "open ");
-    e |= comet_buf_puts(&b, sid);
-    e |= comet_buf_puts(&b, "\nbackend ");
-    e |= put_escaped(&b, backend, strlen(backend));
-    e |= comet_buf_puts(&b, "\n");
-    for (; argv && *argv; argv++) {
-        e |= comet_buf_puts(&b, "arg ");
-        e |= put_escaped(&b, *argv, strlen(*argv));
-        e |= comet_buf_puts(&b, "\n");
-    }
-    for (; env && *env; env++) {
-        e |= comet_buf_puts(&b, "env ");
-        e |= put_escaped(&b, *env, strlen(*env));
-        e |= comet_buf_puts(&b, "\n");
-    }
-    if (e) {
-        comet_buf_free(&b);
-        return APR_ENOMEM;
-    }
-    rv = st->publish(st, COMET_SUP_CTL, sizeof(COMET_SUP_CTL) - 1, b.data, b.len, 0, &lim, &res);
-    comet_buf_free(&b);
-    if (rv == APR_SUCCESS && res.subscribers == 0) {
-        /* nobody follows the control channel: no supervisor is running */
-        return APR_ENOPROC;
-    }
-    return rv;
-}
-
-apr_status_t comet_supervisor_send(comet_store_t *st, const char *sid, const char *data,
-                                   apr_size_t len, apr_size_t max_size, apr_size_t max_queue)
-{
-    char up[COMET_CHANNEL_MAX + 8];
-    comet_limits_t lim = { (apr_uint32_t)-1, 0, max_size, max_queue };
-    comet_publish_result_t res;
-    apr_size_t n = comet_session_channel(up, sizeof(up), 'u', sid);
-
-    return st->publish(st, up, n, data, len, 0, &lim, &res);
 }
 
 /*******************************************************************************
@@ -465,7 +364,7 @@ static void prog_release(sup_t *u, prog_t *p)
 /* Queue one line to the program's stdin. */
 static int prog_queue_line(prog_t *p, const char *data, apr_size_t len)
 {
-    return put_escaped(&p->wbuf, data, len) || comet_buf_puts(&p->wbuf, "\n") ? -1 : 0;
+    return comet_sup_escape(&p->wbuf, data, len) || comet_buf_puts(&p->wbuf, "\n") ? -1 : 0;
 }
 
 /* Write what the program takes now; 1 if everything went. */
@@ -673,7 +572,7 @@ static void sess_close(sup_t *u, sess_t *s)
     if (s->closed) {
         return;
     }
-    sess_publish(u, s, GO_AWAY, sizeof(GO_AWAY) - 1, COMET_MSG_CLOSE);
+    sess_publish(u, s, COMET_SOCKJS_GO_AWAY, sizeof(COMET_SOCKJS_GO_AWAY) - 1, COMET_MSG_CLOSE);
     /* and nothing more from the browser */
     u->st->publish(u->st, s->up, s->up_len, "", 0, COMET_MSG_CLOSE, &lim, &res);
     s->closed = 1;
@@ -753,7 +652,7 @@ static void sess_pump_up(sup_t *u, sess_t *s)
             return;
         }
         s->up_cursor = u->fetched_id;
-        u->st->ack(u->st, &s->up_ref, u->fetched_id, 0);
+        u->st->session.ack(u->st, &s->up_ref, u->fetched_id, 0);
         if (u->fetched_flags & COMET_MSG_CLOSE) {
             return;
         }
@@ -791,16 +690,16 @@ static void sess_open(sup_t *u, char *req, apr_size_t len)
         }
         else if (!strncmp(line, "backend ", 8)) {
             backend = line + 8;
-            backend[unescape_inplace(backend, strlen(backend))] = '\0';
+            backend[comet_sup_unescape(backend, strlen(backend))] = '\0';
         }
         else if (!strncmp(line, "arg ", 4)) {
             char *a = line + 4;
-            a[unescape_inplace(a, strlen(a))] = '\0';
+            a[comet_sup_unescape(a, strlen(a))] = '\0';
             *(char **)apr_array_push(argv) = a;
         }
         else if (!strncmp(line, "env ", 4)) {
             char *a = line + 4;
-            a[unescape_inplace(a, strlen(a))] = '\0';
+            a[comet_sup_unescape(a, strlen(a))] = '\0';
             *(char **)apr_array_push(env) = a;
         }
     }
@@ -814,8 +713,8 @@ static void sess_open(sup_t *u, char *req, apr_size_t len)
         return;
     }
     apr_cpystrn(s->sid, sid, sizeof(s->sid));
-    s->down_len = comet_session_channel(s->down, sizeof(s->down), 's', sid);
-    s->up_len = comet_session_channel(s->up, sizeof(s->up), 'u', sid);
+    s->down_len = comet_sup_channel(s->down, sizeof(s->down), 's', sid);
+    s->up_len = comet_sup_channel(s->up, sizeof(s->up), 'u', sid);
     prog_init(&s->prog, apr_psprintf(p, "session %s", sid));
     s->next = u->sessions;
     u->sessions = s;
@@ -905,7 +804,7 @@ static void orphan_close(void *baton, const char *name, apr_size_t len)
     comet_limits_t lim = { (apr_uint32_t)-1, 0, 64, 0 };
     comet_publish_result_t res;
 
-    u->st->publish(u->st, name, len, GO_AWAY, sizeof(GO_AWAY) - 1, COMET_MSG_CLOSE, &lim, &res);
+    u->st->publish(u->st, name, len, COMET_SOCKJS_GO_AWAY, sizeof(COMET_SOCKJS_GO_AWAY) - 1, COMET_MSG_CLOSE, &lim, &res);
 }
 
 /*******************************************************************************
@@ -1121,42 +1020,12 @@ static void sources_from_ctl(sup_t *u, char *req, apr_size_t len)
         }
         else if (!strncmp(line, "arg ", 4) && n && na < 32) {
             char *a = line + 4;
-            a[unescape_inplace(a, strlen(a))] = '\0';
+            a[comet_sup_unescape(a, strlen(a))] = '\0';
             args[n - 1][na++] = a;
             args[n - 1][na] = NULL;
         }
     }
     sources_set(u, list, n);
-}
-
-apr_status_t comet_supervisor_configure(comet_store_t *st, const comet_source_t *sources,
-                                        apr_size_t n)
-{
-    comet_buf_t b = { 0 };
-    comet_limits_t lim = ctl_limits();
-    comet_publish_result_t res;
-    apr_size_t i;
-    apr_status_t rv;
-    int e = comet_buf_puts(&b, "sources\n");
-
-    for (i = 0; i < n; i++) {
-        const char *const *a;
-        e |= comet_buf_puts(&b, "source ");
-        e |= comet_buf_puts(&b, sources[i].channel);
-        e |= comet_buf_puts(&b, sources[i].on_demand ? " 1\n" : " 0\n");
-        for (a = sources[i].argv; *a; a++) {
-            e |= comet_buf_puts(&b, "arg ");
-            e |= put_escaped(&b, *a, strlen(*a));
-            e |= comet_buf_puts(&b, "\n");
-        }
-    }
-    if (e) {
-        comet_buf_free(&b);
-        return APR_ENOMEM;
-    }
-    rv = st->publish(st, COMET_SUP_CTL, sizeof(COMET_SUP_CTL) - 1, b.data, b.len, 0, &lim, &res);
-    comet_buf_free(&b);
-    return rv;
 }
 
 /*******************************************************************************
@@ -1423,11 +1292,11 @@ void comet_supervisor_main(comet_store_t *st, const comet_supervisor_conf_t *con
     st->subscribe(st, u.slot, COMET_SUP_CTL, sizeof(COMET_SUP_CTL) - 1, 1, 0, &u.ctl_ref);
     st->fetch(st, &u.ctl_ref, 0, COMET_ID_NONE, fetch_one, &u, &res);
     u.ctl_cursor = res.last_id;
-    st->list(st, "s:", orphan_close, &u);
+    st->session.list(st, "s:", orphan_close, &u);
     {
         /* tell any other supervisor of this store to end */
         char hello[32];
-        comet_limits_t lim = ctl_limits();
+        comet_limits_t lim = comet_sup_ctl_limits();
         comet_publish_result_t pres;
         int n = apr_snprintf(hello, sizeof(hello), "supervisor %d", (int)getpid());
         st->publish(st, COMET_SUP_CTL, sizeof(COMET_SUP_CTL) - 1, hello, (apr_size_t)n, 0,

@@ -6,7 +6,23 @@
 
 #include <apr_strings.h>
 
+#include "comet_json.h"
 #include "comet_transport.h"
+
+/* {"heartbeat": <ms>, "cursors": {...}}: what a channel stream opens with. */
+static int open_object(comet_buf_t *out, const comet_stream_params_t *p)
+{
+    comet_json_t j;
+
+    comet_json_start(&j, out, COMET_JSON_SPACED);
+    comet_json_open(&j, NULL, '{');
+    comet_json_u64(&j, "heartbeat", (apr_uint64_t)apr_time_as_msec(p->heartbeat));
+    if (p->cursors) {
+        comet_json_raw(&j, "cursors", p->cursors, strlen(p->cursors));
+    }
+    comet_json_close(&j);
+    return comet_json_finish(&j);
+}
 
 static const char *end_reason(comet_end_t why)
 {
@@ -143,13 +159,9 @@ static int sse_prelude(comet_buf_t *out, const comet_stream_params_t *p)
     rv |= comet_buf_puts(out, "\nretry: ");
     rv |= comet_buf_put_u64(out, (apr_uint64_t)apr_time_as_msec(p->retry ? p->retry
                                                                   : apr_time_from_sec(1)));
-    rv |= comet_buf_puts(out, "\nevent: comet.open\ndata: {\"heartbeat\": ");
-    rv |= comet_buf_put_u64(out, (apr_uint64_t)apr_time_as_msec(p->heartbeat));
-    if (p->cursors) {
-        rv |= comet_buf_puts(out, ", \"cursors\": ");
-        rv |= comet_buf_puts(out, p->cursors);
-    }
-    rv |= comet_buf_puts(out, "}\n\n");
+    rv |= comet_buf_puts(out, "\nevent: comet.open\ndata: ");
+    rv |= open_object(out, p);
+    rv |= comet_buf_puts(out, "\n\n");
     return rv ? -1 : 0;
 }
 
@@ -235,14 +247,10 @@ const comet_transport_t comet_transport_sse_multi = {
 
 static int json_open(comet_buf_t *out, const comet_stream_params_t *p)
 {
-    int rv = comet_buf_puts(out, "{\"open\": {\"heartbeat\": ");
+    int rv = comet_buf_puts(out, "{\"open\": ");
 
-    rv |= comet_buf_put_u64(out, (apr_uint64_t)apr_time_as_msec(p->heartbeat));
-    if (p->cursors) {
-        rv |= comet_buf_puts(out, ", \"cursors\": ");
-        rv |= comet_buf_puts(out, p->cursors);
-    }
-    rv |= comet_buf_puts(out, "}}\n");
+    rv |= open_object(out, p);
+    rv |= comet_buf_puts(out, "}\n");
     return rv ? -1 : 0;
 }
 
@@ -261,15 +269,15 @@ static int stream_prelude(comet_buf_t *out, const comet_stream_params_t *p)
 static int json_message(comet_buf_t *out, comet_id_t id, const char *chan, apr_size_t clen,
                         const char *data, apr_size_t len)
 {
-    int rv = comet_buf_puts(out, "{\"id\": ");
+    comet_json_t j;
 
-    rv |= comet_buf_put_u64(out, id);
-    rv |= comet_buf_puts(out, ", \"channel\": \"");
-    rv |= comet_json_escape(out, chan, clen);
-    rv |= comet_buf_puts(out, "\", \"data\": \"");
-    rv |= comet_json_escape(out, data, len);
-    rv |= comet_buf_puts(out, "\"}\n");
-    return rv ? -1 : 0;
+    comet_json_start(&j, out, COMET_JSON_SPACED);
+    comet_json_open(&j, NULL, '{');
+    comet_json_u64(&j, "id", id);
+    comet_json_str(&j, "channel", chan, clen);
+    comet_json_str(&j, "data", data, len);
+    comet_json_close(&j);
+    return comet_json_finish(&j) || comet_buf_puts(out, "\n") ? -1 : 0;
 }
 
 static int json_heartbeat(comet_buf_t *out, const comet_stream_params_t *p)
@@ -279,11 +287,14 @@ static int json_heartbeat(comet_buf_t *out, const comet_stream_params_t *p)
 
 static int json_end(comet_buf_t *out, const comet_stream_params_t *p, comet_end_t why)
 {
-    int rv = comet_buf_puts(out, "{\"end\": \"");
+    comet_json_t j;
+    const char *reason = end_reason(why);
 
-    rv |= comet_buf_puts(out, end_reason(why));
-    rv |= comet_buf_puts(out, "\"}\n");
-    return rv ? -1 : 0;
+    comet_json_start(&j, out, COMET_JSON_SPACED);
+    comet_json_open(&j, NULL, '{');
+    comet_json_str(&j, "end", reason, strlen(reason));
+    comet_json_close(&j);
+    return comet_json_finish(&j) || comet_buf_puts(out, "\n") ? -1 : 0;
 }
 
 const comet_transport_t comet_transport_stream = {
@@ -310,16 +321,19 @@ const comet_transport_t comet_transport_longpoll = {
 /* a["<message>"] */
 static int sockjs_array(comet_buf_t *out, const comet_frame_msg_t *msgs, apr_size_t n)
 {
+    comet_json_t j;
     apr_size_t i;
-    int rv = comet_buf_puts(out, "a[");
 
-    for (i = 0; i < n; i++) {
-        rv |= comet_buf_puts(out, i ? ",\"" : "\"");
-        rv |= comet_json_escape(out, msgs[i].data, msgs[i].len);
-        rv |= comet_buf_puts(out, "\"");
+    if (comet_buf_puts(out, "a") < 0) {
+        return -1;
     }
-    rv |= comet_buf_puts(out, "]");
-    return rv ? -1 : 0;
+    comet_json_start(&j, out, COMET_JSON_COMPACT);
+    comet_json_open(&j, NULL, '[');
+    for (i = 0; i < n; i++) {
+        comet_json_str(&j, NULL, msgs[i].data, msgs[i].len);
+    }
+    comet_json_close(&j);
+    return comet_json_finish(&j);
 }
 
 static int sockjs_close_frame(comet_buf_t *out, const char *data, apr_size_t len)

@@ -67,7 +67,7 @@
 
 #include <apr_strings.h>
 
-#include "comet_store.h"
+#include "comet_store_shm.h"
 
 #define SHM_MAGIC        "COMETSH1"
 #define SHM_VERSION      6
@@ -1663,11 +1663,11 @@ apr_status_t comet_store_shm_open(comet_store_t **st, apr_pool_t *p, void *base,
     s->pub.drain = shm_drain;
     s->pub.maintain = shm_maintain;
     s->pub.stats = shm_stats;
-    s->pub.session_open = shm_session_open;
-    s->pub.receiver_claim = shm_receiver_claim;
-    s->pub.receiver_release = shm_receiver_release;
-    s->pub.ack = shm_ack;
-    s->pub.list = shm_list;
+    s->pub.session.open = shm_session_open;
+    s->pub.session.claim = shm_receiver_claim;
+    s->pub.session.release = shm_receiver_release;
+    s->pub.session.ack = shm_ack;
+    s->pub.session.list = shm_list;
     *st = &s->pub;
     return APR_SUCCESS;
 }

@@ -9,6 +9,7 @@
 #include <apr_lib.h>
 
 #include "comet_i18n.h"
+#include "comet_json.h"
 
 static const comet_string_t en[] = {
     { "CONNECTING", "Connecting\xe2\x80\xa6" },
@@ -222,36 +223,26 @@ const char *comet_lang_text(const comet_lang_t *lang, const char *key)
     return NULL;
 }
 
-static int put_pair(comet_buf_t *out, int *first, const char *key, const char *text)
-{
-    int rv = comet_buf_puts(out, *first ? "\"" : ", \"");
-
-    *first = 0;
-    rv |= comet_json_escape(out, key, strlen(key));
-    rv |= comet_buf_puts(out, "\": \"");
-    rv |= comet_json_escape(out, text, strlen(text));
-    rv |= comet_buf_puts(out, "\"");
-    return rv;
-}
-
 int comet_lang_json(comet_buf_t *out, const comet_lang_t *lang, const char *const *over,
                     apr_size_t n)
 {
     const comet_string_t *s;
     apr_size_t i;
-    int rv = comet_buf_puts(out, "{"), first = 1;
+    comet_json_t j;
 
-    for (s = comet_langs[0].strings; s->key && !rv; s++) {
+    comet_json_start(&j, out, COMET_JSON_SPACED);
+    comet_json_open(&j, NULL, '{');
+    for (s = comet_langs[0].strings; s->key; s++) {
         const char *text = comet_lang_text(lang, s->key);
         for (i = 0; i < n; i++) {
             if (!strcmp(over[2 * i], s->key)) {
                 text = over[2 * i + 1];
             }
         }
-        rv |= put_pair(out, &first, s->key, text);
+        comet_json_str(&j, s->key, text, strlen(text));
     }
     /* keys only the configuration knows */
-    for (i = 0; i < n && !rv; i++) {
+    for (i = 0; i < n; i++) {
         apr_size_t k;
         int later = 0;
         if (comet_lang_text(NULL, over[2 * i])) {
@@ -261,9 +252,9 @@ int comet_lang_json(comet_buf_t *out, const comet_lang_t *lang, const char *cons
             later |= !strcmp(over[2 * k], over[2 * i]);
         }
         if (!later) {
-            rv |= put_pair(out, &first, over[2 * i], over[2 * i + 1]);
+            comet_json_str(&j, over[2 * i], over[2 * i + 1], strlen(over[2 * i + 1]));
         }
     }
-    rv |= comet_buf_puts(out, "}");
-    return rv ? -1 : 0;
+    comet_json_close(&j);
+    return comet_json_finish(&j);
 }

@@ -27,19 +27,6 @@
 typedef struct comet_reactor_t comet_reactor_t;
 typedef struct comet_held_t comet_held_t;
 
-/** Log levels of the reactor, mapped by the caller onto its own. */
-typedef enum {
-    COMET_LOG_ERR = 0,
-    COMET_LOG_WARN,
-    COMET_LOG_INFO,
-    COMET_LOG_DEBUG,
-    COMET_LOG_TRACE
-} comet_log_level_t;
-
-/** Where the reactor's log lines go. */
-typedef void comet_log_fn(void *baton, comet_log_level_t level, apr_status_t rv,
-                          const char *msg);
-
 /** Most channels one stream may follow. */
 #define COMET_SUB_CHANNELS_MAX 16
 
