@@ -182,12 +182,16 @@ void comet_json_start(comet_json_t *j, comet_buf_t *out, comet_json_style_t styl
 }
 
 /* What goes before a value: a comma after a sibling, the key and a colon. */
-static int json_value_begin(comet_json_t *j, const char *key)
+static int json_value_begin(comet_json_t *j, const char *key, apr_size_t klen)
 {
     int spaced = j->style == COMET_JSON_SPACED;
 
     if (j->failed) {
         return -1;
+    }
+    if (j->keyed) {
+        j->keyed = 0;
+        return 0;
     }
     if (j->depth) {
         if (j->filled[j->depth - 1] && comet_buf_puts(j->out, spaced ? ", " : ",") < 0) {
@@ -195,12 +199,20 @@ static int json_value_begin(comet_json_t *j, const char *key)
         }
         j->filled[j->depth - 1] = 1;
     }
-    if (key && (comet_buf_puts(j->out, "\"") < 0
-                || comet_json_escape(j->out, key, strlen(key)) < 0
+    if (key && (comet_buf_puts(j->out, "\"") < 0 || comet_json_escape(j->out, key, klen) < 0
                 || comet_buf_puts(j->out, spaced ? "\": " : "\":") < 0)) {
         return j->failed = -1;
     }
     return 0;
+}
+
+#define VALUE_BEGIN(j, key) json_value_begin(j, key, key ? strlen(key) : 0)
+
+void comet_json_key(comet_json_t *j, const char *key, apr_size_t len)
+{
+    if (json_value_begin(j, key, len) == 0) {
+        j->keyed = 1;
+    }
 }
 
 static void json_put(comet_json_t *j, const char *s, apr_size_t len)
@@ -212,7 +224,7 @@ static void json_put(comet_json_t *j, const char *s, apr_size_t len)
 
 void comet_json_open(comet_json_t *j, const char *key, char bracket)
 {
-    if (json_value_begin(j, key) < 0) {
+    if (VALUE_BEGIN(j, key) < 0) {
         return;
     }
     if (j->depth == COMET_JSON_DEPTH_MAX) {
@@ -237,7 +249,7 @@ void comet_json_close(comet_json_t *j)
 
 void comet_json_str(comet_json_t *j, const char *key, const char *s, apr_size_t len)
 {
-    if (json_value_begin(j, key) < 0) {
+    if (VALUE_BEGIN(j, key) < 0) {
         return;
     }
     json_put(j, "\"", 1);
@@ -249,14 +261,14 @@ void comet_json_str(comet_json_t *j, const char *key, const char *s, apr_size_t 
 
 void comet_json_u64(comet_json_t *j, const char *key, apr_uint64_t v)
 {
-    if (json_value_begin(j, key) == 0 && comet_buf_put_u64(j->out, v) < 0) {
+    if (VALUE_BEGIN(j, key) == 0 && comet_buf_put_u64(j->out, v) < 0) {
         j->failed = -1;
     }
 }
 
 void comet_json_i64(comet_json_t *j, const char *key, apr_int64_t v)
 {
-    if (json_value_begin(j, key) < 0) {
+    if (VALUE_BEGIN(j, key) < 0) {
         return;
     }
     if (v < 0) {
@@ -270,14 +282,14 @@ void comet_json_i64(comet_json_t *j, const char *key, apr_int64_t v)
 
 void comet_json_bool(comet_json_t *j, const char *key, int v)
 {
-    if (json_value_begin(j, key) == 0) {
+    if (VALUE_BEGIN(j, key) == 0) {
         json_put(j, v ? "true" : "false", v ? 4 : 5);
     }
 }
 
 void comet_json_raw(comet_json_t *j, const char *key, const char *json, apr_size_t len)
 {
-    if (json_value_begin(j, key) == 0) {
+    if (VALUE_BEGIN(j, key) == 0) {
         json_put(j, json, len);
     }
 }

@@ -57,6 +57,7 @@ typedef struct comet_json_t {
     unsigned depth;
     unsigned char closer[COMET_JSON_DEPTH_MAX];   /**< '}' or ']' per level */
     unsigned char filled[COMET_JSON_DEPTH_MAX];   /**< a value was written there */
+    int keyed;                        /**< comet_json_key wrote the next value's key */
     int failed;
 } comet_json_t;
 
@@ -71,6 +72,12 @@ void comet_json_open(comet_json_t *j, const char *key, char bracket);
 
 /** Close the innermost object or array. */
 void comet_json_close(comet_json_t *j);
+
+/**
+ * The key of the next value, of `len` bytes (for keys that are not
+ * NUL-terminated); that value is then written with key NULL.
+ */
+void comet_json_key(comet_json_t *j, const char *key, apr_size_t len);
 
 /** A string value, escaped (see comet_json_escape); key as for open. */
 void comet_json_str(comet_json_t *j, const char *key, const char *s, apr_size_t len);

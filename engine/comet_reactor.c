@@ -1,4 +1,4 @@
-/* Licensed under the Apache License, Version 2.0 (the "License"); see README. */
+/* Licensed under the Apache License, Version 2.0 (the "License"); see LICENSE. */
 
 /*
  * The per-process event loop; see comet_reactor.h.
@@ -1700,7 +1700,7 @@ void comet_reactor_quiesce(comet_reactor_t *r)
     }
 }
 
-void comet_reactor_destroy(comet_reactor_t *r, apr_interval_time_t grace)
+void comet_reactor_destroy(comet_reactor_t *r)
 {
     sub_t *s;
     qnode_t *q;
@@ -1709,7 +1709,6 @@ void comet_reactor_destroy(comet_reactor_t *r, apr_interval_time_t grace)
     if (!r) {
         return;
     }
-    (void)grace;
     r->stopping = 1;
     if (r->started) {
         poke(r);

@@ -1,4 +1,4 @@
-/* Licensed under the Apache License, Version 2.0 (the "License"); see README. */
+/* Licensed under the Apache License, Version 2.0 (the "License"); see LICENSE. */
 
 /**
  * @file comet_reactor.h
@@ -79,11 +79,11 @@ apr_status_t comet_reactor_create(comet_reactor_t **r, comet_store_t *store,
 apr_status_t comet_reactor_start(comet_reactor_t *r);
 
 /**
- * End every stream (telling clients to reconnect), wait up to `grace` for
- * them to take the last bytes, stop the thread and free everything. The slot
- * stays claimed; the caller releases it.
+ * End every stream (telling clients to reconnect), wait a few seconds at
+ * most for them to take the last bytes, stop the thread and free everything.
+ * The slot stays claimed; the caller releases it.
  */
-void comet_reactor_destroy(comet_reactor_t *r, apr_interval_time_t grace);
+void comet_reactor_destroy(comet_reactor_t *r);
 
 /**
  * Ask the reactor to wind down without waiting (e.g. a graceful stop has

@@ -13,9 +13,9 @@ sub slurp {
     return <$fh>;
 }
 
-my $code = slurp("$top/mod_comet.c");
-my @directives = $code =~ /AP_INIT_[A-Z0-9]+\("(Comet\w+)"/g;
-cmp_ok scalar(@directives), '>=', 20, scalar(@directives) . ' directives in mod_comet.c';
+my $code = slurp("$top/httpd/comet_config.c");
+my @directives = $code =~ /(?:AP_INIT_[A-Z0-9]+|NUM)\("(Comet\w+)"/g;
+cmp_ok scalar(@directives), '>=', 20, scalar(@directives) . ' directives in httpd/comet_config.c';
 
 my $conf = slurp("$top/conf/comet.conf");
 my $readme = slurp("$top/README.md");

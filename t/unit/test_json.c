@@ -1,4 +1,4 @@
-/* Licensed under the Apache License, Version 2.0 (the "License"); see README. */
+/* Licensed under the Apache License, Version 2.0 (the "License"); see LICENSE. */
 
 /* Unit tests of the JSON writer and of the SockJS payload parser. */
 
@@ -73,10 +73,12 @@ static void test_writer(void)
     comet_json_open(&j, NULL, '{');
     comet_json_u64(&j, "a", 1);
     comet_json_u64(&j, "b", 2);
+    comet_json_key(&j, "c,d", 1);
+    comet_json_u64(&j, NULL, 3);
     comet_json_close(&j);
     OK(comet_json_finish(&j) == 0, "compact: finished");
     comet_buf_append(&b, "", 1);
-    IS_STR(b.data, "{\"a\":1,\"b\":2}", "compact: no spaces");
+    IS_STR(b.data, "{\"a\":1,\"b\":2,\"c\":3}", "compact: no spaces; a key of some length");
     comet_buf_free(&b);
 
     comet_json_start(&j, &b, COMET_JSON_COMPACT);

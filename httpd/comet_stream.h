@@ -1,0 +1,45 @@
+/* Licensed under the Apache License, Version 2.0 (the "License"); see LICENSE. */
+
+/**
+ * @file comet_stream.h
+ * @brief A long-lived response (a channel stream, a SockJS receiver) from its
+ *        headers to the moment it leaves the handler: the socket goes to the
+ *        child's event loop (comet_reactor.h), or, where the loop cannot
+ *        write it (TLS, HTTP/2, an output filter that rewrites the body,
+ *        CometStreamMode thread), the handler's thread stays and writes what
+ *        the loop hands it.
+ */
+#ifndef COMET_STREAM_H
+#define COMET_STREAM_H
+
+#include "mod_comet.h"
+#include "comet_config.h"
+#include "comet_reactor.h"
+
+/**
+ * Prepare the response of a stream: this content type, no compression, no
+ * keep-alive, no request timeout, no caching anywhere.
+ */
+void comet_stream_headers(request_rec *r, const char *content_type);
+
+/**
+ * Send bytes (none: just the headers) and flush.
+ * @param bb  a brigade of the request, reused
+ * @return 0, or -1 if the client is gone
+ */
+int comet_stream_send(request_rec *r, apr_bucket_brigade *bb, const char *data,
+                      apr_size_t len);
+
+/**
+ * Hand a stream over, once its headers and what the handler wrote went out.
+ * @param spec   what the loop needs (transport, channels, cursors, limits);
+ *               its fd, peer, chunked and queue limit are filled in here
+ * @param taken  set to 1 if the loop took the stream (it then releases what
+ *               the stream holds in the store), 0 if not (the caller does)
+ * @return OK (the stream may have ended with its end frame if the child is
+ *         stopping)
+ */
+int comet_stream_handoff(request_rec *r, const comet_dir_conf_t *conf,
+                         comet_sub_spec_t *spec, int *taken);
+
+#endif /* COMET_STREAM_H */
