@@ -1,4 +1,4 @@
-/* Licensed under the Apache License, Version 2.0 (the "License"); see README. */
+/* Licensed under the Apache License, Version 2.0 (the "License"); see LICENSE. */
 
 /* Built-in string tables and Accept-Language negotiation; see comet_i18n.h.
  * Placeholders are %s, filled in order by the widgets' t() function. */

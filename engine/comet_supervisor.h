@@ -1,9 +1,9 @@
-/* Licensed under the Apache License, Version 2.0 (the "License"); see README. */
+/* Licensed under the Apache License, Version 2.0 (the "License"); see LICENSE. */
 
 /**
  * @file comet_supervisor.h
  * @brief The process that owns every server-side program: the backend of
- *        each socket session (the seed's "unique process") and the channel
+ *        each socket session (the "unique process" of the PHP widgets mod_comet rebuilds) and the channel
  *        sources. Forked once by httpd's parent and kept across graceful
  *        restarts, so neither a recycled child nor a new generation ends a
  *        session or starts a program twice.

@@ -1,4 +1,4 @@
-/* Licensed under the Apache License, Version 2.0 (the "License"); see README. */
+/* Licensed under the Apache License, Version 2.0 (the "License"); see LICENSE. */
 
 /* What every fuzz target shares: the libFuzzer entry points, a check that
  * aborts (libFuzzer and the replay driver both report an abort as a crash)

@@ -1,4 +1,4 @@
-/* Licensed under the Apache License, Version 2.0 (the "License"); see README. */
+/* Licensed under the Apache License, Version 2.0 (the "License"); see LICENSE. */
 
 /* Accept-Language negotiation and the string tables (comet_i18n.c): any
  * header picks a built-in language; any tag finds one or none; a table with

@@ -1,4 +1,4 @@
-/* Licensed under the Apache License, Version 2.0 (the "License"); see README. */
+/* Licensed under the Apache License, Version 2.0 (the "License"); see LICENSE. */
 
 /* The SockJS payload parser (comet_json.c): whatever the input, either -1 or
  * strings of valid UTF-8; what it accepts, written out again with

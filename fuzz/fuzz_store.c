@@ -1,4 +1,4 @@
-/* Licensed under the Apache License, Version 2.0 (the "License"); see README. */
+/* Licensed under the Apache License, Version 2.0 (the "License"); see LICENSE. */
 
 /* The shared-memory store (comet_store_shm.c) driven by the input: a small
  * anonymous segment, an APR global mutex, two "processes" (two opens of the

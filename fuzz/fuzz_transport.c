@@ -1,4 +1,4 @@
-/* Licensed under the Apache License, Version 2.0 (the "License"); see README. */
+/* Licensed under the Apache License, Version 2.0 (the "License"); see LICENSE. */
 
 /* The framing of every transport (comet_transport.c). Input: a transport, an
  * end reason, a message id, then callback NUL channel NUL data. Checks:

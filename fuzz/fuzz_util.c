@@ -1,6 +1,6 @@
-/* Licensed under the Apache License, Version 2.0 (the "License"); see README. */
+/* Licensed under the Apache License, Version 2.0 (the "License"); see LICENSE. */
 
-/* The escaper and the validators of comet_util.c against the input:
+/* The escaper (comet_json.c) and the validators (comet_util.c) against the input:
  *  - comet_json_escape: valid UTF-8 out whatever comes in, nothing raw that
  *    could end a <script>, a quoted string or an event-stream line, within
  *    its bound, and (for valid UTF-8) the JSON parser gives the input back;

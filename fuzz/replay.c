@@ -1,4 +1,4 @@
-/* Licensed under the Apache License, Version 2.0 (the "License"); see README. */
+/* Licensed under the Apache License, Version 2.0 (the "License"); see LICENSE. */
 
 /* Without libFuzzer (no clang): run a target over files and directories of
  * inputs, as `target -runs=0 corpus/` would. Exits non-zero, with the

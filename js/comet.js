@@ -1,4 +1,4 @@
-/* Licensed under the Apache License, Version 2.0 (the "License"); see README. */
+/* Licensed under the Apache License, Version 2.0 (the "License"); see LICENSE. */
 
 /*
  * comet.js: the browser side of mod_comet, the Pxxo_Widget_Comet class.
@@ -24,7 +24,7 @@
  *   stream    fetch() reading the body as it comes (XHR progress events
  *             where fetch cannot stream), ?transport=stream: newline-
  *             delimited JSON, for browsers without EventSource;
- *   iframe    the forever iframe of the seed: works everywhere, but costs a
+ *   iframe    the forever iframe of the PHP widgets: works everywhere, but costs a
  *             document per stream;
  *   longpoll  one request per batch of messages, ?transport=longpoll: the
  *             slowest, and the only one a buffering proxy cannot hold back.

@@ -1,4 +1,4 @@
-/* Licensed under the Apache License, Version 2.0 (the "License"); see README. */
+/* Licensed under the Apache License, Version 2.0 (the "License"); see LICENSE. */
 
 /*
  * socket.js: the browser side of mod_comet's sockets, the Pxxo_Widget_Socket
@@ -20,7 +20,7 @@
  * On the wire it is SockJS 0.3 over HTTP, as sockjs-client speaks it: each
  * connect() opens a session <url>/<server>/<session>/ whose messages come
  * down over one receiver at a time, tried in this order until one opens:
- *   htmlfile       a forever iframe (the seed's transport) calling
+ *   htmlfile       a forever iframe (the PHP widgets' transport) calling
  *                  <Class>.cb.<id>.start(), .message(frame), .stop()
  *   xhr_streaming  one POST whose response grows, a frame per line
  *   xhr            long polling: one POST per batch of frames

@@ -1,4 +1,4 @@
-/* Licensed under the Apache License, Version 2.0 (the "License"); see README. */
+/* Licensed under the Apache License, Version 2.0 (the "License"); see LICENSE. */
 
 /* Unit tests of the shared-memory store, without httpd: several processes
  * sharing one segment and one lock, as Apache's children do. */
