@@ -41,8 +41,8 @@
  * so an idle 64 MB segment costs only the pages in use.
  *
  * Locking: one global mutex guards everything. A process about to change the
- * segment writes its pid into header->writer and clears it when done. If it
- * dies in between (SIGKILL while publishing), the robust mutex passes to the
+ * segment writes its pid into header->writer, and clears it as it unlocks. If
+ * it dies in between (SIGKILL while publishing), the robust mutex passes to the
  * next process, which finds `writer` set and repairs: it rebuilds the free
  * lists, the hash chains and every channel's counters from what is reachable,
  * so a half-done change costs at most the message being written.
@@ -311,6 +311,19 @@ apr_status_t comet_store_shm_init(void *base, apr_size_t size, int nslots,
 
 static void repair(shm_store_t *s);
 
+static void begin_change(shm_store_t *s)
+{
+    s->hdr->writer = (apr_int32_t)getpid();
+    COMPILER_FENCE();
+}
+
+static void end_change(shm_store_t *s)
+{
+    COMPILER_FENCE();
+    s->hdr->writer = 0;
+}
+
+/* Leaves `writer` at 0: a repair, if one was due, ends its change. */
 static apr_status_t lock_store(shm_store_t *s)
 {
     apr_status_t rv = apr_global_mutex_lock(s->mutex);
@@ -323,21 +336,12 @@ static apr_status_t lock_store(shm_store_t *s)
     return APR_SUCCESS;
 }
 
+/* Ends the change, if one began (a no-op otherwise: `writer` is still 0), so
+ * that no exit of a store function can leave the mark behind. */
 static void unlock_store(shm_store_t *s)
 {
+    end_change(s);
     apr_global_mutex_unlock(s->mutex);
-}
-
-static void begin_change(shm_store_t *s)
-{
-    s->hdr->writer = (apr_int32_t)getpid();
-    COMPILER_FENCE();
-}
-
-static void end_change(shm_store_t *s)
-{
-    COMPILER_FENCE();
-    s->hdr->writer = 0;
 }
 
 static int block_ok(shm_store_t *s, apr_uint32_t i)
@@ -868,7 +872,7 @@ static apr_status_t shm_publish(comet_store_t *st, const char *name, apr_size_t 
     apr_uint32_t hash = comet_hash32(name, clen), ci, m, b, nblk;
     apr_time_t now = apr_time_now();
     int wake[SLOTS_MAX];
-    int nwake;
+    int nwake = 0;
     shm_chan_t *c;
     shm_msg_t *msg;
     apr_size_t off, chunk;
@@ -885,22 +889,19 @@ static apr_status_t shm_publish(comet_store_t *st, const char *name, apr_size_t 
     begin_change(s);
     ci = chan_find_or_create(s, name, clen, hash, now);
     if (ci == NIL) {
-        end_change(s);
-        unlock_store(s);
-        return chans_capped(s) ? APR_EAGAIN : APR_ENOSPC;
+        rv = chans_capped(s) ? APR_EAGAIN : APR_ENOSPC;
+        goto done;
     }
     c = CHAN(s, ci);
     if (c->flags & COMET_CHAN_CLOSED) {
         /* a closed session takes nothing more */
-        end_change(s);
-        unlock_store(s);
-        return APR_EOF;
+        rv = APR_EOF;
+        goto done;
     }
     chan_expire(s, c, now);
     if (lim->max_bytes && c->bytes + len > lim->max_bytes) {
-        end_change(s);
-        unlock_store(s);
-        return APR_EAGAIN;
+        rv = APR_EAGAIN;
+        goto done;
     }
     {
         apr_uint32_t len_max = lim->buffer_length ? lim->buffer_length : 1;
@@ -920,9 +921,8 @@ static apr_status_t shm_publish(comet_store_t *st, const char *name, apr_size_t 
         m = blocks_alloc(s, nblk);
         if (m == NIL) {
             c->touched = now;
-            end_change(s);
-            unlock_store(s);
-            return APR_ENOSPC;
+            rv = APR_ENOSPC;
+            goto done;
         }
     }
     msg = MSG(s, m);
@@ -964,10 +964,10 @@ static apr_status_t shm_publish(comet_store_t *st, const char *name, apr_size_t 
     nwake = chan_notify(s, ci, wake, SLOTS_MAX);
     res->id = id;
     res->subscribers = c->subscribers;
-    end_change(s);
+done:
     unlock_store(s);
     wake_slots(s, wake, nwake);
-    return APR_SUCCESS;
+    return rv;
 }
 
 static apr_status_t shm_fetch(comet_store_t *st, const comet_chan_ref_t *ref, int slot,
@@ -990,14 +990,12 @@ static apr_status_t shm_fetch(comet_store_t *st, const comet_chan_ref_t *ref, in
     }
     c = CHAN(s, ref->idx);
     if (!c->in_use || c->gen != ref->gen) {
-        unlock_store(s);
         res->gone = 1;
-        return APR_SUCCESS;
+        goto done;
     }
     res->last_id = c->last_id;
     if (since == COMET_ID_NONE) {
-        unlock_store(s);
-        return APR_SUCCESS;
+        goto done;
     }
     res->gap = since < c->evicted_id;
     for (m = c->head; m != NIL; m = MSG(s, m)->next_msg) {
@@ -1039,8 +1037,9 @@ static apr_status_t shm_fetch(comet_store_t *st, const comet_chan_ref_t *ref, in
             }
         }
     }
+done:
     unlock_store(s);
-    return APR_SUCCESS;
+    return rv;
 }
 
 static apr_status_t shm_info(comet_store_t *st, const char *name, apr_size_t clen,
@@ -1058,8 +1057,8 @@ static apr_status_t shm_info(comet_store_t *st, const char *name, apr_size_t cle
     }
     ci = chan_find(s, name, clen, comet_hash32(name, clen));
     if (ci == NIL) {
-        unlock_store(s);
-        return APR_NOTFOUND;
+        rv = APR_NOTFOUND;
+        goto done;
     }
     c = CHAN(s, ci);
     for (m = c->head; m != NIL; m = MSG(s, m)->next_msg) {
@@ -1081,8 +1080,9 @@ static apr_status_t shm_info(comet_store_t *st, const char *name, apr_size_t cle
     info->receiver = c->receiver != 0;
     info->detached_at = c->detached_at;
     info->acked_id = c->acked_id;
+done:
     unlock_store(s);
-    return APR_SUCCESS;
+    return rv;
 }
 
 static apr_status_t shm_remove(comet_store_t *st, const char *name, apr_size_t clen,
@@ -1090,7 +1090,7 @@ static apr_status_t shm_remove(comet_store_t *st, const char *name, apr_size_t c
 {
     shm_store_t *s = (shm_store_t *)st;
     int wake[SLOTS_MAX];
-    int nwake;
+    int nwake = 0;
     apr_uint32_t ci;
     apr_status_t rv;
 
@@ -1099,8 +1099,8 @@ static apr_status_t shm_remove(comet_store_t *st, const char *name, apr_size_t c
     }
     ci = chan_find(s, name, clen, comet_hash32(name, clen));
     if (ci == NIL) {
-        unlock_store(s);
-        return APR_NOTFOUND;
+        rv = APR_NOTFOUND;
+        goto done;
     }
     begin_change(s);
     if (subscribers) {
@@ -1109,10 +1109,10 @@ static apr_status_t shm_remove(comet_store_t *st, const char *name, apr_size_t c
     /* the followers find the generation changed when they fetch */
     nwake = chan_notify(s, ci, wake, SLOTS_MAX);
     chan_free(s, ci);
-    end_change(s);
+done:
     unlock_store(s);
     wake_slots(s, wake, nwake);
-    return APR_SUCCESS;
+    return rv;
 }
 
 static apr_status_t shm_subscribe(comet_store_t *st, int slot, const char *name,
@@ -1134,16 +1134,14 @@ static apr_status_t shm_subscribe(comet_store_t *st, int slot, const char *name,
     begin_change(s);
     ci = chan_find_or_create(s, name, clen, hash, now);
     if (ci == NIL) {
-        end_change(s);
-        unlock_store(s);
-        return chans_capped(s) ? APR_EAGAIN : APR_ENOSPC;
+        rv = chans_capped(s) ? APR_EAGAIN : APR_ENOSPC;
+        goto done;
     }
     c = CHAN(s, ci);
     if (max && c->subscribers + n > max) {
         c->touched = now;
-        end_change(s);
-        unlock_store(s);
-        return APR_EAGAIN;
+        rv = APR_EAGAIN;
+        goto done;
     }
     for (l = c->slots; l != NIL; l = SLST(s, l)->next) {
         shm_slotlist_t *lst = SLST(s, l);
@@ -1154,7 +1152,7 @@ static apr_status_t shm_subscribe(comet_store_t *st, int slot, const char *name,
                     lst->e[k].fetched = c->last_id;
                 }
                 lst->e[k].count += n;
-                goto done;
+                goto counted;
             }
         }
         last = l;
@@ -1168,7 +1166,7 @@ static apr_status_t shm_subscribe(comet_store_t *st, int slot, const char *name,
                 lst->e[k].slot = (apr_uint32_t)slot;
                 lst->e[k].count = n;
                 lst->e[k].fetched = c->last_id;
-                goto done;
+                goto counted;
             }
         }
         if (lst->n < SLOTLIST_ENTRIES) {
@@ -1176,14 +1174,13 @@ static apr_status_t shm_subscribe(comet_store_t *st, int slot, const char *name,
             lst->e[lst->n].count = n;
             lst->e[lst->n].fetched = c->last_id;
             lst->n++;
-            goto done;
+            goto counted;
         }
     }
     l = blocks_alloc(s, 1);
     if (l == NIL) {
-        end_change(s);
-        unlock_store(s);
-        return APR_ENOSPC;
+        rv = APR_ENOSPC;
+        goto done;
     }
     memset(SLST(s, l), 0, BLOCK_SIZE);
     SLST(s, l)->e[0].slot = (apr_uint32_t)slot;
@@ -1196,14 +1193,14 @@ static apr_status_t shm_subscribe(comet_store_t *st, int slot, const char *name,
     else {
         SLST(s, last)->next = l;
     }
-done:
+counted:
     c->subscribers += n;
     c->touched = now;
     ref->idx = ci;
     ref->gen = c->gen;
-    end_change(s);
+done:
     unlock_store(s);
-    return APR_SUCCESS;
+    return rv;
 }
 
 static apr_status_t shm_unsubscribe(comet_store_t *st, int slot,
@@ -1244,7 +1241,6 @@ static apr_status_t shm_unsubscribe(comet_store_t *st, int slot,
             c->slots = NIL;
         }
         c->touched = apr_time_now();
-        end_change(s);
     }
     unlock_store(s);
     return APR_SUCCESS;
@@ -1288,7 +1284,6 @@ static apr_status_t shm_slot_claim(comet_store_t *st, int *slot, int *wake_fd)
             break;
         }
     }
-    end_change(s);
     unlock_store(s);
     if (fd < 0) {
         return APR_ENOSPC;
@@ -1313,7 +1308,6 @@ static apr_status_t shm_slot_release(comet_store_t *st, int slot)
     if (SLOT(s, slot)->pid == (apr_int32_t)getpid()) {
         slot_forget(s, (apr_uint32_t)slot);
     }
-    end_change(s);
     unlock_store(s);
     if (s->wake_fd[0] == slot && s->wake_fd[1] >= 0) {
         close(s->wake_fd[1]);
@@ -1370,8 +1364,8 @@ static apr_status_t shm_maintain(comet_store_t *st, apr_time_t now)
         return rv;
     }
     if (now < s->hdr->next_maint) {
-        unlock_store(s);
-        return APR_SUCCESS;
+        /* another process did it meanwhile */
+        goto done;
     }
     begin_change(s);
     s->hdr->next_maint = now + apr_time_from_sec(1);
@@ -1384,9 +1378,9 @@ static apr_status_t shm_maintain(comet_store_t *st, apr_time_t now)
             slot_forget(s, i);
         }
     }
-    end_change(s);
+done:
     unlock_store(s);
-    return APR_SUCCESS;
+    return rv;
 }
 
 static apr_status_t shm_stats(comet_store_t *st, comet_store_stats_t *out)
@@ -1434,32 +1428,31 @@ static apr_status_t shm_session_open(comet_store_t *st, const char *name, apr_si
     ci = chan_find(s, name, nlen, hash);
     if (ci == NIL) {
         if (max && s->hdr->sessions >= max) {
-            unlock_store(s);
-            return APR_EAGAIN;
+            rv = APR_EAGAIN;
+            goto done;
         }
         begin_change(s);
         ci = chan_create(s, name, nlen, hash, now);
         if (ci == NIL) {
-            end_change(s);
-            unlock_store(s);
-            return APR_ENOSPC;
+            rv = APR_ENOSPC;
+            goto done;
         }
         CHAN(s, ci)->flags = COMET_CHAN_SESSION;
         CHAN(s, ci)->detached_at = now;
         CHAN(s, ci)->owner = owner;
         s->hdr->sessions++;
-        end_change(s);
         *created = 1;
     }
     else if (CHAN(s, ci)->owner && CHAN(s, ci)->owner != owner) {
         /* bound to another client: as good as unknown to this one */
-        unlock_store(s);
-        return APR_EACCES;
+        rv = APR_EACCES;
+        goto done;
     }
     ref->idx = ci;
     ref->gen = CHAN(s, ci)->gen;
+done:
     unlock_store(s);
-    return APR_SUCCESS;
+    return rv;
 }
 
 /* The live channel a reference names, or NULL. */
@@ -1537,8 +1530,8 @@ static apr_status_t shm_ack(comet_store_t *st, const comet_chan_ref_t *ref, come
     }
     c = session_at(s, ref);
     if (!c) {
-        unlock_store(s);
-        return APR_NOTFOUND;
+        rv = APR_NOTFOUND;
+        goto done;
     }
     begin_change(s);
     {
@@ -1559,9 +1552,9 @@ static apr_status_t shm_ack(comet_store_t *st, const comet_chan_ref_t *ref, come
     }
     c->flags |= flags;
     c->touched = apr_time_now();
-    end_change(s);
+done:
     unlock_store(s);
-    return APR_SUCCESS;
+    return rv;
 }
 
 static apr_status_t shm_list(comet_store_t *st, const char *prefix,
