@@ -861,6 +861,96 @@ static int pid_dead(apr_int32_t pid)
 }
 
 /*******************************************************************************
+ * messages
+ ******************************************************************************/
+
+/* Make room in c's buffer for a message of len bytes: drop what expired, then
+ * the oldest messages past the buffer length, unless a process following the
+ * channel has yet to fetch them (up to LAG_FACTOR times the length).
+ * APR_EAGAIN if the message would take the channel past max_bytes. */
+static apr_status_t chan_make_room(shm_store_t *s, shm_chan_t *c, apr_size_t len,
+                                   const comet_limits_t *lim, apr_time_t now)
+{
+    apr_uint32_t len_max = lim->buffer_length ? lim->buffer_length : 1;
+    comet_id_t fetched;
+
+    chan_expire(s, c, now);
+    if (lim->max_bytes && c->bytes + len > lim->max_bytes) {
+        return APR_EAGAIN;
+    }
+    fetched = c->count >= len_max ? chan_min_fetched(s, c) : 0;
+    while (c->count >= len_max) {
+        if (MSG(s, c->head)->id > fetched
+            && (apr_uint64_t)c->count < (apr_uint64_t)len_max * LAG_FACTOR) {
+            break;                /* a process still needs it */
+        }
+        chan_drop_head(s, c);
+    }
+    return APR_SUCCESS;
+}
+
+/* A message written into blocks of its own, linked nowhere yet; NIL if the
+ * segment has no room for it. */
+static apr_uint32_t msg_new(shm_store_t *s, comet_id_t id, apr_uint32_t flags,
+                            apr_time_t now, apr_interval_time_t ttl,
+                            const char *data, apr_size_t len)
+{
+    apr_uint32_t nblk = msg_blocks(len), m, b;
+    apr_size_t off, chunk;
+    shm_msg_t *msg;
+
+    m = blocks_alloc(s, nblk);
+    if (m == NIL) {
+        /* full: expired messages anywhere may make room */
+        chans_collect(s, now, 1, s->hdr->nchans);
+        m = blocks_alloc(s, nblk);
+    }
+    if (m == NIL) {
+        return NIL;
+    }
+    msg = MSG(s, m);
+    msg->next_msg = NIL;
+    msg->len = (apr_uint32_t)len;
+    msg->flags = flags;
+    msg->id = id;
+    msg->published = now;
+    msg->expires = ttl > 0 ? now + ttl : 0;
+    chunk = len < HEAD_DATA ? len : HEAD_DATA;
+    memcpy(msg->data, data, chunk);
+    off = chunk;
+    for (b = msg->next; off < len; b = BLK(s, b)->next) {
+        chunk = len - off < CONT_DATA ? len - off : CONT_DATA;
+        memcpy(BLK(s, b)->data, data + off, chunk);
+        off += chunk;
+    }
+    return m;
+}
+
+/* Link message m, fully written, at the tail of c, then count it: a repair
+ * keeps what is linked and recounts. */
+static void chan_append(shm_store_t *s, shm_chan_t *c, apr_uint32_t m, apr_time_t now)
+{
+    shm_msg_t *msg = MSG(s, m);
+
+    CRASH_POINT(1);
+    if (c->tail == NIL) {
+        c->head = m;
+    }
+    else {
+        MSG(s, c->tail)->next_msg = m;
+    }
+    CRASH_POINT(2);
+    c->tail = m;
+    c->count++;
+    c->bytes += msg->len;
+    c->last_id = msg->id;
+    c->last_publish = c->touched = now;
+    if (msg->flags & COMET_MSG_CLOSE) {
+        c->flags |= COMET_CHAN_CLOSED;
+    }
+}
+
+/*******************************************************************************
  * the store functions
  ******************************************************************************/
 
@@ -869,20 +959,17 @@ static apr_status_t shm_publish(comet_store_t *st, const char *name, apr_size_t 
                                 const comet_limits_t *lim, comet_publish_result_t *res)
 {
     shm_store_t *s = (shm_store_t *)st;
-    apr_uint32_t hash = comet_hash32(name, clen), ci, m, b, nblk;
+    apr_uint32_t hash = comet_hash32(name, clen), ci, m;
     apr_time_t now = apr_time_now();
     int wake[SLOTS_MAX];
     int nwake = 0;
     shm_chan_t *c;
-    shm_msg_t *msg;
-    apr_size_t off, chunk;
     comet_id_t id;
     apr_status_t rv;
 
     if (len > lim->max_size || len > APR_UINT32_MAX || !comet_store_name_valid(name, clen)) {
         return APR_EINVAL;
     }
-    nblk = msg_blocks(len);
     if ((rv = lock_store(s)) != APR_SUCCESS) {
         return rv;
     }
@@ -898,68 +985,20 @@ static apr_status_t shm_publish(comet_store_t *st, const char *name, apr_size_t 
         rv = APR_EOF;
         goto done;
     }
-    chan_expire(s, c, now);
-    if (lim->max_bytes && c->bytes + len > lim->max_bytes) {
-        rv = APR_EAGAIN;
+    if ((rv = chan_make_room(s, c, len, lim, now)) != APR_SUCCESS) {
         goto done;
     }
-    {
-        apr_uint32_t len_max = lim->buffer_length ? lim->buffer_length : 1;
-        comet_id_t fetched = c->count >= len_max ? chan_min_fetched(s, c) : 0;
-        while (c->count >= len_max) {
-            if (MSG(s, c->head)->id > fetched
-                && (apr_uint64_t)c->count < (apr_uint64_t)len_max * LAG_FACTOR) {
-                break;                /* a process still needs it */
-            }
-            chan_drop_head(s, c);
-        }
-    }
-    m = blocks_alloc(s, nblk);
-    if (m == NIL) {
-        /* full: expired messages anywhere may make room */
-        chans_collect(s, now, 1, s->hdr->nchans);
-        m = blocks_alloc(s, nblk);
-        if (m == NIL) {
-            c->touched = now;
-            rv = APR_ENOSPC;
-            goto done;
-        }
-    }
-    msg = MSG(s, m);
     id = c->last_id + 1;
     if ((comet_id_t)now > id) {
         id = (comet_id_t)now;
     }
-    msg->next_msg = NIL;
-    msg->len = (apr_uint32_t)len;
-    msg->flags = flags;
-    msg->id = id;
-    msg->published = now;
-    msg->expires = lim->ttl > 0 ? now + lim->ttl : 0;
-    chunk = len < HEAD_DATA ? len : HEAD_DATA;
-    memcpy(msg->data, data, chunk);
-    off = chunk;
-    for (b = msg->next; off < len; b = BLK(s, b)->next) {
-        chunk = len - off < CONT_DATA ? len - off : CONT_DATA;
-        memcpy(BLK(s, b)->data, data + off, chunk);
-        off += chunk;
+    m = msg_new(s, id, flags, now, lim->ttl, data, len);
+    if (m == NIL) {
+        c->touched = now;
+        rv = APR_ENOSPC;
+        goto done;
     }
-    CRASH_POINT(1);
-    if (c->tail == NIL) {
-        c->head = m;
-    }
-    else {
-        MSG(s, c->tail)->next_msg = m;
-    }
-    CRASH_POINT(2);
-    c->tail = m;
-    c->count++;
-    c->bytes += len;
-    c->last_id = id;
-    c->last_publish = c->touched = now;
-    if (flags & COMET_MSG_CLOSE) {
-        c->flags |= COMET_CHAN_CLOSED;
-    }
+    chan_append(s, c, m, now);
     s->hdr->published++;
     nwake = chan_notify(s, ci, wake, SLOTS_MAX);
     res->id = id;
