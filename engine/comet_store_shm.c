@@ -951,6 +951,83 @@ static void chan_append(shm_store_t *s, shm_chan_t *c, apr_uint32_t m, apr_time_
 }
 
 /*******************************************************************************
+ * subscriber lists
+ ******************************************************************************/
+
+static void slotlist_set(shm_slotlist_t *lst, apr_uint32_t k, apr_uint32_t slot,
+                         apr_uint32_t n, comet_id_t fetched)
+{
+    lst->e[k].slot = slot;
+    lst->e[k].count = n;
+    lst->e[k].fetched = fetched;
+}
+
+/* Give `slot` an entry for n subscribers in c's list: a free one (a zero count
+ * anywhere, or room in the last block), else a block of its own; APR_ENOSPC
+ * if the segment is full. */
+static apr_status_t slotlist_insert(shm_store_t *s, shm_chan_t *c, apr_uint32_t slot,
+                                    apr_uint32_t n)
+{
+    apr_uint32_t l, last = NIL;
+    shm_slotlist_t *lst;
+
+    for (l = c->slots; l != NIL; l = SLST(s, l)->next) {
+        apr_uint32_t k;
+        lst = SLST(s, l);
+        for (k = 0; k < lst->n; k++) {
+            if (lst->e[k].count == 0) {
+                slotlist_set(lst, k, slot, n, c->last_id);
+                return APR_SUCCESS;
+            }
+        }
+        if (lst->n < SLOTLIST_ENTRIES) {
+            slotlist_set(lst, lst->n, slot, n, c->last_id);
+            lst->n++;
+            return APR_SUCCESS;
+        }
+        last = l;
+    }
+    l = blocks_alloc(s, 1);
+    if (l == NIL) {
+        return APR_ENOSPC;
+    }
+    lst = SLST(s, l);
+    memset(lst, 0, BLOCK_SIZE);
+    slotlist_set(lst, 0, slot, n, c->last_id);
+    lst->n = 1;
+    if (last == NIL) {
+        c->slots = l;
+    }
+    else {
+        SLST(s, last)->next = l;
+    }
+    return APR_SUCCESS;
+}
+
+/* Count n more subscribers of `slot` on c, in the slot's entry of the
+ * channel's subscriber list if it has one. */
+static apr_status_t slotlist_add(shm_store_t *s, shm_chan_t *c, apr_uint32_t slot,
+                                 apr_uint32_t n)
+{
+    apr_uint32_t l;
+
+    for (l = c->slots; l != NIL; l = SLST(s, l)->next) {
+        shm_slotlist_t *lst = SLST(s, l);
+        apr_uint32_t k;
+        for (k = 0; k < lst->n; k++) {
+            if (lst->e[k].slot == slot) {
+                if (lst->e[k].count == 0) {
+                    lst->e[k].fetched = c->last_id;
+                }
+                lst->e[k].count += n;
+                return APR_SUCCESS;
+            }
+        }
+    }
+    return slotlist_insert(s, c, slot, n);
+}
+
+/*******************************************************************************
  * the store functions
  ******************************************************************************/
 
@@ -1159,7 +1236,7 @@ static apr_status_t shm_subscribe(comet_store_t *st, int slot, const char *name,
                                   comet_chan_ref_t *ref)
 {
     shm_store_t *s = (shm_store_t *)st;
-    apr_uint32_t hash = comet_hash32(name, clen), ci, l, last = NIL;
+    apr_uint32_t hash = comet_hash32(name, clen), ci;
     apr_time_t now = apr_time_now();
     shm_chan_t *c;
     apr_status_t rv;
@@ -1182,57 +1259,9 @@ static apr_status_t shm_subscribe(comet_store_t *st, int slot, const char *name,
         rv = APR_EAGAIN;
         goto done;
     }
-    for (l = c->slots; l != NIL; l = SLST(s, l)->next) {
-        shm_slotlist_t *lst = SLST(s, l);
-        apr_uint32_t k;
-        for (k = 0; k < lst->n; k++) {
-            if (lst->e[k].slot == (apr_uint32_t)slot) {
-                if (lst->e[k].count == 0) {
-                    lst->e[k].fetched = c->last_id;
-                }
-                lst->e[k].count += n;
-                goto counted;
-            }
-        }
-        last = l;
-    }
-    /* a free entry: a zero count anywhere, or room in the last block */
-    for (l = c->slots; l != NIL; l = SLST(s, l)->next) {
-        shm_slotlist_t *lst = SLST(s, l);
-        apr_uint32_t k;
-        for (k = 0; k < lst->n; k++) {
-            if (lst->e[k].count == 0) {
-                lst->e[k].slot = (apr_uint32_t)slot;
-                lst->e[k].count = n;
-                lst->e[k].fetched = c->last_id;
-                goto counted;
-            }
-        }
-        if (lst->n < SLOTLIST_ENTRIES) {
-            lst->e[lst->n].slot = (apr_uint32_t)slot;
-            lst->e[lst->n].count = n;
-            lst->e[lst->n].fetched = c->last_id;
-            lst->n++;
-            goto counted;
-        }
-    }
-    l = blocks_alloc(s, 1);
-    if (l == NIL) {
-        rv = APR_ENOSPC;
+    if ((rv = slotlist_add(s, c, (apr_uint32_t)slot, n)) != APR_SUCCESS) {
         goto done;
     }
-    memset(SLST(s, l), 0, BLOCK_SIZE);
-    SLST(s, l)->e[0].slot = (apr_uint32_t)slot;
-    SLST(s, l)->e[0].count = n;
-    SLST(s, l)->e[0].fetched = c->last_id;
-    SLST(s, l)->n = 1;
-    if (last == NIL) {
-        c->slots = l;
-    }
-    else {
-        SLST(s, last)->next = l;
-    }
-counted:
     c->subscribers += n;
     c->touched = now;
     ref->idx = ci;
