@@ -950,6 +950,50 @@ static void chan_append(shm_store_t *s, shm_chan_t *c, apr_uint32_t m, apr_time_
     }
 }
 
+/* Copy a message's body, msg->len bytes, to dst. */
+static void msg_read(shm_store_t *s, const shm_msg_t *msg, char *dst)
+{
+    apr_size_t off, chunk;
+    apr_uint32_t b;
+
+    chunk = msg->len < HEAD_DATA ? msg->len : HEAD_DATA;
+    memcpy(dst, msg->data, chunk);
+    off = chunk;
+    for (b = msg->next; off < msg->len; b = BLK(s, b)->next) {
+        chunk = msg->len - off < CONT_DATA ? msg->len - off : CONT_DATA;
+        memcpy(dst + off, BLK(s, b)->data, chunk);
+        off += chunk;
+    }
+}
+
+/* Hand c's live messages above `since` to alloc, in id order, noting a gap
+ * where some were dropped or expired; 0 if alloc stopped it before the end. */
+static int chan_read(shm_store_t *s, const shm_chan_t *c, comet_id_t since, apr_time_t now,
+                     comet_fetch_alloc_fn *alloc, void *baton, comet_fetch_result_t *res)
+{
+    apr_uint32_t m;
+
+    res->gap = since < c->evicted_id;
+    for (m = c->head; m != NIL; m = MSG(s, m)->next_msg) {
+        shm_msg_t *msg = MSG(s, m);
+        char *dst;
+
+        if (msg->id <= since || (msg->expires && msg->expires <= now)) {
+            if (msg->id > since) {
+                res->gap = 1;
+            }
+            continue;
+        }
+        dst = alloc(baton, msg->id, msg->flags, msg->published, msg->len);
+        if (!dst) {
+            return 0;
+        }
+        msg_read(s, msg, dst);
+        res->count++;
+    }
+    return 1;
+}
+
 /*******************************************************************************
  * subscriber lists
  ******************************************************************************/
@@ -1027,6 +1071,22 @@ static apr_status_t slotlist_add(shm_store_t *s, shm_chan_t *c, apr_uint32_t slo
     return slotlist_insert(s, c, slot, n);
 }
 
+/* `slot`'s process has fetched everything c holds. */
+static void slotlist_fetched(shm_store_t *s, const shm_chan_t *c, apr_uint32_t slot)
+{
+    apr_uint32_t l;
+
+    for (l = c->slots; l != NIL; l = SLST(s, l)->next) {
+        shm_slotlist_t *lst = SLST(s, l);
+        apr_uint32_t k;
+        for (k = 0; k < lst->n; k++) {
+            if (lst->e[k].slot == slot && lst->e[k].fetched < c->last_id) {
+                lst->e[k].fetched = c->last_id;
+            }
+        }
+    }
+}
+
 /*******************************************************************************
  * the store functions
  ******************************************************************************/
@@ -1093,7 +1153,6 @@ static apr_status_t shm_fetch(comet_store_t *st, const comet_chan_ref_t *ref, in
     shm_store_t *s = (shm_store_t *)st;
     apr_time_t now = apr_time_now();
     shm_chan_t *c;
-    apr_uint32_t m;
     apr_status_t rv;
 
     memset(res, 0, sizeof(*res));
@@ -1113,45 +1172,9 @@ static apr_status_t shm_fetch(comet_store_t *st, const comet_chan_ref_t *ref, in
     if (since == COMET_ID_NONE) {
         goto done;
     }
-    res->gap = since < c->evicted_id;
-    for (m = c->head; m != NIL; m = MSG(s, m)->next_msg) {
-        shm_msg_t *msg = MSG(s, m);
-        char *dst;
-        apr_size_t off, chunk;
-        apr_uint32_t b;
-
-        if (msg->id <= since || (msg->expires && msg->expires <= now)) {
-            if (msg->id > since) {
-                res->gap = 1;
-            }
-            continue;
-        }
-        dst = alloc(baton, msg->id, msg->flags, msg->published, msg->len);
-        if (!dst) {
-            break;
-        }
-        chunk = msg->len < HEAD_DATA ? msg->len : HEAD_DATA;
-        memcpy(dst, msg->data, chunk);
-        off = chunk;
-        for (b = msg->next; off < msg->len; b = BLK(s, b)->next) {
-            chunk = msg->len - off < CONT_DATA ? msg->len - off : CONT_DATA;
-            memcpy(dst + off, BLK(s, b)->data, chunk);
-            off += chunk;
-        }
-        res->count++;
-    }
-    if (slot > 0 && m == NIL) {
+    if (chan_read(s, c, since, now, alloc, baton, res) && slot > 0) {
         /* this process has it all: what it fetched may go */
-        apr_uint32_t l;
-        for (l = c->slots; l != NIL; l = SLST(s, l)->next) {
-            shm_slotlist_t *lst = SLST(s, l);
-            apr_uint32_t k;
-            for (k = 0; k < lst->n; k++) {
-                if (lst->e[k].slot == (apr_uint32_t)slot && lst->e[k].fetched < c->last_id) {
-                    lst->e[k].fetched = c->last_id;
-                }
-            }
-        }
+        slotlist_fetched(s, c, (apr_uint32_t)slot);
     }
 done:
     unlock_store(s);
