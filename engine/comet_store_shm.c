@@ -349,11 +349,16 @@ static int block_ok(shm_store_t *s, apr_uint32_t i)
     return i >= 1 && i < s->hdr->fresh_block;
 }
 
+static int marked(const unsigned char *mark, apr_uint32_t i)
+{
+    return (mark[(i - 1) >> 3] & (1u << ((i - 1) & 7))) != 0;
+}
+
 /* Mark block i; 0 if it is out of range or already marked (a cycle or a
  * block shared by two lists: the list is cut there). */
 static int mark_block(shm_store_t *s, unsigned char *mark, apr_uint32_t i)
 {
-    if (!block_ok(s, i) || (mark[(i - 1) >> 3] & (1u << ((i - 1) & 7)))) {
+    if (!block_ok(s, i) || marked(mark, i)) {
         return 0;
     }
     mark[(i - 1) >> 3] |= (unsigned char)(1u << ((i - 1) & 7));
@@ -376,13 +381,117 @@ static int mark_message(shm_store_t *s, unsigned char *mark, apr_uint32_t m)
     return 1;
 }
 
+/* Keep the longest valid prefix of c's messages and recount them. */
+static void repair_messages(shm_store_t *s, unsigned char *mark, shm_chan_t *c)
+{
+    apr_uint32_t m, prev = NIL;
+
+    c->count = 0;
+    c->bytes = 0;
+    for (m = c->head; m != NIL; m = MSG(s, m)->next_msg) {
+        if (!mark_message(s, mark, m)) {
+            break;
+        }
+        c->count++;
+        c->bytes += MSG(s, m)->len;
+        prev = m;
+    }
+    if (prev == NIL) {
+        c->head = NIL;
+    }
+    else {
+        MSG(s, prev)->next_msg = NIL;
+    }
+    c->tail = prev;
+    if (prev != NIL && MSG(s, prev)->id > c->last_id) {
+        /* written and linked by the dead process, its id not recorded */
+        c->last_id = MSG(s, prev)->id;
+    }
+}
+
+/* Keep the valid prefix of c's subscriber list and recount its subscribers. */
+static void repair_slotlist(shm_store_t *s, unsigned char *mark, shm_chan_t *c)
+{
+    apr_uint32_t l, prev = NIL;
+
+    c->subscribers = 0;
+    for (l = c->slots; l != NIL; l = SLST(s, l)->next) {
+        apr_uint32_t k;
+        if (!mark_block(s, mark, l) || SLST(s, l)->n > SLOTLIST_ENTRIES) {
+            break;
+        }
+        for (k = 0; k < SLST(s, l)->n; k++) {
+            c->subscribers += SLST(s, l)->e[k].count;
+        }
+        prev = l;
+    }
+    if (prev == NIL) {
+        c->slots = NIL;
+    }
+    else {
+        SLST(s, prev)->next = NIL;
+    }
+}
+
+/* Rebuild channel record i and hash it again, or give it back if it holds no
+ * valid channel (or if there is no mark table to check its blocks with). */
+static void repair_chan(shm_store_t *s, unsigned char *mark, apr_uint32_t i)
+{
+    shm_header_t *hdr = s->hdr;
+    shm_chan_t *c = CHAN(s, i);
+
+    if (!c->in_use || c->name_len == 0 || c->name_len > COMET_CHANNEL_MAX || !mark) {
+        if (c->in_use && mark) {
+            c->gen++;
+        }
+        c->in_use = 0;
+        c->hnext = hdr->free_chan;
+        hdr->free_chan = i;
+        return;
+    }
+    repair_messages(s, mark, c);
+    repair_slotlist(s, mark, c);
+    c->hash = comet_hash32(c->name, c->name_len);
+    c->hnext = s->buckets[c->hash & (hdr->nbuckets - 1)];
+    s->buckets[c->hash & (hdr->nbuckets - 1)] = i;
+    hdr->chans_used++;
+    if (c->flags & COMET_CHAN_SESSION) {
+        hdr->sessions++;
+    }
+}
+
+/* The free block list: whatever nobody reaches, in index order (every block
+ * in use so far if there is no mark table). */
+static void repair_free_blocks(shm_store_t *s, const unsigned char *mark)
+{
+    shm_header_t *hdr = s->hdr;
+    apr_uint32_t i, prev = NIL;
+
+    hdr->free_block = NIL;
+    hdr->free_blocks = 0;
+    for (i = 1; i < hdr->fresh_block; i++) {
+        if (mark && marked(mark, i)) {
+            continue;
+        }
+        BLK(s, i)->next = NIL;
+        if (prev == NIL) {
+            hdr->free_block = i;
+        }
+        else {
+            BLK(s, prev)->next = i;
+        }
+        prev = i;
+        hdr->free_blocks++;
+    }
+}
+
 /* The process that held the lock died in the middle of a change: rebuild
  * every derived structure from what can still be reached. */
 static void repair(shm_store_t *s)
 {
     shm_header_t *hdr = s->hdr;
     unsigned char *mark = calloc((hdr->nblocks + 7) / 8, 1);
-    apr_uint32_t i, prev_free;
+    apr_uint32_t i;
 
     hdr->writer = (apr_int32_t)getpid();
     memset(s->buckets, 0, hdr->nbuckets * sizeof(apr_uint32_t));
@@ -396,85 +505,9 @@ static void repair(shm_store_t *s)
         hdr->fresh_block = hdr->nblocks + 1;
     }
     for (i = hdr->fresh_chan - 1; i >= 1; i--) {
-        shm_chan_t *c = CHAN(s, i);
-        apr_uint32_t m, prev = NIL, l;
-
-        if (!c->in_use || c->name_len == 0 || c->name_len > COMET_CHANNEL_MAX || !mark) {
-            if (c->in_use && mark) {
-                c->gen++;
-            }
-            c->in_use = 0;
-            c->hnext = hdr->free_chan;
-            hdr->free_chan = i;
-            continue;
-        }
-        /* messages: keep the longest valid prefix */
-        c->count = 0;
-        c->bytes = 0;
-        for (m = c->head; m != NIL; m = MSG(s, m)->next_msg) {
-            if (!mark_message(s, mark, m)) {
-                break;
-            }
-            c->count++;
-            c->bytes += MSG(s, m)->len;
-            prev = m;
-        }
-        if (prev == NIL) {
-            c->head = NIL;
-        }
-        else {
-            MSG(s, prev)->next_msg = NIL;
-        }
-        c->tail = prev;
-        if (prev != NIL && MSG(s, prev)->id > c->last_id) {
-            /* written and linked by the dead process, its id not recorded */
-            c->last_id = MSG(s, prev)->id;
-        }
-        /* subscriber list */
-        c->subscribers = 0;
-        prev = NIL;
-        for (l = c->slots; l != NIL; l = SLST(s, l)->next) {
-            apr_uint32_t k;
-            if (!mark_block(s, mark, l) || SLST(s, l)->n > SLOTLIST_ENTRIES) {
-                break;
-            }
-            for (k = 0; k < SLST(s, l)->n; k++) {
-                c->subscribers += SLST(s, l)->e[k].count;
-            }
-            prev = l;
-        }
-        if (prev == NIL) {
-            c->slots = NIL;
-        }
-        else {
-            SLST(s, prev)->next = NIL;
-        }
-        c->hash = comet_hash32(c->name, c->name_len);
-        c->hnext = s->buckets[c->hash & (hdr->nbuckets - 1)];
-        s->buckets[c->hash & (hdr->nbuckets - 1)] = i;
-        hdr->chans_used++;
-        if (c->flags & COMET_CHAN_SESSION) {
-            hdr->sessions++;
-        }
+        repair_chan(s, mark, i);
     }
-    /* free blocks: whatever nobody reaches */
-    hdr->free_block = NIL;
-    hdr->free_blocks = 0;
-    prev_free = NIL;
-    for (i = 1; i < hdr->fresh_block; i++) {
-        if (mark && (mark[(i - 1) >> 3] & (1u << ((i - 1) & 7)))) {
-            continue;
-        }
-        BLK(s, i)->next = NIL;
-        if (prev_free == NIL) {
-            hdr->free_block = i;
-        }
-        else {
-            BLK(s, prev_free)->next = i;
-        }
-        prev_free = i;
-        hdr->free_blocks++;
-    }
+    repair_free_blocks(s, mark);
     for (i = 1; i <= hdr->nslots; i++) {
         shm_slot_t *sl = SLOT(s, i);
         if (sl->tail - sl->head > INBOX_LEN) {
