@@ -41,8 +41,8 @@
  * so an idle 64 MB segment costs only the pages in use.
  *
  * Locking: one global mutex guards everything. A process about to change the
- * segment writes its pid into header->writer and clears it when done. If it
- * dies in between (SIGKILL while publishing), the robust mutex passes to the
+ * segment writes its pid into header->writer, and clears it as it unlocks. If
+ * it dies in between (SIGKILL while publishing), the robust mutex passes to the
  * next process, which finds `writer` set and repairs: it rebuilds the free
  * lists, the hash chains and every channel's counters from what is reachable,
  * so a half-done change costs at most the message being written.
@@ -311,23 +311,6 @@ apr_status_t comet_store_shm_init(void *base, apr_size_t size, int nslots,
 
 static void repair(shm_store_t *s);
 
-static apr_status_t lock_store(shm_store_t *s)
-{
-    apr_status_t rv = apr_global_mutex_lock(s->mutex);
-    if (rv != APR_SUCCESS) {
-        return rv;
-    }
-    if (s->hdr->writer != 0) {
-        repair(s);
-    }
-    return APR_SUCCESS;
-}
-
-static void unlock_store(shm_store_t *s)
-{
-    apr_global_mutex_unlock(s->mutex);
-}
-
 static void begin_change(shm_store_t *s)
 {
     s->hdr->writer = (apr_int32_t)getpid();
@@ -340,16 +323,42 @@ static void end_change(shm_store_t *s)
     s->hdr->writer = 0;
 }
 
+/* Leaves `writer` at 0: a repair, if one was due, ends its change. */
+static apr_status_t lock_store(shm_store_t *s)
+{
+    apr_status_t rv = apr_global_mutex_lock(s->mutex);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (s->hdr->writer != 0) {
+        repair(s);
+    }
+    return APR_SUCCESS;
+}
+
+/* Ends the change, if one began (a no-op otherwise: `writer` is still 0), so
+ * that no exit of a store function can leave the mark behind. */
+static void unlock_store(shm_store_t *s)
+{
+    end_change(s);
+    apr_global_mutex_unlock(s->mutex);
+}
+
 static int block_ok(shm_store_t *s, apr_uint32_t i)
 {
     return i >= 1 && i < s->hdr->fresh_block;
+}
+
+static int marked(const unsigned char *mark, apr_uint32_t i)
+{
+    return (mark[(i - 1) >> 3] & (1u << ((i - 1) & 7))) != 0;
 }
 
 /* Mark block i; 0 if it is out of range or already marked (a cycle or a
  * block shared by two lists: the list is cut there). */
 static int mark_block(shm_store_t *s, unsigned char *mark, apr_uint32_t i)
 {
-    if (!block_ok(s, i) || (mark[(i - 1) >> 3] & (1u << ((i - 1) & 7)))) {
+    if (!block_ok(s, i) || marked(mark, i)) {
         return 0;
     }
     mark[(i - 1) >> 3] |= (unsigned char)(1u << ((i - 1) & 7));
@@ -372,13 +381,117 @@ static int mark_message(shm_store_t *s, unsigned char *mark, apr_uint32_t m)
     return 1;
 }
 
+/* Keep the longest valid prefix of c's messages and recount them. */
+static void repair_messages(shm_store_t *s, unsigned char *mark, shm_chan_t *c)
+{
+    apr_uint32_t m, prev = NIL;
+
+    c->count = 0;
+    c->bytes = 0;
+    for (m = c->head; m != NIL; m = MSG(s, m)->next_msg) {
+        if (!mark_message(s, mark, m)) {
+            break;
+        }
+        c->count++;
+        c->bytes += MSG(s, m)->len;
+        prev = m;
+    }
+    if (prev == NIL) {
+        c->head = NIL;
+    }
+    else {
+        MSG(s, prev)->next_msg = NIL;
+    }
+    c->tail = prev;
+    if (prev != NIL && MSG(s, prev)->id > c->last_id) {
+        /* written and linked by the dead process, its id not recorded */
+        c->last_id = MSG(s, prev)->id;
+    }
+}
+
+/* Keep the valid prefix of c's subscriber list and recount its subscribers. */
+static void repair_slotlist(shm_store_t *s, unsigned char *mark, shm_chan_t *c)
+{
+    apr_uint32_t l, prev = NIL;
+
+    c->subscribers = 0;
+    for (l = c->slots; l != NIL; l = SLST(s, l)->next) {
+        apr_uint32_t k;
+        if (!mark_block(s, mark, l) || SLST(s, l)->n > SLOTLIST_ENTRIES) {
+            break;
+        }
+        for (k = 0; k < SLST(s, l)->n; k++) {
+            c->subscribers += SLST(s, l)->e[k].count;
+        }
+        prev = l;
+    }
+    if (prev == NIL) {
+        c->slots = NIL;
+    }
+    else {
+        SLST(s, prev)->next = NIL;
+    }
+}
+
+/* Rebuild channel record i and hash it again, or give it back if it holds no
+ * valid channel (or if there is no mark table to check its blocks with). */
+static void repair_chan(shm_store_t *s, unsigned char *mark, apr_uint32_t i)
+{
+    shm_header_t *hdr = s->hdr;
+    shm_chan_t *c = CHAN(s, i);
+
+    if (!c->in_use || c->name_len == 0 || c->name_len > COMET_CHANNEL_MAX || !mark) {
+        if (c->in_use && mark) {
+            c->gen++;
+        }
+        c->in_use = 0;
+        c->hnext = hdr->free_chan;
+        hdr->free_chan = i;
+        return;
+    }
+    repair_messages(s, mark, c);
+    repair_slotlist(s, mark, c);
+    c->hash = comet_hash32(c->name, c->name_len);
+    c->hnext = s->buckets[c->hash & (hdr->nbuckets - 1)];
+    s->buckets[c->hash & (hdr->nbuckets - 1)] = i;
+    hdr->chans_used++;
+    if (c->flags & COMET_CHAN_SESSION) {
+        hdr->sessions++;
+    }
+}
+
+/* The free block list: whatever nobody reaches, in index order (every block
+ * in use so far if there is no mark table). */
+static void repair_free_blocks(shm_store_t *s, const unsigned char *mark)
+{
+    shm_header_t *hdr = s->hdr;
+    apr_uint32_t i, prev = NIL;
+
+    hdr->free_block = NIL;
+    hdr->free_blocks = 0;
+    for (i = 1; i < hdr->fresh_block; i++) {
+        if (mark && marked(mark, i)) {
+            continue;
+        }
+        BLK(s, i)->next = NIL;
+        if (prev == NIL) {
+            hdr->free_block = i;
+        }
+        else {
+            BLK(s, prev)->next = i;
+        }
+        prev = i;
+        hdr->free_blocks++;
+    }
+}
+
 /* The process that held the lock died in the middle of a change: rebuild
  * every derived structure from what can still be reached. */
 static void repair(shm_store_t *s)
 {
     shm_header_t *hdr = s->hdr;
     unsigned char *mark = calloc((hdr->nblocks + 7) / 8, 1);
-    apr_uint32_t i, prev_free;
+    apr_uint32_t i;
 
     hdr->writer = (apr_int32_t)getpid();
     memset(s->buckets, 0, hdr->nbuckets * sizeof(apr_uint32_t));
@@ -392,85 +505,9 @@ static void repair(shm_store_t *s)
         hdr->fresh_block = hdr->nblocks + 1;
     }
     for (i = hdr->fresh_chan - 1; i >= 1; i--) {
-        shm_chan_t *c = CHAN(s, i);
-        apr_uint32_t m, prev = NIL, l;
-
-        if (!c->in_use || c->name_len == 0 || c->name_len > COMET_CHANNEL_MAX || !mark) {
-            if (c->in_use && mark) {
-                c->gen++;
-            }
-            c->in_use = 0;
-            c->hnext = hdr->free_chan;
-            hdr->free_chan = i;
-            continue;
-        }
-        /* messages: keep the longest valid prefix */
-        c->count = 0;
-        c->bytes = 0;
-        for (m = c->head; m != NIL; m = MSG(s, m)->next_msg) {
-            if (!mark_message(s, mark, m)) {
-                break;
-            }
-            c->count++;
-            c->bytes += MSG(s, m)->len;
-            prev = m;
-        }
-        if (prev == NIL) {
-            c->head = NIL;
-        }
-        else {
-            MSG(s, prev)->next_msg = NIL;
-        }
-        c->tail = prev;
-        if (prev != NIL && MSG(s, prev)->id > c->last_id) {
-            /* written and linked by the dead process, its id not recorded */
-            c->last_id = MSG(s, prev)->id;
-        }
-        /* subscriber list */
-        c->subscribers = 0;
-        prev = NIL;
-        for (l = c->slots; l != NIL; l = SLST(s, l)->next) {
-            apr_uint32_t k;
-            if (!mark_block(s, mark, l) || SLST(s, l)->n > SLOTLIST_ENTRIES) {
-                break;
-            }
-            for (k = 0; k < SLST(s, l)->n; k++) {
-                c->subscribers += SLST(s, l)->e[k].count;
-            }
-            prev = l;
-        }
-        if (prev == NIL) {
-            c->slots = NIL;
-        }
-        else {
-            SLST(s, prev)->next = NIL;
-        }
-        c->hash = comet_hash32(c->name, c->name_len);
-        c->hnext = s->buckets[c->hash & (hdr->nbuckets - 1)];
-        s->buckets[c->hash & (hdr->nbuckets - 1)] = i;
-        hdr->chans_used++;
-        if (c->flags & COMET_CHAN_SESSION) {
-            hdr->sessions++;
-        }
+        repair_chan(s, mark, i);
     }
-    /* free blocks: whatever nobody reaches */
-    hdr->free_block = NIL;
-    hdr->free_blocks = 0;
-    prev_free = NIL;
-    for (i = 1; i < hdr->fresh_block; i++) {
-        if (mark && (mark[(i - 1) >> 3] & (1u << ((i - 1) & 7)))) {
-            continue;
-        }
-        BLK(s, i)->next = NIL;
-        if (prev_free == NIL) {
-            hdr->free_block = i;
-        }
-        else {
-            BLK(s, prev_free)->next = i;
-        }
-        prev_free = i;
-        hdr->free_blocks++;
-    }
+    repair_free_blocks(s, mark);
     for (i = 1; i <= hdr->nslots; i++) {
         shm_slot_t *sl = SLOT(s, i);
         if (sl->tail - sl->head > INBOX_LEN) {
@@ -857,85 +894,60 @@ static int pid_dead(apr_int32_t pid)
 }
 
 /*******************************************************************************
- * the store functions
+ * messages
  ******************************************************************************/
 
-static apr_status_t shm_publish(comet_store_t *st, const char *name, apr_size_t clen,
-                                const char *data, apr_size_t len, apr_uint32_t flags,
-                                const comet_limits_t *lim, comet_publish_result_t *res)
+/* Make room in c's buffer for a message of len bytes: drop what expired, then
+ * the oldest messages past the buffer length, unless a process following the
+ * channel has yet to fetch them (up to LAG_FACTOR times the length).
+ * APR_EAGAIN if the message would take the channel past max_bytes. */
+static apr_status_t chan_make_room(shm_store_t *s, shm_chan_t *c, apr_size_t len,
+                                   const comet_limits_t *lim, apr_time_t now)
 {
-    shm_store_t *s = (shm_store_t *)st;
-    apr_uint32_t hash = comet_hash32(name, clen), ci, m, b, nblk;
-    apr_time_t now = apr_time_now();
-    int wake[SLOTS_MAX];
-    int nwake;
-    shm_chan_t *c;
-    shm_msg_t *msg;
-    apr_size_t off, chunk;
-    comet_id_t id;
-    apr_status_t rv;
+    apr_uint32_t len_max = lim->buffer_length ? lim->buffer_length : 1;
+    comet_id_t fetched;
 
-    if (len > lim->max_size || len > APR_UINT32_MAX || !comet_store_name_valid(name, clen)) {
-        return APR_EINVAL;
-    }
-    nblk = msg_blocks(len);
-    if ((rv = lock_store(s)) != APR_SUCCESS) {
-        return rv;
-    }
-    begin_change(s);
-    ci = chan_find_or_create(s, name, clen, hash, now);
-    if (ci == NIL) {
-        end_change(s);
-        unlock_store(s);
-        return chans_capped(s) ? APR_EAGAIN : APR_ENOSPC;
-    }
-    c = CHAN(s, ci);
-    if (c->flags & COMET_CHAN_CLOSED) {
-        /* a closed session takes nothing more */
-        end_change(s);
-        unlock_store(s);
-        return APR_EOF;
-    }
     chan_expire(s, c, now);
     if (lim->max_bytes && c->bytes + len > lim->max_bytes) {
-        end_change(s);
-        unlock_store(s);
         return APR_EAGAIN;
     }
-    {
-        apr_uint32_t len_max = lim->buffer_length ? lim->buffer_length : 1;
-        comet_id_t fetched = c->count >= len_max ? chan_min_fetched(s, c) : 0;
-        while (c->count >= len_max) {
-            if (MSG(s, c->head)->id > fetched
-                && (apr_uint64_t)c->count < (apr_uint64_t)len_max * LAG_FACTOR) {
-                break;                /* a process still needs it */
-            }
-            chan_drop_head(s, c);
+    fetched = c->count >= len_max ? chan_min_fetched(s, c) : 0;
+    while (c->count >= len_max) {
+        if (MSG(s, c->head)->id > fetched
+            && (apr_uint64_t)c->count < (apr_uint64_t)len_max * LAG_FACTOR) {
+            break;                /* a process still needs it */
         }
+        chan_drop_head(s, c);
     }
+    return APR_SUCCESS;
+}
+
+/* A message written into blocks of its own, linked nowhere yet; NIL if the
+ * segment has no room for it. */
+static apr_uint32_t msg_new(shm_store_t *s, comet_id_t id, apr_uint32_t flags,
+                            apr_time_t now, apr_interval_time_t ttl,
+                            const char *data, apr_size_t len)
+{
+    apr_uint32_t nblk = msg_blocks(len), m, b;
+    apr_size_t off, chunk;
+    shm_msg_t *msg;
+
     m = blocks_alloc(s, nblk);
     if (m == NIL) {
         /* full: expired messages anywhere may make room */
         chans_collect(s, now, 1, s->hdr->nchans);
         m = blocks_alloc(s, nblk);
-        if (m == NIL) {
-            c->touched = now;
-            end_change(s);
-            unlock_store(s);
-            return APR_ENOSPC;
-        }
+    }
+    if (m == NIL) {
+        return NIL;
     }
     msg = MSG(s, m);
-    id = c->last_id + 1;
-    if ((comet_id_t)now > id) {
-        id = (comet_id_t)now;
-    }
     msg->next_msg = NIL;
     msg->len = (apr_uint32_t)len;
     msg->flags = flags;
     msg->id = id;
     msg->published = now;
-    msg->expires = lim->ttl > 0 ? now + lim->ttl : 0;
+    msg->expires = ttl > 0 ? now + ttl : 0;
     chunk = len < HEAD_DATA ? len : HEAD_DATA;
     memcpy(msg->data, data, chunk);
     off = chunk;
@@ -944,6 +956,15 @@ static apr_status_t shm_publish(comet_store_t *st, const char *name, apr_size_t 
         memcpy(BLK(s, b)->data, data + off, chunk);
         off += chunk;
     }
+    return m;
+}
+
+/* Link message m, fully written, at the tail of c, then count it: a repair
+ * keeps what is linked and recounts. */
+static void chan_append(shm_store_t *s, shm_chan_t *c, apr_uint32_t m, apr_time_t now)
+{
+    shm_msg_t *msg = MSG(s, m);
+
     CRASH_POINT(1);
     if (c->tail == NIL) {
         c->head = m;
@@ -954,20 +975,208 @@ static apr_status_t shm_publish(comet_store_t *st, const char *name, apr_size_t 
     CRASH_POINT(2);
     c->tail = m;
     c->count++;
-    c->bytes += len;
-    c->last_id = id;
+    c->bytes += msg->len;
+    c->last_id = msg->id;
     c->last_publish = c->touched = now;
-    if (flags & COMET_MSG_CLOSE) {
+    if (msg->flags & COMET_MSG_CLOSE) {
         c->flags |= COMET_CHAN_CLOSED;
     }
+}
+
+/* Copy a message's body, msg->len bytes, to dst. */
+static void msg_read(shm_store_t *s, const shm_msg_t *msg, char *dst)
+{
+    apr_size_t off, chunk;
+    apr_uint32_t b;
+
+    chunk = msg->len < HEAD_DATA ? msg->len : HEAD_DATA;
+    memcpy(dst, msg->data, chunk);
+    off = chunk;
+    for (b = msg->next; off < msg->len; b = BLK(s, b)->next) {
+        chunk = msg->len - off < CONT_DATA ? msg->len - off : CONT_DATA;
+        memcpy(dst + off, BLK(s, b)->data, chunk);
+        off += chunk;
+    }
+}
+
+/* Hand c's live messages above `since` to alloc, in id order, noting a gap
+ * where some were dropped or expired; 0 if alloc stopped it before the end. */
+static int chan_read(shm_store_t *s, const shm_chan_t *c, comet_id_t since, apr_time_t now,
+                     comet_fetch_alloc_fn *alloc, void *baton, comet_fetch_result_t *res)
+{
+    apr_uint32_t m;
+
+    res->gap = since < c->evicted_id;
+    for (m = c->head; m != NIL; m = MSG(s, m)->next_msg) {
+        shm_msg_t *msg = MSG(s, m);
+        char *dst;
+
+        if (msg->id <= since || (msg->expires && msg->expires <= now)) {
+            if (msg->id > since) {
+                res->gap = 1;
+            }
+            continue;
+        }
+        dst = alloc(baton, msg->id, msg->flags, msg->published, msg->len);
+        if (!dst) {
+            return 0;
+        }
+        msg_read(s, msg, dst);
+        res->count++;
+    }
+    return 1;
+}
+
+/*******************************************************************************
+ * subscriber lists
+ ******************************************************************************/
+
+static void slotlist_set(shm_slotlist_t *lst, apr_uint32_t k, apr_uint32_t slot,
+                         apr_uint32_t n, comet_id_t fetched)
+{
+    lst->e[k].slot = slot;
+    lst->e[k].count = n;
+    lst->e[k].fetched = fetched;
+}
+
+/* Give `slot` an entry for n subscribers in c's list: a free one (a zero count
+ * anywhere, or room in the last block), else a block of its own; APR_ENOSPC
+ * if the segment is full. */
+static apr_status_t slotlist_insert(shm_store_t *s, shm_chan_t *c, apr_uint32_t slot,
+                                    apr_uint32_t n)
+{
+    apr_uint32_t l, last = NIL;
+    shm_slotlist_t *lst;
+
+    for (l = c->slots; l != NIL; l = SLST(s, l)->next) {
+        apr_uint32_t k;
+        lst = SLST(s, l);
+        for (k = 0; k < lst->n; k++) {
+            if (lst->e[k].count == 0) {
+                slotlist_set(lst, k, slot, n, c->last_id);
+                return APR_SUCCESS;
+            }
+        }
+        if (lst->n < SLOTLIST_ENTRIES) {
+            slotlist_set(lst, lst->n, slot, n, c->last_id);
+            lst->n++;
+            return APR_SUCCESS;
+        }
+        last = l;
+    }
+    l = blocks_alloc(s, 1);
+    if (l == NIL) {
+        return APR_ENOSPC;
+    }
+    lst = SLST(s, l);
+    memset(lst, 0, BLOCK_SIZE);
+    slotlist_set(lst, 0, slot, n, c->last_id);
+    lst->n = 1;
+    if (last == NIL) {
+        c->slots = l;
+    }
+    else {
+        SLST(s, last)->next = l;
+    }
+    return APR_SUCCESS;
+}
+
+/* Count n more subscribers of `slot` on c, in the slot's entry of the
+ * channel's subscriber list if it has one. */
+static apr_status_t slotlist_add(shm_store_t *s, shm_chan_t *c, apr_uint32_t slot,
+                                 apr_uint32_t n)
+{
+    apr_uint32_t l;
+
+    for (l = c->slots; l != NIL; l = SLST(s, l)->next) {
+        shm_slotlist_t *lst = SLST(s, l);
+        apr_uint32_t k;
+        for (k = 0; k < lst->n; k++) {
+            if (lst->e[k].slot == slot) {
+                if (lst->e[k].count == 0) {
+                    lst->e[k].fetched = c->last_id;
+                }
+                lst->e[k].count += n;
+                return APR_SUCCESS;
+            }
+        }
+    }
+    return slotlist_insert(s, c, slot, n);
+}
+
+/* `slot`'s process has fetched everything c holds. */
+static void slotlist_fetched(shm_store_t *s, const shm_chan_t *c, apr_uint32_t slot)
+{
+    apr_uint32_t l;
+
+    for (l = c->slots; l != NIL; l = SLST(s, l)->next) {
+        shm_slotlist_t *lst = SLST(s, l);
+        apr_uint32_t k;
+        for (k = 0; k < lst->n; k++) {
+            if (lst->e[k].slot == slot && lst->e[k].fetched < c->last_id) {
+                lst->e[k].fetched = c->last_id;
+            }
+        }
+    }
+}
+
+/*******************************************************************************
+ * the store functions
+ ******************************************************************************/
+
+static apr_status_t shm_publish(comet_store_t *st, const char *name, apr_size_t clen,
+                                const char *data, apr_size_t len, apr_uint32_t flags,
+                                const comet_limits_t *lim, comet_publish_result_t *res)
+{
+    shm_store_t *s = (shm_store_t *)st;
+    apr_uint32_t hash = comet_hash32(name, clen), ci, m;
+    apr_time_t now = apr_time_now();
+    int wake[SLOTS_MAX];
+    int nwake = 0;
+    shm_chan_t *c;
+    comet_id_t id;
+    apr_status_t rv;
+
+    if (len > lim->max_size || len > APR_UINT32_MAX || !comet_store_name_valid(name, clen)) {
+        return APR_EINVAL;
+    }
+    if ((rv = lock_store(s)) != APR_SUCCESS) {
+        return rv;
+    }
+    begin_change(s);
+    ci = chan_find_or_create(s, name, clen, hash, now);
+    if (ci == NIL) {
+        rv = chans_capped(s) ? APR_EAGAIN : APR_ENOSPC;
+        goto done;
+    }
+    c = CHAN(s, ci);
+    if (c->flags & COMET_CHAN_CLOSED) {
+        /* a closed session takes nothing more */
+        rv = APR_EOF;
+        goto done;
+    }
+    if ((rv = chan_make_room(s, c, len, lim, now)) != APR_SUCCESS) {
+        goto done;
+    }
+    id = c->last_id + 1;
+    if ((comet_id_t)now > id) {
+        id = (comet_id_t)now;
+    }
+    m = msg_new(s, id, flags, now, lim->ttl, data, len);
+    if (m == NIL) {
+        c->touched = now;
+        rv = APR_ENOSPC;
+        goto done;
+    }
+    chan_append(s, c, m, now);
     s->hdr->published++;
     nwake = chan_notify(s, ci, wake, SLOTS_MAX);
     res->id = id;
     res->subscribers = c->subscribers;
-    end_change(s);
+done:
     unlock_store(s);
     wake_slots(s, wake, nwake);
-    return APR_SUCCESS;
+    return rv;
 }
 
 static apr_status_t shm_fetch(comet_store_t *st, const comet_chan_ref_t *ref, int slot,
@@ -977,7 +1186,6 @@ static apr_status_t shm_fetch(comet_store_t *st, const comet_chan_ref_t *ref, in
     shm_store_t *s = (shm_store_t *)st;
     apr_time_t now = apr_time_now();
     shm_chan_t *c;
-    apr_uint32_t m;
     apr_status_t rv;
 
     memset(res, 0, sizeof(*res));
@@ -990,57 +1198,20 @@ static apr_status_t shm_fetch(comet_store_t *st, const comet_chan_ref_t *ref, in
     }
     c = CHAN(s, ref->idx);
     if (!c->in_use || c->gen != ref->gen) {
-        unlock_store(s);
         res->gone = 1;
-        return APR_SUCCESS;
+        goto done;
     }
     res->last_id = c->last_id;
     if (since == COMET_ID_NONE) {
-        unlock_store(s);
-        return APR_SUCCESS;
+        goto done;
     }
-    res->gap = since < c->evicted_id;
-    for (m = c->head; m != NIL; m = MSG(s, m)->next_msg) {
-        shm_msg_t *msg = MSG(s, m);
-        char *dst;
-        apr_size_t off, chunk;
-        apr_uint32_t b;
-
-        if (msg->id <= since || (msg->expires && msg->expires <= now)) {
-            if (msg->id > since) {
-                res->gap = 1;
-            }
-            continue;
-        }
-        dst = alloc(baton, msg->id, msg->flags, msg->published, msg->len);
-        if (!dst) {
-            break;
-        }
-        chunk = msg->len < HEAD_DATA ? msg->len : HEAD_DATA;
-        memcpy(dst, msg->data, chunk);
-        off = chunk;
-        for (b = msg->next; off < msg->len; b = BLK(s, b)->next) {
-            chunk = msg->len - off < CONT_DATA ? msg->len - off : CONT_DATA;
-            memcpy(dst + off, BLK(s, b)->data, chunk);
-            off += chunk;
-        }
-        res->count++;
-    }
-    if (slot > 0 && m == NIL) {
+    if (chan_read(s, c, since, now, alloc, baton, res) && slot > 0) {
         /* this process has it all: what it fetched may go */
-        apr_uint32_t l;
-        for (l = c->slots; l != NIL; l = SLST(s, l)->next) {
-            shm_slotlist_t *lst = SLST(s, l);
-            apr_uint32_t k;
-            for (k = 0; k < lst->n; k++) {
-                if (lst->e[k].slot == (apr_uint32_t)slot && lst->e[k].fetched < c->last_id) {
-                    lst->e[k].fetched = c->last_id;
-                }
-            }
-        }
+        slotlist_fetched(s, c, (apr_uint32_t)slot);
     }
+done:
     unlock_store(s);
-    return APR_SUCCESS;
+    return rv;
 }
 
 static apr_status_t shm_info(comet_store_t *st, const char *name, apr_size_t clen,
@@ -1058,8 +1229,8 @@ static apr_status_t shm_info(comet_store_t *st, const char *name, apr_size_t cle
     }
     ci = chan_find(s, name, clen, comet_hash32(name, clen));
     if (ci == NIL) {
-        unlock_store(s);
-        return APR_NOTFOUND;
+        rv = APR_NOTFOUND;
+        goto done;
     }
     c = CHAN(s, ci);
     for (m = c->head; m != NIL; m = MSG(s, m)->next_msg) {
@@ -1081,8 +1252,9 @@ static apr_status_t shm_info(comet_store_t *st, const char *name, apr_size_t cle
     info->receiver = c->receiver != 0;
     info->detached_at = c->detached_at;
     info->acked_id = c->acked_id;
+done:
     unlock_store(s);
-    return APR_SUCCESS;
+    return rv;
 }
 
 static apr_status_t shm_remove(comet_store_t *st, const char *name, apr_size_t clen,
@@ -1090,7 +1262,7 @@ static apr_status_t shm_remove(comet_store_t *st, const char *name, apr_size_t c
 {
     shm_store_t *s = (shm_store_t *)st;
     int wake[SLOTS_MAX];
-    int nwake;
+    int nwake = 0;
     apr_uint32_t ci;
     apr_status_t rv;
 
@@ -1099,8 +1271,8 @@ static apr_status_t shm_remove(comet_store_t *st, const char *name, apr_size_t c
     }
     ci = chan_find(s, name, clen, comet_hash32(name, clen));
     if (ci == NIL) {
-        unlock_store(s);
-        return APR_NOTFOUND;
+        rv = APR_NOTFOUND;
+        goto done;
     }
     begin_change(s);
     if (subscribers) {
@@ -1109,10 +1281,10 @@ static apr_status_t shm_remove(comet_store_t *st, const char *name, apr_size_t c
     /* the followers find the generation changed when they fetch */
     nwake = chan_notify(s, ci, wake, SLOTS_MAX);
     chan_free(s, ci);
-    end_change(s);
+done:
     unlock_store(s);
     wake_slots(s, wake, nwake);
-    return APR_SUCCESS;
+    return rv;
 }
 
 static apr_status_t shm_subscribe(comet_store_t *st, int slot, const char *name,
@@ -1120,7 +1292,7 @@ static apr_status_t shm_subscribe(comet_store_t *st, int slot, const char *name,
                                   comet_chan_ref_t *ref)
 {
     shm_store_t *s = (shm_store_t *)st;
-    apr_uint32_t hash = comet_hash32(name, clen), ci, l, last = NIL;
+    apr_uint32_t hash = comet_hash32(name, clen), ci;
     apr_time_t now = apr_time_now();
     shm_chan_t *c;
     apr_status_t rv;
@@ -1134,76 +1306,25 @@ static apr_status_t shm_subscribe(comet_store_t *st, int slot, const char *name,
     begin_change(s);
     ci = chan_find_or_create(s, name, clen, hash, now);
     if (ci == NIL) {
-        end_change(s);
-        unlock_store(s);
-        return chans_capped(s) ? APR_EAGAIN : APR_ENOSPC;
+        rv = chans_capped(s) ? APR_EAGAIN : APR_ENOSPC;
+        goto done;
     }
     c = CHAN(s, ci);
     if (max && c->subscribers + n > max) {
         c->touched = now;
-        end_change(s);
-        unlock_store(s);
-        return APR_EAGAIN;
+        rv = APR_EAGAIN;
+        goto done;
     }
-    for (l = c->slots; l != NIL; l = SLST(s, l)->next) {
-        shm_slotlist_t *lst = SLST(s, l);
-        apr_uint32_t k;
-        for (k = 0; k < lst->n; k++) {
-            if (lst->e[k].slot == (apr_uint32_t)slot) {
-                if (lst->e[k].count == 0) {
-                    lst->e[k].fetched = c->last_id;
-                }
-                lst->e[k].count += n;
-                goto done;
-            }
-        }
-        last = l;
+    if ((rv = slotlist_add(s, c, (apr_uint32_t)slot, n)) != APR_SUCCESS) {
+        goto done;
     }
-    /* a free entry: a zero count anywhere, or room in the last block */
-    for (l = c->slots; l != NIL; l = SLST(s, l)->next) {
-        shm_slotlist_t *lst = SLST(s, l);
-        apr_uint32_t k;
-        for (k = 0; k < lst->n; k++) {
-            if (lst->e[k].count == 0) {
-                lst->e[k].slot = (apr_uint32_t)slot;
-                lst->e[k].count = n;
-                lst->e[k].fetched = c->last_id;
-                goto done;
-            }
-        }
-        if (lst->n < SLOTLIST_ENTRIES) {
-            lst->e[lst->n].slot = (apr_uint32_t)slot;
-            lst->e[lst->n].count = n;
-            lst->e[lst->n].fetched = c->last_id;
-            lst->n++;
-            goto done;
-        }
-    }
-    l = blocks_alloc(s, 1);
-    if (l == NIL) {
-        end_change(s);
-        unlock_store(s);
-        return APR_ENOSPC;
-    }
-    memset(SLST(s, l), 0, BLOCK_SIZE);
-    SLST(s, l)->e[0].slot = (apr_uint32_t)slot;
-    SLST(s, l)->e[0].count = n;
-    SLST(s, l)->e[0].fetched = c->last_id;
-    SLST(s, l)->n = 1;
-    if (last == NIL) {
-        c->slots = l;
-    }
-    else {
-        SLST(s, last)->next = l;
-    }
-done:
     c->subscribers += n;
     c->touched = now;
     ref->idx = ci;
     ref->gen = c->gen;
-    end_change(s);
+done:
     unlock_store(s);
-    return APR_SUCCESS;
+    return rv;
 }
 
 static apr_status_t shm_unsubscribe(comet_store_t *st, int slot,
@@ -1244,7 +1365,6 @@ static apr_status_t shm_unsubscribe(comet_store_t *st, int slot,
             c->slots = NIL;
         }
         c->touched = apr_time_now();
-        end_change(s);
     }
     unlock_store(s);
     return APR_SUCCESS;
@@ -1288,7 +1408,6 @@ static apr_status_t shm_slot_claim(comet_store_t *st, int *slot, int *wake_fd)
             break;
         }
     }
-    end_change(s);
     unlock_store(s);
     if (fd < 0) {
         return APR_ENOSPC;
@@ -1313,7 +1432,6 @@ static apr_status_t shm_slot_release(comet_store_t *st, int slot)
     if (SLOT(s, slot)->pid == (apr_int32_t)getpid()) {
         slot_forget(s, (apr_uint32_t)slot);
     }
-    end_change(s);
     unlock_store(s);
     if (s->wake_fd[0] == slot && s->wake_fd[1] >= 0) {
         close(s->wake_fd[1]);
@@ -1370,8 +1488,8 @@ static apr_status_t shm_maintain(comet_store_t *st, apr_time_t now)
         return rv;
     }
     if (now < s->hdr->next_maint) {
-        unlock_store(s);
-        return APR_SUCCESS;
+        /* another process did it meanwhile */
+        goto done;
     }
     begin_change(s);
     s->hdr->next_maint = now + apr_time_from_sec(1);
@@ -1384,9 +1502,9 @@ static apr_status_t shm_maintain(comet_store_t *st, apr_time_t now)
             slot_forget(s, i);
         }
     }
-    end_change(s);
+done:
     unlock_store(s);
-    return APR_SUCCESS;
+    return rv;
 }
 
 static apr_status_t shm_stats(comet_store_t *st, comet_store_stats_t *out)
@@ -1434,32 +1552,31 @@ static apr_status_t shm_session_open(comet_store_t *st, const char *name, apr_si
     ci = chan_find(s, name, nlen, hash);
     if (ci == NIL) {
         if (max && s->hdr->sessions >= max) {
-            unlock_store(s);
-            return APR_EAGAIN;
+            rv = APR_EAGAIN;
+            goto done;
         }
         begin_change(s);
         ci = chan_create(s, name, nlen, hash, now);
         if (ci == NIL) {
-            end_change(s);
-            unlock_store(s);
-            return APR_ENOSPC;
+            rv = APR_ENOSPC;
+            goto done;
         }
         CHAN(s, ci)->flags = COMET_CHAN_SESSION;
         CHAN(s, ci)->detached_at = now;
         CHAN(s, ci)->owner = owner;
         s->hdr->sessions++;
-        end_change(s);
         *created = 1;
     }
     else if (CHAN(s, ci)->owner && CHAN(s, ci)->owner != owner) {
         /* bound to another client: as good as unknown to this one */
-        unlock_store(s);
-        return APR_EACCES;
+        rv = APR_EACCES;
+        goto done;
     }
     ref->idx = ci;
     ref->gen = CHAN(s, ci)->gen;
+done:
     unlock_store(s);
-    return APR_SUCCESS;
+    return rv;
 }
 
 /* The live channel a reference names, or NULL. */
@@ -1537,8 +1654,8 @@ static apr_status_t shm_ack(comet_store_t *st, const comet_chan_ref_t *ref, come
     }
     c = session_at(s, ref);
     if (!c) {
-        unlock_store(s);
-        return APR_NOTFOUND;
+        rv = APR_NOTFOUND;
+        goto done;
     }
     begin_change(s);
     {
@@ -1559,9 +1676,9 @@ static apr_status_t shm_ack(comet_store_t *st, const comet_chan_ref_t *ref, come
     }
     c->flags |= flags;
     c->touched = apr_time_now();
-    end_change(s);
+done:
     unlock_store(s);
-    return APR_SUCCESS;
+    return rv;
 }
 
 static apr_status_t shm_list(comet_store_t *st, const char *prefix,
