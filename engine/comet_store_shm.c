@@ -1162,9 +1162,11 @@ static apr_status_t shm_publish(comet_store_t *st, const char *name, apr_size_t 
     if ((comet_id_t)now > id) {
         id = (comet_id_t)now;
     }
+    /* in use: making room in a full segment reclaims idle channels, and
+     * making room in this one may have left it empty */
+    c->touched = now;
     m = msg_new(s, id, flags, now, lim->ttl, data, len);
     if (m == NIL) {
-        c->touched = now;
         rv = APR_ENOSPC;
         goto done;
     }

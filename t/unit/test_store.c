@@ -191,6 +191,36 @@ static void test_full(void)
     OK(s.blocks_used == 0 && s.channels == 0, "nothing leaked");
 }
 
+/* A publish to a channel that has been idle a while, in a full segment:
+ * making room reclaims idle channels, and must not reclaim the one being
+ * published to (the message would go into a deleted channel, its blocks
+ * lost, while the publisher is told it went through). */
+static void test_full_keeps_target(void)
+{
+    comet_limits_t one = { 1, 0, 65536 };
+    comet_limits_t brief = { 100000, apr_time_from_sec(1), 65536 };
+    comet_publish_result_t r;
+    comet_channel_info_t info;
+    static char body[600];
+    comet_store_stats_t s;
+    apr_status_t rv;
+
+    OK(st->publish(st, "idle-x", 6, body, 10, 0, &one, &r) == APR_SUCCESS, "one message on x");
+    while (st->publish(st, "brief-y", 7, body, 10, 0, &brief, &r) == APR_SUCCESS) {
+    }
+    /* past the idle grace of x and the time-to-live of y's messages */
+    apr_sleep(apr_time_from_sec(6));
+    rv = st->publish(st, "idle-x", 6, body, sizeof(body), 0, &one, &r);
+    OK(rv == APR_SUCCESS, "a publish of several blocks to x finds room");
+    OK(st->info(st, "idle-x", 6, &info) == APR_SUCCESS && info.messages == 1
+       && info.last_id == r.id, "x holds it");
+    st->remove(st, "idle-x", 6, NULL);
+    st->remove(st, "brief-y", 7, NULL);
+    st->stats(st, &s);
+    OK(s.blocks_used == 0 && s.channels == 0, "nothing leaked (%u blocks, %u channels)",
+       s.blocks_used, s.channels);
+}
+
 static void test_slots_and_wakeups(void)
 {
     int slot = 0, fd = -1, slot2 = 0, fd2 = -1, ovf = 0;
@@ -497,6 +527,7 @@ int main(void)
     test_publish_fetch();
     test_buffer_and_ttl();
     test_full();
+    test_full_keeps_target();
     test_slots_and_wakeups();
     test_cross_process();
     test_crash_recovery(1);
