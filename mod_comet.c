@@ -1158,17 +1158,17 @@ static int comet_subscribe(request_rec *r, const comet_dir_conf_t *conf, const c
         for (i = 0; i < spec.nchannels; i++) {
             comet_id_t at = since ? spec.since[i] : since_id;
             comet_fetch_result_t res;
-            apr_status_t rv = comet_proc.store->subscribe(comet_proc.store, comet_proc.slot,
+            apr_status_t srv = comet_proc.store->subscribe(comet_proc.store, comet_proc.slot,
                                                           spec.channels[i], spec.channel_lens[i],
                                                           1, (apr_uint32_t)CONF_OR(conf,
                                                           max_subscribers, DEF_MAX_SUBSCRIBERS),
                                                           &spec.refs[i]);
-            if (rv != APR_SUCCESS) {
+            if (srv != APR_SUCCESS) {
                 comet_unsubscribe_all(&spec, i);
-                return comet_error(r, HTTP_SERVICE_UNAVAILABLE, APLOG_WARNING, rv,
-                                   rv == APR_ENOSPC ? "the channel store is full: raise "
+                return comet_error(r, HTTP_SERVICE_UNAVAILABLE, APLOG_WARNING, srv,
+                                   srv == APR_ENOSPC ? "the channel store is full: raise "
                                    "CometSharedMemory"
-                                   : rv == APR_EAGAIN ? apr_psprintf(r->pool, "channel %.*s: "
+                                   : srv == APR_EAGAIN ? apr_psprintf(r->pool, "channel %.*s: "
                                    "CometMaxSubscribers or CometMaxChannels reached",
                                    (int)spec.channel_lens[i], spec.channels[i])
                                    : "cannot subscribe");
