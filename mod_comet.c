@@ -73,7 +73,6 @@ comet_proc_t comet_proc;
 #define DEF_CLIENT_BUFFER  (1024 * 1024)
 #define DEF_PUBLISH_LINGER apr_time_from_msec(1)
 #define DEF_MAX_SUBSCRIBERS 50000
-#define STOP_GRACE         apr_time_from_sec(5)
 #define HELD_POLL          apr_time_from_sec(1)
 
 /* Server-wide settings, read before post_config. */
@@ -557,7 +556,7 @@ static apr_status_t comet_child_exit(void *data)
     server_rec *s = data;
 
     if (comet_proc.reactor) {
-        comet_reactor_destroy(comet_proc.reactor, STOP_GRACE);
+        comet_reactor_destroy(comet_proc.reactor);
         comet_proc.reactor = NULL;
     }
     if (comet_proc.store && comet_proc.slot) {
@@ -608,7 +607,7 @@ static void comet_child_init(apr_pool_t *pchild, server_rec *s)
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, COMET_LOGNO(00111)
                      "cannot start the subscriber loop of child %d", (int)getpid());
-        comet_reactor_destroy(comet_proc.reactor, 0);
+        comet_reactor_destroy(comet_proc.reactor);
         comet_proc.reactor = NULL;
         return;
     }

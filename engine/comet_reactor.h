@@ -4,12 +4,12 @@
  * @file comet_reactor.h
  * @brief The per-process event loop that drives subscribers.
  *
- * One thread per child process owns, through epoll, the sockets of every
- * subscriber the child's handlers passed to it: it fetches new messages from
- * the store when the child's wake descriptor fires, frames each message once
- * per transport, writes without blocking with a bounded queue per subscriber,
- * sends heartbeats, ends streams at their lifetime or size limit and notices
- * clients that leave. A subscriber costs a few hundred bytes here instead of a
+ * One thread per child process owns, through its event loop (comet_loop.h),
+ * the sockets of every subscriber the child's handlers passed to it: it
+ * fetches new messages from the store when the child's wake descriptor
+ * fires, frames each message once per transport, writes without blocking
+ * with a bounded queue per subscriber, sends heartbeats, ends streams at
+ * their lifetime or size limit and notices clients that leave. A subscriber costs a few hundred bytes here instead of a
  * worker thread.
  *
  * Connections that the reactor cannot write itself (TLS, HTTP/2) are "held":
@@ -79,11 +79,11 @@ apr_status_t comet_reactor_create(comet_reactor_t **r, comet_store_t *store,
 apr_status_t comet_reactor_start(comet_reactor_t *r);
 
 /**
- * End every stream (telling clients to reconnect), wait up to `grace` for
+ * End every stream (telling clients to reconnect), wait up to 5 seconds for
  * them to take the last bytes, stop the thread and free everything. The slot
  * stays claimed; the caller releases it.
  */
-void comet_reactor_destroy(comet_reactor_t *r, apr_interval_time_t grace);
+void comet_reactor_destroy(comet_reactor_t *r);
 
 /**
  * Ask the reactor to wind down without waiting (e.g. a graceful stop has
