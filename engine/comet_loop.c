@@ -83,6 +83,9 @@ apr_status_t comet_loop_io_set(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_
     if (!io->fn) {
         return APR_EINVAL;
     }
+    if (events == io->events) {
+        return APR_SUCCESS;
+    }
     rv = io_ctl(l, EPOLL_CTL_MOD, io, io->fd, events);
     if (rv == APR_SUCCESS) {
         io->events = events;

@@ -791,11 +791,8 @@ static int sub_write(sub_t *s)
 /* Watch the socket for room only while bytes wait. */
 static void sub_watch_out(sub_t *s)
 {
-    apr_uint32_t want = COMET_LOOP_READ | COMET_LOOP_HUP | (s->qhead ? COMET_LOOP_WRITE : 0);
-
-    if (want != s->io.events) {
-        comet_loop_io_set(s->r->loop, &s->io, want);
-    }
+    comet_loop_io_set(s->r->loop, &s->io,
+                      COMET_LOOP_READ | COMET_LOOP_HUP | (s->qhead ? COMET_LOOP_WRITE : 0));
 }
 
 /* Drop a client that reads too slowly; close a stream whose end is out. */
