@@ -442,76 +442,93 @@ static void prog_pause(sup_t *u, prog_t *p, int pause)
 
 typedef void line_fn(sup_t *u, void *owner, const char *line, apr_size_t len);
 
-/* Read a program's output and hand out complete lines. */
+/* The end of a program's output (or stderr): a last line without newline
+ * still counts. */
+static void prog_eof(sup_t *u, prog_t *p, int err, line_fn *fn, void *owner)
+{
+    comet_buf_t *lb = err ? &p->eline : &p->line;
+
+    if (lb->len && !(p->skipping && !err)) {
+        fn(u, owner, lb->data, lb->len);
+    }
+    lb->len = 0;
+    if (err) {
+        p->err_eof = 1;
+        close_fd(u, &p->err_fd, &p->io_err);
+        return;
+    }
+    p->out_eof = 1;
+    if (p->backend == B_SOCK) {
+        p->in_fd = -1;                /* the same descriptor */
+        p->in_closed = 1;
+        p->in_watched = 0;
+    }
+    close_fd(u, &p->out_fd, &p->io_out);
+}
+
+/* Hand out the complete lines in n bytes read; keep the rest for the next
+ * read, unless the line grows over max_line (dropped, logged). */
+static void prog_lines(sup_t *u, prog_t *p, int err, const char *buf, apr_size_t n,
+                       line_fn *fn, void *owner, apr_size_t max_line)
+{
+    comet_buf_t *lb = err ? &p->eline : &p->line;
+    apr_size_t i, start = 0;
+
+    for (i = 0; i < n; i++) {
+        if (buf[i] != '\n') {
+            continue;
+        }
+        if (!(p->skipping && !err)) {
+            if (comet_buf_append(lb, buf + start, i - start) == 0) {
+                apr_size_t len = lb->len;
+                if (len && lb->data[len - 1] == '\r') {
+                    len--;
+                }
+                fn(u, owner, lb->data, len);
+            }
+        }
+        p->skipping = err ? p->skipping : 0;
+        lb->len = 0;
+        start = i + 1;
+    }
+    if (start < n && !(p->skipping && !err)) {
+        if (lb->len + (n - start) > max_line) {
+            if (!err) {
+                slog(u, COMET_LOG_WARN, 0, "comet supervisor: %s printed a line over "
+                     "%" APR_SIZE_T_FMT " bytes: dropped", p->label, max_line);
+                p->skipping = 1;
+            }
+            lb->len = 0;
+        }
+        else {
+            comet_buf_append(lb, buf + start, n - start);
+        }
+    }
+}
+
+/* Read a program's output (or stderr), up to `budget` bytes a turn, and hand
+ * out complete lines; not while paused. */
 static void prog_read(sup_t *u, prog_t *p, int err, line_fn *fn, void *owner,
                       apr_size_t max_line, apr_size_t budget)
 {
     char buf[READ_CHUNK];
-    comet_buf_t *lb = err ? &p->eline : &p->line;
     int fd = err ? p->err_fd : p->out_fd;
     apr_size_t total = 0;
 
     while (total < budget && !(p->paused && !err)) {
         ssize_t n = read(fd, buf, sizeof(buf));
-        apr_size_t i, start = 0;
         if (n < 0 && errno == EINTR) {
             continue;
         }
+        if (n < 0 && errno == EAGAIN) {
+            return;
+        }
         if (n <= 0) {
-            if (n < 0 && errno == EAGAIN) {
-                return;
-            }
-            /* EOF: a last line without newline still counts */
-            if (lb->len && !(p->skipping && !err)) {
-                fn(u, owner, lb->data, lb->len);
-            }
-            lb->len = 0;
-            if (err) {
-                p->err_eof = 1;
-                close_fd(u, &p->err_fd, &p->io_err);
-            }
-            else {
-                p->out_eof = 1;
-                if (p->backend == B_SOCK) {
-                    p->in_fd = -1;    /* the same descriptor */
-                    p->in_closed = 1;
-                    p->in_watched = 0;
-                }
-                close_fd(u, &p->out_fd, &p->io_out);
-            }
+            prog_eof(u, p, err, fn, owner);
             return;
         }
         total += (apr_size_t)n;
-        for (i = 0; i < (apr_size_t)n; i++) {
-            if (buf[i] != '\n') {
-                continue;
-            }
-            if (!(p->skipping && !err)) {
-                if (comet_buf_append(lb, buf + start, i - start) == 0) {
-                    apr_size_t len = lb->len;
-                    if (len && lb->data[len - 1] == '\r') {
-                        len--;
-                    }
-                    fn(u, owner, lb->data, len);
-                }
-            }
-            p->skipping = err ? p->skipping : 0;
-            lb->len = 0;
-            start = i + 1;
-        }
-        if (start < (apr_size_t)n && !(p->skipping && !err)) {
-            if (lb->len + ((apr_size_t)n - start) > max_line) {
-                if (!err) {
-                    slog(u, COMET_LOG_WARN, 0, "comet supervisor: %s printed a line over "
-                         "%" APR_SIZE_T_FMT " bytes: dropped", p->label, max_line);
-                    p->skipping = 1;
-                }
-                lb->len = 0;
-            }
-            else {
-                comet_buf_append(lb, buf + start, (apr_size_t)n - start);
-            }
-        }
+        prog_lines(u, p, err, buf, (apr_size_t)n, fn, owner, max_line);
     }
 }
 
@@ -675,52 +692,56 @@ static void sess_pump_up(sup_t *u, sess_t *s)
     }
 }
 
-/* A child asked for a session: start its backend. */
-static void sess_open(sup_t *u, char *req, apr_size_t len)
+/* A child's request for a session: "open <sid>", "backend <b>", then
+ * "arg <a>" and "env <e>" lines, escaped (comet_sup_escape). */
+typedef struct {
+    const char *sid;
+    char *backend;
+    apr_array_header_t *argv, *env;
+} open_req_t;
+
+/* Parse an open request in place; the arrays come from pool p. */
+static void open_req_parse(open_req_t *o, apr_pool_t *p, char *req, apr_size_t len)
 {
     char *line, *next, *end = req + len;
-    char *backend = NULL;
-    apr_array_header_t *argv, *env;
-    apr_pool_t *p;
-    sess_t *s;
-    const char *sid = NULL;
-    apr_status_t rv = APR_SUCCESS;
 
-    apr_pool_create(&p, NULL);
-    argv = apr_array_make(p, 8, sizeof(char *));
-    env = apr_array_make(p, 16, sizeof(char *));
-    *(const char **)apr_array_push(env) = DEFAULT_PATH;
+    o->sid = NULL;
+    o->backend = NULL;
+    o->argv = apr_array_make(p, 8, sizeof(char *));
+    o->env = apr_array_make(p, 16, sizeof(char *));
+    *(const char **)apr_array_push(o->env) = DEFAULT_PATH;
     for (line = req; line < end; line = next) {
         char *nl = memchr(line, '\n', (apr_size_t)(end - line));
         apr_size_t l = nl ? (apr_size_t)(nl - line) : (apr_size_t)(end - line);
+        char *a = NULL;
         next = nl ? nl + 1 : end;
         line[l] = '\0';
         if (!strncmp(line, "open ", 5)) {
-            sid = line + 5;
+            o->sid = line + 5;
+            continue;
         }
-        else if (!strncmp(line, "backend ", 8)) {
-            backend = line + 8;
-            backend[comet_sup_unescape(backend, strlen(backend))] = '\0';
+        if (!strncmp(line, "backend ", 8)) {
+            a = o->backend = line + 8;
         }
         else if (!strncmp(line, "arg ", 4)) {
-            char *a = line + 4;
-            a[comet_sup_unescape(a, strlen(a))] = '\0';
-            *(char **)apr_array_push(argv) = a;
+            a = *(char **)apr_array_push(o->argv) = line + 4;
         }
         else if (!strncmp(line, "env ", 4)) {
-            char *a = line + 4;
+            a = *(char **)apr_array_push(o->env) = line + 4;
+        }
+        if (a) {
             a[comet_sup_unescape(a, strlen(a))] = '\0';
-            *(char **)apr_array_push(env) = a;
         }
     }
-    if (!sid || !backend || !comet_channel_valid(sid, strlen(sid)) || sess_find(u, sid)) {
-        apr_pool_destroy(p);
-        return;
-    }
-    s = calloc(1, sizeof(*s));
+}
+
+/* A new session, listed, following what its browser sends. */
+static sess_t *sess_new(sup_t *u, const char *sid, apr_pool_t *p)
+{
+    sess_t *s = calloc(1, sizeof(*s));
+
     if (!s) {
-        apr_pool_destroy(p);
-        return;
+        return NULL;
     }
     apr_cpystrn(s->sid, sid, sizeof(s->sid));
     s->down_len = comet_sup_channel(s->down, sizeof(s->down), 's', sid);
@@ -728,36 +749,60 @@ static void sess_open(sup_t *u, char *req, apr_size_t len)
     prog_init(&s->prog, apr_psprintf(p, "session %s", sid), s, NULL);
     s->next = u->sessions;
     u->sessions = s;
-
     if (u->st->subscribe(u->st, u->slot, s->up, s->up_len, 1, 0, &s->up_ref) == APR_SUCCESS) {
         s->up_subscribed = 1;
         s->up_cursor = 0;             /* anything the browser sent already */
     }
-    if (!strcmp(backend, "echo")) {
+    return s;
+}
+
+/* Start a session's backend: echo, close, a program (exec) or a server. */
+static apr_status_t sess_backend(sup_t *u, sess_t *s, open_req_t *o)
+{
+    if (!strcmp(o->backend, "echo")) {
         s->prog.backend = B_ECHO;
+        return APR_SUCCESS;
     }
-    else if (!strcmp(backend, "close")) {
+    if (!strcmp(o->backend, "close")) {
         s->prog.backend = B_CLOSE;
         sess_close(u, s);
+        return APR_SUCCESS;
     }
-    else if (!strcmp(backend, "exec")) {
-        *(char **)apr_array_push(argv) = NULL;
-        *(char **)apr_array_push(env) = NULL;
-        rv = prog_exec(u, &s->prog, (char *const *)argv->elts, (char *const *)env->elts);
+    if (!strcmp(o->backend, "exec")) {
+        *(char **)apr_array_push(o->argv) = NULL;
+        *(char **)apr_array_push(o->env) = NULL;
+        return prog_exec(u, &s->prog, (char *const *)o->argv->elts,
+                         (char *const *)o->env->elts);
     }
-    else {
-        rv = prog_connect(u, &s->prog, backend);
+    return prog_connect(u, &s->prog, o->backend);
+}
+
+/* A child asked for a session: start its backend. */
+static void sess_open(sup_t *u, char *req, apr_size_t len)
+{
+    open_req_t o;
+    apr_pool_t *p;
+    sess_t *s = NULL;
+    apr_status_t rv;
+
+    apr_pool_create(&p, NULL);
+    open_req_parse(&o, p, req, len);
+    if (!o.sid || !o.backend || !comet_channel_valid(o.sid, strlen(o.sid))
+        || sess_find(u, o.sid) || !(s = sess_new(u, o.sid, p))) {
+        apr_pool_destroy(p);
+        return;
     }
+    rv = sess_backend(u, s, &o);
     if (rv != APR_SUCCESS) {
+        const char *arg0 = o.argv->nelts ? ((char **)o.argv->elts)[0] : NULL;
         slog(u, COMET_LOG_ERR, rv, "comet supervisor: session %s: cannot start backend %s%s%s",
-             sid, backend, argv->nelts ? " " : "",
-             argv->nelts ? ((char **)argv->elts)[0] ? ((char **)argv->elts)[0] : "" : "");
+             o.sid, o.backend, o.argv->nelts ? " " : "", arg0 ? arg0 : "");
         s->prog.backend = B_NONE;
         sess_close(u, s);
     }
     else {
         slog(u, COMET_LOG_DEBUG, 0, "comet supervisor: session %s: backend %s started "
-             "(pid %d)", sid, backend, (int)s->prog.pid);
+             "(pid %d)", o.sid, o.backend, (int)s->prog.pid);
     }
     apr_pool_destroy(p);
     sess_pump_up(u, s);
