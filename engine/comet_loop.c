@@ -226,7 +226,7 @@ apr_status_t comet_loop_create(comet_loop_t **lp, comet_loop_wake_fn *wake, void
 {
     comet_loop_t *l = calloc(1, sizeof(*l));
     apr_status_t rv;
-    int efd;
+    int efd = -1;
 
     if (!l) {
         return APR_ENOMEM;
@@ -234,9 +234,13 @@ apr_status_t comet_loop_create(comet_loop_t **lp, comet_loop_wake_fn *wake, void
     l->wake = wake;
     l->baton = baton;
     l->epfd = epoll_create1(EPOLL_CLOEXEC);
-    efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    rv = l->epfd < 0 || efd < 0 ? errno
-       : comet_loop_io_add(l, &l->wake_io, efd, COMET_LOOP_READ, on_wake_io);
+    rv = l->epfd < 0 ? errno : APR_SUCCESS;
+    if (rv == APR_SUCCESS && (efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+        rv = errno;
+    }
+    if (rv == APR_SUCCESS) {
+        rv = comet_loop_io_add(l, &l->wake_io, efd, COMET_LOOP_READ, on_wake_io);
+    }
     if (rv != APR_SUCCESS) {
         if (l->epfd >= 0) {
             close(l->epfd);
