@@ -1,4 +1,4 @@
-/* Licensed under the Apache License, Version 2.0 (the "License"); see LICENSE. */
+/* Licensed under the Apache License, Version 2.0 (the "License"); see README. */
 
 /*
  * The per-process event loop; see comet_reactor.h.
@@ -14,7 +14,14 @@
  * Everything below the command queue runs on the reactor thread alone, so the
  * local structures need no locks. Subscribers and channels are freed only in
  * the reap step at the end of each loop turn, never while a list that might
- * point to them is being walked.
+ * point to them is being walked (nor while the loop may still hand out an
+ * event of the turn for a subscriber's socket).
+ *
+ * One turn, in this order (delivery before heartbeats and ends):
+ *   comet_loop_poll: socket events, wake socket (on_wake), commands (on_cmd)
+ *   pull_dirty:      fetch what the wake-ups named, hand it out
+ *   comet_loop_expire: subscriber timers (heartbeat, lifetime, close grace)
+ *   begin_drain if stopping, flush_all, reap, store maintenance once a second
  */
 
 #include <errno.h>
@@ -24,24 +31,22 @@
 #include <string.h>
 #include <unistd.h>
 #include <poll.h>
-#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <apr_atomic.h>
 #include <apr_strings.h>
 
+#include "comet_loop.h"
 #include "comet_reactor.h"
 
-#define EVENTS_MAX       256
 #define IOV_MAX_WRITE    64
 #define LCHAN_BUCKETS    4096
 #define CLOSE_GRACE      apr_time_from_sec(5)
 #define MAINT_EVERY      apr_time_from_sec(1)
 #define READ_DISCARD_MAX 65536
 #define BATCH_MAX        256
-
-enum { TAG_WAKE = 1, TAG_CMD, TAG_SUB };
 
 typedef struct sub_t sub_t;
 typedef struct lchan_t lchan_t;
@@ -109,7 +114,8 @@ struct comet_held_t {
 };
 
 struct sub_t {
-    int tag;
+    comet_loop_io_t io;           /* the owned socket, while open */
+    comet_loop_timer_t timer;     /* at sub_deadline */
     sub_t *prev, *next;           /* all subscribers */
     sub_t *fnext;                 /* flush list */
     sub_t *cnext;                 /* reap list */
@@ -117,7 +123,7 @@ struct sub_t {
     int fd;                       /* owned socket, or -1 */
     comet_held_t *held;
     const comet_transport_t *t;
-    unsigned chunked:1, closing:1, closed:1, want_out:1, in_flush:1, sent_batch:1;
+    unsigned chunked:1, closing:1, closed:1, in_flush:1, sent_batch:1;
     unsigned session:1;           /* the receiver of a session: acks, releases */
     unsigned presubscribed:1;     /* the handler subscribed: links carry refs */
     apr_uint64_t token;
@@ -133,8 +139,6 @@ struct sub_t {
     apr_size_t byte_limit, queue_limit;
     apr_interval_time_t heartbeat;
     apr_time_t last_write, end_at, close_at;
-    apr_size_t heap_idx;          /* 0: not in the heap */
-    apr_time_t deadline;
     char peer[48];
     link_t links[];               /* one per channel followed */
 };
@@ -142,20 +146,18 @@ struct sub_t {
 struct comet_reactor_t {
     comet_store_t *store;
     int slot;
-    int wake_fd;
-    int cmd_fd;
-    int epfd;
+    comet_loop_t *loop;
+    comet_loop_io_t wake_io;      /* the store's wake socket of our slot */
     pthread_t thread;
     int started;
     comet_log_fn *log;
     void *log_baton;
-    int wake_tag, cmd_tag;
 
     pthread_mutex_t cmd_mu;
     sub_t *cmd_head;              /* subscribers to add (via cnext) */
     comet_held_t *rel_head;       /* held subscribers their handler gave up */
     int exited;                   /* the loop is over: no more commands */
-    volatile int stopping;        /* set by quiesce/destroy */
+    apr_uint32_t stopping;        /* set by quiesce/destroy (apr_atomic_*) */
     int draining;
     apr_time_t drain_until;
 
@@ -166,14 +168,13 @@ struct comet_reactor_t {
     lchan_t *unsub_head;
     lchan_t *by_name[LCHAN_BUCKETS];
     lchan_t *by_idx[LCHAN_BUCKETS];
-    sub_t **heap;
-    apr_size_t heap_len, heap_cap;
     qnode_t *qfree;
     apr_time_t next_maint;
     lmsg_t *batch, **batch_tail;
 
-    volatile apr_uint32_t n_subs, n_held, n_chans;
-    volatile apr_uint64_t n_delivered, n_dropped, n_gaps;
+    /* written by the loop thread alone, read by any (apr_atomic_*) */
+    apr_uint32_t n_subs, n_held, n_chans;
+    apr_uint64_t n_delivered, n_dropped, n_gaps;
     apr_time_t gap_logged;
 };
 
@@ -232,6 +233,16 @@ static void batch_begin(comet_reactor_t *r)
     r->batch_tail = &r->batch;
 }
 
+/* The messages fetched since batch_begin, now the caller's. */
+static lmsg_t *batch_take(comet_reactor_t *r)
+{
+    lmsg_t *m = r->batch;
+
+    r->batch = NULL;
+    r->batch_tail = &r->batch;
+    return m;
+}
+
 static void batch_end(comet_reactor_t *r)
 {
     lmsg_t *m = r->batch, *next;
@@ -272,66 +283,8 @@ static apr_size_t qnode_total(const qnode_t *q)
 }
 
 /*******************************************************************************
- * timers: a binary heap of subscribers by deadline
+ * timers: each subscriber's next deadline
  ******************************************************************************/
-
-static void heap_swap(comet_reactor_t *r, apr_size_t a, apr_size_t b)
-{
-    sub_t *t = r->heap[a];
-
-    r->heap[a] = r->heap[b];
-    r->heap[b] = t;
-    r->heap[a]->heap_idx = a + 1;
-    r->heap[b]->heap_idx = b + 1;
-}
-
-static void heap_up(comet_reactor_t *r, apr_size_t i)
-{
-    while (i > 0) {
-        apr_size_t parent = (i - 1) / 2;
-        if (r->heap[parent]->deadline <= r->heap[i]->deadline) {
-            break;
-        }
-        heap_swap(r, i, parent);
-        i = parent;
-    }
-}
-
-static void heap_down(comet_reactor_t *r, apr_size_t i)
-{
-    for (;;) {
-        apr_size_t l = 2 * i + 1, rr = l + 1, m = i;
-        if (l < r->heap_len && r->heap[l]->deadline < r->heap[m]->deadline) {
-            m = l;
-        }
-        if (rr < r->heap_len && r->heap[rr]->deadline < r->heap[m]->deadline) {
-            m = rr;
-        }
-        if (m == i) {
-            break;
-        }
-        heap_swap(r, i, m);
-        i = m;
-    }
-}
-
-static void heap_remove(comet_reactor_t *r, sub_t *s)
-{
-    apr_size_t i;
-
-    if (!s->heap_idx) {
-        return;
-    }
-    i = s->heap_idx - 1;
-    s->heap_idx = 0;
-    r->heap_len--;
-    if (i != r->heap_len) {
-        r->heap[i] = r->heap[r->heap_len];
-        r->heap[i]->heap_idx = i + 1;
-        heap_down(r, i);
-        heap_up(r, i);
-    }
-}
 
 static apr_time_t sub_deadline(const sub_t *s)
 {
@@ -352,34 +305,19 @@ static apr_time_t sub_deadline(const sub_t *s)
     return d;
 }
 
-/* (Re)place a subscriber in the heap after its deadline may have moved. */
-static void heap_set(comet_reactor_t *r, sub_t *s)
+static void sub_on_timer(comet_loop_t *l, comet_loop_timer_t *t, apr_time_t now);
+
+/* (Re)arm a subscriber's timer after its deadline may have moved. */
+static void sub_schedule(sub_t *s)
 {
     apr_time_t d = sub_deadline(s);
 
     if (!d) {
-        heap_remove(r, s);
+        comet_loop_timer_cancel(s->r->loop, &s->timer);
         return;
     }
-    if (!s->heap_idx) {
-        if (r->heap_len == r->heap_cap) {
-            apr_size_t cap = r->heap_cap ? r->heap_cap * 2 : 256;
-            sub_t **h = realloc(r->heap, cap * sizeof(*h));
-            if (!h) {
-                return;           /* no timer: the stream still works */
-            }
-            r->heap = h;
-            r->heap_cap = cap;
-        }
-        r->heap[r->heap_len] = s;
-        s->heap_idx = ++r->heap_len;
-        s->deadline = d;
-        heap_up(r, s->heap_idx - 1);
-        return;
-    }
-    s->deadline = d;
-    heap_down(r, s->heap_idx - 1);
-    heap_up(r, s->heap_idx - 1);
+    /* out of memory: no timer, the stream still works */
+    comet_loop_timer_set(s->r->loop, &s->timer, d, sub_on_timer);
 }
 
 /*******************************************************************************
@@ -445,7 +383,6 @@ static void lchan_mark_dirty(comet_reactor_t *r, lchan_t *c)
  ******************************************************************************/
 
 static void sub_close(sub_t *s, int hard);
-static void poke(comet_reactor_t *r);
 
 static void sub_free(sub_t *s)
 {
@@ -522,7 +459,7 @@ static int sub_queue_msg(sub_t *s, lmsg_t *m, const lchan_t *ch)
     q->len = f->len;
     sub_push(s, q);
     s->sent_batch = 1;
-    s->r->n_delivered++;
+    apr_atomic_inc64(&s->r->n_delivered);
     return 0;
 }
 
@@ -555,7 +492,7 @@ static void sub_end(sub_t *s, comet_end_t why)
          * would be refused as a second connection */
         s->r->store->session.ack(s->r->store, &s->links[0].ch->ref, s->acked_sent, COMET_CHAN_ENDING);
     }
-    heap_set(s->r, s);
+    sub_schedule(s);
     sub_want_flush(s->r, s);
 }
 
@@ -605,7 +542,7 @@ static void sub_flush_batch(sub_t *s)
     }
     if (s->t->batch(&b, &s->params, msgs, s->nbatch) == 0) {
         sub_queue_acked(s, &b, last);
-        s->r->n_delivered += s->nbatch;
+        apr_atomic_add64(&s->r->n_delivered, s->nbatch);
     }
     comet_buf_free(&b);
     for (i = 0; i < s->nbatch; i++) {
@@ -693,19 +630,28 @@ static int sub_take(sub_t *s, lmsg_t *m, link_t *l)
     return 0;
 }
 
-/* Move queued bytes to the handler thread of a held subscriber. */
-static void held_flush(sub_t *s)
+/* Tell the handler thread of a held subscriber to look at it. */
+static void held_signal(comet_held_t *h)
+{
+    apr_uint64_t one = 1;
+
+    if (write(h->efd, &one, sizeof(one)) < 0) {
+        /* the counter cannot overflow in practice; the handler polls anyway */
+    }
+}
+
+/* Move the queue into a held subscriber's buffer, under its lock.
+ * @return -1 if its handler is gone, 1 if the buffer is over its limit, 0 */
+static int held_move(sub_t *s)
 {
     comet_held_t *h = s->held;
     qnode_t *q;
     int over = 0;
-    apr_uint64_t one = 1;
 
     pthread_mutex_lock(&h->mu);
     if (h->gone) {
         pthread_mutex_unlock(&h->mu);
-        sub_close(s, 1);
-        return;
+        return -1;
     }
     while ((q = s->qhead) != NULL) {
         if (comet_buf_append(&h->pending, q->p, q->len) < 0) {
@@ -730,15 +676,25 @@ static void held_flush(sub_t *s)
         h->ended = 1;
     }
     pthread_mutex_unlock(&h->mu);
-    if (write(h->efd, &one, sizeof(one)) < 0) {
-        /* the counter cannot overflow in practice; the handler polls anyway */
+    return over;
+}
+
+/* Move queued bytes to the handler thread of a held subscriber. */
+static void held_flush(sub_t *s)
+{
+    int rc = held_move(s);
+
+    if (rc < 0) {
+        sub_close(s, 1);
+        return;
     }
+    held_signal(s->held);
     s->last_write = apr_time_now();
     sub_ack(s);
-    if (over) {
+    if (rc > 0) {
         rlog(s->r, COMET_LOG_INFO, APR_ENOSPC,
              "comet: dropping held subscriber %s: its client reads too slowly", s->peer);
-        s->r->n_dropped++;
+        apr_atomic_inc64(&s->r->n_dropped);
         sub_close(s, 1);
     }
     else if (s->closing && !s->qhead) {
@@ -746,50 +702,75 @@ static void held_flush(sub_t *s)
     }
 }
 
-/* Write what the socket takes now. */
-static void sub_flush(sub_t *s)
+/* The iovecs of what waits, from where the socket stopped: each node's
+ * chunk header, bytes and chunk trailer. @return how many */
+static int sub_iov(const sub_t *s, struct iovec *iov)
 {
-    comet_reactor_t *r = s->r;
+    const qnode_t *q;
+    int n = 0;
 
-    if (s->closed) {
-        return;
-    }
-    if (s->held) {
-        held_flush(s);
-        return;
-    }
-    while (s->qhead) {
-        struct iovec iov[IOV_MAX_WRITE];
-        int n = 0;
-        qnode_t *q;
-        ssize_t w;
-
-        for (q = s->qhead; q && n < IOV_MAX_WRITE - 3; q = q->next) {
-            apr_size_t off = q->off;
-            if (q->hlen) {
-                if (off < q->hlen) {
-                    iov[n].iov_base = q->hdr + off;
-                    iov[n++].iov_len = q->hlen - off;
-                    off = 0;
-                }
-                else {
-                    off -= q->hlen;
-                }
-            }
-            if (off < q->len) {
-                iov[n].iov_base = (char *)q->p + off;
-                iov[n++].iov_len = q->len - off;
+    for (q = s->qhead; q && n < IOV_MAX_WRITE - 3; q = q->next) {
+        apr_size_t off = q->off;
+        if (q->hlen) {
+            if (off < q->hlen) {
+                iov[n].iov_base = (char *)q->hdr + off;
+                iov[n++].iov_len = q->hlen - off;
                 off = 0;
             }
             else {
-                off -= q->len;
-            }
-            if (q->hlen) {
-                iov[n].iov_base = (char *)"\r\n" + off;
-                iov[n++].iov_len = 2 - off;
+                off -= q->hlen;
             }
         }
-        w = writev(s->fd, iov, n);
+        if (off < q->len) {
+            iov[n].iov_base = (char *)q->p + off;
+            iov[n++].iov_len = q->len - off;
+            off = 0;
+        }
+        else {
+            off -= q->len;
+        }
+        if (q->hlen) {
+            iov[n].iov_base = (char *)"\r\n" + off;
+            iov[n++].iov_len = 2 - off;
+        }
+    }
+    return n;
+}
+
+/* Drop from the queue the `w` bytes the socket took. */
+static void sub_consume(sub_t *s, apr_size_t w)
+{
+    qnode_t *q;
+
+    while (w > 0 && (q = s->qhead) != NULL) {
+        apr_size_t left = qnode_total(q) - q->off;
+        if (w >= left) {
+            w -= left;
+            if (q->ack_id > s->acked_pending) {
+                s->acked_pending = q->ack_id;
+            }
+            s->written += q->len;
+            s->queued -= qnode_total(q);
+            s->qhead = q->next;
+            qnode_put(s->r, q);
+        }
+        else {
+            q->off += w;
+            w = 0;
+        }
+    }
+    if (!s->qhead) {
+        s->qtail = NULL;
+    }
+}
+
+/* Write what the socket takes now. @return -1 if it failed (closed), 0 */
+static int sub_write(sub_t *s)
+{
+    while (s->qhead) {
+        struct iovec iov[IOV_MAX_WRITE];
+        ssize_t w = writev(s->fd, iov, sub_iov(s, iov));
+
         if (w < 0) {
             if (errno == EINTR) {
                 continue;
@@ -797,60 +778,55 @@ static void sub_flush(sub_t *s)
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 break;
             }
-            rlog(r, COMET_LOG_DEBUG, errno, "comet: write to %s failed", s->peer);
+            rlog(s->r, COMET_LOG_DEBUG, errno, "comet: write to %s failed", s->peer);
             sub_close(s, 1);
-            return;
+            return -1;
         }
         s->last_write = apr_time_now();
-        while (w > 0 && (q = s->qhead) != NULL) {
-            apr_size_t left = qnode_total(q) - q->off;
-            if ((apr_size_t)w >= left) {
-                w -= (ssize_t)left;
-                if (q->ack_id > s->acked_pending) {
-                    s->acked_pending = q->ack_id;
-                }
-                s->written += q->len;
-                s->queued -= qnode_total(q);
-                s->qhead = q->next;
-                qnode_put(r, q);
-            }
-            else {
-                q->off += (apr_size_t)w;
-                w = 0;
-            }
-        }
-        if (!s->qhead) {
-            s->qtail = NULL;
-        }
+        sub_consume(s, (apr_size_t)w);
     }
-    sub_ack(s);
-    if (s->qhead && !s->want_out) {
-        struct epoll_event ev;
-        ev.events = EPOLLIN | EPOLLRDHUP | EPOLLOUT;
-        ev.data.ptr = s;
-        if (epoll_ctl(r->epfd, EPOLL_CTL_MOD, s->fd, &ev) == 0) {
-            s->want_out = 1;
-        }
-    }
-    else if (!s->qhead && s->want_out) {
-        struct epoll_event ev;
-        ev.events = EPOLLIN | EPOLLRDHUP;
-        ev.data.ptr = s;
-        if (epoll_ctl(r->epfd, EPOLL_CTL_MOD, s->fd, &ev) == 0) {
-            s->want_out = 0;
-        }
-    }
+    return 0;
+}
+
+/* Watch the socket for room only while bytes wait. */
+static void sub_watch_out(sub_t *s)
+{
+    comet_loop_io_set(s->r->loop, &s->io,
+                      COMET_LOOP_READ | COMET_LOOP_HUP | (s->qhead ? COMET_LOOP_WRITE : 0));
+}
+
+/* Drop a client that reads too slowly; close a stream whose end is out. */
+static void sub_check_queue(sub_t *s)
+{
     if (s->queued > s->queue_limit && !s->closing) {
-        rlog(r, COMET_LOG_INFO, APR_ENOSPC,
+        rlog(s->r, COMET_LOG_INFO, APR_ENOSPC,
              "comet: dropping subscriber %s: %" APR_SIZE_T_FMT " bytes wait for a client "
              "that reads too slowly (CometClientBuffer)", s->peer, s->queued);
-        r->n_dropped++;
+        apr_atomic_inc64(&s->r->n_dropped);
         sub_close(s, 1);
         return;
     }
     if (s->closing && !s->qhead) {
         sub_close(s, 0);
     }
+}
+
+/* Write what the socket (or the handler of a held one) takes now. */
+static void sub_flush(sub_t *s)
+{
+    if (s->closed) {
+        return;
+    }
+    if (s->held) {
+        held_flush(s);
+        return;
+    }
+    if (sub_write(s) < 0) {
+        return;
+    }
+    sub_ack(s);
+    sub_watch_out(s);
+    sub_check_queue(s);
 }
 
 /* After new output: apply the stream's limits, then write. */
@@ -873,7 +849,7 @@ static void sub_after_output(sub_t *s)
     }
     sub_flush(s);
     if (!s->closed) {
-        heap_set(s->r, s);
+        sub_schedule(s);
     }
 }
 
@@ -901,20 +877,17 @@ static void sub_close(sub_t *s, int hard)
         return;
     }
     s->closed = 1;
-    heap_remove(r, s);
+    comet_loop_timer_cancel(r->loop, &s->timer);
     if (s->fd >= 0) {
-        epoll_ctl(r->epfd, EPOLL_CTL_DEL, s->fd, NULL);
+        comet_loop_io_del(r->loop, &s->io);
         close(s->fd);
         s->fd = -1;
     }
     if (s->held) {
-        apr_uint64_t one = 1;
         pthread_mutex_lock(&s->held->mu);
         s->held->ended = 1;
         pthread_mutex_unlock(&s->held->mu);
-        if (write(s->held->efd, &one, sizeof(one)) < 0) {
-            /* see held_flush */
-        }
+        held_signal(s->held);
     }
     s->cnext = r->reap_head;
     r->reap_head = s;
@@ -935,69 +908,75 @@ static void held_unref(comet_held_t *h)
     }
 }
 
-/* Free closed subscribers; tell the store how many left each channel. */
-static void reap(comet_reactor_t *r)
+/* Take a link out of its channel; the store hears of it in lchan_reap. */
+static void link_leave(comet_reactor_t *r, link_t *l)
 {
-    sub_t *s;
+    lchan_t *c = l->ch;
+
+    if (l->prev) {
+        l->prev->next = l->next;
+    }
+    else {
+        c->links = l->next;
+    }
+    if (l->next) {
+        l->next->prev = l->prev;
+    }
+    c->nlinks--;
+    c->unsub++;
+    if (!c->in_unsub) {
+        c->in_unsub = 1;
+        c->unext = r->unsub_head;
+        r->unsub_head = c;
+    }
+}
+
+/* Free a closed subscriber: its session's claim, links, queue, handle. */
+static void sub_reap(comet_reactor_t *r, sub_t *s)
+{
+    apr_size_t i;
+    qnode_t *q;
+
+    if (s->session && s->nlinks && s->links[0].ch && !s->links[0].ch->gone) {
+        sub_ack(s);
+        r->store->session.release(r->store, &s->links[0].ch->ref, s->token);
+    }
+    for (i = 0; i < s->nbatch; i++) {
+        lmsg_unref(s->batch[i]);
+    }
+    s->nbatch = 0;
+    for (i = 0; i < s->nlinks; i++) {
+        if (s->links[i].ch) {
+            link_leave(r, &s->links[i]);
+        }
+    }
+    while ((q = s->qhead) != NULL) {
+        s->qhead = q->next;
+        qnode_put(r, q);
+    }
+    if (s->prev) {
+        s->prev->next = s->next;
+    }
+    else {
+        r->subs = s->next;
+    }
+    if (s->next) {
+        s->next->prev = s->prev;
+    }
+    if (s->held) {
+        apr_atomic_dec32(&r->n_held);
+        s->held->sub = NULL;
+        held_unref(s->held);
+    }
+    apr_atomic_dec32(&r->n_subs);
+    sub_free(s);
+}
+
+/* Tell the store how many left each channel; free those nobody follows. */
+static void lchan_reap(comet_reactor_t *r)
+{
     lchan_t *c;
 
-    while ((s = r->reap_head) != NULL) {
-        apr_size_t i;
-        qnode_t *q;
-
-        r->reap_head = s->cnext;
-        if (s->session && s->nlinks && s->links[0].ch && !s->links[0].ch->gone) {
-            sub_ack(s);
-            r->store->session.release(r->store, &s->links[0].ch->ref, s->token);
-        }
-        for (i = 0; i < s->nbatch; i++) {
-            lmsg_unref(s->batch[i]);
-        }
-        s->nbatch = 0;
-        for (i = 0; i < s->nlinks; i++) {
-            link_t *l = &s->links[i];
-            c = l->ch;
-            if (!c) {
-                continue;
-            }
-            if (l->prev) {
-                l->prev->next = l->next;
-            }
-            else {
-                c->links = l->next;
-            }
-            if (l->next) {
-                l->next->prev = l->prev;
-            }
-            c->nlinks--;
-            c->unsub++;
-            if (!c->in_unsub) {
-                c->in_unsub = 1;
-                c->unext = r->unsub_head;
-                r->unsub_head = c;
-            }
-        }
-        while ((q = s->qhead) != NULL) {
-            s->qhead = q->next;
-            qnode_put(r, q);
-        }
-        if (s->prev) {
-            s->prev->next = s->next;
-        }
-        else {
-            r->subs = s->next;
-        }
-        if (s->next) {
-            s->next->prev = s->prev;
-        }
-        if (s->held) {
-            r->n_held--;
-            s->held->sub = NULL;
-            held_unref(s->held);
-        }
-        r->n_subs--;
-        sub_free(s);
-    }
     while ((c = r->unsub_head) != NULL) {
         r->unsub_head = c->unext;
         c->in_unsub = 0;
@@ -1011,10 +990,22 @@ static void reap(comet_reactor_t *r)
         c->unsub = 0;
         if (c->nlinks == 0 && !c->dirty) {
             lchan_unhash(r, c);
-            r->n_chans--;
+            apr_atomic_dec32(&r->n_chans);
             free(c);
         }
     }
+}
+
+/* Free closed subscribers, then the channels they leave. */
+static void reap(comet_reactor_t *r)
+{
+    sub_t *s;
+
+    while ((s = r->reap_head) != NULL) {
+        r->reap_head = s->cnext;
+        sub_reap(r, s);
+    }
+    lchan_reap(r);
 }
 
 /* Deliver one of a channel's messages to the links that lack it. */
@@ -1074,7 +1065,7 @@ static apr_size_t lchan_fetch(comet_reactor_t *r, lchan_t *c)
         /* the buffer turned over before this process could read it: its
          * streams miss messages (their clients can catch up with `since`
          * only if the buffer still holds them) */
-        r->n_gaps++;
+        apr_atomic_inc64(&r->n_gaps);
         if (apr_time_now() - r->gap_logged > apr_time_from_sec(10)) {
             r->gap_logged = apr_time_now();
             rlog(r, COMET_LOG_WARN, 0, "comet: channel %.*s published faster than this "
@@ -1085,9 +1076,7 @@ static apr_size_t lchan_fetch(comet_reactor_t *r, lchan_t *c)
     if (res.last_id > c->cursor) {
         c->cursor = res.last_id;
     }
-    c->pending = r->batch;
-    r->batch = NULL;
-    r->batch_tail = &r->batch;
+    c->pending = batch_take(r);
     return res.count;
 }
 
@@ -1102,13 +1091,11 @@ static void lchan_release_pending(lchan_t *c)
     c->pending = NULL;
 }
 
-/* Fetch every channel a wake-up named, then hand the messages out in id
- * order across channels: ids follow the clock, so a stream of several
- * channels sees them in the order they were published. */
-static void pull_dirty(comet_reactor_t *r)
+/* Fetch every channel a wake-up named.
+ * @return those that got messages (linked by dnext); *n: how many messages */
+static lchan_t *fetch_dirty(comet_reactor_t *r, apr_size_t *n)
 {
     lchan_t *fetched = NULL, *c;
-    apr_size_t n = 0;
 
     while ((c = r->dirty_head) != NULL) {
         r->dirty_head = c->dnext;
@@ -1116,7 +1103,7 @@ static void pull_dirty(comet_reactor_t *r)
         if (c->nlinks && !c->gone) {
             apr_size_t got = lchan_fetch(r, c);
             if (got) {
-                n += got;
+                *n += got;
                 c->dnext = fetched;
                 fetched = c;
             }
@@ -1129,52 +1116,65 @@ static void pull_dirty(comet_reactor_t *r)
         }
     }
     r->dirty_tail = &r->dirty_head;
+    return fetched;
+}
+
+/* Hand out the messages of several channels (n in all) in id order. */
+static void deliver_sorted(comet_reactor_t *r, lchan_t *fetched, apr_size_t n)
+{
+    pending_t *all = malloc(n * sizeof(*all));
+    apr_size_t k = 0, i;
+    lchan_t *c;
+    lmsg_t *m;
+
+    if (!all) {
+        /* out of memory: channel by channel, as fetched */
+        for (c = fetched; c; c = c->dnext) {
+            for (m = c->pending; m; m = m->next) {
+                deliver_one(r, c, m);
+            }
+        }
+        return;
+    }
+    for (c = fetched; c; c = c->dnext) {
+        for (m = c->pending; m && k < n; m = m->next) {
+            all[k].m = m;
+            all[k].c = c;
+            k++;
+        }
+    }
+    qsort(all, k, sizeof(*all), pending_cmp);
+    for (i = 0; i < k; i++) {
+        deliver_one(r, all[i].c, all[i].m);
+    }
+    free(all);
+}
+
+/* Fetch every channel a wake-up named, then hand the messages out in id
+ * order across channels: ids follow the clock, so a stream of several
+ * channels sees them in the order they were published. */
+static void pull_dirty(comet_reactor_t *r)
+{
+    apr_size_t n = 0;
+    lchan_t *fetched = fetch_dirty(r, &n), *c;
+    lmsg_t *m;
+
     if (!fetched) {
         return;
     }
     if (!fetched->dnext) {
-        lmsg_t *m;
         for (m = fetched->pending; m; m = m->next) {
             deliver_one(r, fetched, m);
         }
         lchan_release_pending(fetched);
         return;
     }
-    {
-        pending_t *all = malloc(n * sizeof(*all));
-        apr_size_t k = 0, i;
-        lmsg_t *m;
-
-        for (c = fetched; c; c = c->dnext) {
-            for (m = c->pending; m && all && k < n; m = m->next) {
-                all[k].m = m;
-                all[k].c = c;
-                k++;
-            }
-        }
-        if (all) {
-            qsort(all, k, sizeof(*all), pending_cmp);
-            for (i = 0; i < k; i++) {
-                deliver_one(r, all[i].c, all[i].m);
-            }
-            free(all);
-        }
-        else {
-            for (c = fetched; c; c = c->dnext) {
-                for (m = c->pending; m; m = m->next) {
-                    deliver_one(r, c, m);
-                }
-            }
-        }
-        for (c = fetched; c; c = c->dnext) {
-            lchan_release_pending(c);
-        }
+    deliver_sorted(r, fetched, n);
+    for (c = fetched; c; c = c->dnext) {
+        lchan_release_pending(c);
     }
 }
 
-/* Hand out each channel's replay to a new subscriber, in id order across
- * channels (as live messages come), then set its cursors where each channel
- * stood; frees the replays. */
 typedef struct {
     lmsg_t *m;
     link_t *l;
@@ -1186,51 +1186,67 @@ static int replay_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static void sub_replay(comet_reactor_t *r, sub_t *s, lmsg_t **replay, const comet_id_t *upto)
+/* Every replayed message with its link, in id order across channels (as
+ * live messages come). @return the array (malloc) and *np its length;
+ * NULL with *np > 0 when out of memory */
+static replay_t *replay_sort(sub_t *s, lmsg_t **replay, apr_size_t *np)
 {
     replay_t *all;
-    apr_size_t i, n = 0, k;
-    lmsg_t *m, *next;
+    apr_size_t i, n = 0, k = 0;
+    lmsg_t *m;
 
     for (i = 0; i < s->nlinks; i++) {
         for (m = replay[i]; m; m = m->next) {
             n++;
         }
     }
+    *np = n;
     all = n ? malloc(n * sizeof(*all)) : NULL;
+    if (!all) {
+        return NULL;
+    }
+    for (i = 0; i < s->nlinks; i++) {
+        for (m = replay[i]; m; m = m->next) {
+            all[k].m = m;
+            all[k].l = &s->links[i];
+            k++;
+        }
+    }
+    if (s->nlinks > 1 && n > 1) {
+        qsort(all, n, sizeof(*all), replay_cmp);
+    }
+    return all;
+}
+
+/* Hand out each channel's replay to a new subscriber, then set its cursors
+ * where each channel stood; frees the replays. */
+static void sub_replay(comet_reactor_t *r, sub_t *s, lmsg_t **replay, const comet_id_t *upto)
+{
+    apr_size_t i, n, k;
+    replay_t *all = replay_sort(s, replay, &n);
+    lmsg_t *m, *next;
+
     if (n && !all) {
         rlog(r, COMET_LOG_ERR, APR_ENOMEM, "comet: out of memory, dropping %s", s->peer);
         sub_close(s, 1);
     }
-    else {
-        for (i = 0, k = 0; i < s->nlinks; i++) {
-            for (m = replay[i]; m; m = m->next) {
-                all[k].m = m;
-                all[k].l = &s->links[i];
-                k++;
-            }
+    for (k = 0; all && k < n; k++) {
+        link_t *l = all[k].l;
+        if (!l->ch || s->closing || s->closed || all[k].m->id <= l->cursor) {
+            continue;
         }
-        if (s->nlinks > 1 && n > 1) {
-            qsort(all, n, sizeof(*all), replay_cmp);
+        if (sub_take(s, all[k].m, l) < 0) {
+            rlog(r, COMET_LOG_ERR, APR_ENOMEM, "comet: out of memory, dropping %s", s->peer);
+            sub_close(s, 1);
+            break;
         }
-        for (k = 0; k < n; k++) {
-            link_t *l = all[k].l;
-            if (!l->ch || s->closing || s->closed || all[k].m->id <= l->cursor) {
-                continue;
-            }
-            if (sub_take(s, all[k].m, l) < 0) {
-                rlog(r, COMET_LOG_ERR, APR_ENOMEM, "comet: out of memory, dropping %s", s->peer);
-                sub_close(s, 1);
-                break;
-            }
-        }
-        /* the client resumes from what it got: cursors move to where each
-         * channel stood only if it got everything (and back from an id of
-         * the future: the channel's own ids count from here) */
-        for (i = 0; i < s->nlinks && !s->closing && !s->closed; i++) {
-            if (upto[i] != COMET_ID_NONE) {
-                s->links[i].cursor = upto[i];
-            }
+    }
+    /* the client resumes from what it got: cursors move to where each
+     * channel stood only if it got everything (and back from an id of
+     * the future: the channel's own ids count from here) */
+    for (i = 0; i < s->nlinks && !s->closing && !s->closed; i++) {
+        if (upto[i] != COMET_ID_NONE) {
+            s->links[i].cursor = upto[i];
         }
     }
     free(all);
@@ -1242,180 +1258,264 @@ static void sub_replay(comet_reactor_t *r, sub_t *s, lmsg_t **replay, const come
     }
 }
 
-/* Take over a subscriber: follow its channels, replay what it missed. */
-static void sub_attach(comet_reactor_t *r, sub_t *s)
+/* Give up channels from `from` on of a subscriber being attached: their
+ * provisional records go, with the subscriptions its handler made. */
+static void links_cut(comet_reactor_t *r, sub_t *s, apr_size_t from)
 {
-    apr_size_t i;
-    struct epoll_event ev;
-    lmsg_t *replay[COMET_SUB_CHANNELS_MAX] = { NULL };
-    comet_id_t upto[COMET_SUB_CHANNELS_MAX];
+    apr_size_t k;
 
+    for (k = from; k < s->nlinks; k++) {
+        if (s->presubscribed) {
+            r->store->unsubscribe(r->store, r->slot, &s->links[k].ch->ref, 1);
+        }
+        free(s->links[k].ch);
+    }
+    s->nlinks = from;
+}
+
+/* The first step of attaching: the subscriber joins the reactor's list. */
+static void sub_enlist(comet_reactor_t *r, sub_t *s)
+{
     s->prev = NULL;
     s->next = r->subs;
     if (r->subs) {
         r->subs->prev = s;
     }
     r->subs = s;
-    r->n_subs++;
+    apr_atomic_inc32(&r->n_subs);
     if (s->held) {
-        r->n_held++;
+        apr_atomic_inc32(&r->n_held);
     }
-    if (s->fd >= 0) {
-        ev.events = EPOLLIN | EPOLLRDHUP;
-        ev.data.ptr = s;
-        if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, s->fd, &ev) < 0) {
-            rlog(r, COMET_LOG_ERR, errno, "comet: cannot watch the socket of %s", s->peer);
-            for (i = 0; i < s->nlinks; i++) {
-                if (s->presubscribed) {
-                    r->store->unsubscribe(r->store, r->slot, &s->links[i].ch->ref, 1);
-                }
-                free(s->links[i].ch);
-            }
-            s->nlinks = 0;
-            sub_close(s, 1);
-            return;
-        }
+}
+
+static void sub_on_io(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t events);
+
+/* Watch the subscriber's socket. @return 0, or -1: closed */
+static int sub_watch(comet_reactor_t *r, sub_t *s)
+{
+    apr_status_t rv = comet_loop_io_add(r->loop, &s->io, s->fd,
+                                        COMET_LOOP_READ | COMET_LOOP_HUP, sub_on_io);
+
+    if (rv != APR_SUCCESS) {
+        rlog(r, COMET_LOG_ERR, rv, "comet: cannot watch the socket of %s", s->peer);
+        links_cut(r, s, 0);
+        sub_close(s, 1);
+        return -1;
     }
-    /* every cursor first: a multi-channel SSE id line names them all */
+    return 0;
+}
+
+/* Every cursor first: a multi-channel SSE id line names them all. */
+static void sub_set_cursors(sub_t *s, comet_id_t *upto)
+{
+    apr_size_t i;
+
     for (i = 0; i < s->nlinks; i++) {
         s->links[i].cursor = s->links[i].since == COMET_ID_NONE ? 0 : s->links[i].since;
         upto[i] = COMET_ID_NONE;
     }
+}
+
+/* Subscribe this process' slot to a channel, unless the handler did. */
+static apr_status_t link_subscribe(comet_reactor_t *r, sub_t *s, lchan_t *c)
+{
+    apr_status_t rv = s->presubscribed ? APR_SUCCESS
+        : r->store->subscribe(r->store, r->slot, c->name, c->name_len, 1, 0, &c->ref);
+
+    if (rv != APR_SUCCESS) {
+        rlog(r, rv == APR_ENOSPC ? COMET_LOG_ERR : COMET_LOG_WARN, rv,
+             "comet: cannot subscribe %s to channel %.*s%s", s->peer,
+             (int)c->name_len, c->name,
+             rv == APR_ENOSPC ? ": shared memory full (CometSharedMemory)" : "");
+    }
+    return rv;
+}
+
+/* Was the channel of this reference deleted? */
+static int lchan_deleted(comet_reactor_t *r, const lchan_t *c)
+{
+    comet_fetch_result_t chk;
+
+    return r->store->fetch(r->store, &c->ref, 0, COMET_ID_NONE, NULL, NULL, &chk)
+           == APR_SUCCESS && chk.gone;
+}
+
+/* The channel was deleted and made anew: the streams on the old record end
+ * (their clients come back to the new one) and the record goes when they
+ * are reaped. */
+static void lchan_retire(comet_reactor_t *r, lchan_t *c)
+{
+    link_t *ol;
+
+    c->gone = 1;
+    lchan_unhash(r, c);
+    c->hnext_name = c->hnext_idx = NULL;
+    for (ol = c->links; ol; ol = ol->next) {
+        sub_end(ol->sub, COMET_END_RECONNECT);
+    }
+}
+
+static void lchan_hash(comet_reactor_t *r, lchan_t *c)
+{
+    c->hnext_name = r->by_name[c->hash % LCHAN_BUCKETS];
+    r->by_name[c->hash % LCHAN_BUCKETS] = c;
+    c->hnext_idx = r->by_idx[c->ref.idx % LCHAN_BUCKETS];
+    r->by_idx[c->ref.idx % LCHAN_BUCKETS] = c;
+    apr_atomic_inc32(&r->n_chans);
+}
+
+static void link_join(link_t *l, sub_t *s, lchan_t *c)
+{
+    l->ch = c;
+    l->sub = s;
+    l->prev = NULL;
+    l->next = c->links;
+    if (c->links) {
+        c->links->prev = l;
+    }
+    c->links = l;
+    c->nlinks++;
+}
+
+/* Link channel i of a new subscriber: subscribe, and share this process'
+ * record of the channel if it has a current one (*shared).
+ * @return 0; 1: the channel was deleted meanwhile (the stream ends);
+ *         -1: it could not subscribe (closed) */
+static int link_attach(comet_reactor_t *r, sub_t *s, apr_size_t i, int *shared)
+{
+    link_t *l = &s->links[i];
+    lchan_t *c = l->ch;              /* holds the requested name for now */
+    lchan_t *have;
+
+    l->ch = NULL;
+    have = lchan_by_name(r, c->name, c->name_len, c->hash);
+    if (link_subscribe(r, s, c) != APR_SUCCESS) {
+        free(c);
+        links_cut(r, s, i + 1);
+        s->nlinks = i;
+        sub_close(s, 1);
+        return -1;
+    }
+    /* which of the two is stale? a channel deleted between the handler's
+     * subscribe and now leaves ours so */
+    if (have && !have->gone && have->ref.gen != c->ref.gen && lchan_deleted(r, c)) {
+        free(c);
+        links_cut(r, s, i + 1);
+        s->nlinks = i;
+        sub_end(s, COMET_END_DELETED);
+        return 1;
+    }
+    if (have && (have->ref.gen != c->ref.gen || have->gone)) {
+        lchan_retire(r, have);
+        have = NULL;
+    }
+    if (have) {
+        free(c);
+        c = have;
+    }
+    else {
+        lchan_hash(r, c);
+    }
+    link_join(l, s, c);
+    *shared = have != NULL;
+    return 0;
+}
+
+/* What a new link missed, from the store; *upto: where the channel stands.
+ * A record new to this process starts its cursor there. */
+static lmsg_t *link_fetch_replay(comet_reactor_t *r, link_t *l, int shared, comet_id_t *upto)
+{
+    comet_fetch_result_t res;
+    lmsg_t *replay = NULL;
+    apr_status_t rv;
+
+    batch_begin(r);
+    rv = r->store->fetch(r->store, &l->ch->ref, 0, l->since, batch_alloc, r, &res);
+    if (rv == APR_SUCCESS && !res.gone) {
+        replay = batch_take(r);
+        *upto = res.last_id;
+        if (!shared) {
+            l->ch->cursor = res.last_id;
+        }
+    }
+    batch_end(r);
+    return replay;
+}
+
+/* Take over a subscriber: follow its channels, replay what it missed (the
+ * replays are handed out once every channel's is here). */
+static void sub_attach(comet_reactor_t *r, sub_t *s)
+{
+    lmsg_t *replay[COMET_SUB_CHANNELS_MAX] = { NULL };
+    comet_id_t upto[COMET_SUB_CHANNELS_MAX];
+    apr_size_t i;
+
+    sub_enlist(r, s);
+    if (s->fd >= 0 && sub_watch(r, s) < 0) {
+        return;
+    }
+    sub_set_cursors(s, upto);
     for (i = 0; i < s->nlinks; i++) {
-        link_t *l = &s->links[i];
-        lchan_t *c = l->ch;          /* holds the requested name for now */
-        comet_fetch_result_t res;
-        apr_status_t rv;
-        lchan_t *have;
-
-        l->ch = NULL;
-        have = lchan_by_name(r, c->name, c->name_len, c->hash);
-        rv = s->presubscribed ? APR_SUCCESS
-           : r->store->subscribe(r->store, r->slot, c->name, c->name_len, 1, 0, &c->ref);
-        if (rv != APR_SUCCESS) {
-            rlog(r, rv == APR_ENOSPC ? COMET_LOG_ERR : COMET_LOG_WARN, rv,
-                 "comet: cannot subscribe %s to channel %.*s%s", s->peer,
-                 (int)c->name_len, c->name,
-                 rv == APR_ENOSPC ? ": shared memory full (CometSharedMemory)" : "");
-            apr_size_t k;
-            free(c);
-            for (k = i + 1; k < s->nlinks; k++) {
-                free(s->links[k].ch);
-            }
-            s->nlinks = i;
-            sub_close(s, 1);
-            return;
+        int shared;
+        if (link_attach(r, s, i, &shared) != 0) {
+            /* ended or closed: the links so far get (or just free) their
+             * replays */
+            break;
         }
-        if (have && !have->gone && have->ref.gen != c->ref.gen) {
-            /* which of the two is stale? a channel deleted between the
-             * handler's subscribe and now leaves ours so */
-            comet_fetch_result_t chk;
-            if (r->store->fetch(r->store, &c->ref, 0, COMET_ID_NONE, NULL, NULL, &chk)
-                == APR_SUCCESS && chk.gone) {
-                apr_size_t k;
-                free(c);
-                for (k = i + 1; k < s->nlinks; k++) {
-                    if (s->presubscribed) {
-                        r->store->unsubscribe(r->store, r->slot, &s->links[k].ch->ref, 1);
-                    }
-                    free(s->links[k].ch);
-                }
-                s->nlinks = i;
-                sub_end(s, COMET_END_DELETED);
-                break;
-            }
-        }
-        if (have && (have->ref.gen != c->ref.gen || have->gone)) {
-            /* the channel was deleted and made anew: the streams on the old
-             * record end (their clients come back to the new one) and the
-             * record goes when they are reaped */
-            link_t *ol;
-            have->gone = 1;
-            lchan_unhash(r, have);
-            have->hnext_name = have->hnext_idx = NULL;
-            for (ol = have->links; ol; ol = ol->next) {
-                sub_end(ol->sub, COMET_END_RECONNECT);
-            }
-            have = NULL;
-        }
-        if (have) {
-            free(c);
-            c = have;
-        }
-        else {
-            c->hnext_name = r->by_name[c->hash % LCHAN_BUCKETS];
-            r->by_name[c->hash % LCHAN_BUCKETS] = c;
-            c->hnext_idx = r->by_idx[c->ref.idx % LCHAN_BUCKETS];
-            r->by_idx[c->ref.idx % LCHAN_BUCKETS] = c;
-            r->n_chans++;
-        }
-        l->ch = c;
-        l->sub = s;
-        l->prev = NULL;
-        l->next = c->links;
-        if (c->links) {
-            c->links->prev = l;
-        }
-        c->links = l;
-        c->nlinks++;
-
-        /* replay: what the subscriber missed, from the store; handed out
-         * below, once every channel's is here */
-        batch_begin(r);
-        rv = r->store->fetch(r->store, &c->ref, 0, l->since, batch_alloc, r, &res);
-        if (rv == APR_SUCCESS && !res.gone) {
-            replay[i] = r->batch;
-            r->batch = NULL;
-            r->batch_tail = &r->batch;
-            upto[i] = res.last_id;
-            if (!have) {
-                c->cursor = res.last_id;
-            }
-        }
-        batch_end(r);
+        replay[i] = link_fetch_replay(r, &s->links[i], shared, &upto[i]);
     }
     sub_replay(r, s, replay, upto);
     s->last_write = apr_time_now();
     sub_want_flush(r, s);
 }
 
-static void sub_readable(comet_reactor_t *r, sub_t *s, apr_uint32_t events)
+/* Read and drop what a subscriber sent (it has nothing to say), noticing
+ * a close. @return -1 if it left (closed), 0 */
+static int sub_discard(sub_t *s)
 {
     char buf[4096];
     apr_size_t total = 0;
 
-    if (events & (EPOLLERR | EPOLLHUP)) {
+    for (;;) {
+        ssize_t n = read(s->fd, buf, sizeof(buf));
+        if (n > 0) {
+            total += (apr_size_t)n;
+            if (total < READ_DISCARD_MAX) {
+                continue;
+            }
+            return 0;
+        }
+        if (n == 0) {
+            rlog(s->r, COMET_LOG_TRACE, 0, "comet: subscriber %s left", s->peer);
+            sub_close(s, 1);
+            return -1;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            sub_close(s, 1);
+            return -1;
+        }
+        return 0;
+    }
+}
+
+/* The subscriber's socket: the client left or sent something, or there is
+ * room to write again. */
+static void sub_on_io(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t events)
+{
+    sub_t *s = COMET_LOOP_CONTAINER(io, sub_t, io);
+
+    if (events & COMET_LOOP_ERROR) {
         sub_close(s, 1);
         return;
     }
-    if (events & (EPOLLIN | EPOLLRDHUP)) {
-        /* a subscriber has nothing to say: discard, and notice the close */
-        for (;;) {
-            ssize_t n = read(s->fd, buf, sizeof(buf));
-            if (n > 0) {
-                total += (apr_size_t)n;
-                if (total < READ_DISCARD_MAX) {
-                    continue;
-                }
-                break;
-            }
-            if (n == 0) {
-                rlog(r, COMET_LOG_TRACE, 0, "comet: subscriber %s left", s->peer);
-                sub_close(s, 1);
-                return;
-            }
-            if (errno == EINTR) {
-                continue;
-            }
-            if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                sub_close(s, 1);
-                return;
-            }
-            break;
-        }
+    if ((events & (COMET_LOOP_READ | COMET_LOOP_HUP)) && sub_discard(s) < 0) {
+        return;
     }
-    if (events & EPOLLOUT) {
-        sub_want_flush(r, s);
+    if (events & COMET_LOOP_WRITE) {
+        sub_want_flush(s->r, s);
     }
 }
 
@@ -1423,15 +1523,17 @@ static void sub_readable(comet_reactor_t *r, sub_t *s, apr_uint32_t events)
  * the loop
  ******************************************************************************/
 
-static void on_wake(comet_reactor_t *r)
+/* The store's wake socket: mark the channels our inbox names. */
+static void on_wake(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t events)
 {
+    comet_reactor_t *r = comet_loop_baton(l);
     char buf[64];
     comet_chan_ref_t refs[1024];
     apr_size_t n, i;
     int overflow;
     apr_status_t rv;
 
-    while (recv(r->wake_fd, buf, sizeof(buf), MSG_DONTWAIT) > 0) {
+    while (recv(io->fd, buf, sizeof(buf), MSG_DONTWAIT) > 0) {
         /* one datagram is enough; empty the queue */
     }
     rv = r->store->drain(r->store, r->slot, refs, sizeof(refs) / sizeof(refs[0]),
@@ -1457,21 +1559,9 @@ static void on_wake(comet_reactor_t *r)
     }
 }
 
-static void on_cmd(comet_reactor_t *r)
+/* Held subscribers whose handler gave up: drop them now. */
+static void held_release_all(comet_held_t *rel)
 {
-    apr_uint64_t v;
-    sub_t *list, *s;
-    comet_held_t *rel;
-
-    if (read(r->cmd_fd, &v, sizeof(v)) < 0) {
-        /* spurious */
-    }
-    pthread_mutex_lock(&r->cmd_mu);
-    list = r->cmd_head;
-    r->cmd_head = NULL;
-    rel = r->rel_head;
-    r->rel_head = NULL;
-    pthread_mutex_unlock(&r->cmd_mu);
     while (rel) {
         comet_held_t *h = rel;
         rel = h->rnext;
@@ -1480,19 +1570,29 @@ static void on_cmd(comet_reactor_t *r)
         }
         held_unref(h);            /* the handler's reference */
     }
+}
+
+/* The commands of handler threads: releases, then new subscribers. */
+static void on_cmd(comet_reactor_t *r)
+{
+    sub_t *list, *s, *rev = NULL;
+    comet_held_t *rel;
+
+    pthread_mutex_lock(&r->cmd_mu);
+    list = r->cmd_head;
+    r->cmd_head = NULL;
+    rel = r->rel_head;
+    r->rel_head = NULL;
+    pthread_mutex_unlock(&r->cmd_mu);
+    held_release_all(rel);
     /* oldest first */
-    {
-        sub_t *rev = NULL;
-        while (list) {
-            s = list;
-            list = s->cnext;
-            s->cnext = rev;
-            rev = s;
-        }
-        list = rev;
-    }
     while ((s = list) != NULL) {
         list = s->cnext;
+        s->cnext = rev;
+        rev = s;
+    }
+    while ((s = rev) != NULL) {
+        rev = s->cnext;
         s->cnext = NULL;
         sub_attach(r, s);
         if (r->draining) {
@@ -1501,46 +1601,59 @@ static void on_cmd(comet_reactor_t *r)
     }
 }
 
-static void run_timers(comet_reactor_t *r, apr_time_t now)
+/* comet_loop_wakeup from a handler thread: a command waits. */
+static void on_loop_wakeup(comet_loop_t *l)
 {
-    while (r->heap_len && r->heap[0]->deadline <= now) {
-        sub_t *s = r->heap[0];
-        heap_remove(r, s);
-        if (s->closed) {
-            continue;
+    on_cmd(comet_loop_baton(l));
+}
+
+/* A heartbeat: something for the client to read, or for a poll (oneshot)
+ * with nothing to say, its answer. */
+static void sub_heartbeat(sub_t *s, apr_time_t now)
+{
+    comet_buf_t b = { 0 };
+
+    if (s->t->oneshot) {
+        if (s->session && s->t->heartbeat && s->t->heartbeat(&b, &s->params) == 0) {
+            sub_queue_own(s, &b);
         }
-        if (s->closing) {
-            /* the client did not take the end of its stream in time */
-            sub_close(s, 1);
-            continue;
-        }
-        if (s->end_at && now >= s->end_at) {
-            sub_end(s, COMET_END_RECONNECT);
-            continue;
-        }
-        if (s->heartbeat && now >= s->last_write + s->heartbeat) {
-            if (s->t->oneshot) {
-                /* a poll with nothing to say: a heartbeat answers it */
-                comet_buf_t b = { 0 };
-                if (s->session && s->t->heartbeat && s->t->heartbeat(&b, &s->params) == 0) {
-                    sub_queue_own(s, &b);
-                }
-                comet_buf_free(&b);
-                sub_end(s, COMET_END_TIMEOUT);
-                continue;
-            }
-            if (s->t->heartbeat) {
-                comet_buf_t b = { 0 };
-                if (s->t->heartbeat(&b, &s->params) == 0) {
-                    sub_queue_own(s, &b);
-                }
-                comet_buf_free(&b);
-            }
-            s->last_write = now;
-            sub_want_flush(r, s);
-        }
-        heap_set(r, s);
+        comet_buf_free(&b);
+        sub_end(s, COMET_END_TIMEOUT);
+        return;
     }
+    if (s->t->heartbeat) {
+        if (s->t->heartbeat(&b, &s->params) == 0) {
+            sub_queue_own(s, &b);
+        }
+        comet_buf_free(&b);
+    }
+    s->last_write = now;
+    sub_want_flush(s->r, s);
+    sub_schedule(s);
+}
+
+/* A subscriber's deadline (sub_deadline): close grace, lifetime, heartbeat. */
+static void sub_on_timer(comet_loop_t *l, comet_loop_timer_t *t, apr_time_t now)
+{
+    sub_t *s = COMET_LOOP_CONTAINER(t, sub_t, timer);
+
+    if (s->closed) {
+        return;
+    }
+    if (s->closing) {
+        /* the client did not take the end of its stream in time */
+        sub_close(s, 1);
+        return;
+    }
+    if (s->end_at && now >= s->end_at) {
+        sub_end(s, COMET_END_RECONNECT);
+        return;
+    }
+    if (s->heartbeat && now >= s->last_write + s->heartbeat) {
+        sub_heartbeat(s, now);
+        return;
+    }
+    sub_schedule(s);
 }
 
 static void begin_drain(comet_reactor_t *r)
@@ -1554,74 +1667,60 @@ static void begin_drain(comet_reactor_t *r)
     }
 }
 
+/* The steps of a turn after I/O (see the top of this file).
+ * @return 1 when the loop is over */
+static int reactor_turn(comet_reactor_t *r)
+{
+    apr_time_t now = apr_time_now();
+
+    pull_dirty(r);
+    comet_loop_expire(r->loop, now);
+    if (apr_atomic_read32(&r->stopping) && !r->draining) {
+        begin_drain(r);
+    }
+    flush_all(r);
+    reap(r);
+    if (now >= r->next_maint) {
+        apr_status_t rv = r->store->maintain(r->store, now);
+        if (rv != APR_SUCCESS) {
+            rlog(r, COMET_LOG_WARN, rv, "comet: store housekeeping failed");
+        }
+        r->next_maint = now + MAINT_EVERY;
+    }
+    return r->draining && (!r->subs || now >= r->drain_until);
+}
+
 static void *reactor_main(void *arg)
 {
     comet_reactor_t *r = arg;
-    struct epoll_event evs[EVENTS_MAX];
+    sub_t *s;
 
     r->next_maint = apr_time_now();
     for (;;) {
-        apr_time_t now = apr_time_now(), until = r->next_maint;
-        int timeout, n, i;
+        apr_time_t until = r->next_maint;
+        apr_status_t rv;
 
-        if (r->heap_len && r->heap[0]->deadline < until) {
-            until = r->heap[0]->deadline;
-        }
         if (r->draining && r->drain_until < until) {
             until = r->drain_until;
         }
-        timeout = until <= now ? 0 : (int)((until - now + 999) / 1000);
-        n = epoll_wait(r->epfd, evs, EVENTS_MAX, timeout);
-        if (n < 0 && errno != EINTR) {
-            rlog(r, COMET_LOG_ERR, errno, "comet: epoll_wait failed");
+        rv = comet_loop_poll(r->loop, until);
+        if (rv != APR_SUCCESS) {
+            rlog(r, COMET_LOG_ERR, rv, "comet: epoll_wait failed");
             break;
         }
-        for (i = 0; i < n; i++) {
-            void *p = evs[i].data.ptr;
-            if (p == &r->wake_tag) {
-                on_wake(r);
-            }
-            else if (p == &r->cmd_tag) {
-                on_cmd(r);
-            }
-            else {
-                sub_t *s = p;
-                if (!s->closed) {
-                    sub_readable(r, s, evs[i].events);
-                }
-            }
-        }
-        now = apr_time_now();
-        pull_dirty(r);
-        run_timers(r, now);
-        if (r->stopping && !r->draining) {
-            begin_drain(r);
-        }
-        flush_all(r);
-        reap(r);
-        if (now >= r->next_maint) {
-            apr_status_t rv = r->store->maintain(r->store, now);
-            if (rv != APR_SUCCESS) {
-                rlog(r, COMET_LOG_WARN, rv, "comet: store housekeeping failed");
-            }
-            r->next_maint = now + MAINT_EVERY;
-        }
-        if (r->draining && (!r->subs || now >= r->drain_until)) {
+        if (reactor_turn(r)) {
             break;
         }
     }
     /* whatever is left: close; from now on handlers release by themselves */
-    {
-        sub_t *s;
-        for (s = r->subs; s; s = s->next) {
-            sub_close(s, 1);
-        }
-        pthread_mutex_lock(&r->cmd_mu);
-        r->exited = 1;
-        pthread_mutex_unlock(&r->cmd_mu);
-        on_cmd(r);
-        reap(r);
+    for (s = r->subs; s; s = s->next) {
+        sub_close(s, 1);
     }
+    pthread_mutex_lock(&r->cmd_mu);
+    r->exited = 1;
+    pthread_mutex_unlock(&r->cmd_mu);
+    on_cmd(r);
+    reap(r);
     return NULL;
 }
 
@@ -1634,34 +1733,29 @@ apr_status_t comet_reactor_create(comet_reactor_t **rp, comet_store_t *store,
                                   void *log_baton)
 {
     comet_reactor_t *r = calloc(1, sizeof(*r));
-    struct epoll_event ev;
+    apr_status_t rv;
 
     if (!r) {
         return APR_ENOMEM;
     }
     r->store = store;
     r->slot = slot;
-    r->wake_fd = wake_fd;
     r->log = log;
     r->log_baton = log_baton;
     r->batch_tail = &r->batch;
     r->dirty_tail = &r->dirty_head;
-    pthread_mutex_init(&r->cmd_mu, NULL);
-    r->epfd = epoll_create1(EPOLL_CLOEXEC);
-    r->cmd_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (r->epfd < 0 || r->cmd_fd < 0) {
-        apr_status_t rv = errno;
-        if (r->epfd >= 0) close(r->epfd);
-        if (r->cmd_fd >= 0) close(r->cmd_fd);
+    rv = comet_loop_create(&r->loop, on_loop_wakeup, r);
+    if (rv == APR_SUCCESS) {
+        rv = comet_loop_io_add(r->loop, &r->wake_io, wake_fd, COMET_LOOP_READ, on_wake);
+        if (rv != APR_SUCCESS) {
+            comet_loop_destroy(r->loop);
+        }
+    }
+    if (rv != APR_SUCCESS) {
         free(r);
         return rv;
     }
-    ev.events = EPOLLIN;
-    ev.data.ptr = &r->wake_tag;
-    epoll_ctl(r->epfd, EPOLL_CTL_ADD, wake_fd, &ev);
-    ev.events = EPOLLIN;
-    ev.data.ptr = &r->cmd_tag;
-    epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->cmd_fd, &ev);
+    pthread_mutex_init(&r->cmd_mu, NULL);
     *rp = r;
     return APR_SUCCESS;
 }
@@ -1683,38 +1777,20 @@ apr_status_t comet_reactor_start(comet_reactor_t *r)
     return APR_SUCCESS;
 }
 
-static void poke(comet_reactor_t *r)
-{
-    apr_uint64_t one = 1;
-
-    if (write(r->cmd_fd, &one, sizeof(one)) < 0) {
-        /* counter full: the reactor is awake anyway */
-    }
-}
-
 void comet_reactor_quiesce(comet_reactor_t *r)
 {
     if (r) {
-        r->stopping = 1;
-        poke(r);
+        apr_atomic_set32(&r->stopping, 1);
+        comet_loop_wakeup(r->loop);
     }
 }
 
-void comet_reactor_destroy(comet_reactor_t *r)
+/* Subscribers handed over after the loop ended: never attached. */
+static void cmd_discard(comet_reactor_t *r)
 {
     sub_t *s;
-    qnode_t *q;
-    apr_size_t b;
+    apr_size_t i;
 
-    if (!r) {
-        return;
-    }
-    r->stopping = 1;
-    if (r->started) {
-        poke(r);
-        pthread_join(r->thread, NULL);
-    }
-    /* subscribers handed over after the loop ended */
     pthread_mutex_lock(&r->cmd_mu);
     while ((s = r->cmd_head) != NULL) {
         r->cmd_head = s->cnext;
@@ -1727,12 +1803,28 @@ void comet_reactor_destroy(comet_reactor_t *r)
             pthread_mutex_unlock(&s->held->mu);
             held_unref(s->held);
         }
-        for (b = 0; b < s->nlinks; b++) {
-            free(s->links[b].ch);
+        for (i = 0; i < s->nlinks; i++) {
+            free(s->links[i].ch);
         }
         sub_free(s);
     }
     pthread_mutex_unlock(&r->cmd_mu);
+}
+
+void comet_reactor_destroy(comet_reactor_t *r)
+{
+    qnode_t *q;
+    apr_size_t b;
+
+    if (!r) {
+        return;
+    }
+    apr_atomic_set32(&r->stopping, 1);
+    if (r->started) {
+        comet_loop_wakeup(r->loop);
+        pthread_join(r->thread, NULL);
+    }
+    cmd_discard(r);
     for (b = 0; b < LCHAN_BUCKETS; b++) {
         lchan_t *c = r->by_name[b], *next;
         for (; c; c = next) {
@@ -1744,32 +1836,20 @@ void comet_reactor_destroy(comet_reactor_t *r)
         r->qfree = q->next;
         free(q);
     }
-    free(r->heap);
-    close(r->epfd);
-    close(r->cmd_fd);
+    comet_loop_destroy(r->loop);
     pthread_mutex_destroy(&r->cmd_mu);
     free(r);
 }
 
-apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
-                               comet_held_t **heldp)
+/* A subscriber from a handler's spec, without its channels yet. */
+static sub_t *sub_create(comet_reactor_t *r, const comet_sub_spec_t *spec)
 {
-    sub_t *s;
-    apr_size_t i;
     apr_time_t now = apr_time_now();
+    sub_t *s = calloc(1, sizeof(*s) + spec->nchannels * sizeof(link_t));
 
-    if (spec->nchannels < 1 || spec->nchannels > COMET_SUB_CHANNELS_MAX
-        || spec->transport->index >= COMET_TRANSPORTS_MAX) {
-        return APR_EINVAL;
-    }
-    if (r->stopping) {
-        return APR_EAGAIN;
-    }
-    s = calloc(1, sizeof(*s) + spec->nchannels * sizeof(link_t));
     if (!s) {
-        return APR_ENOMEM;
+        return NULL;
     }
-    s->tag = TAG_SUB;
     s->r = r;
     s->fd = spec->fd;
     s->t = spec->transport;
@@ -1788,9 +1868,17 @@ apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
         s->callback = strdup(spec->params.callback);
         s->params.callback = s->callback;
     }
+    return s;
+}
+
+/* Give each link a provisional channel holding the requested name, turned
+ * into the shared local channel by the reactor (sub_attach).
+ * @return APR_SUCCESS, APR_EINVAL (a bad name) or APR_ENOMEM */
+static apr_status_t sub_set_channels(sub_t *s, const comet_sub_spec_t *spec)
+{
+    apr_size_t i;
+
     for (i = 0; i < spec->nchannels; i++) {
-        /* the link carries a provisional channel holding the name, turned
-         * into the shared local channel by the reactor */
         lchan_t *c = calloc(1, sizeof(*c));
         if (!c || !comet_store_name_valid(spec->channels[i], spec->channel_lens[i])) {
             apr_size_t k;
@@ -1798,7 +1886,6 @@ apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
             for (k = 0; k < i; k++) {
                 free(s->links[k].ch);
             }
-            sub_free(s);
             return c ? APR_EINVAL : APR_ENOMEM;
         }
         memcpy(c->name, spec->channels[i], spec->channel_lens[i]);
@@ -1809,39 +1896,72 @@ apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
         s->links[i].since = spec->since[i];
     }
     s->nlinks = spec->nchannels;
+    return APR_SUCCESS;
+}
+
+/* The handle a handler thread waits on for a held subscriber. */
+static comet_held_t *held_create(comet_reactor_t *r, sub_t *s)
+{
+    comet_held_t *h = calloc(1, sizeof(*h));
+
+    if (!h || (h->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+        free(h);
+        return NULL;
+    }
+    pthread_mutex_init(&h->mu, NULL);
+    h->r = r;
+    h->sub = s;
+    h->refs = 2;
+    h->limit = s->queue_limit;
+    return h;
+}
+
+apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
+                               comet_held_t **heldp)
+{
+    sub_t *s;
+    apr_size_t i;
+    apr_status_t rv;
+
+    if (spec->nchannels < 1 || spec->nchannels > COMET_SUB_CHANNELS_MAX
+        || spec->transport->index >= COMET_TRANSPORTS_MAX) {
+        return APR_EINVAL;
+    }
+    if (apr_atomic_read32(&r->stopping)) {
+        return APR_EAGAIN;
+    }
+    if (!(s = sub_create(r, spec))) {
+        return APR_ENOMEM;
+    }
+    if ((rv = sub_set_channels(s, spec)) != APR_SUCCESS) {
+        sub_free(s);
+        return rv;
+    }
     if (spec->fd < 0) {
-        comet_held_t *h = calloc(1, sizeof(*h));
-        if (!h || (h->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
-            free(h);
+        if (!(s->held = held_create(r, s))) {
             for (i = 0; i < s->nlinks; i++) {
                 free(s->links[i].ch);
             }
             sub_free(s);
             return APR_ENOMEM;
         }
-        pthread_mutex_init(&h->mu, NULL);
-        h->r = r;
-        h->sub = s;
-        h->refs = 2;
-        h->limit = s->queue_limit;
-        s->held = h;
-        *heldp = h;
+        *heldp = s->held;
     }
     pthread_mutex_lock(&r->cmd_mu);
     s->cnext = r->cmd_head;
     r->cmd_head = s;
     pthread_mutex_unlock(&r->cmd_mu);
-    poke(r);
+    comet_loop_wakeup(r->loop);
     return APR_SUCCESS;
 }
 
 void comet_reactor_counts(comet_reactor_t *r, comet_reactor_counts_t *c)
 {
-    c->subscribers = r->n_subs;
-    c->held = r->n_held;
-    c->channels = r->n_chans;
-    c->delivered = r->n_delivered;
-    c->dropped = r->n_dropped;
+    c->subscribers = apr_atomic_read32(&r->n_subs);
+    c->held = apr_atomic_read32(&r->n_held);
+    c->channels = apr_atomic_read32(&r->n_chans);
+    c->delivered = apr_atomic_read64(&r->n_delivered);
+    c->dropped = apr_atomic_read64(&r->n_dropped);
 }
 
 apr_status_t comet_held_wait(comet_held_t *h, int client_fd,
@@ -1909,7 +2029,7 @@ void comet_held_release(comet_held_t *h)
         h->rnext = r->rel_head;
         r->rel_head = h;
         pthread_mutex_unlock(&r->cmd_mu);
-        poke(r);
+        comet_loop_wakeup(r->loop);
         return;
     }
     pthread_mutex_unlock(&r->cmd_mu);

@@ -1,15 +1,15 @@
-/* Licensed under the Apache License, Version 2.0 (the "License"); see LICENSE. */
+/* Licensed under the Apache License, Version 2.0 (the "License"); see README. */
 
 /**
  * @file comet_reactor.h
  * @brief The per-process event loop that drives subscribers.
  *
- * One thread per child process owns, through epoll, the sockets of every
- * subscriber the child's handlers passed to it: it fetches new messages from
- * the store when the child's wake descriptor fires, frames each message once
- * per transport, writes without blocking with a bounded queue per subscriber,
- * sends heartbeats, ends streams at their lifetime or size limit and notices
- * clients that leave. A subscriber costs a few hundred bytes here instead of a
+ * One thread per child process owns, through its event loop (comet_loop.h),
+ * the sockets of every subscriber the child's handlers passed to it: it
+ * fetches new messages from the store when the child's wake descriptor
+ * fires, frames each message once per transport, writes without blocking
+ * with a bounded queue per subscriber, sends heartbeats, ends streams at
+ * their lifetime or size limit and notices clients that leave. A subscriber costs a few hundred bytes here instead of a
  * worker thread.
  *
  * Connections that the reactor cannot write itself (TLS, HTTP/2) are "held":
@@ -79,9 +79,9 @@ apr_status_t comet_reactor_create(comet_reactor_t **r, comet_store_t *store,
 apr_status_t comet_reactor_start(comet_reactor_t *r);
 
 /**
- * End every stream (telling clients to reconnect), wait a few seconds at
- * most for them to take the last bytes, stop the thread and free everything.
- * The slot stays claimed; the caller releases it.
+ * End every stream (telling clients to reconnect), wait up to 5 seconds for
+ * them to take the last bytes, stop the thread and free everything. The slot
+ * stays claimed; the caller releases it.
  */
 void comet_reactor_destroy(comet_reactor_t *r);
 

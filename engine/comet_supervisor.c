@@ -8,9 +8,10 @@
  *   backend --stdout line--> [supervisor] --"s:<sid>"--> the session's receiver
  *   source  --stdout line--> [supervisor] --"<channel>"--> subscribers
  *
- * One epoll loop: the store's wake socket, a signalfd for SIGCHLD/SIGTERM,
- * the parent's pipe (EOF: httpd is gone) and the pipes or sockets of every
- * program. Writes to a program are pulled from the store only when the
+ * One event loop (comet_loop.h): the store's wake socket, a signalfd for
+ * SIGCHLD/SIGTERM, the parent's pipe (EOF: httpd is gone), the pipes or
+ * sockets of every program, and a tick timer that looks at every session
+ * and source. Writes to a program are pulled from the store only when the
  * previous ones were taken, so a program that does not read holds its
  * messages in the store (bounded by max_queue), never in here; a program
  * whose browser does not read is no longer read either.
@@ -25,7 +26,6 @@
 #include <unistd.h>
 #include <netdb.h>
 #include <grp.h>
-#include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -36,6 +36,7 @@
 #include <apr_strings.h>
 #include <apr_tables.h>
 
+#include "comet_loop.h"
 #include "comet_supervisor.h"
 #include "comet_transport.h"
 
@@ -45,22 +46,21 @@
 #define SOURCE_STABLE    apr_time_from_sec(10)
 #define DEFAULT_PATH     "PATH=/usr/local/bin:/usr/bin:/bin"
 
-enum { K_WAKE = 1, K_SIG, K_PARENT, K_OUT, K_ERR, K_IN };
 enum { B_NONE = 0, B_ECHO, B_CLOSE, B_EXEC, B_SOCK };
 
 typedef struct prog_t prog_t;
-
-typedef struct {
-    int kind;
-    prog_t *prog;
-} tag_t;
+typedef struct sess_t sess_t;
+typedef struct src_t src_t;
 
 /* A program, or a socket to a server, we exchange lines with. */
 struct prog_t {
     int backend;                  /* B_* */
     pid_t pid;
+    sess_t *sess;                 /* its owner: a session */
+    src_t *src;                   /* or a channel source */
     int in_fd, out_fd, err_fd;    /* a socket: in_fd == out_fd */
-    tag_t t_in, t_out, t_err;
+    /* their watches; a socket has io_out alone, for both ways */
+    comet_loop_io_t io_in, io_out, io_err;
     comet_buf_t line, eline;      /* partial lines read */
     int skipping;                 /* inside a line over the limit */
     comet_buf_t wbuf;             /* pending bytes to its stdin */
@@ -70,8 +70,8 @@ struct prog_t {
     char label[COMET_CHANNEL_MAX + 16];
 };
 
-typedef struct sess_t {
-    struct sess_t *next;
+struct sess_t {
+    sess_t *next;
     prog_t prog;
     char sid[COMET_CHANNEL_MAX];
     char down[COMET_CHANNEL_MAX + 1], up[COMET_CHANNEL_MAX + 1];
@@ -82,10 +82,10 @@ typedef struct sess_t {
     apr_size_t unchecked;         /* bytes published since the queue was looked at */
     unsigned closed:1;            /* the close message is published */
     unsigned ending:1;            /* the browser is gone: the program is stopped */
-} sess_t;
+};
 
-typedef struct src_t {
-    struct src_t *next;
+struct src_t {
+    src_t *next;
     prog_t prog;
     char channel[COMET_CHANNEL_MAX + 1];
     char **argv;
@@ -95,15 +95,17 @@ typedef struct src_t {
     apr_interval_time_t backoff;
     apr_time_t window;            /* rate limit: current second */
     apr_uint32_t lines;           /* lines published in it */
-} src_t;
+};
 
 typedef struct {
     comet_store_t *st;
     comet_supervisor_conf_t conf;
     comet_log_fn *log;
     void *log_baton;
-    int slot, wake_fd, sig_fd, parent_fd, epfd;
-    tag_t t_wake, t_sig, t_parent;
+    int slot, wake_fd, sig_fd, parent_fd;
+    comet_loop_t *loop;
+    comet_loop_io_t wake_io, sig_io, parent_io;
+    comet_loop_timer_t tick;
     comet_chan_ref_t ctl_ref;
     comet_id_t ctl_cursor;
     sess_t *sessions;
@@ -133,29 +135,45 @@ static void slog(sup_t *u, comet_log_level_t level, apr_status_t rv, const char 
  * programs
  ******************************************************************************/
 
-static void watch(sup_t *u, int fd, tag_t *t, apr_uint32_t events, int op)
+static void watch_add(sup_t *u, comet_loop_io_t *io, int fd, apr_uint32_t events,
+                      comet_loop_io_fn *fn)
 {
-    struct epoll_event ev;
+    apr_status_t rv = comet_loop_io_add(u->loop, io, fd, events, fn);
 
-    ev.events = events;
-    ev.data.ptr = t;
-    if (epoll_ctl(u->epfd, op, fd, &ev) < 0 && op != EPOLL_CTL_DEL) {
-        slog(u, COMET_LOG_ERR, errno, "comet supervisor: epoll_ctl failed");
+    if (rv != APR_SUCCESS) {
+        slog(u, COMET_LOG_ERR, rv, "comet supervisor: epoll_ctl failed");
     }
 }
 
-static void close_fd(sup_t *u, int *fd)
+static void watch_set(sup_t *u, comet_loop_io_t *io, apr_uint32_t events)
+{
+    apr_status_t rv = comet_loop_io_set(u->loop, io, events);
+
+    if (rv != APR_SUCCESS) {
+        slog(u, COMET_LOG_ERR, rv, "comet supervisor: epoll_ctl failed");
+    }
+}
+
+/* Stop watching a program's descriptor and close it. */
+static void close_fd(sup_t *u, int *fd, comet_loop_io_t *io)
 {
     if (*fd >= 0) {
-        epoll_ctl(u->epfd, EPOLL_CTL_DEL, *fd, NULL);
+        comet_loop_io_del(u->loop, io);
         close(*fd);
         *fd = -1;
     }
 }
 
-static void prog_init(prog_t *p, const char *label)
+static void on_prog_in(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t events);
+static void on_prog_out(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t events);
+static void on_prog_err(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t events);
+
+/* A program not started yet, of a session or (sess NULL) of a source. */
+static void prog_init(prog_t *p, const char *label, sess_t *sess, src_t *src)
 {
     memset(p, 0, sizeof(*p));
+    p->sess = sess;
+    p->src = src;
     p->in_fd = p->out_fd = p->err_fd = -1;
     apr_cpystrn(p->label, label, sizeof(p->label));
 }
@@ -222,14 +240,8 @@ static apr_status_t prog_exec(sup_t *u, prog_t *p, char *const *argv, char *cons
     set_nonblock(p->in_fd);
     set_nonblock(p->out_fd);
     set_nonblock(p->err_fd);
-    p->t_out.kind = K_OUT;
-    p->t_out.prog = p;
-    p->t_err.kind = K_ERR;
-    p->t_err.prog = p;
-    p->t_in.kind = K_IN;
-    p->t_in.prog = p;
-    watch(u, p->out_fd, &p->t_out, EPOLLIN, EPOLL_CTL_ADD);
-    watch(u, p->err_fd, &p->t_err, EPOLLIN, EPOLL_CTL_ADD);
+    watch_add(u, &p->io_out, p->out_fd, COMET_LOOP_READ, on_prog_out);
+    watch_add(u, &p->io_err, p->err_fd, COMET_LOOP_READ, on_prog_err);
     return APR_SUCCESS;
 }
 
@@ -290,9 +302,7 @@ static apr_status_t prog_connect(sup_t *u, prog_t *p, const char *spec)
     p->in_fd = p->out_fd = fd;
     p->err_eof = 1;
     p->exited = 1;
-    p->t_out.kind = K_OUT;
-    p->t_out.prog = p;
-    watch(u, fd, &p->t_out, EPOLLIN | EPOLLRDHUP, EPOLL_CTL_ADD);
+    watch_add(u, &p->io_out, fd, COMET_LOOP_READ | COMET_LOOP_HUP, on_prog_out);
     return APR_SUCCESS;
 }
 
@@ -310,7 +320,7 @@ static void prog_stop(sup_t *u, prog_t *p, apr_time_t now)
         return;
     }
     if (!p->in_closed) {
-        close_fd(u, &p->in_fd);
+        close_fd(u, &p->in_fd, &p->io_in);
         p->in_closed = 1;
     }
     if (!p->term_at) {
@@ -350,12 +360,12 @@ static int prog_done(const prog_t *p)
 
 static void prog_release(sup_t *u, prog_t *p)
 {
-    close_fd(u, &p->out_fd);
+    close_fd(u, &p->out_fd, &p->io_out);
     if (p->backend == B_SOCK) {
         p->in_fd = -1;                /* the same socket */
     }
-    close_fd(u, &p->in_fd);
-    close_fd(u, &p->err_fd);
+    close_fd(u, &p->in_fd, &p->io_in);
+    close_fd(u, &p->err_fd, &p->io_err);
     comet_buf_free(&p->line);
     comet_buf_free(&p->eline);
     comet_buf_free(&p->wbuf);
@@ -382,7 +392,7 @@ static int prog_write(sup_t *u, prog_t *p)
             /* it closed its stdin: what it does not read is lost with it */
             p->wbuf.len = p->woff = 0;
             if (p->backend == B_EXEC) {
-                close_fd(u, &p->in_fd);
+                close_fd(u, &p->in_fd, &p->io_in);
             }
             p->in_closed = 1;
             return 1;
@@ -394,20 +404,20 @@ static int prog_write(sup_t *u, prog_t *p)
     }
     if (p->wbuf.len && !p->in_watched && p->in_fd >= 0) {
         if (p->backend == B_SOCK) {
-            watch(u, p->in_fd, &p->t_out, EPOLLIN | EPOLLRDHUP | EPOLLOUT, EPOLL_CTL_MOD);
+            watch_set(u, &p->io_out, COMET_LOOP_READ | COMET_LOOP_HUP | COMET_LOOP_WRITE);
         }
         else {
-            watch(u, p->in_fd, &p->t_in, EPOLLOUT, EPOLL_CTL_ADD);
+            watch_add(u, &p->io_in, p->in_fd, COMET_LOOP_WRITE, on_prog_in);
         }
         p->in_watched = 1;
     }
     else if (!p->wbuf.len && p->in_watched && p->in_fd >= 0) {
         if (p->backend == B_SOCK) {
-            watch(u, p->in_fd, &p->t_out, p->paused ? EPOLLRDHUP : EPOLLIN | EPOLLRDHUP,
-                  EPOLL_CTL_MOD);
+            watch_set(u, &p->io_out, p->paused ? COMET_LOOP_HUP
+                                               : COMET_LOOP_READ | COMET_LOOP_HUP);
         }
         else {
-            epoll_ctl(u->epfd, EPOLL_CTL_DEL, p->in_fd, NULL);
+            comet_loop_io_del(u->loop, &p->io_in);
         }
         p->in_watched = 0;
     }
@@ -422,86 +432,103 @@ static void prog_pause(sup_t *u, prog_t *p, int pause)
     }
     p->paused = pause ? 1 : 0;
     if (p->backend == B_SOCK) {
-        watch(u, p->out_fd, &p->t_out,
-              (pause ? 0 : EPOLLIN) | EPOLLRDHUP | (p->in_watched ? EPOLLOUT : 0), EPOLL_CTL_MOD);
+        watch_set(u, &p->io_out, (pause ? 0 : COMET_LOOP_READ) | COMET_LOOP_HUP
+                                 | (p->in_watched ? COMET_LOOP_WRITE : 0));
     }
     else {
-        watch(u, p->out_fd, &p->t_out, pause ? 0 : EPOLLIN, EPOLL_CTL_MOD);
+        watch_set(u, &p->io_out, pause ? 0 : COMET_LOOP_READ);
     }
 }
 
 typedef void line_fn(sup_t *u, void *owner, const char *line, apr_size_t len);
 
-/* Read a program's output and hand out complete lines. */
+/* The end of a program's output (or stderr): a last line without newline
+ * still counts. */
+static void prog_eof(sup_t *u, prog_t *p, int err, line_fn *fn, void *owner)
+{
+    comet_buf_t *lb = err ? &p->eline : &p->line;
+
+    if (lb->len && !(p->skipping && !err)) {
+        fn(u, owner, lb->data, lb->len);
+    }
+    lb->len = 0;
+    if (err) {
+        p->err_eof = 1;
+        close_fd(u, &p->err_fd, &p->io_err);
+        return;
+    }
+    p->out_eof = 1;
+    if (p->backend == B_SOCK) {
+        p->in_fd = -1;                /* the same descriptor */
+        p->in_closed = 1;
+        p->in_watched = 0;
+    }
+    close_fd(u, &p->out_fd, &p->io_out);
+}
+
+/* Hand out the complete lines in n bytes read; keep the rest for the next
+ * read, unless the line grows over max_line (dropped, logged). */
+static void prog_lines(sup_t *u, prog_t *p, int err, const char *buf, apr_size_t n,
+                       line_fn *fn, void *owner, apr_size_t max_line)
+{
+    comet_buf_t *lb = err ? &p->eline : &p->line;
+    apr_size_t i, start = 0;
+
+    for (i = 0; i < n; i++) {
+        if (buf[i] != '\n') {
+            continue;
+        }
+        if (!(p->skipping && !err)) {
+            if (comet_buf_append(lb, buf + start, i - start) == 0) {
+                apr_size_t len = lb->len;
+                if (len && lb->data[len - 1] == '\r') {
+                    len--;
+                }
+                fn(u, owner, lb->data, len);
+            }
+        }
+        p->skipping = err ? p->skipping : 0;
+        lb->len = 0;
+        start = i + 1;
+    }
+    if (start < n && !(p->skipping && !err)) {
+        if (lb->len + (n - start) > max_line) {
+            if (!err) {
+                slog(u, COMET_LOG_WARN, 0, "comet supervisor: %s printed a line over "
+                     "%" APR_SIZE_T_FMT " bytes: dropped", p->label, max_line);
+                p->skipping = 1;
+            }
+            lb->len = 0;
+        }
+        else {
+            comet_buf_append(lb, buf + start, n - start);
+        }
+    }
+}
+
+/* Read a program's output (or stderr), up to `budget` bytes a turn, and hand
+ * out complete lines; not while paused. */
 static void prog_read(sup_t *u, prog_t *p, int err, line_fn *fn, void *owner,
                       apr_size_t max_line, apr_size_t budget)
 {
     char buf[READ_CHUNK];
-    comet_buf_t *lb = err ? &p->eline : &p->line;
     int fd = err ? p->err_fd : p->out_fd;
     apr_size_t total = 0;
 
     while (total < budget && !(p->paused && !err)) {
         ssize_t n = read(fd, buf, sizeof(buf));
-        apr_size_t i, start = 0;
         if (n < 0 && errno == EINTR) {
             continue;
         }
+        if (n < 0 && errno == EAGAIN) {
+            return;
+        }
         if (n <= 0) {
-            if (n < 0 && errno == EAGAIN) {
-                return;
-            }
-            /* EOF: a last line without newline still counts */
-            if (lb->len && !(p->skipping && !err)) {
-                fn(u, owner, lb->data, lb->len);
-            }
-            lb->len = 0;
-            if (err) {
-                p->err_eof = 1;
-                close_fd(u, &p->err_fd);
-            }
-            else {
-                p->out_eof = 1;
-                if (p->backend == B_SOCK) {
-                    p->in_fd = -1;    /* the same descriptor */
-                    p->in_closed = 1;
-                    p->in_watched = 0;
-                }
-                close_fd(u, &p->out_fd);
-            }
+            prog_eof(u, p, err, fn, owner);
             return;
         }
         total += (apr_size_t)n;
-        for (i = 0; i < (apr_size_t)n; i++) {
-            if (buf[i] != '\n') {
-                continue;
-            }
-            if (!(p->skipping && !err)) {
-                if (comet_buf_append(lb, buf + start, i - start) == 0) {
-                    apr_size_t len = lb->len;
-                    if (len && lb->data[len - 1] == '\r') {
-                        len--;
-                    }
-                    fn(u, owner, lb->data, len);
-                }
-            }
-            p->skipping = err ? p->skipping : 0;
-            lb->len = 0;
-            start = i + 1;
-        }
-        if (start < (apr_size_t)n && !(p->skipping && !err)) {
-            if (lb->len + ((apr_size_t)n - start) > max_line) {
-                if (!err) {
-                    slog(u, COMET_LOG_WARN, 0, "comet supervisor: %s printed a line over "
-                         "%" APR_SIZE_T_FMT " bytes: dropped", p->label, max_line);
-                    p->skipping = 1;
-                }
-                lb->len = 0;
-            }
-            else {
-                comet_buf_append(lb, buf + start, (apr_size_t)n - start);
-            }
-        }
+        prog_lines(u, p, err, buf, (apr_size_t)n, fn, owner, max_line);
     }
 }
 
@@ -665,89 +692,117 @@ static void sess_pump_up(sup_t *u, sess_t *s)
     }
 }
 
-/* A child asked for a session: start its backend. */
-static void sess_open(sup_t *u, char *req, apr_size_t len)
+/* A child's request for a session: "open <sid>", "backend <b>", then
+ * "arg <a>" and "env <e>" lines, escaped (comet_sup_escape). */
+typedef struct {
+    const char *sid;
+    char *backend;
+    apr_array_header_t *argv, *env;
+} open_req_t;
+
+/* Parse an open request in place; the arrays come from pool p. */
+static void open_req_parse(open_req_t *o, apr_pool_t *p, char *req, apr_size_t len)
 {
     char *line, *next, *end = req + len;
-    char *backend = NULL;
-    apr_array_header_t *argv, *env;
-    apr_pool_t *p;
-    sess_t *s;
-    const char *sid = NULL;
-    apr_status_t rv = APR_SUCCESS;
 
-    apr_pool_create(&p, NULL);
-    argv = apr_array_make(p, 8, sizeof(char *));
-    env = apr_array_make(p, 16, sizeof(char *));
-    *(const char **)apr_array_push(env) = DEFAULT_PATH;
+    o->sid = NULL;
+    o->backend = NULL;
+    o->argv = apr_array_make(p, 8, sizeof(char *));
+    o->env = apr_array_make(p, 16, sizeof(char *));
+    *(const char **)apr_array_push(o->env) = DEFAULT_PATH;
     for (line = req; line < end; line = next) {
         char *nl = memchr(line, '\n', (apr_size_t)(end - line));
         apr_size_t l = nl ? (apr_size_t)(nl - line) : (apr_size_t)(end - line);
+        char *a = NULL;
         next = nl ? nl + 1 : end;
         line[l] = '\0';
         if (!strncmp(line, "open ", 5)) {
-            sid = line + 5;
+            o->sid = line + 5;
+            continue;
         }
-        else if (!strncmp(line, "backend ", 8)) {
-            backend = line + 8;
-            backend[comet_sup_unescape(backend, strlen(backend))] = '\0';
+        if (!strncmp(line, "backend ", 8)) {
+            a = o->backend = line + 8;
         }
         else if (!strncmp(line, "arg ", 4)) {
-            char *a = line + 4;
-            a[comet_sup_unescape(a, strlen(a))] = '\0';
-            *(char **)apr_array_push(argv) = a;
+            a = *(char **)apr_array_push(o->argv) = line + 4;
         }
         else if (!strncmp(line, "env ", 4)) {
-            char *a = line + 4;
+            a = *(char **)apr_array_push(o->env) = line + 4;
+        }
+        if (a) {
             a[comet_sup_unescape(a, strlen(a))] = '\0';
-            *(char **)apr_array_push(env) = a;
         }
     }
-    if (!sid || !backend || !comet_channel_valid(sid, strlen(sid)) || sess_find(u, sid)) {
-        apr_pool_destroy(p);
-        return;
-    }
-    s = calloc(1, sizeof(*s));
+}
+
+/* A new session, listed, following what its browser sends. */
+static sess_t *sess_new(sup_t *u, const char *sid, apr_pool_t *p)
+{
+    sess_t *s = calloc(1, sizeof(*s));
+
     if (!s) {
-        apr_pool_destroy(p);
-        return;
+        return NULL;
     }
     apr_cpystrn(s->sid, sid, sizeof(s->sid));
     s->down_len = comet_sup_channel(s->down, sizeof(s->down), 's', sid);
     s->up_len = comet_sup_channel(s->up, sizeof(s->up), 'u', sid);
-    prog_init(&s->prog, apr_psprintf(p, "session %s", sid));
+    prog_init(&s->prog, apr_psprintf(p, "session %s", sid), s, NULL);
     s->next = u->sessions;
     u->sessions = s;
-
     if (u->st->subscribe(u->st, u->slot, s->up, s->up_len, 1, 0, &s->up_ref) == APR_SUCCESS) {
         s->up_subscribed = 1;
         s->up_cursor = 0;             /* anything the browser sent already */
     }
-    if (!strcmp(backend, "echo")) {
+    return s;
+}
+
+/* Start a session's backend: echo, close, a program (exec) or a server. */
+static apr_status_t sess_backend(sup_t *u, sess_t *s, open_req_t *o)
+{
+    if (!strcmp(o->backend, "echo")) {
         s->prog.backend = B_ECHO;
+        return APR_SUCCESS;
     }
-    else if (!strcmp(backend, "close")) {
+    if (!strcmp(o->backend, "close")) {
         s->prog.backend = B_CLOSE;
         sess_close(u, s);
+        return APR_SUCCESS;
     }
-    else if (!strcmp(backend, "exec")) {
-        *(char **)apr_array_push(argv) = NULL;
-        *(char **)apr_array_push(env) = NULL;
-        rv = prog_exec(u, &s->prog, (char *const *)argv->elts, (char *const *)env->elts);
+    if (!strcmp(o->backend, "exec")) {
+        *(char **)apr_array_push(o->argv) = NULL;
+        *(char **)apr_array_push(o->env) = NULL;
+        return prog_exec(u, &s->prog, (char *const *)o->argv->elts,
+                         (char *const *)o->env->elts);
     }
-    else {
-        rv = prog_connect(u, &s->prog, backend);
+    return prog_connect(u, &s->prog, o->backend);
+}
+
+/* A child asked for a session: start its backend. */
+static void sess_open(sup_t *u, char *req, apr_size_t len)
+{
+    open_req_t o;
+    apr_pool_t *p;
+    sess_t *s = NULL;
+    apr_status_t rv;
+
+    apr_pool_create(&p, NULL);
+    open_req_parse(&o, p, req, len);
+    if (!o.sid || !o.backend || !comet_channel_valid(o.sid, strlen(o.sid))
+        || sess_find(u, o.sid) || !(s = sess_new(u, o.sid, p))) {
+        apr_pool_destroy(p);
+        return;
     }
+    rv = sess_backend(u, s, &o);
     if (rv != APR_SUCCESS) {
+        const char *arg0 = o.argv->nelts ? ((char **)o.argv->elts)[0] : NULL;
         slog(u, COMET_LOG_ERR, rv, "comet supervisor: session %s: cannot start backend %s%s%s",
-             sid, backend, argv->nelts ? " " : "",
-             argv->nelts ? ((char **)argv->elts)[0] ? ((char **)argv->elts)[0] : "" : "");
+             o.sid, o.backend, o.argv->nelts ? " " : "", arg0 ? arg0 : "");
         s->prog.backend = B_NONE;
         sess_close(u, s);
     }
     else {
         slog(u, COMET_LOG_DEBUG, 0, "comet supervisor: session %s: backend %s started "
-             "(pid %d)", sid, backend, (int)s->prog.pid);
+             "(pid %d)", o.sid, o.backend, (int)s->prog.pid);
     }
     apr_pool_destroy(p);
     sess_pump_up(u, s);
@@ -848,7 +903,7 @@ static void src_start(sup_t *u, src_t *c, apr_time_t now)
     char *envp[] = { DEFAULT_PATH, NULL };
     apr_status_t rv;
 
-    prog_init(&c->prog, "");
+    prog_init(&c->prog, "", NULL, c);
     apr_snprintf(c->prog.label, sizeof(c->prog.label), "source %s", c->channel);
     rv = prog_exec(u, &c->prog, c->argv, envp);
     c->started = now;
@@ -962,7 +1017,7 @@ static void sources_set(sup_t *u, const comet_source_t *list, apr_size_t n)
             c->on_demand = list[i].on_demand;
             c->wanted = 1;
             c->backoff = apr_time_from_sec(1);
-            prog_init(&c->prog, "");
+            prog_init(&c->prog, "", NULL, c);
             c->prog.backend = B_NONE;
             c->next = u->sources;
             u->sources = c;
@@ -1060,8 +1115,10 @@ static void ctl_pump(sup_t *u)
     }
 }
 
-static void on_wake(sup_t *u)
+/* The store's wake socket: control requests, or a browser's messages. */
+static void on_wake(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t events)
 {
+    sup_t *u = comet_loop_baton(l);
     char buf[64];
     comet_chan_ref_t refs[1024];
     apr_size_t n = 0, i;
@@ -1091,30 +1148,28 @@ static void on_wake(sup_t *u)
     }
 }
 
-static prog_t *prog_by_pid(sup_t *u, pid_t pid, void **owner, int *is_src)
+static prog_t *prog_by_pid(sup_t *u, pid_t pid)
 {
     sess_t *s;
     src_t *c;
 
     for (s = u->sessions; s; s = s->next) {
         if (s->prog.backend == B_EXEC && s->prog.pid == pid) {
-            *owner = s;
-            *is_src = 0;
             return &s->prog;
         }
     }
     for (c = u->sources; c; c = c->next) {
         if (c->prog.backend == B_EXEC && c->prog.pid == pid) {
-            *owner = c;
-            *is_src = 1;
             return &c->prog;
         }
     }
     return NULL;
 }
 
-static void on_signal(sup_t *u)
+/* The signalfd: SIGTERM ends us, SIGCHLD reaps programs. */
+static void on_signal(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t events)
 {
+    sup_t *u = comet_loop_baton(l);
     struct signalfd_siginfo si;
 
     while (read(u->sig_fd, &si, sizeof(si)) == sizeof(si)) {
@@ -1124,14 +1179,12 @@ static void on_signal(sup_t *u)
     }
     for (;;) {
         int status;
-        void *owner;
-        int is_src;
         prog_t *p;
         pid_t pid = waitpid(-1, &status, WNOHANG);
         if (pid <= 0) {
             break;
         }
-        p = prog_by_pid(u, pid, &owner, &is_src);
+        p = prog_by_pid(u, pid);
         if (!p) {
             continue;
         }
@@ -1147,104 +1200,177 @@ static void on_signal(sup_t *u)
     }
 }
 
-static void on_prog_event(sup_t *u, tag_t *t, apr_uint32_t events)
+/* The parent's pipe: end of file when httpd is gone. */
+static void on_parent(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t events)
 {
-    prog_t *p = t->prog;
-    sess_t *s;
+    sup_t *u = comet_loop_baton(l);
+    char c;
+
+    if (read(io->fd, &c, 1) <= 0) {
+        u->stopping = 1;
+        comet_loop_io_del(l, io);
+    }
+}
+
+/* Room in a program's stdin (or socket): write, then take the next lines. */
+static void prog_writable(sup_t *u, prog_t *p)
+{
+    if (prog_write(u, p) && p->sess) {
+        sess_pump_up(u, p->sess);
+    }
+}
+
+static void on_prog_in(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t events)
+{
+    prog_writable(comet_loop_baton(l), COMET_LOOP_CONTAINER(io, prog_t, io_in));
+}
+
+static void on_prog_err(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t events)
+{
+    prog_t *p = COMET_LOOP_CONTAINER(io, prog_t, io_err);
+
+    prog_read(comet_loop_baton(l), p, 1, on_err_line, p, 4096, 65536);
+}
+
+/* A program's stdout (or socket, both ways): lines for its session's
+ * browser or its source's channel. */
+static void on_prog_out(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t events)
+{
+    sup_t *u = comet_loop_baton(l);
+    prog_t *p = COMET_LOOP_CONTAINER(io, prog_t, io_out);
+
+    if (events & COMET_LOOP_WRITE) {
+        prog_writable(u, p);
+    }
+    if (!(events & (COMET_LOOP_READ | COMET_LOOP_HUP | COMET_LOOP_ERROR))) {
+        return;
+    }
+    if (p->sess) {
+        prog_read(u, p, 0, on_backend_line, p->sess, u->conf.max_message, 1 << 20);
+    }
+    else {
+        prog_read(u, p, 0, on_source_line, p->src, u->conf.source_limits.max_size, 1 << 20);
+    }
+}
+
+/* Every TICK: is each browser still there, each program done, each source
+ * running; stop them all once stopping. */
+static void on_tick(comet_loop_t *l, comet_loop_timer_t *t, apr_time_t now)
+{
+    sup_t *u = comet_loop_baton(l);
+    sess_t *s, *snext;
     src_t *c;
 
-    /* find the owner: a session or a source */
-    for (s = u->sessions; s && &s->prog != p; s = s->next) {
-    }
-    for (c = s ? NULL : u->sources; c && &c->prog != p; c = c->next) {
-    }
-    if (!s && !c) {
-        return;
-    }
-    if (t->kind == K_IN || (events & EPOLLOUT)) {
-        if (prog_write(u, p) && s) {
-            sess_pump_up(u, s);
+    comet_loop_timer_set(l, t, now + TICK, on_tick);
+    for (s = u->sessions; s; s = snext) {
+        snext = s->next;
+        if (u->stopping && !s->ending) {
+            s->ending = 1;
+            sess_close(u, s);
+            prog_stop(u, &s->prog, now);
         }
-        if (t->kind == K_IN) {
-            return;
-        }
+        sess_check(u, s, now);
     }
-    if (t->kind == K_ERR) {
-        prog_read(u, p, 1, on_err_line, p, 4096, 65536);
-        return;
-    }
-    if (events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP | EPOLLERR)) {
-        if (s) {
-            prog_read(u, p, 0, on_backend_line, s, u->conf.max_message, 1 << 20);
+    for (c = u->sources; c; c = c->next) {
+        if (u->stopping) {
+            c->wanted = 0;
+            prog_stop(u, &c->prog, now);
         }
-        else {
-            prog_read(u, p, 0, on_source_line, c, u->conf.source_limits.max_size, 1 << 20);
-        }
+        src_check(u, c, now);
     }
+    sources_reap(u);
+    u->st->maintain(u->st, now);
+}
+
+/* After each turn: once stopping, end when every program is over or the
+ * last one had time enough to die. */
+static int after_turn(comet_loop_t *l, apr_time_t now)
+{
+    sup_t *u = comet_loop_baton(l);
+
+    if (!u->stopping) {
+        return 0;
+    }
+    if (!u->stop_deadline) {
+        u->stop_deadline = now + 2 * u->conf.kill_grace + apr_time_from_sec(1);
+    }
+    return (!u->sessions && !u->sources) || now >= u->stop_deadline;
 }
 
 static void supervise(sup_t *u)
 {
-    struct epoll_event evs[128];
-    apr_time_t next_tick = apr_time_now();
+    apr_status_t rv;
 
-    for (;;) {
-        apr_time_t now = apr_time_now();
-        int n, i, timeout = next_tick <= now ? 0 : (int)((next_tick - now + 999) / 1000);
+    comet_loop_timer_set(u->loop, &u->tick, apr_time_now(), on_tick);
+    rv = comet_loop_run(u->loop, after_turn);
+    if (rv != APR_SUCCESS) {
+        slog(u, COMET_LOG_ERR, rv, "comet supervisor: epoll_wait failed");
+    }
+}
 
-        n = epoll_wait(u->epfd, evs, 128, timeout);
-        if (n < 0 && errno != EINTR) {
-            slog(u, COMET_LOG_ERR, errno, "comet supervisor: epoll_wait failed");
-            break;
-        }
-        for (i = 0; i < n; i++) {
-            tag_t *t = evs[i].data.ptr;
-            switch (t->kind) {
-            case K_WAKE: on_wake(u); break;
-            case K_SIG: on_signal(u); break;
-            case K_PARENT: {
-                char c;
-                if (read(u->parent_fd, &c, 1) <= 0) {
-                    u->stopping = 1;
-                    epoll_ctl(u->epfd, EPOLL_CTL_DEL, u->parent_fd, NULL);
-                }
-                break;
-            }
-            default: on_prog_event(u, t, evs[i].events); break;
-            }
-        }
-        now = apr_time_now();
-        if (now >= next_tick) {
-            sess_t *s, *snext;
-            src_t *c;
-            next_tick = now + TICK;
-            for (s = u->sessions; s; s = snext) {
-                snext = s->next;
-                if (u->stopping && !s->ending) {
-                    s->ending = 1;
-                    sess_close(u, s);
-                    prog_stop(u, &s->prog, now);
-                }
-                sess_check(u, s, now);
-            }
-            for (c = u->sources; c; c = c->next) {
-                if (u->stopping) {
-                    c->wanted = 0;
-                    prog_stop(u, &c->prog, now);
-                }
-                src_check(u, c, now);
-            }
-            sources_reap(u);
-            u->st->maintain(u->st, now);
-        }
-        if (u->stopping) {
-            if (!u->stop_deadline) {
-                u->stop_deadline = now + 2 * u->conf.kill_grace + apr_time_from_sec(1);
-            }
-            if ((!u->sessions && !u->sources) || now >= u->stop_deadline) {
-                break;
-            }
-        }
+/* Signals come through a signalfd; SIGPIPE is a write error, nothing more.
+ * @return the signalfd, or -1 */
+static int sup_signals(void)
+{
+    sigset_t mask;
+
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGUSR1);
+    sigaddset(&mask, SIGWINCH);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+/* Follow the control channel from now on, end the sessions of a supervisor
+ * that died, and tell any other supervisor of this store to end. */
+static void sup_announce(sup_t *u)
+{
+    comet_store_t *st = u->st;
+    comet_fetch_result_t res;
+    char hello[32];
+    comet_limits_t lim = comet_sup_ctl_limits();
+    comet_publish_result_t pres;
+    int n;
+
+    st->subscribe(st, u->slot, COMET_SUP_CTL, sizeof(COMET_SUP_CTL) - 1, 1, 0, &u->ctl_ref);
+    st->fetch(st, &u->ctl_ref, 0, COMET_ID_NONE, fetch_one, u, &res);
+    u->ctl_cursor = res.last_id;
+    st->session.list(st, "s:", orphan_close, u);
+    n = apr_snprintf(hello, sizeof(hello), "supervisor %d", (int)getpid());
+    st->publish(st, COMET_SUP_CTL, sizeof(COMET_SUP_CTL) - 1, hello, (apr_size_t)n, 0,
+                &lim, &pres);
+}
+
+/* A program still running at the very end: its group, then itself. */
+static void prog_kill(prog_t *p)
+{
+    if (p->backend == B_EXEC && !p->exited) {
+        kill(-p->pid, SIGKILL);
+        kill(p->pid, SIGKILL);
+        waitpid(p->pid, NULL, 0);
+    }
+}
+
+/* After the loop: whatever is left goes now. */
+static void sup_kill_all(sup_t *u)
+{
+    while (u->sessions) {
+        sess_t *s = u->sessions;
+        prog_kill(&s->prog);
+        sess_free(u, s);
+    }
+    while (u->sources) {
+        src_t *c = u->sources;
+        u->sources = c->next;
+        prog_kill(&c->prog);
+        prog_release(u, &c->prog);
+        argv_free(c->argv);
+        free(c);
     }
 }
 
@@ -1252,8 +1378,6 @@ void comet_supervisor_main(comet_store_t *st, const comet_supervisor_conf_t *con
                            int parent_fd, comet_log_fn *log, void *log_baton)
 {
     sup_t u;
-    sigset_t mask;
-    comet_fetch_result_t res;
     apr_status_t rv;
 
     memset(&u, 0, sizeof(u));
@@ -1265,71 +1389,31 @@ void comet_supervisor_main(comet_store_t *st, const comet_supervisor_conf_t *con
     if (!u.conf.kill_grace) {
         u.conf.kill_grace = apr_time_from_sec(3);
     }
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGCHLD);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGHUP);
-    sigaddset(&mask, SIGUSR1);
-    sigaddset(&mask, SIGWINCH);
-    sigprocmask(SIG_BLOCK, &mask, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    u.sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-    u.epfd = epoll_create1(EPOLL_CLOEXEC);
-    rv = st->slot_claim(st, &u.slot, &u.wake_fd);
-    if (u.sig_fd < 0 || u.epfd < 0 || rv != APR_SUCCESS) {
-        slog(&u, COMET_LOG_ERR, rv ? rv : errno, "comet supervisor: cannot start");
+    u.sig_fd = sup_signals();
+    rv = u.sig_fd < 0 ? errno : comet_loop_create(&u.loop, NULL, &u);
+    if (rv == APR_SUCCESS) {
+        rv = st->slot_claim(st, &u.slot, &u.wake_fd);
+    }
+    if (rv != APR_SUCCESS) {
+        slog(&u, COMET_LOG_ERR, rv, "comet supervisor: cannot start");
+        comet_loop_destroy(u.loop);
         return;
     }
-    u.t_wake.kind = K_WAKE;
-    u.t_sig.kind = K_SIG;
-    u.t_parent.kind = K_PARENT;
-    watch(&u, u.wake_fd, &u.t_wake, EPOLLIN, EPOLL_CTL_ADD);
-    watch(&u, u.sig_fd, &u.t_sig, EPOLLIN, EPOLL_CTL_ADD);
+    watch_add(&u, &u.wake_io, u.wake_fd, COMET_LOOP_READ, on_wake);
+    watch_add(&u, &u.sig_io, u.sig_fd, COMET_LOOP_READ, on_signal);
     if (parent_fd >= 0) {
-        watch(&u, parent_fd, &u.t_parent, EPOLLIN, EPOLL_CTL_ADD);
+        watch_add(&u, &u.parent_io, parent_fd, COMET_LOOP_READ, on_parent);
     }
-    st->subscribe(st, u.slot, COMET_SUP_CTL, sizeof(COMET_SUP_CTL) - 1, 1, 0, &u.ctl_ref);
-    st->fetch(st, &u.ctl_ref, 0, COMET_ID_NONE, fetch_one, &u, &res);
-    u.ctl_cursor = res.last_id;
-    st->session.list(st, "s:", orphan_close, &u);
-    {
-        /* tell any other supervisor of this store to end */
-        char hello[32];
-        comet_limits_t lim = comet_sup_ctl_limits();
-        comet_publish_result_t pres;
-        int n = apr_snprintf(hello, sizeof(hello), "supervisor %d", (int)getpid());
-        st->publish(st, COMET_SUP_CTL, sizeof(COMET_SUP_CTL) - 1, hello, (apr_size_t)n, 0,
-                    &lim, &pres);
-    }
+    sup_announce(&u);
     sources_set(&u, conf->sources, conf->nsources);
     slog(&u, COMET_LOG_INFO, 0, "comet supervisor %d: running, %" APR_SIZE_T_FMT
          " channel source(s)", (int)getpid(), conf->nsources);
 
     supervise(&u);
 
-    while (u.sessions) {
-        sess_t *s = u.sessions;
-        if (s->prog.backend == B_EXEC && !s->prog.exited) {
-            kill(-s->prog.pid, SIGKILL);
-            kill(s->prog.pid, SIGKILL);
-            waitpid(s->prog.pid, NULL, 0);
-        }
-        sess_free(&u, s);
-    }
-    while (u.sources) {
-        src_t *c = u.sources;
-        u.sources = c->next;
-        if (c->prog.backend == B_EXEC && !c->prog.exited) {
-            kill(-c->prog.pid, SIGKILL);
-            kill(c->prog.pid, SIGKILL);
-            waitpid(c->prog.pid, NULL, 0);
-        }
-        prog_release(&u, &c->prog);
-        argv_free(c->argv);
-        free(c);
-    }
+    sup_kill_all(&u);
     st->slot_release(st, u.slot);
+    comet_loop_destroy(u.loop);
     comet_buf_free(&u.fetched);
     slog(&u, COMET_LOG_INFO, 0, "comet supervisor %d: stopped", (int)getpid());
 }
