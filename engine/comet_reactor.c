@@ -121,6 +121,8 @@ struct sub_t {
     sub_t *cnext;                 /* reap list */
     comet_reactor_t *r;
     int fd;                       /* owned socket, or -1 */
+    const comet_conn_ops_t *ops;  /* between the queue and fd (TLS), or NULL */
+    void *conn;
     comet_held_t *held;
     const comet_transport_t *t;
     unsigned chunked:1, closing:1, closed:1, in_flush:1, sent_batch:1;
@@ -764,9 +766,35 @@ static void sub_consume(sub_t *s, apr_size_t w)
     }
 }
 
+/* Through the connection's functions (TLS): as sub_write. */
+static int sub_write_conn(sub_t *s)
+{
+    while (s->qhead) {
+        struct iovec iov[IOV_MAX_WRITE];
+        apr_size_t w = 0;
+        apr_status_t rv = s->ops->write(s->conn, iov, sub_iov(s, iov), &w);
+
+        if (rv != APR_SUCCESS) {
+            rlog(s->r, COMET_LOG_DEBUG, rv, "comet: %s write to %s failed", s->ops->name,
+                 s->peer);
+            sub_close(s, 1);
+            return -1;
+        }
+        if (w == 0) {
+            break;
+        }
+        s->last_write = apr_time_now();
+        sub_consume(s, w);
+    }
+    return 0;
+}
+
 /* Write what the socket takes now. @return -1 if it failed (closed), 0 */
 static int sub_write(sub_t *s)
 {
+    if (s->ops) {
+        return sub_write_conn(s);
+    }
     while (s->qhead) {
         struct iovec iov[IOV_MAX_WRITE];
         ssize_t w = writev(s->fd, iov, sub_iov(s, iov));
@@ -788,11 +816,26 @@ static int sub_write(sub_t *s)
     return 0;
 }
 
-/* Watch the socket for room only while bytes wait. */
+/* Watch the socket for room only while bytes wait (in the queue, or in
+ * the connection: a TLS record, a goodbye to say). */
 static void sub_watch_out(sub_t *s)
 {
+    int wait = s->qhead || (s->ops && (s->ops->want_write(s->conn) || s->closing));
+
     comet_loop_io_set(s->r->loop, &s->io,
-                      COMET_LOOP_READ | COMET_LOOP_HUP | (s->qhead ? COMET_LOOP_WRITE : 0));
+                      COMET_LOOP_READ | COMET_LOOP_HUP | (wait ? COMET_LOOP_WRITE : 0));
+}
+
+/* A stream whose last frame went: say goodbye if its connection has one
+ * (TLS close_notify), then close. */
+static void sub_finish(sub_t *s)
+{
+    apr_status_t rv = s->ops ? s->ops->shutdown(s->conn) : APR_SUCCESS;
+
+    if (rv == APR_EAGAIN) {
+        return;                   /* again when the socket has room */
+    }
+    sub_close(s, rv != APR_SUCCESS);
 }
 
 /* Drop a client that reads too slowly; close a stream whose end is out. */
@@ -807,7 +850,7 @@ static void sub_check_queue(sub_t *s)
         return;
     }
     if (s->closing && !s->qhead) {
-        sub_close(s, 0);
+        sub_finish(s);
     }
 }
 
@@ -825,8 +868,10 @@ static void sub_flush(sub_t *s)
         return;
     }
     sub_ack(s);
-    sub_watch_out(s);
     sub_check_queue(s);
+    if (!s->closed) {
+        sub_watch_out(s);
+    }
 }
 
 /* After new output: apply the stream's limits, then write. */
@@ -872,7 +917,6 @@ static void sub_close(sub_t *s, int hard)
 {
     comet_reactor_t *r = s->r;
 
-    (void)hard;
     if (s->closed) {
         return;
     }
@@ -880,6 +924,10 @@ static void sub_close(sub_t *s, int hard)
     comet_loop_timer_cancel(r->loop, &s->timer);
     if (s->fd >= 0) {
         comet_loop_io_del(r->loop, &s->io);
+        if (s->ops) {
+            s->ops->destroy(s->conn, hard);
+            s->ops = NULL;
+        }
         close(s->fd);
         s->fd = -1;
     }
@@ -1476,6 +1524,18 @@ static int sub_discard(sub_t *s)
     char buf[4096];
     apr_size_t total = 0;
 
+    if (s->ops) {
+        apr_status_t rv = s->ops->read(s->conn);
+        if (rv != APR_SUCCESS) {
+            rlog(s->r, COMET_LOG_TRACE, rv, "comet: subscriber %s left", s->peer);
+            sub_close(s, 1);
+            return -1;
+        }
+        if (s->ops->want_write(s->conn)) {
+            sub_want_flush(s->r, s);
+        }
+        return 0;
+    }
     for (;;) {
         ssize_t n = read(s->fd, buf, sizeof(buf));
         if (n > 0) {
@@ -1794,6 +1854,9 @@ static void cmd_discard(comet_reactor_t *r)
     pthread_mutex_lock(&r->cmd_mu);
     while ((s = r->cmd_head) != NULL) {
         r->cmd_head = s->cnext;
+        if (s->ops) {
+            s->ops->destroy(s->conn, 1);
+        }
         if (s->fd >= 0) {
             close(s->fd);
         }
@@ -1852,6 +1915,8 @@ static sub_t *sub_create(comet_reactor_t *r, const comet_sub_spec_t *spec)
     }
     s->r = r;
     s->fd = spec->fd;
+    s->ops = spec->ops;
+    s->conn = spec->conn;
     s->t = spec->transport;
     s->chunked = spec->chunked ? 1 : 0;
     s->heartbeat = spec->heartbeat;

@@ -21,6 +21,7 @@
 #ifndef COMET_REACTOR_H
 #define COMET_REACTOR_H
 
+#include "comet_conn.h"
 #include "comet_store.h"
 #include "comet_transport.h"
 
@@ -35,6 +36,10 @@ typedef struct comet_sub_spec_t {
     const comet_transport_t *transport;
     /** connected socket the reactor takes over (and closes), or -1: held */
     int fd;
+    /** what the bytes go through on their way to fd (TLS), or NULL: the
+     * socket as it is; `conn` is owned by the reactor once added */
+    const comet_conn_ops_t *ops;
+    void *conn;
     /** wrap every write in an HTTP/1.1 chunk */
     int chunked;
     apr_size_t nchannels;
@@ -92,7 +97,8 @@ void comet_reactor_destroy(comet_reactor_t *r);
 void comet_reactor_quiesce(comet_reactor_t *r);
 
 /**
- * Hand a subscriber over; thread-safe. On success the reactor owns spec->fd.
+ * Hand a subscriber over; thread-safe. On success the reactor owns spec->fd
+ * and spec->conn (on failure the caller still does).
  * @param held  for spec->fd == -1: receives the handle the caller's thread
  *              waits on
  * @return APR_SUCCESS, APR_EAGAIN if the reactor is stopping, APR_ENOMEM

@@ -15,6 +15,7 @@
 #include "comet_stream.h"
 #include "comet_proc.h"
 #include "comet_request.h"
+#include "comet_takeover.h"
 
 /* How often a held stream's thread looks at its server's state. */
 #define HELD_POLL apr_time_from_sec(1)
@@ -45,34 +46,6 @@ int comet_stream_send(request_rec *r, apr_bucket_brigade *bb, const char *data,
     return rv == APR_SUCCESS && !r->connection->aborted ? 0 : -1;
 }
 
-/* May the event loop write this connection's socket itself? Only if nothing
- * between the handler and the socket changes the bytes (TLS, compression,
- * HTTP/2 framing, rate limits...). */
-static int loop_can_write(request_rec *r)
-{
-    conn_rec *c = r->connection;
-    ap_filter_t *f;
-
-    if (c->master || ap_ssl_conn_is_ssl(c) || !ap_get_conn_socket(c)) {
-        return 0;
-    }
-    for (f = r->output_filters; f; f = f->next) {
-        const char *n = f->frec->name;
-        /* reqtimeout: mod_reqtimeout's output filter only watches for the
-         * EOR bucket and passes the brigade on untouched */
-        if (strcasecmp(n, "byterange") && strcasecmp(n, "content_length")
-            && strcasecmp(n, "http_header") && strcasecmp(n, "http_outerror")
-            && strcasecmp(n, "core") && strcasecmp(n, "log_input_output")
-            && strcasecmp(n, "reqtimeout")) {
-            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, COMET_LOGNO(00130)
-                          "output filter %s rewrites the stream: a worker thread "
-                          "keeps it", n);
-            return 0;
-        }
-    }
-    return 1;
-}
-
 /* The end frame of a stream that cannot go on here (the child is stopping),
  * so that the client comes back at once, to another child. */
 static void end_now(request_rec *r, apr_bucket_brigade *bb, const comet_sub_spec_t *spec)
@@ -86,40 +59,39 @@ static void end_now(request_rec *r, apr_bucket_brigade *bb, const comet_sub_spec
     comet_buf_free(&out);
 }
 
-/* The loop takes the socket (a duplicate of it). */
-static int hand_to_loop(request_rec *r, apr_bucket_brigade *bb, comet_sub_spec_t *spec,
-                        int *taken)
+/* The loop takes the connection (comet_takeover.h). @return APR_ENOTIMPL
+ * if it cannot: a thread must keep the stream; APR_SUCCESS otherwise (the
+ * stream is the loop's, or over). */
+static apr_status_t hand_to_loop(request_rec *r, apr_bucket_brigade *bb,
+                                 comet_sub_spec_t *spec, int *taken)
 {
-    conn_rec *c = r->connection;
-    apr_os_sock_t fd;
-    apr_status_t rv;
-    int dup_fd;
+    apr_status_t rv = comet_takeover(r, spec);
 
-    apr_os_sock_get(&fd, ap_get_conn_socket(c));
-    dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (dup_fd < 0) {
-        end_now(r, bb, spec);
-        return comet_request_error(r, OK, APLOG_ERR, errno, "cannot hand the stream over");
+    if (rv == APR_ENOTIMPL) {
+        return rv;
     }
-    /* the socket is already non-blocking at the OS level in httpd 2.4,
-     * make sure of it: the loop must never block */
-    fcntl(dup_fd, F_SETFL, fcntl(dup_fd, F_GETFL) | O_NONBLOCK);
-    spec->fd = dup_fd;
+    if (rv != APR_SUCCESS) {
+        if (rv != APR_EOF) {
+            comet_request_error(r, OK, APLOG_ERR, rv, "cannot hand the stream over");
+        }
+        if (!r->connection->aborted) {
+            end_now(r, bb, spec);
+        }
+        return APR_SUCCESS;
+    }
     rv = comet_reactor_add(comet_proc.reactor, spec, NULL);
     if (rv != APR_SUCCESS) {
-        close(dup_fd);
+        comet_takeover_undo(r, spec);
         ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r, COMET_LOGNO(00133)
                       "the subscriber loop is stopping: stream ends");
-        end_now(r, bb, spec);
-        return OK;
+        if (!r->connection->aborted) {
+            end_now(r, bb, spec);
+        }
+        return APR_SUCCESS;
     }
+    comet_takeover_commit(r);
     *taken = 1;
-    /* The loop owns the socket now. Marking the connection aborted makes
-     * httpd log the request and close only its own descriptor, without a
-     * lingering shutdown that would end our stream. */
-    ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "comet: stream handed to the loop");
-    c->aborted = 1;
-    return OK;
+    return APR_SUCCESS;
 }
 
 /* This thread keeps the stream and writes what the loop hands it, until the
@@ -136,6 +108,8 @@ static int hold(request_rec *r, apr_bucket_brigade *bb, comet_sub_spec_t *spec, 
         apr_os_sock_get(&fd, sock);
     }
     spec->fd = -1;
+    spec->ops = NULL;
+    spec->conn = NULL;
     rv = comet_reactor_add(comet_proc.reactor, spec, &h);
     if (rv != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r, COMET_LOGNO(00131)
@@ -189,8 +163,9 @@ int comet_stream_handoff(request_rec *r, const comet_dir_conf_t *conf,
         return comet_request_error(r, OK, APLOG_ERR, 0,
                                    "this child has no subscriber loop (see earlier errors)");
     }
-    if (COMET_CONF(conf, COMET_CONF_STREAM_MODE) == COMET_MODE_AUTO && loop_can_write(r)) {
-        return hand_to_loop(r, bb, spec, taken);
+    if (COMET_CONF(conf, COMET_CONF_STREAM_MODE) == COMET_MODE_AUTO
+        && hand_to_loop(r, bb, spec, taken) != APR_ENOTIMPL) {
+        return OK;
     }
     return hold(r, bb, spec, taken);
 }
