@@ -453,7 +453,8 @@ static int sjs_receive(sjs_req_t *q, const comet_transport_t *t)
         }
         params.callback = cb;
     }
-    if ((rc = sjs_session(q, 1, &rcv.ref)) != OK) {
+    if ((rc = comet_stream_admit(r, q->conf)) != OK
+        || (rc = sjs_session(q, 1, &rcv.ref)) != OK) {
         return rc;
     }
     rcv.token = sjs_token();

@@ -210,6 +210,15 @@ struct comet_store_t {
     apr_status_t (*slot_release)(comet_store_t *st, int slot);
 
     /**
+     * Count the slot's streams that keep a thread of their process: add
+     * `delta` (a slot's count goes with the slot when its process dies).
+     * @param mine   receives the slot's count
+     * @param total  receives the count of every live slot together
+     */
+    apr_status_t (*slot_held)(comet_store_t *st, int slot, int delta, apr_uint32_t *mine,
+                              apr_uint32_t *total);
+
+    /**
      * Empty a slot's inbox into refs[0..max). Sets *overflow if entries were
      * lost (the child must then recheck every channel it follows).
      */

@@ -134,7 +134,7 @@ typedef struct {
     apr_int32_t pid;
     apr_uint32_t head, tail;      /* ring positions, free running */
     apr_uint32_t overflow;
-    apr_uint32_t pad;
+    apr_uint32_t held;            /* its streams that keep a thread */
     comet_chan_ref_t ring[INBOX_LEN];
 } shm_slot_t;
 
@@ -867,6 +867,7 @@ static void slot_forget(shm_store_t *s, apr_uint32_t slot)
     sl->pid = 0;
     sl->head = sl->tail = 0;
     sl->overflow = 0;
+    sl->held = 0;
 }
 
 /* Bind a fresh datagram socket to a slot's name; -1 with errno if taken. */
@@ -1405,6 +1406,7 @@ static apr_status_t shm_slot_claim(comet_store_t *st, int *slot, int *wake_fd)
             sl->pid = (apr_int32_t)getpid();
             sl->head = sl->tail = 0;
             sl->overflow = 0;
+            sl->held = 0;
             *slot = (int)i;
             *wake_fd = fd;
             break;
@@ -1440,6 +1442,35 @@ static apr_status_t shm_slot_release(comet_store_t *st, int slot)
         s->wake_fd[0] = 0;
         s->wake_fd[1] = -1;
     }
+    return APR_SUCCESS;
+}
+
+static apr_status_t shm_slot_held(comet_store_t *st, int slot, int delta, apr_uint32_t *mine,
+                                  apr_uint32_t *total)
+{
+    shm_store_t *s = (shm_store_t *)st;
+    shm_slot_t *sl;
+    apr_uint32_t i;
+    apr_status_t rv;
+
+    *mine = *total = 0;
+    if (slot < 1 || (apr_uint32_t)slot > s->hdr->nslots) {
+        return APR_EINVAL;
+    }
+    if ((rv = lock_store(s)) != APR_SUCCESS) {
+        return rv;
+    }
+    sl = SLOT(s, slot);
+    if (delta >= 0 || sl->held >= (apr_uint32_t)-delta) {
+        sl->held += (apr_uint32_t)delta;
+    }
+    *mine = sl->held;
+    for (i = 1; i <= s->hdr->nslots; i++) {
+        if (SLOT(s, i)->state == SLOT_ACTIVE) {
+            *total += SLOT(s, i)->held;
+        }
+    }
+    unlock_store(s);
     return APR_SUCCESS;
 }
 
@@ -1779,6 +1810,7 @@ apr_status_t comet_store_shm_open(comet_store_t **st, apr_pool_t *p, void *base,
     s->pub.unsubscribe = shm_unsubscribe;
     s->pub.slot_claim = shm_slot_claim;
     s->pub.slot_release = shm_slot_release;
+    s->pub.slot_held = shm_slot_held;
     s->pub.drain = shm_drain;
     s->pub.maintain = shm_maintain;
     s->pub.stats = shm_stats;

@@ -79,6 +79,7 @@ static const setting_t settings[COMET_CONF_NUM_COUNT] = {
     [COMET_CONF_MAX_QUEUE]        = { KIND_SIZE,     1, 1 * M,    1 * K, APR_UINT32_MAX },
     [COMET_CONF_PROGRAM_GRACE]    = { KIND_DURATION, 1, SEC(3),   1,    FOREVER },
     [COMET_CONF_SOURCE_RATE]      = { KIND_COUNT,    1, 1000,     1,    1000000 },
+    [COMET_CONF_MAX_THREAD_STREAMS] = { KIND_COUNT,  1, COMET_CONF_AUTO, 0, 1000000 },
 };
 
 static const char *const str_defaults[COMET_CONF_STR_COUNT] = {
@@ -502,6 +503,10 @@ const command_rec comet_config_cmds[] = {
         "most sessions open at once, server-wide (default 10000)"),
     NUM("CometSocketDisconnectDelay", COMET_CONF_DISCONNECT_DELAY, RSRC_CONF,
         "a session without a receiver this long ends (default 5s)"),
+    NUM("CometMaxThreadStreams", COMET_CONF_MAX_THREAD_STREAMS, RSRC_CONF,
+        "streams that may keep a worker thread each (HTTP/2, output filters, "
+        "CometStreamMode thread): per child, or for the whole server under prefork "
+        "(default: three quarters of the threads)"),
     NUM("CometSocketMaxQueue", COMET_CONF_MAX_QUEUE, RSRC_CONF,
         "bytes waiting per session and direction before the sender is held back "
         "(default 1M)"),

@@ -22,6 +22,9 @@
 /** A setting its section does not set (it inherits, or takes the default). */
 #define COMET_UNSET (-1)
 
+/** A default that depends on the MPM's settings (see the setting). */
+#define COMET_CONF_AUTO (-2)
+
 /** The settings, numeric ones first. */
 typedef enum {
     /* per directory */
@@ -47,6 +50,7 @@ typedef enum {
     COMET_CONF_MAX_QUEUE,             /**< CometSocketMaxQueue */
     COMET_CONF_PROGRAM_GRACE,         /**< CometProgramGrace */
     COMET_CONF_SOURCE_RATE,           /**< CometSourceRate */
+    COMET_CONF_MAX_THREAD_STREAMS,    /**< CometMaxThreadStreams (COMET_CONF_AUTO) */
     COMET_CONF_NUM_COUNT,
     /* per directory, strings */
     COMET_CONF_CLASS_ID = COMET_CONF_NUM_COUNT,   /**< CometClassID */

@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <apr_strings.h>
+
 #include <http_core.h>
 #include <http_protocol.h>
 #include <http_request.h>
@@ -19,6 +21,88 @@
 
 /* How often a held stream's thread looks at its server's state. */
 #define HELD_POLL apr_time_from_sec(1)
+/* What a stream refused for want of threads is told: come back then. */
+#define RETRY_AFTER "5"
+/* The request note of a stream that took a thread place. */
+#define NOTE_THREAD "comet-thread"
+
+/*******************************************************************************
+ * streams that keep a thread
+ ******************************************************************************/
+
+/* CometMaxThreadStreams, and whether it counts this child's streams (a
+ * threaded MPM) or the server's (prefork: a child is one thread). By
+ * default a quarter of the threads, one at least, stays free. */
+static apr_uint32_t thread_places(request_rec *r, int *per_child)
+{
+    apr_int64_t v = COMET_CONF(comet_config_server(r->server), COMET_CONF_MAX_THREAD_STREAMS);
+    int threads = 1, n;
+
+    if (ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads) != APR_SUCCESS || threads < 1) {
+        threads = 1;
+    }
+    *per_child = threads > 1;
+    if (v != COMET_CONF_AUTO) {
+        return (apr_uint32_t)v;
+    }
+    n = threads;
+    if (!*per_child && (ap_mpm_query(AP_MPMQ_MAX_DAEMONS, &n) != APR_SUCCESS || n < 1)) {
+        n = 1;
+    }
+    return (apr_uint32_t)(n - (n / 4 > 1 ? n / 4 : 1));
+}
+
+static apr_status_t thread_place_release(void *data)
+{
+    apr_uint32_t mine, total;
+
+    if (comet_proc.store && comet_proc.slot) {
+        comet_proc.store->slot_held(comet_proc.store, comet_proc.slot, -1, &mine, &total);
+    }
+    return APR_SUCCESS;
+}
+
+/* Take one of the places, given back with the request. @return OK, or
+ * HTTP_SERVICE_UNAVAILABLE */
+static int thread_place_take(request_rec *r)
+{
+    apr_uint32_t mine = 0, total = 0, max;
+    int per_child;
+
+    if (apr_table_get(r->notes, NOTE_THREAD) || !comet_proc.store || !comet_proc.slot) {
+        return OK;
+    }
+    max = thread_places(r, &per_child);
+    if (comet_proc.store->slot_held(comet_proc.store, comet_proc.slot, 1, &mine, &total)
+        != APR_SUCCESS) {
+        return OK;
+    }
+    if ((per_child ? mine : total) > max) {
+        thread_place_release(NULL);
+        apr_table_setn(r->err_headers_out, "Retry-After", RETRY_AFTER);
+        return comet_request_error(r, HTTP_SERVICE_UNAVAILABLE, APLOG_WARNING, 0,
+            apr_psprintf(r->pool, "CometMaxThreadStreams (%u %s) reached: a stream that "
+                         "would keep a worker thread (HTTP/2, an output filter, "
+                         "CometStreamMode thread) is refused", max,
+                         per_child ? "in this child" : "in the server"));
+    }
+    apr_table_setn(r->notes, NOTE_THREAD, "1");
+    apr_pool_cleanup_register(r->pool, NULL, thread_place_release, apr_pool_cleanup_null);
+    return OK;
+}
+
+int comet_stream_admit(request_rec *r, const comet_dir_conf_t *conf)
+{
+    if (COMET_CONF(conf, COMET_CONF_STREAM_MODE) == COMET_MODE_AUTO
+        && comet_takeover_possible(r)) {
+        return OK;
+    }
+    return thread_place_take(r);
+}
+
+/*******************************************************************************
+ * the response
+ ******************************************************************************/
 
 void comet_stream_headers(request_rec *r, const char *content_type)
 {
@@ -165,6 +249,12 @@ int comet_stream_handoff(request_rec *r, const comet_dir_conf_t *conf,
     }
     if (COMET_CONF(conf, COMET_CONF_STREAM_MODE) == COMET_MODE_AUTO
         && hand_to_loop(r, bb, spec, taken) != APR_ENOTIMPL) {
+        return OK;
+    }
+    if (thread_place_take(r) != OK) {
+        /* the loop could not take it after all, and no thread is free for
+         * it: the client comes back (to find a place, or another child) */
+        end_now(r, bb, spec);
         return OK;
     }
     return hold(r, bb, spec, taken);

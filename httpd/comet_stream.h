@@ -17,6 +17,17 @@
 #include "comet_reactor.h"
 
 /**
+ * Before a stream's response starts: a stream that will keep a worker
+ * thread (HTTP/2, an output filter that rewrites it, CometStreamMode
+ * thread, a TLS session the loop cannot take) takes one of the
+ * CometMaxThreadStreams places, or is refused: so that whatever streams
+ * come, threads are left for publishes, pages and the module's assets.
+ * The place is given back when the request ends.
+ * @return OK, or HTTP_SERVICE_UNAVAILABLE (Retry-After set, logged)
+ */
+int comet_stream_admit(request_rec *r, const comet_dir_conf_t *conf);
+
+/**
  * Prepare the response of a stream: this content type, no compression, no
  * keep-alive, no request timeout, no caching anywhere.
  */

@@ -238,7 +238,8 @@ int comet_subscribe_handle(request_rec *r, const comet_dir_conf_t *conf, const c
                                    r->pool, "this child has no subscriber %s (see earlier "
                                    "errors)", comet_proc.reactor ? "slot" : "loop"));
     }
-    if ((rc = subscribe_channels(r, conf, &spec, &spec.params.cursors)) != OK) {
+    if ((rc = comet_stream_admit(r, conf)) != OK
+        || (rc = subscribe_channels(r, conf, &spec, &spec.params.cursors)) != OK) {
         return rc;
     }
     comet_stream_headers(r, t->content_type);

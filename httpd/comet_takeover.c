@@ -146,35 +146,51 @@ static int dup_socket(conn_rec *c)
     return dup_fd;
 }
 
-apr_status_t comet_takeover(request_rec *r, comet_sub_spec_t *spec)
+/* Can the loop write this connection? The TLS record of mod_ssl in *x. */
+static int takeover_possible(request_rec *r, modssl_filter_ctx_t **x)
 {
     conn_rec *c = r->connection;
     int tls = ap_ssl_conn_is_ssl(c);
-    modssl_filter_ctx_t *x = NULL;
     ap_filter_t *f;
-    apr_status_t rv;
 
+    *x = NULL;
     if (c->master || !ap_get_conn_socket(c)) {
-        return APR_ENOTIMPL;
+        return 0;
     }
     for (f = r->output_filters; f; f = f->next) {
         if (!filter_neutral(f->frec->name, tls)) {
             ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, COMET_LOGNO(00130)
                           "output filter %s rewrites the stream: a worker thread "
                           "keeps it", f->frec->name);
-            return APR_ENOTIMPL;
+            return 0;
         }
     }
-    if (tls && !(x = modssl_find(r))) {
+    if (tls && !(*x = modssl_find(r))) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, COMET_LOGNO(00134)
                       "the TLS session is not mod_ssl's as this module knows it: a "
                       "worker thread keeps the stream");
-        return APR_ENOTIMPL;
+        return 0;
     }
-    if (c->data_in_output_filters) {
-        return APR_ENOTIMPL;          /* bytes set aside: httpd must write them */
+    return 1;
+}
+
+int comet_takeover_possible(request_rec *r)
+{
+    modssl_filter_ctx_t *x;
+
+    return takeover_possible(r, &x);
+}
+
+apr_status_t comet_takeover(request_rec *r, comet_sub_spec_t *spec)
+{
+    conn_rec *c = r->connection;
+    modssl_filter_ctx_t *x;
+    apr_status_t rv;
+
+    if (!takeover_possible(r, &x) || c->data_in_output_filters) {
+        return APR_ENOTIMPL;          /* (bytes set aside: httpd must write them) */
     }
-    if (tls && (rv = tls_drain(r)) != APR_SUCCESS) {
+    if (x && (rv = tls_drain(r)) != APR_SUCCESS) {
         return rv;
     }
     if ((spec->fd = dup_socket(c)) < 0) {
@@ -182,7 +198,7 @@ apr_status_t comet_takeover(request_rec *r, comet_sub_spec_t *spec)
     }
     spec->ops = NULL;
     spec->conn = NULL;
-    if (tls) {
+    if (x) {
         if ((rv = comet_tls_create(&spec->conn, tls_take(x), spec->fd)) != APR_SUCCESS) {
             close(spec->fd);
             spec->fd = -1;

@@ -22,6 +22,13 @@
 #include "comet_reactor.h"
 
 /**
+ * Could the loop take this connection (checked before the response starts:
+ * a stream that cannot keeps a thread, see comet_stream_admit)?
+ * @return 1 or 0
+ */
+int comet_takeover_possible(request_rec *r);
+
+/**
  * Take the request's connection for the loop: spec->fd, and for TLS
  * spec->ops and spec->conn, are filled in. Call it once the response's
  * headers and first bytes are out (flushed).

@@ -221,6 +221,34 @@ static void test_full_keeps_target(void)
        s.blocks_used, s.channels);
 }
 
+/* Streams that keep a thread, counted per slot and for every live slot. */
+static void test_held_counts(void)
+{
+    int slot = 0, fd = -1, slot2 = 0, fd2 = -1;
+    apr_uint32_t mine = 9, total = 9;
+
+    OK(st->slot_claim(st, &slot, &fd) == APR_SUCCESS
+       && st->slot_claim(st, &slot2, &fd2) == APR_SUCCESS, "held: two slots");
+    st->slot_held(st, slot, 1, &mine, &total);
+    st->slot_held(st, slot, 1, &mine, &total);
+    OK(mine == 2 && total == 2, "held: a slot counts its own (2, 2)");
+    st->slot_held(st, slot2, 1, &mine, &total);
+    OK(mine == 1 && total == 3, "held: the total counts every slot (1, 3)");
+    st->slot_held(st, slot, -1, &mine, &total);
+    OK(mine == 1 && total == 2, "held: one given back");
+    st->slot_held(st, slot2, -5, &mine, &total);
+    OK(mine == 1 && total == 2, "held: never below zero (a wrong release changes nothing)");
+    st->slot_held(st, slot2, -1, &mine, &total);
+    st->slot_release(st, slot);
+    st->slot_held(st, slot2, 0, &mine, &total);
+    OK(mine == 0 && total == 0, "held: a released slot's count goes with it");
+    st->slot_claim(st, &slot, &fd);
+    st->slot_held(st, slot, 0, &mine, &total);
+    OK(mine == 0, "held: a slot claimed again starts from zero");
+    st->slot_release(st, slot);
+    st->slot_release(st, slot2);
+}
+
 static void test_slots_and_wakeups(void)
 {
     int slot = 0, fd = -1, slot2 = 0, fd2 = -1, ovf = 0;
@@ -528,6 +556,7 @@ int main(void)
     test_buffer_and_ttl();
     test_full();
     test_full_keeps_target();
+    test_held_counts();
     test_slots_and_wakeups();
     test_cross_process();
     test_crash_recovery(1);
