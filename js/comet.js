@@ -207,7 +207,8 @@ function text(key) {
  * receivers: each opens one response and reports what it brings through
  * sink(kind, ...): 'r' the response started, 'o' (heartbeat ms, cursors)
  * open, 'm' (id, data, channel), 'h' heartbeat, 'e' (reason) the server's
- * end, 'x' (HTTP status: 0 network, undefined unknown) it ended without one.
+ * end, 'x' (HTTP status: 0 network, undefined unknown; seconds of a
+ * Retry-After) it ended without one.
  * Each returns { close: fn }.
  ******************************************************************************/
 
@@ -235,6 +236,18 @@ var supported = {
         return typeof global.XMLHttpRequest !== 'undefined';
     }
 };
+
+/* Seconds a Retry-After header asks for (a number of seconds or a date);
+ * undefined without one. */
+function retryAfter(value) {
+    var n;
+
+    if (!value) {
+        return undefined;
+    }
+    n = /^\s*\d+\s*$/.test(value) ? +value : (Date.parse(value) - now()) / 1000;
+    return n >= 0 ? n : undefined;
+}
 
 /* One line of newline-delimited JSON; blank: a heartbeat (or the padding). */
 function ndjsonLine(line, sink) {
@@ -356,7 +369,8 @@ function xhrLines(url, sink) {
             if (xhr.status === 200) {
                 ndjsonLines(buf + '\n', sink);
             }
-            sink('x', xhr.status);  /* no end line: cut short */
+            /* no end line: cut short */
+            sink('x', xhr.status, retryAfter(xhr.getResponseHeader('Retry-After')));
         }
     };
     xhr.onprogress = take;
@@ -382,7 +396,7 @@ receivers.stream = function (url, sink) {
                 return;
             }
             if (!res.ok || !res.body) {
-                sink('x', res.status);
+                sink('x', res.status, retryAfter(res.headers.get('Retry-After')));
                 return;
             }
             sink('r');
@@ -767,9 +781,10 @@ Comet.prototype._watch = function (ms) {
 };
 
 /* The response ended (reason: reconnect, deleted, timeout from the server;
- * closed, error, silent seen here; status: what HTTP said, if known): tell,
- * then come back, on this transport or the next, unless told not to. */
-Comet.prototype._end = function (reason, status) {
+ * closed, error, silent seen here; status: what HTTP said, if known, and the
+ * seconds its Retry-After asked for): tell, then come back, on this
+ * transport or the next, unless told not to. */
+Comet.prototype._end = function (reason, status, retry) {
     var name = this.transport, lived = this._opened ? now() - this._opened : 0;
     var routine = reason === 'reconnect' || reason === 'timeout', delay = -1, lp;
 
@@ -792,6 +807,13 @@ Comet.prototype._end = function (reason, status) {
             this._ti = lp;
             delay = 0;
         }
+    }
+    else if (status === 503) {
+        /* the server is busy (CometMaxThreadStreams, a limit): the same
+         * transport, after what it asks for and no sooner than the backoff */
+        delay = Math.min(Math.max(1000 * (retry === undefined ? 5 : retry),
+                                  1000 * Math.pow(2, this._failures)), MAX_BACKOFF);
+        this._failures++;
     }
     else if (reason === 'error' && !this._worked[name] && status !== 0) {
         /* refused before it ever worked here (not allowed, not supported
@@ -871,7 +893,7 @@ Comet.prototype._event = function (kind, a) {
         this._end(String(a[1]));
         break;
     case 'x':
-        this._end(this._opened || this.connected ? 'closed' : 'error', a[1]);
+        this._end(this._opened || this.connected ? 'closed' : 'error', a[1], a[2]);
         break;
     }
 };

@@ -38,6 +38,8 @@ var TRANSPORTS = ['htmlfile', 'xhr_streaming', 'xhr'];
 var OPEN_TIMEOUT = 5000;    /* ms a transport has to open the session before the next is tried */
 var HEARTBEAT = 25000;      /* CometSocketHeartbeat's default */
 var RECEIVER_RETRIES = 3;   /* receivers in a row that bring nothing before the session is given up */
+var BUSY_RETRIES = 6;       /* answers "busy" (503) in a row before the server is given up */
+var MAX_BACKOFF = 30000;    /* ms between two attempts, at most */
 var BATCH_MAX = 65536;      /* characters of messages per xhr_send, beyond the first message */
 
 /* Loaded again: keep the class, whose callbacks live iframes hold. */
@@ -52,6 +54,18 @@ function on(el, ev, fn) {
     else {
         el.attachEvent('on' + ev, fn);    /* old IE */
     }
+}
+
+/* Seconds a Retry-After header asks for (a number of seconds or a date);
+ * undefined without one. */
+function retryAfter(value) {
+    var n;
+
+    if (!value) {
+        return undefined;
+    }
+    n = /^\s*\d+\s*$/.test(value) ? +value : (Date.parse(value) - now()) / 1000;
+    return n >= 0 ? n : undefined;
 }
 
 function now() {
@@ -181,6 +195,7 @@ Socket.prototype.connect = function () {
     }
     this._state = 'waiting';
     this._next = 0;
+    this._busy = 0;
     this._queue = [];
     /* An iframe added before the page's load event delays that event, and a
      * forever iframe would delay it forever: wait for it. */
@@ -283,16 +298,47 @@ Socket.prototype._stopReceiver = function () {
     }
 };
 
+/* The server said it is busy (503, CometMaxThreadStreams): the same
+ * transport again after what it asks for, no sooner than a growing backoff;
+ * after BUSY_RETRIES in a row, give up. */
+Socket.prototype._busyRetry = function (retry) {
+    var self = this, connecting = this._state === 'connecting';
+    var delay = Math.min(Math.max(1000 * (retry === undefined ? 5 : retry),
+                                  500 * Math.pow(2, this._busy)), MAX_BACKOFF);
+
+    if (++this._busy > BUSY_RETRIES) {
+        this._end(connecting ? 2000 : 1006, connecting ? 'All transports failed'
+                                                        : 'Connection dropped');
+        return;
+    }
+    clearTimeout(this._timer);
+    this._timer = setTimeout(function () {
+        if (self._state === 'connecting') {
+            self._next--;       /* the same transport, a new session */
+            self._try();
+        }
+        else if (self._state === 'open' && !self._receiver) {
+            self._receive();
+        }
+    }, delay);
+};
+
 /* A receiver ended: the server ended a stream or answered a poll (open the
  * next at once), or it failed (before the session opened: try the next
- * transport; after: retry a few times, then give the session up). */
-Socket.prototype._receiverEnded = function (attempt, failed) {
+ * transport; after: retry a few times, then give the session up), or the
+ * server was busy (status 503: the same again, later). */
+Socket.prototype._receiverEnded = function (attempt, failed, status, retry) {
     var self = this, delay;
 
     if (attempt !== this._attempt || this._state === 'closed') {
         return;
     }
     this._stopReceiver();
+    if (status === 503) {
+        this._busyRetry(retry);
+        return;
+    }
+    this._busy = 0;
     if (this._state === 'connecting') {
         clearTimeout(this._timer);
         this._try();
@@ -500,7 +546,8 @@ function xhrReceiver(sock, attempt) {
             }
             if (!done) {
                 done = true;
-                sock._receiverEnded(attempt, xhr.status !== 200);
+                sock._receiverEnded(attempt, xhr.status !== 200, xhr.status,
+                                    retryAfter(xhr.getResponseHeader('Retry-After')));
             }
         }
     };
