@@ -38,6 +38,11 @@
  * Latencies go into log-linear histograms (32 buckets per power of two of
  * microseconds, ~3% resolution) that the parent merges by adding them up.
  * A global alarm bounds every run; workers die with their parent.
+ *
+ * --tls: the subscribers speak TLS (OpenSSL, no certificate verification),
+ * with non-blocking handshakes in the same epoll loop, at most --handshakes
+ * of them in flight per process (each costs CPU on both sides). The
+ * publisher stays on plain HTTP (--pub-port) unless --pub-tls.
  */
 
 #define _GNU_SOURCE
@@ -67,10 +72,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #define MAX_PER_PROC    15000
 #define MAX_PROCS       64
 #define READ_BUF        65536
 #define HDR_MAX         8192
+/* a publish request that gets no answer in this time fails */
+#define PUB_TIMEOUT_S   10
+/* publishing stops this long past its plan (messages / rate), so that a
+ * server that cannot answer still gets a RESULT line before the alarm */
+#define PUB_GRACE_S     30
 
 /*******************************************************************************
  * options
@@ -103,13 +116,18 @@ static struct {
     int quiet;
     const char *trace;
     const char *pub_method;
+    int tls;                      /* subscribers over TLS */
+    int pub_tls;                  /* the publisher too */
+    int pub_port;                 /* 0: --port */
+    int handshakes;               /* TLS handshakes in flight per process */
 } opt = {
     "127.0.0.1", 8180, "/comet/%c", "/comet-publish/%c", "ch",
     1000, 1, 100, 10.0, 0.0, MODE_IFRAME, 0, 0, NULL, 0.0, 20.0, 10.0, 10.0,
-    0, 256, 0, "run", 0, NULL, "POST"
+    0, 256, 0, "run", 0, NULL, "POST", 0, 0, 0, 64
 };
 
-static struct sockaddr_in server_addr;
+static struct sockaddr_in server_addr, pub_addr;
+static SSL_CTX *tls_ctx;
 
 /*******************************************************************************
  * small helpers
@@ -321,6 +339,7 @@ typedef struct {
     uint64_t pss_kb;
     uint64_t cpu_ticks;
     int max_fds;
+    int threads;                  /* of all processes (with the descriptors) */
     char fds[512];                /* descriptors per process, largest first */
 } srv_sample_t;
 
@@ -398,14 +417,15 @@ static uint64_t proc_pss_kb(pid_t pid)
     return kb;
 }
 
-static int proc_fds(pid_t pid)
+/* entries of /proc/<pid>/<what>: descriptors (fd) or threads (task) */
+static int proc_count(pid_t pid, const char *what)
 {
     char path[64];
     DIR *d;
     struct dirent *e;
     int n = 0;
 
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, what);
     if (!(d = opendir(path))) {
         return 0;
     }
@@ -482,7 +502,8 @@ static srv_sample_t server_sample(int with_fds)
             }
             s.pss_kb += proc_pss_kb(tree[k]);
             if (with_fds) {
-                fds[k] = proc_fds(tree[k]);
+                fds[k] = proc_count(tree[k], "fd");
+                s.threads += proc_count(tree[k], "task");
                 if (fds[k] > s.max_fds) {
                     s.max_fds = fds[k];
                 }
@@ -553,6 +574,8 @@ typedef struct {
     int first_errno;
     int first_status;
     double connect_s;
+    char first_tls[128];          /* the first TLS error, as OpenSSL words it */
+    char tls_params[96];          /* version/cipher/group of the first handshake */
 } ready_t;
 
 typedef struct {
@@ -574,7 +597,7 @@ typedef struct {
  * worker: the subscribers
  ******************************************************************************/
 
-enum { C_IDLE, C_CONNECTING, C_HEADERS, C_STREAM, C_CLOSED, C_FAILED };
+enum { C_IDLE, C_CONNECTING, C_HANDSHAKE, C_HEADERS, C_STREAM, C_CLOSED, C_FAILED };
 enum { CS_SIZE, CS_DATA, CS_DATA_END, CS_END };
 
 typedef struct {
@@ -586,8 +609,11 @@ typedef struct {
     uint8_t cext;
     uint8_t mstate;
     uint8_t mdigits;
+    uint8_t hs;                   /* counted in the worker's handshaking */
+    uint8_t want_out;             /* SSL_read wants the socket writable */
     uint16_t hlen;
     char *hbuf;
+    SSL *ssl;
     uint64_t chunk_left;
     uint64_t mseq, mts;
     uint32_t *bits;
@@ -601,6 +627,7 @@ typedef struct {
     int epfd;
     int cmd_fd, res_fd;
     long inflight, next, done_connecting;
+    long handshaking;             /* TLS: TCP connects and handshakes in flight */
     ready_t ready;
     wresult_t res;
     uint64_t now;                 /* time of the last read */
@@ -624,6 +651,15 @@ static const char *accept_hdr(void)
 
 static void conn_close(worker_t *w, conn_t *c, int state)
 {
+    if (c->hs) {
+        c->hs = 0;
+        w->handshaking--;
+    }
+    if (c->ssl) {
+        /* no close_notify: the generator only ever closes at the end */
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
     if (c->fd >= 0) {
         epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
         close(c->fd);
@@ -941,37 +977,75 @@ static void start_connect(worker_t *w, long i)
     ev.data.u64 = (uint64_t)i;
     epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev);
     w->inflight++;
+    if (opt.tls) {
+        c->hs = 1;
+        w->handshaking++;
+    }
 }
 
-static void on_writable(worker_t *w, conn_t *c, long i)
+static void conn_events(worker_t *w, conn_t *c, long i, uint32_t events)
 {
-    int err = 0;
-    socklen_t len = sizeof(err);
-    char path[512], req[1024];
-    int n;
     struct epoll_event ev;
 
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
-        if (!w->ready.first_errno) {
-            w->ready.first_errno = err ? err : errno;
+    ev.events = events;
+    ev.data.u64 = (uint64_t)i;
+    epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* Why a TLS call failed, once per worker: OpenSSL's queue, or errno. */
+static void tls_note_error(worker_t *w, int err)
+{
+    unsigned long e = ERR_peek_error();
+    int sys = errno;
+
+    if (!w->ready.first_tls[0]) {
+        if (e) {
+            ERR_error_string_n(e, w->ready.first_tls, sizeof(w->ready.first_tls));
         }
-        w->ready.failed++;
-        worker_connected(w, c, 0);
-        conn_close(w, c, C_FAILED);
-        return;
+        else if (err == SSL_ERROR_SYSCALL) {
+            snprintf(w->ready.first_tls, sizeof(w->ready.first_tls), "%s",
+                     sys ? strerror(sys) : "connection closed by the server");
+        }
+        else {
+            snprintf(w->ready.first_tls, sizeof(w->ready.first_tls), "SSL error %d", err);
+        }
     }
+    ERR_clear_error();
+}
+
+static void conn_fail(worker_t *w, conn_t *c, int err)
+{
+    if (!w->ready.first_errno) {
+        w->ready.first_errno = err;
+    }
+    w->ready.failed++;
+    worker_connected(w, c, 0);
+    conn_close(w, c, C_FAILED);
+}
+
+/* The subscriber's GET, once connected (and past the TLS handshake). */
+static void send_request(worker_t *w, conn_t *c, long i)
+{
+    char path[512], req[1024];
+    int n, r;
+
     make_path(path, sizeof(path), opt.sub_path, (long)c->ch);
     n = snprintf(req, sizeof(req),
                  "GET %s HTTP/1.1\r\nHost: %s:%d\r\nAccept: %s\r\n"
                  "User-Agent: comet-load\r\nCache-Control: no-cache\r\n\r\n",
                  path, opt.host, opt.port, accept_hdr());
-    if (write(c->fd, req, (size_t)n) != n) {
-        if (!w->ready.first_errno) {
-            w->ready.first_errno = errno ? errno : EIO;
+    /* a fresh connection's send buffer takes a request whole, TLS or not */
+    if (c->ssl) {
+        ERR_clear_error();
+        r = SSL_write(c->ssl, req, n);
+        if (r != n) {
+            tls_note_error(w, SSL_get_error(c->ssl, r));
+            conn_fail(w, c, EIO);
+            return;
         }
-        w->ready.failed++;
-        worker_connected(w, c, 0);
-        conn_close(w, c, C_FAILED);
+    }
+    else if (write(c->fd, req, (size_t)n) != n) {
+        conn_fail(w, c, errno ? errno : EIO);
         return;
     }
     c->hbuf = malloc(HDR_MAX);
@@ -980,46 +1054,153 @@ static void on_writable(worker_t *w, conn_t *c, long i)
     }
     c->hlen = 0;
     c->state = C_HEADERS;
-    ev.events = EPOLLIN | EPOLLRDHUP;
-    ev.data.u64 = (uint64_t)i;
-    epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+    conn_events(w, c, i, EPOLLIN | EPOLLRDHUP);
 }
 
-static void on_readable(worker_t *w, conn_t *c, char *buf)
+/* One step of the TLS handshake: on to the request when it is done, else
+ * wait for the socket as OpenSSL asks. */
+static void tls_handshake(worker_t *w, conn_t *c, long i)
 {
-    ssize_t n = read(c->fd, buf, READ_BUF);
+    int r, err;
 
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+    ERR_clear_error();
+    r = SSL_connect(c->ssl);
+    if (r == 1) {
+        c->hs = 0;
+        w->handshaking--;
+        if (!w->ready.tls_params[0]) {
+            const char *g = SSL_group_to_name(c->ssl, SSL_get_negotiated_group(c->ssl));
+            snprintf(w->ready.tls_params, sizeof(w->ready.tls_params), "%s/%s/%s",
+                     SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl), g ? g : "-");
+        }
+        send_request(w, c, i);
         return;
     }
-    w->now = now_us();
-    if (n <= 0) {
-        if (c->state == C_HEADERS) {
-            if (!w->ready.first_errno) {
-                w->ready.first_errno = n < 0 ? errno : ECONNRESET;
-            }
-            w->ready.failed++;
-            worker_connected(w, c, 0);
-            conn_close(w, c, C_FAILED);
-        }
-        else {
-            w->res.closed++;
-            conn_close(w, c, C_CLOSED);
-        }
+    err = SSL_get_error(c->ssl, r);
+    if (err == SSL_ERROR_WANT_READ) {
+        conn_events(w, c, i, EPOLLIN | EPOLLRDHUP);
         return;
     }
-    w->res.bytes += (uint64_t)n;
-    if (c->state == C_HEADERS) {
-        headers(w, c, buf, (size_t)n);
+    if (err == SSL_ERROR_WANT_WRITE) {
+        conn_events(w, c, i, EPOLLOUT);
+        return;
+    }
+    tls_note_error(w, err);
+    conn_fail(w, c, EPROTO);
+}
+
+static void tls_start(worker_t *w, conn_t *c, long i)
+{
+    c->ssl = SSL_new(tls_ctx);
+    if (!c->ssl || !SSL_set_fd(c->ssl, c->fd)) {
+        tls_note_error(w, SSL_ERROR_SSL);
+        conn_fail(w, c, ENOMEM);
+        return;
+    }
+    SSL_set_connect_state(c->ssl);
+    c->state = C_HANDSHAKE;
+    tls_handshake(w, c, i);
+}
+
+static void on_writable(worker_t *w, conn_t *c, long i)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
+        conn_fail(w, c, err ? err : errno);
+        return;
+    }
+    if (opt.tls) {
+        tls_start(w, c, i);
     }
     else {
-        body(w, c, buf, (size_t)n);
+        send_request(w, c, i);
+    }
+}
+
+/* SSL_read as read(2): bytes, 0 at the end of the stream, or -1 with errno
+ * (EAGAIN: nothing more until the socket is readable, or writable when
+ * OpenSSL has to send first, e.g. a key update). */
+static ssize_t tls_read(worker_t *w, conn_t *c, long i, char *buf)
+{
+    int r, err;
+
+    ERR_clear_error();
+    r = SSL_read(c->ssl, buf, READ_BUF);
+    if (r > 0) {
+        if (c->want_out) {
+            c->want_out = 0;
+            conn_events(w, c, i, EPOLLIN | EPOLLRDHUP);
+        }
+        return r;
+    }
+    err = SSL_get_error(c->ssl, r);
+    switch (err) {
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    case SSL_ERROR_WANT_READ:
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_WANT_WRITE:
+        if (!c->want_out) {
+            c->want_out = 1;
+            conn_events(w, c, i, EPOLLIN | EPOLLOUT | EPOLLRDHUP);
+        }
+        errno = EAGAIN;
+        return -1;
+    default: {
+        /* never EAGAIN here: the stream is over */
+        int e = err == SSL_ERROR_SYSCALL && errno && errno != EAGAIN && errno != EINTR
+                ? errno : EPROTO;
+        tls_note_error(w, err);
+        errno = e;
+        return -1;
+    }
+    }
+}
+
+static void on_readable(worker_t *w, conn_t *c, long i, char *buf)
+{
+    /* TLS: read on while OpenSSL holds bytes that epoll cannot see (not
+     * once more to hear "want read": that would allocate a read buffer) */
+    do {
+        ssize_t n = c->ssl ? tls_read(w, c, i, buf) : read(c->fd, buf, READ_BUF);
+
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            return;
+        }
+        w->now = now_us();
+        if (n <= 0) {
+            if (c->state == C_HEADERS) {
+                conn_fail(w, c, n < 0 ? errno : ECONNRESET);
+            }
+            else {
+                w->res.closed++;
+                conn_close(w, c, C_CLOSED);
+            }
+            return;
+        }
+        w->res.bytes += (uint64_t)n;
+        if (c->state == C_HEADERS) {
+            headers(w, c, buf, (size_t)n);
+        }
+        else {
+            body(w, c, buf, (size_t)n);
+        }
+    } while (c->ssl && SSL_has_pending(c->ssl));
+    if (c->ssl) {
+        /* the stream idles until the next message: its 16 KiB read buffer
+         * goes back (SSL_MODE_RELEASE_BUFFERS alone kept it: 35 KiB per
+         * connection instead of 19) */
+        SSL_free_buffers(c->ssl);
     }
 }
 
 static void worker_fill_connects(worker_t *w)
 {
-    while (w->next < w->count && w->inflight < opt.concurrency) {
+    while (w->next < w->count && w->inflight < opt.concurrency
+           && (!opt.tls || w->handshaking < opt.handshakes)) {
         start_connect(w, w->next++);
     }
 }
@@ -1141,8 +1322,12 @@ static void worker_run(worker_t *w)
                 }
                 continue;
             }
-            if (evs[k].events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) {
-                on_readable(w, c, buf);
+            if (c->state == C_HANDSHAKE) {
+                tls_handshake(w, c, (long)evs[k].data.u64);
+                continue;
+            }
+            if (evs[k].events & (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) {
+                on_readable(w, c, (long)evs[k].data.u64, buf);
             }
         }
         now = now_us();
@@ -1151,7 +1336,8 @@ static void worker_run(worker_t *w)
             if (now >= conn_deadline) {
                 for (i = 0; i < w->count; i++) {
                     conn_t *c = &w->c[i];
-                    if (c->state == C_CONNECTING || c->state == C_HEADERS) {
+                    if (c->state == C_CONNECTING || c->state == C_HANDSHAKE
+                        || c->state == C_HEADERS) {
                         w->ready.timeouts++;
                         w->ready.failed++;
                         worker_connected(w, c, 0);
@@ -1186,19 +1372,64 @@ static void worker_run(worker_t *w)
 
 typedef struct {
     int fd;
+    SSL *ssl;                     /* --pub-tls */
     char buf[READ_BUF];
     size_t len;
     uint64_t reconnects;
 } pubconn_t;
 
-static int pub_connect(pubconn_t *p)
+static void pub_close(pubconn_t *p)
 {
-    int one = 1;
-    struct timeval tv = { 10, 0 };
-
+    if (p->ssl) {
+        SSL_free(p->ssl);
+        p->ssl = NULL;
+    }
     if (p->fd >= 0) {
         close(p->fd);
     }
+    p->fd = -1;
+}
+
+/* Blocking I/O with the socket's time-outs, through TLS or not. */
+static ssize_t pub_read(pubconn_t *p, char *buf, size_t len)
+{
+    int r;
+
+    if (!p->ssl) {
+        return read(p->fd, buf, len);
+    }
+    ERR_clear_error();
+    r = SSL_read(p->ssl, buf, (int)(len > INT_MAX ? INT_MAX : len));
+    if (r > 0) {
+        return r;
+    }
+    if (SSL_get_error(p->ssl, r) == SSL_ERROR_ZERO_RETURN) {
+        return 0;
+    }
+    ERR_clear_error();
+    errno = EIO;                  /* a time-out too: the connection is done */
+    return -1;
+}
+
+static int pub_write_full(pubconn_t *p, const char *buf, size_t len)
+{
+    if (!p->ssl) {
+        return write_full(p->fd, buf, len);
+    }
+    ERR_clear_error();
+    if (SSL_write(p->ssl, buf, (int)len) != (int)len) {
+        ERR_clear_error();
+        return -1;
+    }
+    return 0;
+}
+
+static int pub_connect(pubconn_t *p)
+{
+    int one = 1;
+    struct timeval tv = { PUB_TIMEOUT_S, 0 };
+
+    pub_close(p);
     p->len = 0;
     p->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (p->fd < 0) {
@@ -1207,10 +1438,18 @@ static int pub_connect(pubconn_t *p)
     setsockopt(p->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     setsockopt(p->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(p->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    if (connect(p->fd, (struct sockaddr *)&server_addr, sizeof(server_addr)) < 0) {
-        close(p->fd);
-        p->fd = -1;
+    if (connect(p->fd, (struct sockaddr *)&pub_addr, sizeof(pub_addr)) < 0) {
+        pub_close(p);
         return -1;
+    }
+    if (opt.pub_tls) {
+        ERR_clear_error();
+        if (!(p->ssl = SSL_new(tls_ctx)) || !SSL_set_fd(p->ssl, p->fd)
+            || SSL_connect(p->ssl) != 1) {
+            ERR_clear_error();
+            pub_close(p);
+            return -1;
+        }
     }
     return 0;
 }
@@ -1255,7 +1494,7 @@ static int pub_request(pubconn_t *p, const char *method, const char *path,
     hl = snprintf(req, sizeof(req),
                   "%s %s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: comet-load\r\n"
                   "Content-Type: text/plain\r\nContent-Length: %zu\r\n\r\n",
-                  method, path, opt.host, opt.port, blen);
+                  method, path, opt.host, opt.pub_port, blen);
     if (hl <= 0 || (size_t)hl + blen > sizeof(req)) {
         die("request too large");
     }
@@ -1270,7 +1509,7 @@ static int pub_request(pubconn_t *p, const char *method, const char *path,
         snprintf(ts, sizeof(ts), "%016" PRIu64, (uint64_t)(*sent_at % UINT64_C(10000000000000000)));
         memcpy(req + hl + ts_off, ts, 16);
     }
-    if (write_full(p->fd, req, (size_t)hl + blen) < 0) {
+    if (pub_write_full(p, req, (size_t)hl + blen) < 0) {
         goto fail;
     }
     /* headers */
@@ -1283,7 +1522,7 @@ static int pub_request(pubconn_t *p, const char *method, const char *path,
         if (p->len >= sizeof(p->buf) - 1) {
             goto fail;
         }
-        n = read(p->fd, p->buf + p->len, sizeof(p->buf) - 1 - p->len);
+        n = pub_read(p, p->buf + p->len, sizeof(p->buf) - 1 - p->len);
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -1339,7 +1578,7 @@ static int pub_request(pubconn_t *p, const char *method, const char *path,
         if (p->len >= sizeof(p->buf) - 1) {
             goto fail;
         }
-        n = read(p->fd, p->buf + p->len, sizeof(p->buf) - 1 - p->len);
+        n = pub_read(p, p->buf + p->len, sizeof(p->buf) - 1 - p->len);
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -1359,16 +1598,12 @@ static int pub_request(pubconn_t *p, const char *method, const char *path,
     memmove(p->buf, p->buf + clen, p->len - (size_t)clen);
     p->len -= (size_t)clen;
     if (closing) {
-        close(p->fd);
-        p->fd = -1;
+        pub_close(p);
         p->reconnects++;
     }
     return status;
 fail:
-    if (p->fd >= 0) {
-        close(p->fd);
-    }
-    p->fd = -1;
+    pub_close(p);
     p->reconnects++;
     return 0;
 }
@@ -1467,7 +1702,11 @@ static void usage(void)
 "  --quiet                only the RESULT line\n"
 "  --trace F              per message latency min/mean/max into F.<process>\n"
 "  --pub-method GET       baseline: GET the publish path instead of publishing\n"
-"                         (channel info: the cost of a request alone)\n");
+"                         (channel info: the cost of a request alone)\n"
+"  --tls                  subscribers connect with TLS (no certificate check)\n"
+"  --handshakes K         TLS handshakes in flight per process (64)\n"
+"  --pub-port P           the publisher's port (--port)\n"
+"  --pub-tls              the publisher uses TLS too (plain HTTP by default)\n");
 }
 
 static void parse_args(int argc, char **argv)
@@ -1480,7 +1719,9 @@ static void parse_args(int argc, char **argv)
         { "sources", 1, 0, 'S' }, { "server-pidfile", 1, 0, 'f' }, { "idle", 1, 0, 'i' },
         { "connect-timeout", 1, 0, 't' }, { "settle", 1, 0, 'w' }, { "drain", 1, 0, 'D' },
         { "concurrency", 1, 0, 'k' }, { "procs", 1, 0, 'j' }, { "label", 1, 0, 'l' },
-        { "quiet", 0, 0, 'q' }, { "trace", 1, 0, 'T' }, { "pub-method", 1, 0, 'G' }, { "help", 0, 0, 'H' }, { 0, 0, 0, 0 }
+        { "quiet", 0, 0, 'q' }, { "trace", 1, 0, 'T' }, { "pub-method", 1, 0, 'G' },
+        { "tls", 0, 0, 'L' }, { "handshakes", 1, 0, 'K' }, { "pub-port", 1, 0, 'O' },
+        { "pub-tls", 0, 0, 'E' }, { "help", 0, 0, 'H' }, { 0, 0, 0, 0 }
     };
     int ch;
 
@@ -1518,6 +1759,10 @@ static void parse_args(int argc, char **argv)
             if (strcmp(optarg, "POST") && strcmp(optarg, "GET")) die("--pub-method: POST or GET");
             opt.pub_method = optarg;
             break;
+        case 'L': opt.tls = 1; break;
+        case 'K': opt.handshakes = (int)parse_long(optarg, "--handshakes"); break;
+        case 'O': opt.pub_port = (int)parse_long(optarg, "--pub-port"); break;
+        case 'E': opt.pub_tls = 1; break;
         case 'H': usage(); exit(0);
         default: usage(); exit(2);
         }
@@ -1531,6 +1776,12 @@ static void parse_args(int argc, char **argv)
     if (opt.concurrency < 1) {
         opt.concurrency = 1;
     }
+    if (opt.handshakes < 1) {
+        opt.handshakes = 1;
+    }
+    if (!opt.pub_port) {
+        opt.pub_port = opt.port;
+    }
     if (opt.size > 1000) {
         die("--size: at most 1000 bytes");
     }
@@ -1541,6 +1792,26 @@ static void parse_args(int argc, char **argv)
         || (ntohl(server_addr.sin_addr.s_addr) >> 24) != 127) {
         die("--host: a loopback address (127.0.0.0/8) expected");
     }
+    pub_addr = server_addr;
+    pub_addr.sin_port = htons((uint16_t)opt.pub_port);
+}
+
+/* One client context for every connection: no verification (the servers'
+ * certificates are made for the run), no session resumption, and buffers
+ * only while a record is in transit (SSL_MODE_RELEASE_BUFFERS, and
+ * SSL_free_buffers after reading: a stream idles between messages, and
+ * 15,000 of them share a process). */
+static void tls_init(void)
+{
+    tls_ctx = SSL_CTX_new(TLS_client_method());
+    if (!tls_ctx) {
+        die("SSL_CTX_new failed");
+    }
+    SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_mode(tls_ctx, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_session_cache_mode(tls_ctx, SSL_SESS_CACHE_OFF);
+    /* a server closing a stream without close_notify ends it, no error */
+    SSL_CTX_set_options(tls_ctx, SSL_OP_NO_TICKET | SSL_OP_IGNORE_UNEXPECTED_EOF);
 }
 
 /* Wait until the server counts `want` subscribers over our channels. */
@@ -1596,23 +1867,30 @@ int main(int argc, char **argv)
     long first_pub_subs = -1, seen_subs = -1;
     int first_bad_status = 0;
     double ticks_per_s = (double)sysconf(_SC_CLK_TCK);
-    double budget, loader_cpu_s = 0, load1 = -1;
+    double budget, plan = 0, loader_cpu_s = 0, load1 = -1;
     struct rlimit rl;
 
     parse_args(argc, argv);
     signal(SIGPIPE, SIG_IGN);
+    if (opt.tls || opt.pub_tls) {
+        tls_init();
+    }
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
 
-    /* every run ends by itself */
-    budget = opt.connect_timeout + opt.settle + opt.idle + opt.drain + 60;
+    /* every run ends by itself; a request in flight when the settle wait
+     * or the publishing runs out may take PUB_TIMEOUT_S more */
+    budget = opt.connect_timeout + opt.settle + PUB_TIMEOUT_S + opt.idle + opt.drain + 60;
     if (opt.duration > 0) {
-        budget += opt.duration;
+        plan = opt.duration;
     }
     else if (opt.rate > 0) {
-        budget += (double)opt.messages / opt.rate;
+        plan = (double)opt.messages / opt.rate;
+    }
+    if (plan > 0) {
+        budget += plan + PUB_GRACE_S + PUB_TIMEOUT_S;
     }
     else {
         budget += 600;
@@ -1706,15 +1984,20 @@ int main(int argc, char **argv)
         total_ready.timeouts += r.timeouts;
         if (!total_ready.first_errno) total_ready.first_errno = r.first_errno;
         if (!total_ready.first_status) total_ready.first_status = r.first_status;
+        if (!total_ready.first_tls[0]) memcpy(total_ready.first_tls, r.first_tls, sizeof(r.first_tls));
+        if (!total_ready.tls_params[0]) memcpy(total_ready.tls_params, r.tls_params, sizeof(r.tls_params));
         if (r.connect_s > total_ready.connect_s) total_ready.connect_s = r.connect_s;
     }
     if (!opt.quiet) {
-        printf("[%s] connected %" PRIu64 "/%ld subscribers in %.2f s (failed %" PRIu64
-               ", http errors %" PRIu64 ", first bad status %d%s%s%s)\n", opt.label,
-               total_ready.connected, opt.subs, total_ready.connect_s, total_ready.failed,
+        printf("[%s] connected %" PRIu64 "/%ld subscribers%s%s in %.2f s (failed %" PRIu64
+               ", http errors %" PRIu64 ", first bad status %d%s%s%s%s%s)\n", opt.label,
+               total_ready.connected, opt.subs, opt.tls ? " over " : "",
+               !opt.tls ? "" : total_ready.tls_params[0] ? total_ready.tls_params : "TLS",
+               total_ready.connect_s, total_ready.failed,
                total_ready.http_err, total_ready.first_status,
                total_ready.first_errno ? ", first error: " : "",
                total_ready.first_errno ? strerror(total_ready.first_errno) : "",
+               total_ready.first_tls[0] ? ", first TLS error: " : "", total_ready.first_tls,
                total_ready.timeouts ? ", some timed out" : "");
         fflush(stdout);
     }
@@ -1751,6 +2034,11 @@ int main(int argc, char **argv)
                 break;
             }
             if (opt.duration > 0 && t_now - t_pub0 >= (uint64_t)(opt.duration * 1e6)) {
+                break;
+            }
+            if (plan > 0 && t_now - t_pub0 >= (uint64_t)((plan + PUB_GRACE_S) * 1e6)) {
+                fprintf(stderr, "comet-load: publishing is %d s past its plan: stopping\n",
+                        PUB_GRACE_S);
                 break;
             }
             if (opt.rate > 0) {
@@ -1860,9 +2148,7 @@ int main(int argc, char **argv)
         waitpid(wpids[i], NULL, 0);
         wpids[i] = 0;
     }
-    if (pc->fd >= 0) {
-        close(pc->fd);
-    }
+    pub_close(pc);
     sleep_until_us(now_us() + 1000000);
     s_after = server_sample(0);
     {
@@ -1909,10 +2195,11 @@ int main(int argc, char **argv)
                    hist_quantile(&total_res.lat, 0.99) / 1000.0,
                    (double)total_res.lat.max / 1000.0);
             if (s_before.ok) {
-                printf("[%s] server: %d processes, PSS %.1f MiB before, %.1f MiB with "
-                       "subscribers (%.0f B each), %.1f MiB at the end, %.1f MiB after "
-                       "they left; descriptors per process %s\n", opt.label,
-                       s_subs.procs, s_before.pss_kb / 1024.0, s_subs.pss_kb / 1024.0,
+                printf("[%s] server: %d processes, %d threads (%d before), PSS %.1f MiB "
+                       "before, %.1f MiB with subscribers (%.0f B each), %.1f MiB at the "
+                       "end, %.1f MiB after they left; descriptors per process %s\n",
+                       opt.label, s_subs.procs, s_subs.threads, s_before.threads,
+                       s_before.pss_kb / 1024.0, s_subs.pss_kb / 1024.0,
                        per_sub, s_end.pss_kb / 1024.0, s_after.pss_kb / 1024.0,
                        s_subs.fds);
                 if (opt.idle > 0) {
@@ -1945,10 +2232,12 @@ int main(int argc, char **argv)
         print_pct("lat_p99_ms", hist_quantile(&total_res.lat, 0.99) / 1000.0);
         print_pct("lat_max_ms", (double)total_res.lat.max / 1000.0);
         printf("srv_fds=%s ", s_subs.fds[0] ? s_subs.fds : "-");
-        printf("srv_procs=%d srv_maxfd=%d pss_before_kb=%" PRIu64 " pss_subs_kb=%" PRIu64
-               " pss_end_kb=%" PRIu64 " pss_after_kb=%" PRIu64 " ", s_subs.procs,
-               s_subs.max_fds, s_before.pss_kb, s_subs.pss_kb, s_end.pss_kb,
-               s_after.pss_kb);
+        printf("srv_procs=%d srv_maxfd=%d srv_threads=%d srv_threads_before=%d "
+               "pss_before_kb=%" PRIu64 " pss_subs_kb=%" PRIu64
+               " pss_end_kb=%" PRIu64 " pss_after_kb=%" PRIu64 " tls=%s ", s_subs.procs,
+               s_subs.max_fds, s_subs.threads, s_before.threads, s_before.pss_kb,
+               s_subs.pss_kb, s_end.pss_kb, s_after.pss_kb,
+               !opt.tls ? "0" : total_ready.tls_params[0] ? total_ready.tls_params : "none");
         print_pct("pss_per_sub_b", per_sub);
         print_pct("tcp_per_sub_b", tcp_per_sub);
         print_pct("idle_s", opt.idle);

@@ -2,6 +2,7 @@
 # Side-by-side table of comet-load RESULT lines: mod_comet, nchan, ratio.
 #   perl bench/table.pl results.txt
 # Lines look like: RESULT server=comet scen=fan10k key=value ...
+# (scen=fan10k/tls: the same scenario with the subscribers over HTTPS)
 # A scenario run several times (script/bench --repeat N) shows the median of
 # each measure; counts of lost or duplicated messages add up over all runs.
 use strict;
@@ -28,9 +29,18 @@ sub min { my ($m) = sort { $a <=> $b } @_; $m }
 # [ label, aggregate over the runs of one server -> value, format ]
 # format 's': a string, no ratio
 my $M = sub { my $k = shift; sub { median(map { $_->{$k} } @_) } };
+# latencies of runs where something arrived ('-' when nothing did, as when
+# the server took no publish)
+my $L = sub { my $k = shift; sub { median(map { $_->{delivered} ? $_->{$k} : undef } @_) } };
 my @common_head = (
     [ 'runs', sub { scalar @_ }, '%d' ],
     [ 'machine load (1 min) at start', $M->('load1'), '%.2f' ],
+);
+# what the server's error log said: [error] and worse lines, and Apache's
+# message numbers among them (AH00484: out of worker threads)
+my @log = (
+    [ 'server log error lines (all)', sub { sum(map { $_->{log_errors} // 0 } @_) }, '%d' ],
+    [ 'server log codes', sub { my %s; join(',', grep { $_ ne '-' && !$s{$_}++ } map { split /,/, $_->{log_codes} // '-' } @_) || '-' }, 's' ],
 );
 my @delivery = (
     [ 'subscribers connected (worst)', sub { min(map { $_->{connected} } @_) . '/' . $_[0]{subs} }, 's' ],
@@ -41,10 +51,10 @@ my @delivery = (
 );
 my @fan = (
     @common_head, @delivery,
-    [ 'fan-out p50 ms', $M->('lat_p50_ms'), '%.1f' ],
-    [ 'fan-out p99 ms', $M->('lat_p99_ms'), '%.1f' ],
-    [ 'fan-out p99 ms, each run', sub { join '/', map { sprintf '%.0f', $_->{lat_p99_ms} } @_ }, 's' ],
-    [ 'fan-out max ms', $M->('lat_max_ms'), '%.1f' ],
+    [ 'fan-out p50 ms', $L->('lat_p50_ms'), '%.1f' ],
+    [ 'fan-out p99 ms', $L->('lat_p99_ms'), '%.1f' ],
+    [ 'fan-out p99 ms, each run', sub { join '/', map { $_->{delivered} ? sprintf('%.0f', $_->{lat_p99_ms}) : '-' } @_ }, 's' ],
+    [ 'fan-out max ms', $L->('lat_max_ms'), '%.1f' ],
     [ 'publish rate msg/s achieved', $M->('pub_rate'), '%.1f' ],
     [ 'publish rate msg/s offered', $M->('rate'), '%.1f' ],
     [ 'server CPU us per delivery', sub { median(map { $_->{delivered} ? 1e6 * $_->{pub_cpu_s} / $_->{delivered} : undef } @_) }, '%.2f' ],
@@ -52,7 +62,10 @@ my @fan = (
     [ 'server PSS with subs MiB', sub { median(map { $_->{pss_subs_kb} / 1024 } @_) }, '%.1f' ],
     [ 'server PSS after subs left MiB', sub { median(map { $_->{pss_after_kb} / 1024 } @_) }, '%.1f' ],
     [ 'most fds in one server process', $M->('srv_maxfd'), '%d' ],
+    [ 'server threads (all processes)', $M->('srv_threads'), '%d' ],
     [ 'connect time s', $M->('connect_s'), '%.2f' ],
+    [ 'publishes failed (all runs)', sub { sum(map { $_->{pub_err} } @_) }, '%d' ],
+    @log,
 );
 my @thr = (
     @common_head,
@@ -62,7 +75,8 @@ my @thr = (
     [ 'publish round trip p99 ms', $M->('pub_rtt_p99_ms'), '%.3f' ],
     [ 'server CPU us per publish', sub { median(map { $_->{pub_ok} ? 1e6 * $_->{pub_cpu_s} / $_->{pub_ok} : undef } @_) }, '%.1f' ],
     @delivery[1 .. 2],
-    [ 'fan-out p99 ms', $M->('lat_p99_ms'), '%.1f' ],
+    [ 'fan-out p99 ms', $L->('lat_p99_ms'), '%.1f' ],
+    @log,
 );
 my @idle = (
     @common_head,
@@ -73,21 +87,24 @@ my @idle = (
     [ 'PSS per subscriber KiB', sub { median(map { $_->{pss_per_sub_b} / 1024 } @_) }, '%.2f' ],
     [ 'server PSS with subs MiB', sub { median(map { $_->{pss_subs_kb} / 1024 } @_) }, '%.1f' ],
     [ 'most fds in one server process', $M->('srv_maxfd'), '%d' ],
+    [ 'server threads (all processes)', $M->('srv_threads'), '%d' ],
+    @log,
 );
 
-my $fmt = "%-8s %-32s %16s %16s %7s\n";
-my $line = '-' x 83 . "\n";
+my $fmt = "%-10s %-32s %16s %16s %7s\n";
+my $line = '-' x 85 . "\n";
 printf $fmt, 'scenario', 'measure', 'mod_comet', 'nchan', 'ratio';
 print $line;
 for my $sc (@order) {
-    my $rows = $sc eq 'thr' ? \@thr : $sc eq 'idle' ? \@idle : \@fan;
+    my $rows = $sc =~ m{^thr(/|$)} ? \@thr : $sc =~ m{^idle(/|$)} ? \@idle : \@fan;
     my ($c, $n) = ($r{$sc}{comet}, $r{$sc}{nchan});
     for my $row (@$rows) {
         my ($label, $f, $vf) = @$row;
         my @v = map { defined $_ && @$_ ? $f->(@$_) : undef } ($c, $n);
         my @s = map { !defined $_ ? '-' : $vf eq 's' ? $_ : sprintf($vf, $_) } @v;
         my $ratio = '';
-        if ($vf ne 's' && defined $v[0] && defined $v[1] && $label ne 'runs' && $label !~ /^machine/) {
+        if ($vf ne 's' && defined $v[0] && defined $v[1] && $label ne 'runs'
+            && $label !~ /^(machine|server log|publishes failed)/) {
             $ratio = $v[1] != 0 ? sprintf('%.2f', $v[0] / $v[1]) : ($v[0] == 0 ? '=' : 'inf');
         }
         printf $fmt, $sc, $label, @s, $ratio;
