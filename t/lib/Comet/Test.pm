@@ -4,11 +4,16 @@ package Comet::Test;
 # sockets (exact bytes, keep-alive connections pinned to one child), streaming
 # subscribers read incrementally with timeouts, parsers of the iframe frames,
 # an independent model of the escaping, and error-log helpers.
+#
+# COMET_TEST_TLS=1: every helper talks HTTPS to the test server's TLS virtual
+# host (t/conf/tls.conf.in), which has the same locations: the same .t files
+# then test the streams over mod_ssl.
 
 use strict;
 use warnings;
 
 use Exporter 'import';
+use Errno ();
 use IO::Select ();
 use IO::Socket::INET ();
 use JSON::PP ();
@@ -16,7 +21,7 @@ use Time::HiRes qw(time sleep);
 use Apache::Test ();
 
 our @EXPORT = qw(
-    hostport server_port new_channel
+    hostport server_port tls new_channel
     http publish channel_info store_info delete_channel
     subscribe pinned_connections child_figures collect_frames
     wait_subscribers expected_prelude_head escape_js frame_bytes json
@@ -39,11 +44,38 @@ sub json { $json->decode($_[0]) }
 sub config { Apache::Test::config() }
 
 # Another server than the test server (Comet::Private), for a while:
-# local $Comet::Test::PORT = $srv->port; every helper then talks to it.
+# local $Comet::Test::PORT = $srv->port; every helper then talks to it
+# (in plain HTTP: those servers have no TLS).
 # local $Comet::Test::LOCAL_ADDR = '127.0.0.2': connect from that address.
 our ($PORT, $LOCAL_ADDR);
 
-sub server_port { $PORT // config()->{vars}{port} }
+# Over TLS (COMET_TEST_TLS=1), to the TLS virtual host of the test server.
+my $TLS = $ENV{COMET_TEST_TLS} ? 1 : 0;
+if ($TLS) {
+    require IO::Socket::SSL;
+}
+
+# Do the helpers speak TLS to the server they talk to now?
+sub tls { $TLS && !defined $PORT }
+
+# One client context for every connection: a new one per connection would
+# load the system's CA store each time (some 20 ms), for nothing: the test
+# certificate is self-signed, and not verified.
+my $tls_context;
+sub tls_context {
+    $tls_context //= IO::Socket::SSL::SSL_Context->new(
+        SSL_verify_mode => IO::Socket::SSL::SSL_VERIFY_NONE())
+        or die "TLS context: $IO::Socket::SSL::SSL_ERROR\n";
+    return $tls_context;
+}
+
+sub tls_port {
+    my $port = config()->{vars}{mod_ssl_port}
+        or die "COMET_TEST_TLS: the test server has no TLS port (is mod_ssl loaded? t/TEST -clean)\n";
+    return $port;
+}
+
+sub server_port { $PORT // ($TLS ? tls_port() : config()->{vars}{port}) }
 
 sub hostport { '127.0.0.1:' . server_port() }
 
@@ -79,10 +111,12 @@ package Comet::Test::Conn;
 use Time::HiRes qw(time);
 
 # Comet::Test::Conn->new(port => P): to another server (a proxy) than
-# the test server.
+# the test server, in plain HTTP unless tls => 1.
 sub new {
     my ($class, %o) = @_;
-    my $self = bless { port => $o{port} }, $class;
+    my $tls = $o{tls} // (Comet::Test::tls()
+                          && (!$o{port} || $o{port} == Comet::Test::server_port()));
+    my $self = bless { port => $o{port}, tls => $tls }, $class;
     $self->open;
     return $self;
 }
@@ -97,7 +131,38 @@ sub open {
         or die "connect to 127.0.0.1:$port: $!\n";
     $sock->autoflush(1);
     binmode $sock;
+    if ($self->{tls}) {
+        # an address sends no SNI: the port alone names the virtual host
+        IO::Socket::SSL->start_SSL($sock, SSL_reuse_ctx => Comet::Test::tls_context(),
+                                   SSL_hostname => '', Timeout => 5)
+            or die "TLS handshake with 127.0.0.1:$port: $IO::Socket::SSL::SSL_ERROR\n";
+        # reads and writes wait in select, with our timeouts, never in
+        # SSL_read: a record that came in part must not block a reader
+        $sock->blocking(0);
+    }
     @$self{qw(sock buf eof closing pid)} = ($sock, '', 0, 0, undef);
+}
+
+# Is the TLS layer waiting for the socket (SSL_WANT_READ or _WRITE) after a
+# non-blocking call that did nothing? 'r' or 'w', else ''.
+sub tls_wants {
+    my $self = shift;
+    return '' unless $self->{tls} && ($!{EAGAIN} || $!{EWOULDBLOCK});
+    return $IO::Socket::SSL::SSL_ERROR == IO::Socket::SSL::SSL_WANT_WRITE() ? 'w' : 'r';
+}
+
+# Wait up to $timeout seconds for the socket: 'r' readable, 'w' writable.
+sub wait_sock {
+    my ($self, $what, $timeout) = @_;
+    my $sel = IO::Select->new($self->{sock});
+    return $what eq 'w' ? $sel->can_write($timeout) : $sel->can_read($timeout);
+}
+
+# Decrypted bytes IO::Socket::SSL holds: the kernel has them no more, so
+# select() does not see them.
+sub tls_pending {
+    my $self = shift;
+    return $self->{tls} && $self->{sock} ? $self->{sock}->pending : 0;
 }
 
 sub send_bytes {
@@ -105,7 +170,13 @@ sub send_bytes {
     my $off = 0;
     while ($off < length $bytes) {
         my $n = syswrite $self->{sock}, $bytes, length($bytes) - $off, $off;
-        die "write: $!\n" unless defined $n;
+        if (!defined $n) {
+            # TLS (non-blocking): as a blocking write would, wait for the
+            # socket, then the same write again, as OpenSSL wants
+            my $want = $self->tls_wants or die "write: $!\n";
+            $self->wait_sock($want, 60) or die "write: no progress within 60s\n";
+            next;
+        }
         $off += $n;
     }
 }
@@ -115,15 +186,34 @@ sub send_bytes {
 sub read_more {
     my ($self, $timeout) = @_;
     return undef if $self->{eof};
-    my $sel = IO::Select->new($self->{sock});
-    return 0 unless $sel->can_read($timeout);
-    my $n = sysread $self->{sock}, my $chunk, 65536;
-    if (!$n) {
-        $self->{eof} = 1;
-        return undef;
+    my $deadline = time + $timeout;
+    for (;;) {
+        if (!$self->tls_pending) {
+            my $left = $deadline - time;
+            return 0 unless $self->wait_sock('r', $left > 0 ? $left : 0);
+        }
+        my $n = sysread $self->{sock}, my $chunk, 65536;
+        if (!defined $n && (my $want = $self->tls_wants)) {
+            # TLS: no application data yet (a record in part, a session
+            # ticket); what it waits for, until the deadline
+            my $left = $deadline - time;
+            return 0 if $left <= 0;
+            $self->wait_sock($want, $left) if $want eq 'w';
+            next;
+        }
+        if (!$n) {
+            $self->{eof} = 1;
+            return undef;
+        }
+        $self->{buf} .= $chunk;
+        # TLS: the rest of a record, so that select() tells the truth again
+        while ($self->tls_pending) {
+            my $m = sysread $self->{sock}, $chunk, 65536;
+            last unless $m;
+            $self->{buf} .= $chunk;
+        }
+        return 1;
     }
-    $self->{buf} .= $chunk;
-    return 1;
 }
 
 # Read until $cond->($buf) is true; true if it became so before the deadline.
@@ -306,13 +396,14 @@ sub pinned_connections {
     my $max = $o{max} || 40;
     my (@conns, %pids);
     while (@conns < $max) {
-        my $conn = Comet::Test::Conn->new;
         # every child may be busy (prefork children holding streams, or the
-        # connections kept open here): make do with what we have
-        my $res = eval { http(GET => '/comet-publish/', conn => $conn, timeout => 3) };
+        # connections kept open here): make do with what we have (over TLS
+        # the handshake already waits for a child)
+        my $conn = eval { Comet::Test::Conn->new };
+        my $res = $conn && eval { http(GET => '/comet-publish/', conn => $conn, timeout => 3) };
         if (!$res) {
             die $@ unless @conns;
-            $conn->close;
+            $conn->close if $conn;
             last;
         }
         die "GET /comet-publish/: $res->{status}\n" unless $res->{status} == 200;
@@ -334,9 +425,10 @@ sub child_figures {
     for my $try (1 .. 3) {
         my @keep;
         while (@keep < 40) {
-            my $conn = Comet::Test::Conn->new;
-            my $res = eval { http(GET => '/comet-publish/', conn => $conn, timeout => 3) };
-            last unless $res && $res->{status} == 200;    # every child is busy
+            # every child busy: no answer, over TLS not even to the handshake
+            my $conn = eval { Comet::Test::Conn->new };
+            my $res = $conn && eval { http(GET => '/comet-publish/', conn => $conn, timeout => 3) };
+            last unless $res && $res->{status} == 200;
             return $res->{json}{this_process} if $res->{json}{this_process}{pid} == $pid;
             push @keep, $conn;
         }
@@ -403,8 +495,12 @@ sub collect_frames {
         }
         my $wait = $duration - $now;
         $wait = $at[0][0] - $now if @at && $at[0][0] - $now < $wait;
+        # bytes TLS has decrypted already are ready without select
+        my @ready = map { $streams->[$_]{conn}{sock} }
+                    grep { $open[$_] && $streams->[$_]{conn}->tls_pending } 0 .. $#$streams;
+        $wait = 0 if @ready;
         my $sel = IO::Select->new(map { $streams->[$_]{conn}{sock} } grep { $open[$_] } 0 .. $#$streams);
-        my @ready = $sel->can_read($wait > 0 ? $wait : 0);
+        push @ready, $sel->can_read($wait > 0 ? $wait : 0);
         for my $i (grep { $open[$_] } 0 .. $#$streams) {
             my $s = $streams->[$i];
             next unless grep { $_ == $s->{conn}{sock} } @ready;
