@@ -89,6 +89,7 @@ typedef struct comet_store_stats_t {
     apr_uint64_t published;          /**< messages published since creation */
     apr_uint32_t repairs;            /**< recoveries from a holder that died */
     apr_uint32_t sessions;           /**< session channels */
+    apr_uint32_t held;               /**< streams keeping a thread, every live slot */
 } comet_store_stats_t;
 
 /**

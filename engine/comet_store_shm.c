@@ -1557,7 +1557,10 @@ static apr_status_t shm_stats(comet_store_t *st, comet_store_stats_t *out)
     out->block_size = BLOCK_SIZE;
     out->slots_max = s->hdr->nslots;
     for (i = 1; i <= s->hdr->nslots; i++) {
-        out->slots_used += SLOT(s, i)->state == SLOT_ACTIVE;
+        if (SLOT(s, i)->state == SLOT_ACTIVE) {
+            out->slots_used++;
+            out->held += SLOT(s, i)->held;
+        }
     }
     out->published = s->hdr->published;
     out->repairs = s->hdr->repairs;

@@ -183,6 +183,7 @@ static int store_get(request_rec *r)
     comet_json_u64(&j, "processes_max", st.slots_max);
     comet_json_u64(&j, "published", st.published);
     comet_json_u64(&j, "repairs", st.repairs);
+    comet_json_u64(&j, "thread_streams", st.held);
     comet_json_open(&j, "this_process", '{');
     comet_json_i64(&j, "pid", getpid());
     comet_json_u64(&j, "subscribers", rc.subscribers);

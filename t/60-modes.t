@@ -46,18 +46,13 @@ SKIP: {
     ok $fig_t && $fig_t->{held} >= 1, "thread mode: child $thread->{pid} counts a held stream"
         or diag explain $fig_t;
 }
-SKIP: {
-    # over TLS an auto stream keeps its process too, for now
-    skip 'prefork over TLS: the child holding the auto stream is busy', 2 if !$threaded && tls();
+{
+    # over TLS too: the loop takes mod_ssl's session with the socket
     my $fig_a = child_figures($auto->{pid});
     is $fig_a && $fig_a->{subscribers}, $want{ $auto->{pid} }{subs}, "auto mode: child $auto->{pid} counts its streams";
-    # Over TLS the event loop cannot write through mod_ssl yet: every stream
-    # keeps its worker thread, auto ones too.
-    our $TODO;
-    local $TODO = tls() ? 'over TLS the event loop does not write streams yet' : undef;
     is $fig_a && $fig_a->{held}, $want{ $auto->{pid} }{held} // 0,
         '... and the event loop writes the auto one, not a worker thread'
-        or diag 'see "CMT00130: output filter ... rewrites the stream" in t/logs/error_log';
+        or diag 'see "CMT00130: output filter ... rewrites the stream" or CMT00134 in t/logs/error_log';
 }
 
 # both notice a client that leaves

@@ -111,12 +111,13 @@ package Comet::Test::Conn;
 use Time::HiRes qw(time);
 
 # Comet::Test::Conn->new(port => P): to another server (a proxy) than
-# the test server, in plain HTTP unless tls => 1.
+# the test server, in plain HTTP unless tls => 1 (tls_version => 'TLSv1_2'
+# to ask for one).
 sub new {
     my ($class, %o) = @_;
     my $tls = $o{tls} // (Comet::Test::tls()
                           && (!$o{port} || $o{port} == Comet::Test::server_port()));
-    my $self = bless { port => $o{port}, tls => $tls }, $class;
+    my $self = bless { port => $o{port}, tls => $tls, tls_version => $o{tls_version} }, $class;
     $self->open;
     return $self;
 }
@@ -133,8 +134,11 @@ sub open {
     binmode $sock;
     if ($self->{tls}) {
         # an address sends no SNI: the port alone names the virtual host
-        IO::Socket::SSL->start_SSL($sock, SSL_reuse_ctx => Comet::Test::tls_context(),
-                                   SSL_hostname => '', Timeout => 5)
+        my $ctx = $self->{tls_version}
+            ? IO::Socket::SSL::SSL_Context->new(SSL_verify_mode => IO::Socket::SSL::SSL_VERIFY_NONE(),
+                                                SSL_version => $self->{tls_version})
+            : Comet::Test::tls_context();
+        IO::Socket::SSL->start_SSL($sock, SSL_reuse_ctx => $ctx, SSL_hostname => '', Timeout => 5)
             or die "TLS handshake with 127.0.0.1:$port: $IO::Socket::SSL::SSL_ERROR\n";
         # reads and writes wait in select, with our timeouts, never in
         # SSL_read: a record that came in part must not block a reader
