@@ -217,6 +217,12 @@ static int hold(request_rec *r, apr_bucket_brigade *bb, comet_sub_spec_t *spec, 
                           "waiting for messages failed");
             break;
         }
+        if (rv == APR_TIMEUP && r->connection->master
+            && (r->connection->aborted || comet_stream_send(r, bb, NULL, 0) < 0)) {
+            /* HTTP/2: no socket to watch; the stream is reset when its client
+             * goes, and the next flush says so */
+            break;
+        }
         if (ap_mpm_query(AP_MPMQ_MPM_STATE, &state) == APR_SUCCESS
             && state == AP_MPMQ_STOPPING) {
             /* this process ends: the client comes back to the next one */

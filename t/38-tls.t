@@ -14,7 +14,7 @@ use Comet::Test;
 use Net::SSLeay ();
 use Time::HiRes qw(time sleep);
 
-plan tests => 27, need_module('comet', 'ssl');
+plan tests => 33, need_module('comet', 'ssl');
 
 my $port = Comet::Test::tls_port();
 
@@ -24,6 +24,7 @@ sub tls_stream {
     my $conn = Comet::Test::Conn->new(tls => 1, port => $port, %o);
     my $res = http(GET => '/comet-publish/', conn => $conn);
     die "GET /comet-publish/ over TLS: $res->{status}\n" unless $res->{status} == 200;
+    $conn->{pid} = $res->{json}{this_process}{pid};
     return subscribe($path, conn => $conn);
 }
 

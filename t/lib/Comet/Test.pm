@@ -133,6 +133,7 @@ sub open {
     $sock->autoflush(1);
     binmode $sock;
     if ($self->{tls}) {
+        require IO::Socket::SSL;
         # an address sends no SNI: the port alone names the virtual host
         my $ctx = $self->{tls_version}
             ? IO::Socket::SSL::SSL_Context->new(SSL_verify_mode => IO::Socket::SSL::SSL_VERIFY_NONE(),
