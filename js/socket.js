@@ -38,7 +38,7 @@ var TRANSPORTS = ['htmlfile', 'xhr_streaming', 'xhr'];
 var OPEN_TIMEOUT = 5000;    /* ms a transport has to open the session before the next is tried */
 var HEARTBEAT = 25000;      /* CometSocketHeartbeat's default */
 var RECEIVER_RETRIES = 3;   /* receivers in a row that bring nothing before the session is given up */
-var BUSY_RETRIES = 6;       /* answers "busy" (503) in a row before the server is given up */
+var BUSY_RETRIES = 6;       /* retries of a transport answered "busy" (503) in a row before the server is given up */
 var MAX_BACKOFF = 30000;    /* ms between two attempts, at most */
 var BATCH_MAX = 65536;      /* characters of messages per xhr_send, beyond the first message */
 
@@ -139,6 +139,7 @@ function Socket(url, options) {
     this._receiver = null;  /* { abort: fn } */
     this._frames = 0;       /* frames the current receiver brought */
     this._failures = 0;     /* receivers in a row that brought nothing */
+    this._busy = 0;         /* answers "busy" in a row while connecting */
     this._queue = [];       /* messages not sent yet */
     this._sending = null;   /* the xhr_send in flight */
     this._timer = null;     /* open timeout, or the delay before the next receiver */
@@ -298,17 +299,17 @@ Socket.prototype._stopReceiver = function () {
     }
 };
 
-/* The server said it is busy (503, CometMaxThreadStreams): the same
- * transport again after what it asks for, no sooner than a growing backoff;
- * after BUSY_RETRIES in a row, give up. */
+/* The server said it is busy (503, CometMaxThreadStreams) before the
+ * session opened: the same transport again, with a new session, after what
+ * it asks for and no sooner than a growing backoff; after BUSY_RETRIES in a
+ * row, give up. */
 Socket.prototype._busyRetry = function (retry) {
-    var self = this, connecting = this._state === 'connecting';
+    var self = this;
     var delay = Math.min(Math.max(1000 * (retry === undefined ? 5 : retry),
                                   500 * Math.pow(2, this._busy)), MAX_BACKOFF);
 
     if (++this._busy > BUSY_RETRIES) {
-        this._end(connecting ? 2000 : 1006, connecting ? 'All transports failed'
-                                                        : 'Connection dropped');
+        this._end(2000, 'All transports failed');
         return;
     }
     clearTimeout(this._timer);
@@ -317,16 +318,17 @@ Socket.prototype._busyRetry = function (retry) {
             self._next--;       /* the same transport, a new session */
             self._try();
         }
-        else if (self._state === 'open' && !self._receiver) {
-            self._receive();
-        }
     }, delay);
 };
 
 /* A receiver ended: the server ended a stream or answered a poll (open the
  * next at once), or it failed (before the session opened: try the next
  * transport; after: retry a few times, then give the session up), or the
- * server was busy (status 503: the same again, later). */
+ * server was busy (status 503) before the session opened: the same again,
+ * later. Once it is open, a receiver refused as busy is one that failed:
+ * the server ends a session left without a receiver for
+ * CometSocketDisconnectDelay (5 s by default), no longer than it asks to
+ * wait (Retry-After: 5), so the session lives only if the next comes sooner. */
 Socket.prototype._receiverEnded = function (attempt, failed, status, retry) {
     var self = this, delay;
 
@@ -334,7 +336,7 @@ Socket.prototype._receiverEnded = function (attempt, failed, status, retry) {
         return;
     }
     this._stopReceiver();
-    if (status === 503) {
+    if (status === 503 && this._state === 'connecting') {
         this._busyRetry(retry);
         return;
     }
