@@ -14,7 +14,7 @@ use Comet::Test;
 use Net::SSLeay ();
 use Time::HiRes qw(time sleep);
 
-plan tests => 33, need_module('comet', 'ssl');
+plan tests => 35, need_module('comet', 'ssl');
 
 my $port = Comet::Test::tls_port();
 
@@ -55,6 +55,17 @@ for my $v (['TLSv1_3', 'TLS 1.3'], ['TLSv1_2', 'TLS 1.2']) {
     ok $s->closed(5), "$name: then the connection ends";
     ok said_goodbye($s), "$name: with close_notify";
     $s->close;
+    # The request is logged when the loop takes it; mod_ssl's variables
+    # come through the environment (SSLOptions +StdEnvVars, tls.conf.in).
+    (my $proto = $version) =~ tr/_/./;
+    my $logged = '';
+    for (1 .. 50) {
+        open my $f, '<', Apache::Test::config()->{vars}{t_logs} . '/tls_access_log' or last;
+        ($logged) = grep { m{^GET /comet/\Q$chan\E\?transport=sse } } <$f>;
+        last if $logged;
+        sleep 0.1;
+    }
+    like $logged // '', qr/ HTTP\/1\.1 \Q$proto\E [A-Z0-9_-]+$/, "$name: logged with mod_ssl's variables";
 }
 
 # A client that says goodbye (close_notify) or just goes: noticed.
