@@ -156,7 +156,12 @@ static apr_status_t hand_to_loop(request_rec *r, apr_bucket_brigade *bb,
     }
     if (rv != APR_SUCCESS) {
         if (rv != APR_EOF) {
-            comet_request_error(r, OK, APLOG_ERR, rv, "cannot hand the stream over");
+            /* a client that resets meanwhile is a client going, not a fault */
+            int gone = APR_STATUS_IS_ECONNRESET(rv) || APR_STATUS_IS_EPIPE(rv)
+                       || APR_STATUS_IS_ECONNABORTED(rv);
+
+            comet_request_error(r, OK, gone ? APLOG_INFO : APLOG_ERR, rv,
+                                "cannot hand the stream over");
         }
         if (!r->connection->aborted) {
             end_now(r, bb, spec);
