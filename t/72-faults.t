@@ -183,23 +183,32 @@ my $mem0 = $st0->{memory_used};
     my $probe = 'after-kill';
     # a stream in each child, then a publisher in each child
     my %sconn = map { $_->{pid} => $_ } pinned_connections(distinct => scalar(@w), max => 30);
-    my @streams = map { subscribe("/comet/$probe", conn => $_) } values %sconn;
+    my %streams = map { $_ => subscribe("/comet/$probe", conn => $sconn{$_}) } keys %sconn;
+    my @streams = values %streams;
     $_->prelude for @streams;
     wait_subscribers($probe, scalar @streams);
     my %by = map { $_->{pid} => $_ } pinned_connections(distinct => scalar(@w), max => 30);
-    my $ok = 1;
+    my ($ok, @why) = (1);
     for my $pid (keys %by) {
         my $r = eval { http(POST => "/pub/$probe", body => "via $pid", conn => $by{$pid}) };
-        $ok = 0 unless $r && $r->{status} == 201;
+        next if $r && $r->{status} == 201;
+        $ok = 0;
+        push @why, "POST in $pid: " . ($r ? $r->{status} : $@);
     }
     my $all = 1;
-    for my $s (@streams) {
+    for my $spid (sort keys %sconn) {
+        my $s = $streams{$spid};
         my @m = $s->messages(scalar keys %by, 10);
         my %got = map { $_ && $_->{data} =~ /^via (\d+)$/ ? ($1 => 1) : () } @m;
-        $all = 0 unless keys %got == keys %by;
+        next if keys %got == keys %by;
+        $all = 0;
+        my $last = $m[-1];
+        push @why, "stream in $spid got " . join(',', sort keys %got) . ' then '
+            . (!$last ? 'nothing' : $last->{type} eq 'p' ? 'no more' : "a frame '$last->{type}'");
     }
     ok $ok && $all, 'every live child publishes (' . join(' ', sort keys %by)
-        . '), and streams in each (' . join(' ', sort keys %sconn) . ') get it all';
+        . '), and streams in each (' . join(' ', sort keys %sconn) . ') get it all'
+        . (@why ? ': ' . join('; ', @why) : '');
     $_->close for @streams;
     %by = %sconn = ();
 
