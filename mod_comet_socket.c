@@ -45,6 +45,7 @@
 #include "comet_request.h"
 #include "comet_stream.h"
 #include "comet_sup.h"
+#include "comet_websocket.h"
 
 /* how long a new receiver waits for an ending one to let go (milliseconds) */
 #define RECEIVER_WAIT_MS    1000
@@ -202,7 +203,7 @@ static int sjs_info(request_rec *r, const comet_dir_conf_t *conf)
     sjs_common(r, conf, 0);
     comet_json_start(&j, &b, COMET_JSON_SPACED);
     comet_json_open(&j, NULL, '{');
-    comet_json_bool(&j, "websocket", 0);
+    comet_json_bool(&j, "websocket", COMET_CONF(conf, COMET_CONF_SOCKET_WEBSOCKET) != 0);
     comet_json_bool(&j, "cookie_needed", COMET_CONF(conf, COMET_CONF_SOCKET_COOKIE) == 1);
     comet_json_open(&j, "origins", '[');
     comet_json_str(&j, NULL, "*:*", 3);
@@ -592,6 +593,172 @@ static int sjs_send(sjs_req_t *q, int jsonp)
 }
 
 /*******************************************************************************
+ * SockJS over WebSocket
+ *
+ * A WebSocket is a session of its own, as long as the connection: the same
+ * session id may serve several at once (the protocol says so), so the store
+ * knows it by the id and a token of the connection. Frames from the client
+ * go to the backend from the child's loop (sjs_ws_upstream), as xhr_send's.
+ ******************************************************************************/
+
+/* What the loop needs to pass the client's messages on (the loop frees it). */
+typedef struct {
+    comet_store_t *store;
+    apr_size_t max_size, max_queue;
+    int raw;                          /* /websocket: each message as it is */
+    char sid[COMET_CHANNEL_MAX];
+} sjs_ws_up_t;
+
+/* A close code for what the supervisor's queue answered. */
+static int sjs_ws_status(apr_status_t rv)
+{
+    switch (rv) {
+    case APR_SUCCESS:
+    case APR_EOF:                     /* closing: its close frame is on the way */
+        return 0;
+    case APR_EINVAL:
+        return COMET_WS_TOO_BIG;
+    default:                          /* queue full (CometSocketMaxQueue), store full */
+        return COMET_WS_TRY_LATER;
+    }
+}
+
+static int sjs_ws_send_one(void *baton, const char *s, apr_size_t len)
+{
+    sjs_ws_up_t *u = baton;
+
+    return sjs_ws_status(comet_sup_send(u->store, u->sid, s, len, u->max_size, u->max_queue));
+}
+
+/* On the loop's thread: a message from the client. SockJS frames carry a
+ * JSON array of strings (empty frames and [] are nothing); a broken one
+ * ends the connection, with none of its messages delivered. */
+static int sjs_ws_upstream(void *baton, int opcode, const char *data, apr_size_t len)
+{
+    sjs_ws_up_t *u = baton;
+    comet_buf_t scratch = { 0 };
+    int rc;
+
+    if (u->raw) {
+        return sjs_ws_send_one(u, data, len);
+    }
+    if (len == 0) {
+        return 0;
+    }
+    rc = comet_json_parse_strings(data, len, &scratch, sjs_check_one, NULL);
+    if (rc == 0) {
+        rc = comet_json_parse_strings(data, len, &scratch, sjs_ws_send_one, u);
+    }
+    comet_buf_free(&scratch);
+    return rc < 0 ? COMET_WS_BAD_DATA : rc;
+}
+
+/* The session of one WebSocket: "<id>-<token>" (raw: "ws-<token>"). */
+static void sjs_ws_session(sjs_req_t *q, int raw)
+{
+    apr_uint64_t t = sjs_token();
+
+    q->sid = raw ? apr_psprintf(q->r->pool, "ws-%" APR_UINT64_T_HEX_FMT, t)
+                 : apr_psprintf(q->r->pool, "%s-%" APR_UINT64_T_HEX_FMT, q->sid, t);
+    q->down_len = comet_sup_channel(q->down, sizeof(q->down), 's', q->sid);
+}
+
+/* The stream's spec: the session's channel, frames, the client's messages. */
+static sjs_ws_up_t *sjs_ws_spec(sjs_req_t *q, const comet_transport_t *t,
+                                const sjs_receiver_t *rcv, comet_sub_spec_t *spec)
+{
+    request_rec *r = q->r;
+    sjs_ws_up_t *u = calloc(1, sizeof(*u));
+
+    if (!u) {
+        return NULL;
+    }
+    u->store = comet_proc.store;
+    u->max_size = (apr_size_t)COMET_CONF(q->conf, COMET_CONF_MAX_MESSAGE);
+    u->max_queue = (apr_size_t)COMET_CONF(comet_config_server(r->server), COMET_CONF_MAX_QUEUE);
+    u->raw = t == &comet_transport_sockjs_rawws;
+    apr_cpystrn(u->sid, q->sid, sizeof(u->sid));
+    memset(spec, 0, sizeof(*spec));
+    spec->transport = t;
+    spec->nchannels = 1;
+    spec->channels[0] = q->down;
+    spec->channel_lens[0] = q->down_len;
+    spec->since[0] = rcv->acked;
+    spec->heartbeat = COMET_CONF(q->conf, COMET_CONF_SOCKET_HEARTBEAT);
+    spec->params.heartbeat = spec->heartbeat;
+    spec->session = 1;
+    spec->token = rcv->token;
+    spec->websocket = 1;
+    /* a SockJS frame holds the message JSON-escaped: room for that */
+    spec->ws_max_message = u->max_size * 6 + 16;
+    spec->upstream = sjs_ws_upstream;
+    spec->upstream_baton = u;
+    return u;
+}
+
+/* GET .../websocket (raw: the location's /websocket). */
+static int sjs_websocket(sjs_req_t *q, int raw)
+{
+    request_rec *r = q->r;
+    const comet_transport_t *t = raw ? &comet_transport_sockjs_rawws
+                                     : &comet_transport_sockjs_websocket;
+    const char *why = NULL;
+    comet_buf_t out = { 0 };
+    comet_sub_spec_t spec;
+    sjs_receiver_t rcv;
+    sjs_ws_up_t *u;
+    apr_status_t rv;
+    int rc, taken = 0;
+
+    if (!COMET_CONF(q->conf, COMET_CONF_SOCKET_WEBSOCKET)) {
+        return comet_request_error(r, HTTP_NOT_FOUND, APLOG_DEBUG, 0,
+                                   "websocket not offered (CometSocketWebSocket Off)");
+    }
+    rc = comet_websocket_check(r, (int)COMET_CONF(q->conf, COMET_CONF_STREAM_MODE), &why);
+    if (rc == HTTP_METHOD_NOT_ALLOWED) {
+        return comet_request_refuse_method(r, COMET_METHOD(M_GET));
+    }
+    if (rc != OK) {
+        return sjs_fail(r, rc, why, why);
+    }
+    memset(&rcv, 0, sizeof(rcv));
+    sjs_ws_session(q, raw);
+    if ((rc = sjs_session(q, 1, &rcv.ref)) != OK) {
+        return rc;
+    }
+    rcv.token = sjs_token();
+    rv = sjs_claim(q, &rcv.ref, rcv.token, &rcv.acked, &rcv.flags);
+    if (rv != APR_SUCCESS) {
+        return comet_request_error(r, HTTP_INTERNAL_SERVER_ERROR, APLOG_ERR, rv,
+                                   "receiver claim of a new WebSocket session failed");
+    }
+    if (comet_websocket_upgrade(r) != OK) {
+        sjs_release(&rcv);
+        return OK;
+    }
+    if (t->open(&out, NULL) < 0
+        || comet_stream_send(r, apr_brigade_create(r->pool, r->connection->bucket_alloc),
+                             out.data, out.len) < 0) {
+        comet_buf_free(&out);
+        sjs_release(&rcv);
+        return OK;
+    }
+    comet_buf_free(&out);
+    comet_proc.store->session.ack(comet_proc.store, &rcv.ref, rcv.acked, COMET_CHAN_OPENED);
+    if (!(u = sjs_ws_spec(q, t, &rcv, &spec))) {
+        sjs_release(&rcv);
+        return OK;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "session %s: websocket", q->sid);
+    rc = comet_stream_handoff(r, q->conf, &spec, &taken);
+    if (!taken) {
+        free(u);
+        sjs_release(&rcv);
+    }
+    return rc;
+}
+
+/*******************************************************************************
  * routing
  ******************************************************************************/
 
@@ -624,7 +791,9 @@ static int sjs_route(sjs_req_t *q)
     for (i = 0; sjs_routes[i].what && strcmp(sjs_routes[i].what, q->what); i++) {
     }
     if (!sjs_routes[i].what) {
-        /* websocket is not offered (/info says so) */
+        if (!strcmp(q->what, "websocket")) {
+            return sjs_websocket(q, 0);
+        }
         return comet_request_error(r, HTTP_NOT_FOUND, APLOG_DEBUG, 0,
                                    "unknown SockJS transport");
     }
@@ -695,6 +864,12 @@ static int comet_socket_handler(request_rec *r)
     }
     if (!strcmp(rest, "info")) {
         return sjs_info(r, conf);
+    }
+    if (!strcmp(rest, "websocket")) {
+        memset(&q, 0, sizeof(q));
+        q.r = r;
+        q.conf = conf;
+        return sjs_websocket(&q, 1);
     }
     if (sjs_is_iframe(rest)) {
         return sjs_iframe(r, conf);

@@ -51,6 +51,14 @@ typedef struct comet_conn_ops_t {
      * @param hard  the stream ended without its goodbye (dropped, failed)
      */
     void (*destroy)(void *conn, int hard);
+
+    /**
+     * Read what the client sent, for a stream that listens to it
+     * (WebSocket), instead of read(): up to `len` bytes into buf.
+     * @return APR_SUCCESS with *got > 0; APR_EAGAIN (nothing now), APR_EOF
+     *         (the client left) or another error (the stream is over)
+     */
+    apr_status_t (*recv)(void *conn, char *buf, apr_size_t len, apr_size_t *got);
 } comet_conn_ops_t;
 
 #endif /* COMET_CONN_H */

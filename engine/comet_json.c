@@ -56,6 +56,25 @@ static apr_size_t utf8_decode(const unsigned char *s, apr_size_t avail, unsigned
     return 0;
 }
 
+int comet_json_utf8_valid(const char *s, apr_size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    apr_size_t i = 0, n;
+    unsigned cp;
+
+    while (i < len) {
+        if (u[i] < 0x80) {
+            i++;
+            continue;
+        }
+        if ((n = utf8_decode(u + i, len - i, &cp)) == 0) {
+            return 0;
+        }
+        i += n;
+    }
+    return 1;
+}
+
 static int put_utf8(comet_buf_t *b, unsigned cp)
 {
     char u[4];

@@ -101,6 +101,12 @@ int comet_json_finish(comet_json_t *j);
  * reading
  ******************************************************************************/
 
+/**
+ * Is s[0..len) valid UTF-8 (no overlong form, no surrogate, nothing past
+ * U+10FFFF)? @return 1 or 0
+ */
+int comet_json_utf8_valid(const char *s, apr_size_t len);
+
 /** Called with each decoded string (valid UTF-8); non-zero stops parsing. */
 typedef int comet_json_string_fn(void *baton, const char *s, apr_size_t len);
 

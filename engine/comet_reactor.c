@@ -127,6 +127,7 @@ struct sub_t {
     const comet_transport_t *t;
     unsigned chunked:1, closing:1, closed:1, in_flush:1, sent_batch:1;
     unsigned session:1;           /* the receiver of a session: acks, releases */
+    unsigned said_close:1;        /* WebSocket: a close frame is queued */
     unsigned presubscribed:1;     /* the handler subscribed: links carry refs */
     apr_uint64_t token;
     comet_id_t acked_pending, acked_sent;
@@ -141,6 +142,10 @@ struct sub_t {
     apr_size_t byte_limit, queue_limit;
     apr_interval_time_t heartbeat;
     apr_time_t last_write, end_at, close_at;
+    comet_ws_t *ws;               /* WebSocket: what the client sends is read */
+    void *upstream_baton;         /* of ws's message callback: ours to free */
+    char *input;                  /* read ahead by httpd, fed at attach (malloc) */
+    apr_size_t input_len;
     char peer[48];
     link_t links[];               /* one per channel followed */
 };
@@ -388,6 +393,9 @@ static void sub_close(sub_t *s, int hard);
 
 static void sub_free(sub_t *s)
 {
+    comet_ws_destroy(s->ws);
+    free(s->upstream_baton);
+    free(s->input);
     free(s->batch);
     free(s->callback);
     free(s);
@@ -473,7 +481,7 @@ static void sub_end(sub_t *s, comet_end_t why)
     if (s->closing || s->closed) {
         return;
     }
-    if (s->t->end && s->t->end(&b, &s->params, why) == 0) {
+    if (s->t->end && !s->said_close && s->t->end(&b, &s->params, why) == 0) {
         sub_queue_own(s, &b);
     }
     comet_buf_free(&b);
@@ -602,6 +610,8 @@ static int sub_take(sub_t *s, lmsg_t *m, link_t *l)
         }
         if (s->t->close(&b, &s->params, m->data, m->len) == 0) {
             sub_queue_own(s, &b);
+            /* WebSocket: that was the close frame; the end adds none */
+            s->said_close = s->ws != NULL;
         }
         comet_buf_free(&b);
         sub_end(s, COMET_END_RECONNECT);
@@ -1337,6 +1347,7 @@ static void sub_enlist(comet_reactor_t *r, sub_t *s)
 }
 
 static void sub_on_io(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t events);
+static int sub_ws_input(sub_t *s, const char *data, apr_size_t len);
 
 /* Watch the subscriber's socket. @return 0, or -1: closed */
 static int sub_watch(comet_reactor_t *r, sub_t *s)
@@ -1514,7 +1525,80 @@ static void sub_attach(comet_reactor_t *r, sub_t *s)
     }
     sub_replay(r, s, replay, upto);
     s->last_write = apr_time_now();
+    if (s->ws && s->input_len && !s->closed) {
+        sub_ws_input(s, s->input, s->input_len);
+    }
     sub_want_flush(r, s);
+}
+
+/* WebSocket: bytes from the client through its endpoint; the replies
+ * (pong, close) queued behind what waits, whole. @return -1 if closed */
+static int sub_ws_input(sub_t *s, const char *data, apr_size_t len)
+{
+    comet_buf_t out = { 0 };
+    apr_status_t rv = comet_ws_feed(s->ws, data, len, &out);
+
+    if (s->closing) {
+        /* our close frame is queued: the client's answer ends nothing more */
+        comet_buf_free(&out);
+        return 0;
+    }
+    if (rv == APR_ENOMEM || sub_queue_own(s, &out) < 0) {
+        comet_buf_free(&out);
+        sub_close(s, 1);
+        return -1;
+    }
+    comet_buf_free(&out);
+    if (rv == APR_EOF) {
+        /* the close handshake (or a broken frame): out once written */
+        rlog(s->r, COMET_LOG_TRACE, 0, "comet: websocket of %s closing", s->peer);
+        s->closing = 1;
+        s->close_at = apr_time_now() + CLOSE_GRACE;
+        sub_schedule(s);
+    }
+    sub_want_flush(s->r, s);
+    return 0;
+}
+
+/* WebSocket: read what the client sent. @return -1 if it left (closed) */
+static int sub_ws_read(sub_t *s)
+{
+    char buf[16384];
+    apr_size_t total = 0;
+
+    while (total < READ_DISCARD_MAX && !s->closed) {
+        apr_size_t got = 0;
+        apr_status_t rv;
+
+        if (s->ops) {
+            rv = s->ops->recv(s->conn, buf, sizeof(buf), &got);
+        }
+        else {
+            ssize_t n = read(s->fd, buf, sizeof(buf));
+            rv = n > 0 ? APR_SUCCESS : n == 0 ? APR_EOF
+               : (errno == EAGAIN || errno == EWOULDBLOCK) ? APR_EAGAIN : errno;
+            got = n > 0 ? (apr_size_t)n : 0;
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+        }
+        if (rv == APR_EAGAIN) {
+            if (s->ops && s->ops->want_write(s->conn)) {
+                sub_want_flush(s->r, s);
+            }
+            return 0;
+        }
+        if (rv != APR_SUCCESS) {
+            rlog(s->r, COMET_LOG_TRACE, rv, "comet: subscriber %s left", s->peer);
+            sub_close(s, 1);
+            return -1;
+        }
+        total += got;
+        if (sub_ws_input(s, buf, got) < 0) {
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* Read and drop what a subscriber sent (it has nothing to say), noticing
@@ -1523,6 +1607,10 @@ static int sub_discard(sub_t *s)
 {
     char buf[4096];
     apr_size_t total = 0;
+
+    if (s->ws) {
+        return sub_ws_read(s);
+    }
 
     if (s->ops) {
         apr_status_t rv = s->ops->read(s->conn);
@@ -1933,6 +2021,20 @@ static sub_t *sub_create(comet_reactor_t *r, const comet_sub_spec_t *spec)
         s->callback = strdup(spec->params.callback);
         s->params.callback = s->callback;
     }
+    if (spec->websocket
+        && comet_ws_create(&s->ws, spec->ws_max_message, spec->upstream,
+                           spec->upstream_baton) != APR_SUCCESS) {
+        sub_free(s);
+        return NULL;
+    }
+    if (spec->input_len) {
+        if (!(s->input = malloc(spec->input_len))) {
+            sub_free(s);
+            return NULL;
+        }
+        memcpy(s->input, spec->input, spec->input_len);
+        s->input_len = spec->input_len;
+    }
     return s;
 }
 
@@ -2012,6 +2114,8 @@ apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
         }
         *heldp = s->held;
     }
+    /* ours from now on (the caller keeps it on failure) */
+    s->upstream_baton = spec->upstream_baton;
     pthread_mutex_lock(&r->cmd_mu);
     s->cnext = r->cmd_head;
     r->cmd_head = s;

@@ -24,6 +24,7 @@
 #include "comet_conn.h"
 #include "comet_store.h"
 #include "comet_transport.h"
+#include "comet_ws.h"
 
 typedef struct comet_reactor_t comet_reactor_t;
 typedef struct comet_held_t comet_held_t;
@@ -61,6 +62,16 @@ typedef struct comet_sub_spec_t {
      * the reactor unsubscribes when the stream ends */
     int presubscribed;
     comet_chan_ref_t refs[COMET_SUB_CHANNELS_MAX];
+    /** WebSocket: the client's frames are read (comet_ws.h), each message
+     * goes to `upstream` (NULL: ignored; non-zero return: a close code) */
+    int websocket;
+    apr_size_t ws_max_message;
+    comet_ws_message_fn *upstream;
+    /** for upstream; the reactor free()s it when the stream ends */
+    void *upstream_baton;
+    /** bytes the client sent that httpd read ahead, fed first (copied) */
+    const char *input;
+    apr_size_t input_len;
 } comet_sub_spec_t;
 
 /** Figures of one reactor. */

@@ -132,6 +132,21 @@ static apr_status_t tls_read(void *conn)
     return APR_SUCCESS;
 }
 
+static apr_status_t tls_recv(void *conn, char *buf, apr_size_t len, apr_size_t *got)
+{
+    tls_conn_t *t = conn;
+    int rc;
+
+    *got = 0;
+    ERR_clear_error();
+    rc = SSL_read(t->ssl, buf, (int)(len > INT_MAX ? INT_MAX : len));
+    if (rc > 0) {
+        *got = (apr_size_t)rc;
+        return APR_SUCCESS;
+    }
+    return tls_status(t, rc);
+}
+
 static int tls_want_write(void *conn)
 {
     return ((tls_conn_t *)conn)->want_write;
@@ -171,5 +186,5 @@ static void tls_destroy(void *conn, int hard)
 }
 
 const comet_conn_ops_t comet_tls_ops = {
-    "tls", tls_write, tls_read, tls_want_write, tls_shutdown, tls_destroy
+    "tls", tls_write, tls_read, tls_want_write, tls_shutdown, tls_destroy, tls_recv
 };

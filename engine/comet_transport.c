@@ -8,6 +8,7 @@
 
 #include "comet_json.h"
 #include "comet_transport.h"
+#include "comet_ws.h"
 
 /* {"heartbeat": <ms>, "cursors": {...}}: what a channel stream opens with. */
 static int open_object(comet_buf_t *out, const comet_stream_params_t *p)
@@ -592,6 +593,174 @@ const comet_transport_t comet_transport_sockjs_jsonp = {
 };
 
 /*******************************************************************************
+ * WebSocket: each frame of the transports above as one text frame
+ *
+ * A server's frames are not masked (RFC 6455, 5.1): a message's frame is the
+ * same for every subscriber, built once like the others. Heartbeats of
+ * channel streams are pings; the end of a stream is a close frame
+ * (comet_ws.h), after the end line for channel streams.
+ ******************************************************************************/
+
+/* What fill() appends, as one text frame. */
+static int ws_text(comet_buf_t *out, frame_fill_fn *fill, const void *a, apr_size_t b,
+                   int strip_newline)
+{
+    comet_buf_t frame = { 0 };
+    int rv = fill(&frame, a, b);
+
+    if (rv == 0 && strip_newline && frame.len && frame.data[frame.len - 1] == '\n') {
+        frame.len--;
+    }
+    if (rv == 0) {
+        rv = comet_ws_frame(out, COMET_WS_TEXT, frame.data, frame.len);
+    }
+    comet_buf_free(&frame);
+    return rv ? -1 : 0;
+}
+
+/* The close frame of a session's close message: its code, and the reason
+ * when it is a plain JSON string (3000,"Go away!"). */
+static int ws_close_of(comet_buf_t *out, const char *data, apr_size_t len)
+{
+    char reason[124];
+    const char *comma = memchr(data, ',', len);
+    apr_size_t n = 0;
+    int code = 0;
+    apr_size_t i;
+
+    for (i = 0; i < len && data[i] >= '0' && data[i] <= '9' && code < 10000; i++) {
+        code = code * 10 + (data[i] - '0');
+    }
+    if (code < 1000 || code > 4999) {
+        code = COMET_WS_NORMAL;
+    }
+    if (comma && comma + 2 < data + len && comma[1] == '"' && data[len - 1] == '"') {
+        const char *r = comma + 2, *e = data + len - 1;
+        if (!memchr(r, '\\', (apr_size_t)(e - r))) {
+            n = (apr_size_t)(e - r) < sizeof(reason) - 1 ? (apr_size_t)(e - r)
+                                                         : sizeof(reason) - 1;
+            memcpy(reason, r, n);
+        }
+    }
+    reason[n] = '\0';
+    return comet_ws_close_frame(out, code, reason);
+}
+
+static int ws_end_frame(comet_buf_t *out, comet_end_t why)
+{
+    return why == COMET_END_DELETED ? comet_ws_close_frame(out, COMET_WS_NORMAL, "deleted")
+                                    : comet_ws_close_frame(out, COMET_WS_GOING_AWAY, "reconnect");
+}
+
+static int ws_ping(comet_buf_t *out, const comet_stream_params_t *p)
+{
+    return comet_ws_frame(out, COMET_WS_PING, NULL, 0);
+}
+
+/* --- channels: the stream transport's lines, one per text frame --- */
+
+static int fill_json_open(comet_buf_t *out, const void *a, apr_size_t b)
+{
+    return json_open(out, a);
+}
+
+static int ws_json_open(comet_buf_t *out, const comet_stream_params_t *p)
+{
+    return ws_text(out, fill_json_open, p, 0, 1);
+}
+
+static int fill_json_message(comet_buf_t *out, const void *a, apr_size_t b)
+{
+    const comet_frame_msg_t *m = a;
+    return json_message(out, m->id, m->chan, m->clen, m->data, m->len);
+}
+
+static int ws_json_message(comet_buf_t *out, comet_id_t id, const char *chan, apr_size_t clen,
+                           const char *data, apr_size_t len)
+{
+    comet_frame_msg_t m = { id, chan, clen, data, len };
+    return ws_text(out, fill_json_message, &m, 0, 1);
+}
+
+static int fill_json_end(comet_buf_t *out, const void *a, apr_size_t b)
+{
+    return json_end(out, NULL, (comet_end_t)b);
+}
+
+static int ws_json_end(comet_buf_t *out, const comet_stream_params_t *p, comet_end_t why)
+{
+    return ws_text(out, fill_json_end, NULL, why, 1) || ws_end_frame(out, why) ? -1 : 0;
+}
+
+const comet_transport_t comet_transport_websocket = {
+    .name = "websocket", .index = 10, .content_type = "application/json",
+    .prelude = ws_json_open, .message = ws_json_message, .heartbeat = ws_ping,
+    .end = ws_json_end
+};
+
+/* --- SockJS over WebSocket: o, h, a[...], c[...] as text frames --- */
+
+static int sjs_ws_open(comet_buf_t *out, const comet_stream_params_t *p)
+{
+    return comet_ws_frame(out, COMET_WS_TEXT, "o", 1);
+}
+
+static int sjs_ws_heartbeat(comet_buf_t *out, const comet_stream_params_t *p)
+{
+    return comet_ws_frame(out, COMET_WS_TEXT, "h", 1);
+}
+
+static int sjs_ws_message(comet_buf_t *out, comet_id_t id, const char *chan, apr_size_t clen,
+                          const char *data, apr_size_t len)
+{
+    comet_frame_msg_t m = { id, chan, clen, data, len };
+    return ws_text(out, fill_one, &m, 0, 0);
+}
+
+static int sjs_ws_close(comet_buf_t *out, const comet_stream_params_t *p, const char *data,
+                        apr_size_t len)
+{
+    return ws_text(out, fill_close, data, len, 0) || ws_close_of(out, data, len) ? -1 : 0;
+}
+
+static int sjs_ws_end(comet_buf_t *out, const comet_stream_params_t *p, comet_end_t why)
+{
+    return ws_end_frame(out, why);
+}
+
+const comet_transport_t comet_transport_sockjs_websocket = {
+    .name = "websocket", .index = 11, .content_type = "application/json", .session = 1,
+    .message = sjs_ws_message, .heartbeat = sjs_ws_heartbeat, .end = sjs_ws_end,
+    .open = sjs_ws_open, .close = sjs_ws_close
+};
+
+/* --- SockJS's raw WebSocket: each message as it is --- */
+
+static int raw_ws_open(comet_buf_t *out, const comet_stream_params_t *p)
+{
+    return 0;
+}
+
+static int raw_ws_message(comet_buf_t *out, comet_id_t id, const char *chan, apr_size_t clen,
+                          const char *data, apr_size_t len)
+{
+    return comet_ws_frame(out, COMET_WS_TEXT, data, len);
+}
+
+static int raw_ws_close(comet_buf_t *out, const comet_stream_params_t *p, const char *data,
+                        apr_size_t len)
+{
+    return ws_close_of(out, data, len);
+}
+
+const comet_transport_t comet_transport_sockjs_rawws = {
+    .name = "websocket-raw", .index = 12, .content_type = "application/octet-stream",
+    .session = 1,
+    .message = raw_ws_message, .heartbeat = ws_ping, .end = sjs_ws_end,
+    .open = raw_ws_open, .close = raw_ws_close
+};
+
+/*******************************************************************************
  * the table
  ******************************************************************************/
 
@@ -600,11 +769,14 @@ const comet_transport_t *const comet_transports[] = {
     &comet_transport_sse,
     &comet_transport_stream,
     &comet_transport_longpoll,
+    &comet_transport_websocket,
     &comet_transport_sockjs_xhr,
     &comet_transport_sockjs_xhr_streaming,
     &comet_transport_sockjs_eventsource,
     &comet_transport_sockjs_htmlfile,
     &comet_transport_sockjs_jsonp,
+    &comet_transport_sockjs_websocket,
+    &comet_transport_sockjs_rawws,
     NULL
 };
 

@@ -91,12 +91,20 @@ extern const comet_transport_t comet_transport_longpoll;
 int comet_sse_id_line(comet_buf_t *out, const char *const *names, const apr_size_t *lens,
                       const comet_id_t *cursors, apr_size_t n);
 
+/** WebSocket: the stream transport's lines as text frames, pings, a close
+ * frame at the end (comet_ws.h). */
+extern const comet_transport_t comet_transport_websocket;
+
 /** SockJS 0.3 transports (sessions). */
 extern const comet_transport_t comet_transport_sockjs_xhr;
 extern const comet_transport_t comet_transport_sockjs_xhr_streaming;
 extern const comet_transport_t comet_transport_sockjs_eventsource;
 extern const comet_transport_t comet_transport_sockjs_htmlfile;
 extern const comet_transport_t comet_transport_sockjs_jsonp;
+/** SockJS over WebSocket (/<server>/<session>/websocket): its frames as text frames. */
+extern const comet_transport_t comet_transport_sockjs_websocket;
+/** SockJS's raw WebSocket (/websocket): each message as it is. */
+extern const comet_transport_t comet_transport_sockjs_rawws;
 
 /** SockJS: the body of the close message a backend's end publishes. */
 #define COMET_SOCKJS_GO_AWAY "3000,\"Go away!\""
@@ -108,7 +116,7 @@ extern const comet_transport_t comet_transport_sockjs_jsonp;
 extern const comet_transport_t *const comet_transports[];
 
 /** Number of transports (size of per-message frame caches). */
-#define COMET_TRANSPORTS_MAX 12
+#define COMET_TRANSPORTS_MAX 13
 
 /** Find a transport by name; NULL if unknown. */
 const comet_transport_t *comet_transport_find(const char *name);

@@ -71,6 +71,7 @@ static const setting_t settings[COMET_CONF_NUM_COUNT] = {
     [COMET_CONF_SOCKET_COOKIE]    = { KIND_OTHER,    0, 0 },
     [COMET_CONF_RESPONSE_LIMIT]   = { KIND_SIZE,     0, 128 * K,  1 * K, APR_UINT32_MAX },
     [COMET_CONF_SOCKET_HEARTBEAT] = { KIND_DURATION, 0, SEC(25),  1,    FOREVER },
+    [COMET_CONF_SOCKET_WEBSOCKET] = { KIND_OTHER,    0, 1 },
     [COMET_CONF_SHM_SIZE]         = { KIND_SIZE,     1, 64 * M,   1 * M, (apr_int64_t)64 << 30 },
     [COMET_CONF_MAX_CHANNELS]     = { KIND_COUNT,    1, 0,        0,    16777216,
                                       "as many as CometSharedMemory holds" },
@@ -493,6 +494,9 @@ const command_rec comet_config_cmds[] = {
     AP_INIT_FLAG("CometSocketCookie", set_flag, (void *)(apr_uintptr_t)COMET_CONF_SOCKET_COOKIE,
                  DIR_CONF, "set the JSESSIONID cookie sticky load balancers need "
                  "(default Off)"),
+    AP_INIT_FLAG("CometSocketWebSocket", set_flag,
+                 (void *)(apr_uintptr_t)COMET_CONF_SOCKET_WEBSOCKET, DIR_CONF,
+                 "offer the websocket transport (On, the default) or not"),
     NUM("CometSocketResponseLimit", COMET_CONF_RESPONSE_LIMIT, DIR_CONF,
         "bytes after which a streaming response is renewed (default 128K)"),
     NUM("CometSocketHeartbeat", COMET_CONF_SOCKET_HEARTBEAT, DIR_CONF,

@@ -42,6 +42,7 @@ typedef enum {
     COMET_CONF_SOCKET_COOKIE,         /**< CometSocketCookie */
     COMET_CONF_RESPONSE_LIMIT,        /**< CometSocketResponseLimit */
     COMET_CONF_SOCKET_HEARTBEAT,      /**< CometSocketHeartbeat */
+    COMET_CONF_SOCKET_WEBSOCKET,      /**< CometSocketWebSocket */
     /* server-wide */
     COMET_CONF_SHM_SIZE,              /**< CometSharedMemory */
     COMET_CONF_MAX_CHANNELS,          /**< CometMaxChannels */

@@ -262,6 +262,13 @@ int comet_stream_handoff(request_rec *r, const comet_dir_conf_t *conf,
         && hand_to_loop(r, bb, spec, taken) != APR_ENOTIMPL) {
         return OK;
     }
+    if (spec->websocket) {
+        /* a thread could write it but not read the client's frames
+         * (comet_websocket_check refused what it could foresee) */
+        end_now(r, bb, spec);
+        return comet_request_error(r, OK, APLOG_ERR, 0, "the event loop cannot take "
+                                   "this WebSocket: closed");
+    }
     if (thread_place_take(r) != OK) {
         /* the loop could not take it after all, and no thread is free for
          * it: the client comes back (to find a place, or another child) */

@@ -91,9 +91,12 @@ static modssl_filter_ctx_t *modssl_find(request_rec *r)
     return x;
 }
 
-/* Read (and drop) whatever waits between the session and the socket, until
- * the socket has nothing more: the loop reads the socket directly. */
-static apr_status_t tls_drain(request_rec *r)
+/* Read whatever waits between the client and the loop (mod_ssl's records,
+ * the core's read-ahead), until the socket has nothing more: the loop
+ * reads the socket directly. A WebSocket keeps it (a client may send its
+ * first frame right behind the handshake): spec->input; other streams drop
+ * it (the client has nothing to say). */
+static apr_status_t drain(request_rec *r, comet_sub_spec_t *spec)
 {
     conn_rec *c = r->connection;
     apr_bucket_brigade *bb = apr_brigade_create(r->pool, c->bucket_alloc);
@@ -102,9 +105,28 @@ static apr_status_t tls_drain(request_rec *r)
 
     for (i = 0; i < 64; i++) {
         rv = ap_get_brigade(c->input_filters, bb, AP_MODE_READBYTES, APR_NONBLOCK_READ, 8192);
-        if (rv == APR_SUCCESS && !APR_BRIGADE_EMPTY(bb)
-            && APR_BUCKET_IS_EOS(APR_BRIGADE_LAST(bb))) {
+        if (rv == APR_SUCCESS && APR_BRIGADE_EMPTY(bb)) {
+            rv = APR_EAGAIN;          /* the core's way of saying "nothing now" */
+        }
+        if (rv == APR_SUCCESS && APR_BUCKET_IS_EOS(APR_BRIGADE_LAST(bb))) {
             rv = APR_EOF;
+        }
+        if (rv == APR_SUCCESS && spec->websocket) {
+            /* copied now: mod_ssl's buckets point into its own buffer */
+            char *data, *all;
+            apr_size_t len = 0;
+            if (apr_brigade_pflatten(bb, &data, &len, r->pool) != APR_SUCCESS) {
+                rv = APR_ENOMEM;
+            }
+            else if (len) {
+                all = apr_palloc(r->pool, spec->input_len + len);
+                if (spec->input_len) {
+                    memcpy(all, spec->input, spec->input_len);
+                }
+                memcpy(all + spec->input_len, data, len);
+                spec->input = all;
+                spec->input_len += len;
+            }
         }
         apr_brigade_cleanup(bb);
         if (rv != APR_SUCCESS) {
@@ -190,7 +212,7 @@ apr_status_t comet_takeover(request_rec *r, comet_sub_spec_t *spec)
     if (!takeover_possible(r, &x) || c->data_in_output_filters) {
         return APR_ENOTIMPL;          /* (bytes set aside: httpd must write them) */
     }
-    if (x && (rv = tls_drain(r)) != APR_SUCCESS) {
+    if ((x || spec->websocket) && (rv = drain(r, spec)) != APR_SUCCESS) {
         return rv;
     }
     if ((spec->fd = dup_socket(c)) < 0) {

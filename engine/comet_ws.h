@@ -1,0 +1,103 @@
+/* Licensed under the Apache License, Version 2.0 (the "License"); see LICENSE. */
+
+/**
+ * @file comet_ws.h
+ * @brief WebSocket (RFC 6455) on a stream's connection, server side.
+ *
+ *   client bytes --comet_ws_feed--> wslay (unmasking, fragments, control
+ *        frames, UTF-8, size limit) --> each whole message to a callback
+ *                                  \--> replies (pong, close) to `out`
+ *   server frames: comet_ws_frame (the transports, comet_transport.h)
+ *
+ * The server's frames are not masked, so a message's frame is the same for
+ * every subscriber: the transports build it once (comet_transport.h) and the
+ * reactor queues the same bytes to each. Parsing what a client sends is left
+ * to wslay (Debian's libwslay), driven without any I/O of its own: the
+ * reactor reads the socket and feeds the bytes here; whatever wslay answers
+ * is handed back to be queued behind the frames already waiting, whole, so
+ * that a reply never lands inside another frame.
+ *
+ * APR types only: no request handling in here.
+ */
+#ifndef COMET_WS_H
+#define COMET_WS_H
+
+#include "comet_util.h"
+
+/** Opcodes (RFC 6455, 5.2). */
+#define COMET_WS_TEXT    0x1
+#define COMET_WS_BINARY  0x2
+#define COMET_WS_CLOSE   0x8
+#define COMET_WS_PING    0x9
+#define COMET_WS_PONG    0xa
+
+/** Close codes (RFC 6455, 7.4.1) this module sends. */
+#define COMET_WS_NORMAL        1000
+#define COMET_WS_GOING_AWAY    1001
+#define COMET_WS_UNSUPPORTED   1003
+#define COMET_WS_BAD_DATA      1007
+#define COMET_WS_POLICY        1008
+#define COMET_WS_TOO_BIG       1009
+#define COMET_WS_SERVER_ERROR  1011
+#define COMET_WS_TRY_LATER     1013
+
+typedef struct comet_ws_t comet_ws_t;
+
+/**
+ * A whole message from the client (text: valid UTF-8).
+ * @return 0, or a close code: the connection ends with it
+ */
+typedef int comet_ws_message_fn(void *baton, int opcode, const char *data, apr_size_t len);
+
+/**
+ * A server endpoint.
+ * @param max_message  longest message accepted (larger: closed with 1009)
+ * @param on_message   called for each text or binary message (NULL: ignored)
+ * @return APR_SUCCESS or APR_ENOMEM
+ */
+apr_status_t comet_ws_create(comet_ws_t **ws, apr_size_t max_message,
+                             comet_ws_message_fn *on_message, void *baton);
+
+/** Free the endpoint. */
+void comet_ws_destroy(comet_ws_t *ws);
+
+/**
+ * Bytes from the client.
+ * @param out  receives frames to send back (pong, close), to be queued
+ *             after what waits already
+ * @return APR_SUCCESS (go on reading); APR_EOF once the connection is over
+ *         (the client closed, or broke the protocol: the closing frame is
+ *         in out), send `out` then close; APR_ENOMEM
+ */
+apr_status_t comet_ws_feed(comet_ws_t *ws, const char *data, apr_size_t len,
+                           comet_buf_t *out);
+
+/**
+ * End the connection from our side: a close frame with `code` and `reason`
+ * into out (unless one went already); what the client sends from then on
+ * is read and dropped.
+ */
+apr_status_t comet_ws_close(comet_ws_t *ws, int code, const char *reason, comet_buf_t *out);
+
+/** @return nonzero once a close frame went either way */
+int comet_ws_closing(const comet_ws_t *ws);
+
+/**
+ * Append one unmasked frame (FIN set) to out.
+ * @return 0, or -1 (out of memory)
+ */
+int comet_ws_frame(comet_buf_t *out, int opcode, const char *data, apr_size_t len);
+
+/**
+ * Append a close frame: `code` (0: none), then `reason` (cut at 123 bytes).
+ * @return 0 or -1
+ */
+int comet_ws_close_frame(comet_buf_t *out, int code, const char *reason);
+
+/**
+ * The Sec-WebSocket-Accept value of a client's Sec-WebSocket-Key:
+ * base64(SHA-1(key + the RFC's GUID)), 28 characters and a NUL.
+ */
+void comet_ws_accept_key(const char *key, char accept[29]);
+
+#endif /* COMET_WS_H */
