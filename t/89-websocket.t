@@ -1,0 +1,250 @@
+# WebSocket (RFC 6455) for SockJS sessions: the handshake and its refusals,
+# then every frame rule the server must keep (fragments, control frames
+# between them, masking, UTF-8, sizes, close codes, clients that vanish),
+# on the child's event loop with no worker thread; plain and over HTTPS.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+
+use Apache::Test qw(-withtestmore);
+use Comet::Test;
+use Comet::WS;
+use Encode qw(encode_utf8);
+use Time::HiRes qw(time sleep);
+
+plan tests => 62, need_module('comet');
+
+sub sid { join '', map { ('a' .. 'z', 0 .. 9)[rand 36] } 1 .. 12 }
+sub wspath { ($_[1] // '/echo') . '/000/' . ($_[0] // sid()) . '/websocket' }
+
+# an open SockJS WebSocket, its "o" read
+sub sjs_ws {
+    my (%o) = @_;
+    my $ws = ws_open(wspath($o{sid}, $o{base}), %o);
+    die "handshake: $ws->{res}{status}\n" unless $ws->{res}{status} == 101;
+    my $f = ws_recv($ws, 5);
+    die "no open frame\n" unless $f && $f->{op} == WS_TEXT && $f->{payload} eq 'o';
+    return $ws;
+}
+
+# the next frame that is not a heartbeat
+sub next_data {
+    my ($ws, $timeout) = @_;
+    for (;;) {
+        my $f = ws_recv($ws, $timeout // 5) or return undef;
+        return $f unless $f->{op} == WS_TEXT && $f->{payload} eq 'h';
+    }
+}
+
+# --- the handshake ------------------------------------------------------------
+{
+    my $key = 'dGhlIHNhbXBsZSBub25jZQ==';
+    my $ws = ws_open(wspath(), key => $key);
+    my $r = $ws->{res};
+    is $r->{status}, 101, 'handshake: 101';
+    is $r->{headers}{'sec-websocket-accept'}, 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=',
+        '... Sec-WebSocket-Accept of the RFC\'s own example';
+    is ws_accept_of($key), 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=', '... (as computed here)';
+    is lc $r->{headers}{upgrade}, 'websocket', '... Upgrade: websocket';
+    is lc $r->{headers}{connection}, 'upgrade', '... Connection: Upgrade';
+    ok !exists $r->{headers}{'content-length'} && !exists $r->{headers}{'transfer-encoding'},
+        '... neither Content-Length nor Transfer-Encoding';
+    my $f = ws_recv($ws, 5);
+    ok $f && $f->{op} == WS_TEXT && $f->{fin} && !$f->{masked} && $f->{payload} eq 'o',
+        'the open frame: "o", one unmasked text frame';
+    ws_send($ws, WS_TEXT, '["a"]');
+    $f = next_data($ws);
+    is $f && $f->{payload}, 'a["a"]', 'a message echoed: a["a"]';
+    ws_send($ws, WS_TEXT, '["x","y"]');
+    my @got;
+    while (@got < 2 && (my $g = next_data($ws))) {
+        push @got, $g->{payload};
+    }
+    is join(' ', @got) =~ s/\]\s*a\[/,/gr, 'a["x","y"]', 'two messages in one frame: both, in order';
+    ws_send($ws, WS_CLOSE, pack('n', 1000) . 'bye');
+    $f = ws_recv($ws, 5);
+    ok $f && $f->{op} == WS_CLOSE && $f->{code} == 1000, 'a close from the client: ours answers, 1000';
+    ok !defined ws_recv($ws, 5) && $ws->{conn}{eof}, '... then the connection ends';
+}
+
+# --- what is refused ------------------------------------------------------------
+{
+    my $r = http(GET => wspath());
+    is $r->{status}, 400, 'GET without Upgrade: 400';
+    is $r->{body}, 'Can "Upgrade" only to "WebSocket".', '... saying so';
+    $r = http(GET => wspath(), headers => [Upgrade => 'WebSocket', Connection => 'close']);
+    is $r->{status}, 400, 'Connection: close: 400';
+    is $r->{body}, '"Connection" must be "Upgrade".', '... saying so';
+    $r = http(POST => wspath(), body => '', headers => [Upgrade => 'WebSocket', Connection => 'Upgrade']);
+    is $r->{status}, 405, 'POST: 405';
+    like $r->{headers}{allow} // '', qr/\bGET\b/, '... Allow: GET';
+    my $ws = ws_open(wspath(), version => 8);
+    is $ws->{res}{status}, 426, 'Sec-WebSocket-Version 8: 426';
+    is $ws->{res}{headers}{'sec-websocket-version'}, '13', '... Sec-WebSocket-Version: 13';
+    $ws = ws_open(wspath(), key => 'too-short');
+    is $ws->{res}{status}, 400, 'a bad Sec-WebSocket-Key: 400';
+    $ws = ws_open(wspath(), proto => 'HTTP/1.0');
+    is $ws->{res}{status}, 400, 'HTTP/1.0: 400';
+    $ws = ws_open(wspath(undef, '/sock-nows'));
+    is $ws->{res}{status}, 404, 'CometSocketWebSocket Off: 404';
+    is http(GET => '/sock-nows/info')->{json}{websocket}, JSON::PP::false(),
+        '... and its /info says "websocket": false';
+    is http(GET => '/echo/info')->{json}{websocket}, JSON::PP::true(),
+        'elsewhere /info says "websocket": true';
+}
+
+# --- frames -------------------------------------------------------------------
+{
+    # a frame sent right behind the handshake, before the answer: read
+    # ahead by httpd, handed to the loop with the connection
+    my ($req) = ws_request(wspath());
+    my $ws = ws_open(wspath(), after => ws_frame(WS_TEXT, '["early"]'));
+    is $ws->{res}{status}, 101, 'a frame right behind the handshake: 101';
+    my $f = next_data($ws);
+    is $f && $f->{payload}, 'o', '... o';
+    $f = next_data($ws);
+    is $f && $f->{payload}, 'a["early"]', '... and the frame is not lost';
+
+    # fragments, a ping between them
+    $ws = sjs_ws();
+    ws_send($ws, WS_TEXT, '["fr', fin => 0);
+    ws_send($ws, WS_PING, 'are you there');
+    ws_send($ws, 0, 'ag', fin => 0);
+    ws_send($ws, 0, 'ment"]');
+    $f = ws_recv($ws, 5);
+    ok $f && $f->{op} == WS_PONG && $f->{payload} eq 'are you there',
+        'a ping between fragments: the pong, with its payload';
+    $f = next_data($ws);
+    is $f && $f->{payload}, 'a["fragment"]', '... and the fragments make one message';
+
+    # empty frames and [] are nothing
+    ws_send($ws, WS_TEXT, '');
+    ws_send($ws, WS_TEXT, '[]');
+    ws_send($ws, WS_TEXT, '["after"]');
+    $f = next_data($ws);
+    is $f && $f->{payload}, 'a["after"]', 'an empty frame and [] are ignored';
+
+    # UTF-8 both ways, a large message
+    my $text = "caf\x{e9} \x{263a} \x{1f600}";
+    ws_send($ws, WS_TEXT, encode_utf8(JSON::PP->new->ascii->encode([$text])));
+    $f = next_data($ws);
+    is $f && $f->{payload}, encode_utf8(JSON::PP->new->encode([$text]) =~ s/^/a/r),
+        'a message with \\u escapes and astral characters: back as UTF-8';
+    my $big = 'x' . ('0123456789' x 6000);
+    ws_send($ws, WS_TEXT, qq(["$big"]));
+    $f = next_data($ws, 10);
+    is $f && length $f->{payload}, length($big) + 5, 'a 60 KB message: back whole (64-bit length)';
+    $ws->{conn}->close;
+}
+
+# --- protocol errors: the close code, then the end -------------------------------
+for my $case (
+    [ 'an unmasked frame', sub { ws_frame(WS_TEXT, '["a"]', mask => 0) }, 1002 ],
+    [ 'invalid UTF-8 in a text frame', sub { ws_frame(WS_TEXT, qq(["a\xc0\xaf"])) }, 1007 ],
+    [ 'a reserved bit set', sub { ws_frame(WS_TEXT, '["a"]', rsv => 4) }, 1002 ],
+    [ 'an unknown opcode', sub { ws_frame(3, 'x') }, 1002 ],
+    [ 'a continuation with nothing to continue', sub { ws_frame(0, 'x') }, 1002 ],
+    [ 'broken JSON', sub { ws_frame(WS_TEXT, '["a') }, 1007 ],
+) {
+    my ($name, $bytes, $code) = @$case;
+    my $ws = sjs_ws();
+    $ws->{conn}->send_bytes($bytes->());
+    my $f = next_data($ws);
+    ok $f && $f->{op} == WS_CLOSE && (!defined $f->{code} || $f->{code} == $code),
+        "$name: a close frame" . ($f && defined $f->{code} ? " ($f->{code})" : '');
+    ok !defined ws_recv($ws, 5) && $ws->{conn}{eof}, "... and the connection ends";
+}
+{
+    # /sock-small: CometMaxMessageSize 1K (a frame may hold it escaped: 6K)
+    my $ws = sjs_ws(base => '/sock-small');
+    ws_send($ws, WS_TEXT, '["' . ('y' x 7000) . '"]');
+    my $f = next_data($ws);
+    ok $f && $f->{op} == WS_CLOSE && $f->{code} == 1009, 'a frame over the limit: close 1009';
+    $ws = sjs_ws(base => '/sock-small');
+    ws_send($ws, WS_TEXT, '["' . ('y' x 1500) . '"]');
+    $f = next_data($ws);
+    ok $f && $f->{op} == WS_CLOSE && $f->{code} == 1009,
+        'a message over CometMaxMessageSize (1K): close 1009';
+}
+
+# --- /close, raw WebSocket ---------------------------------------------------------
+{
+    my $ws = sjs_ws(base => '/close');
+    my $f = next_data($ws);
+    is $f && $f->{payload}, 'c[3000,"Go away!"]', '/close: c[3000,"Go away!"]';
+    $f = ws_recv($ws, 5);
+    ok $f && $f->{op} == WS_CLOSE && $f->{code} == 3000 && $f->{reason} eq 'Go away!',
+        '... then a close frame 3000 "Go away!"';
+    ok !defined ws_recv($ws, 5) && $ws->{conn}{eof}, '... and the end';
+
+    $ws = ws_open('/echo/websocket');
+    is $ws->{res}{status}, 101, 'raw /echo/websocket: 101';
+    my $s = encode_utf8("Hello world!\x{ffff}");
+    ws_send($ws, WS_TEXT, $s);
+    $f = ws_recv($ws, 5);
+    is $f && $f->{payload}, $s, '... a message comes back as it is';
+    ws_send($ws, WS_TEXT, '["not json either"');
+    $f = ws_recv($ws, 5);
+    is $f && $f->{payload}, '["not json either"', '... whatever it holds';
+    $ws = ws_open('/close/websocket');
+    $f = ws_recv($ws, 5);
+    ok $f && $f->{op} == WS_CLOSE && $f->{code} == 3000 && $f->{reason} eq 'Go away!',
+        'raw /close/websocket: close frame 3000 "Go away!"';
+}
+
+# --- sessions: one per connection, heartbeats, no thread, clients that go ---------
+{
+    my $sid = sid();
+    my $a = sjs_ws(sid => $sid);
+    my $b = sjs_ws(sid => $sid);
+    ws_send($a, WS_TEXT, '["to a"]');
+    ws_send($b, WS_TEXT, '["to b"]');
+    is next_data($a)->{payload}, 'a["to a"]', 'the same session id twice at once: the first echoes';
+    is next_data($b)->{payload}, 'a["to b"]', '... and the second, each its own';
+    $a->{conn}->close;
+    $b->{conn}->close;
+
+    my $ws = sjs_ws(base => '/sock-small');
+    my $t0 = time;
+    my $f = ws_recv($ws, 3);
+    ok $f && $f->{op} == WS_TEXT && $f->{payload} eq 'h', 'a heartbeat frame "h" (CometSocketHeartbeat 1)';
+    cmp_ok time - $t0, '<', 2.5, '... within its interval';
+    $ws->{conn}->close;
+
+    # the sessions of the tests above end first (CometSocketDisconnectDelay 2)
+    wait_until(sub { my $c = store_info()->{channels}; sleep 2.5; store_info()->{channels} == $c },
+               20);
+    my $before = store_info();
+    my @ws = map { sjs_ws() } 1 .. 50;
+    # a session is two channels of the store (down and up)
+    cmp_ok store_info()->{channels}, '>=', $before->{channels} + 100,
+        '50 WebSockets open, each its own session';
+    my $info = store_info();
+    is $info->{thread_streams}, 0, '... no worker thread keeps any';
+    my $ok = 0;
+    for my $i (0 .. $#ws) {
+        ws_send($ws[$i], WS_TEXT, qq(["n$i"]));
+    }
+    for my $i (0 .. $#ws) {
+        my $g = next_data($ws[$i]);
+        $ok++ if $g && $g->{payload} eq qq(a["n$i"]);
+    }
+    is $ok, 50, '... each echoes its own';
+    # half of them vanish without a close frame (a cut), the rest reset
+    for my $i (0 .. $#ws) {
+        if ($i % 2) {
+            setsockopt($ws[$i]{conn}{sock}, Socket::SOL_SOCKET(), Socket::SO_LINGER(),
+                       pack('ii', 1, 0));
+        }
+        $ws[$i]{conn}->close;
+    }
+    # the loop lets go of each receiver; its session then ends after
+    # CometSocketDisconnectDelay (2 s here), its channels with it
+    ok wait_until(sub { store_info()->{channels} <= $before->{channels} }, 20),
+        'clients that vanish (cut, reset): their sessions end ('
+        . store_info()->{channels} . " channels, $before->{channels} before)";
+    my $ws2 = sjs_ws();
+    ws_send($ws2, WS_TEXT, '["still here"]');
+    is next_data($ws2)->{payload}, 'a["still here"]', '... and a new one works as the first did';
+}
