@@ -44,6 +44,7 @@
 #define IOV_MAX_WRITE    64
 #define LCHAN_BUCKETS    4096
 #define CLOSE_GRACE      apr_time_from_sec(5)
+#define WS_LINGER        apr_time_from_sec(2)
 #define MAINT_EVERY      apr_time_from_sec(1)
 #define READ_DISCARD_MAX 65536
 #define BATCH_MAX        256
@@ -128,6 +129,7 @@ struct sub_t {
     unsigned chunked:1, closing:1, closed:1, in_flush:1, sent_batch:1;
     unsigned session:1;           /* the receiver of a session: acks, releases */
     unsigned said_close:1;        /* WebSocket: a close frame is queued */
+    unsigned lingering:1;         /* WebSocket: all sent, reading until the client closes */
     unsigned presubscribed:1;     /* the handler subscribed: links carry refs */
     apr_uint64_t token;
     comet_id_t acked_pending, acked_sent;
@@ -830,6 +832,9 @@ static int sub_write(sub_t *s)
  * the connection: a TLS record, a goodbye to say). */
 static void sub_watch_out(sub_t *s)
 {
+    if (s->lingering) {
+        return;
+    }
     int wait = s->qhead || (s->ops && (s->ops->want_write(s->conn) || s->closing));
 
     comet_loop_io_set(s->r->loop, &s->io,
@@ -840,10 +845,25 @@ static void sub_watch_out(sub_t *s)
  * (TLS close_notify), then close. */
 static void sub_finish(sub_t *s)
 {
-    apr_status_t rv = s->ops ? s->ops->shutdown(s->conn) : APR_SUCCESS;
+    apr_status_t rv;
 
+    if (s->lingering) {
+        return;
+    }
+    rv = s->ops ? s->ops->shutdown(s->conn) : APR_SUCCESS;
     if (rv == APR_EAGAIN) {
         return;                   /* again when the socket has room */
+    }
+    if (rv == APR_SUCCESS && s->ws && s->fd >= 0 && shutdown(s->fd, SHUT_WR) == 0) {
+        /* WebSocket: the client answers our close frame, then closes.
+         * Closing first, with its bytes unread, would make the kernel
+         * reset the connection, and the client could lose the close
+         * frame: read (and drop) until it goes, for a while. */
+        s->lingering = 1;
+        s->close_at = apr_time_now() + WS_LINGER;
+        comet_loop_io_set(s->r->loop, &s->io, COMET_LOOP_READ | COMET_LOOP_HUP);
+        sub_schedule(s);
+        return;
     }
     sub_close(s, rv != APR_SUCCESS);
 }

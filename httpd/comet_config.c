@@ -40,9 +40,9 @@ typedef struct {
 /* The transports of a channel stream, in the order of their bits. */
 const comet_transport_t *const comet_config_transports[] = {
     &comet_transport_iframe, &comet_transport_sse, &comet_transport_stream,
-    &comet_transport_longpoll, NULL
+    &comet_transport_longpoll, &comet_transport_websocket, NULL
 };
-#define ALL_TRANSPORTS 0xf
+#define ALL_TRANSPORTS 0x1f
 
 apr_int64_t comet_config_transport_bit(const comet_transport_t *t)
 {
@@ -72,6 +72,7 @@ static const setting_t settings[COMET_CONF_NUM_COUNT] = {
     [COMET_CONF_RESPONSE_LIMIT]   = { KIND_SIZE,     0, 128 * K,  1 * K, APR_UINT32_MAX },
     [COMET_CONF_SOCKET_HEARTBEAT] = { KIND_DURATION, 0, SEC(25),  1,    FOREVER },
     [COMET_CONF_SOCKET_WEBSOCKET] = { KIND_OTHER,    0, 1 },
+    [COMET_CONF_WEBSOCKET_PUBLISH] = { KIND_OTHER,   0, 0 },
     [COMET_CONF_SHM_SIZE]         = { KIND_SIZE,     1, 64 * M,   1 * M, (apr_int64_t)64 << 30 },
     [COMET_CONF_MAX_CHANNELS]     = { KIND_COUNT,    1, 0,        0,    16777216,
                                       "as many as CometSharedMemory holds" },
@@ -316,7 +317,7 @@ static const char *set_transports(cmd_parms *cmd, void *cv, const char *arg)
             return NULL;
         }
     }
-    return "CometTransports: any of iframe sse stream longpoll";
+    return "CometTransports: any of iframe sse stream longpoll websocket";
 }
 
 static const char *set_class_id(cmd_parms *cmd, void *cv, const char *arg)
@@ -497,6 +498,10 @@ const command_rec comet_config_cmds[] = {
     AP_INIT_FLAG("CometSocketWebSocket", set_flag,
                  (void *)(apr_uintptr_t)COMET_CONF_SOCKET_WEBSOCKET, DIR_CONF,
                  "offer the websocket transport (On, the default) or not"),
+    AP_INIT_FLAG("CometWebSocketPublish", set_flag,
+                 (void *)(apr_uintptr_t)COMET_CONF_WEBSOCKET_PUBLISH, DIR_CONF,
+                 "publish what a channel's WebSocket subscriber sends to its channel "
+                 "(default Off: such messages close the connection, 1008)"),
     NUM("CometSocketResponseLimit", COMET_CONF_RESPONSE_LIMIT, DIR_CONF,
         "bytes after which a streaming response is renewed (default 128K)"),
     NUM("CometSocketHeartbeat", COMET_CONF_SOCKET_HEARTBEAT, DIR_CONF,

@@ -14,6 +14,7 @@
 #include "comet_proc.h"
 #include "comet_request.h"
 #include "comet_stream.h"
+#include "comet_websocket.h"
 
 #define BAD_CHANNEL "invalid channel id: use 1 to 128 of A-Z a-z 0-9 _ -"
 
@@ -49,10 +50,13 @@ static int choose_transport(request_rec *r, const comet_dir_conf_t *conf,
     const char *name = comet_request_arg(r, "transport");
     const comet_transport_t *t = &comet_transport_iframe;
 
-    if (name) {
+    if (comet_websocket_asked(r) && !name) {
+        t = &comet_transport_websocket;
+    }
+    else if (name) {
         if (!(t = comet_transport_find(name)) || t->session) {
             return comet_request_error(r, HTTP_BAD_REQUEST, APLOG_INFO, 0,
-                                       "transport: iframe, sse, stream or longpoll");
+                                       "transport: iframe, sse, stream, longpoll or websocket");
         }
     }
     else {
@@ -193,6 +197,53 @@ static int subscribe_channels(request_rec *r, const comet_dir_conf_t *conf,
     return OK;
 }
 
+/* What a channel's WebSocket needs to publish what its client sends (the
+ * loop frees it): CometWebSocketPublish. */
+typedef struct {
+    comet_store_t *store;
+    comet_limits_t lim;
+    int allowed;
+    apr_size_t clen;
+    char chan[COMET_CHANNEL_MAX];
+} ws_publish_t;
+
+/* On the loop's thread: a message from a channel's WebSocket client, as a
+ * POST to the channel would publish it (the stream's first channel). */
+static int ws_publish(void *baton, int opcode, const char *data, apr_size_t len)
+{
+    ws_publish_t *u = baton;
+    comet_publish_result_t res;
+    apr_status_t rv;
+
+    if (!u->allowed) {
+        return COMET_WS_POLICY;       /* CometWebSocketPublish Off */
+    }
+    rv = u->store->publish(u->store, u->chan, u->clen, data, len, 0, &u->lim, &res);
+    return rv == APR_SUCCESS ? 0 : rv == APR_EINVAL ? COMET_WS_TOO_BIG : COMET_WS_TRY_LATER;
+}
+
+/* The WebSocket side of a channel stream's spec. @return 0, or -1 (no memory) */
+static int ws_spec(request_rec *r, const comet_dir_conf_t *conf, comet_sub_spec_t *spec)
+{
+    ws_publish_t *u = calloc(1, sizeof(*u));
+
+    if (!u) {
+        return -1;
+    }
+    u->store = comet_proc.store;
+    u->allowed = COMET_CONF(conf, COMET_CONF_WEBSOCKET_PUBLISH) == 1;
+    u->lim.buffer_length = (apr_uint32_t)COMET_CONF(conf, COMET_CONF_BUFFER_LENGTH);
+    u->lim.ttl = COMET_CONF(conf, COMET_CONF_TTL);
+    u->lim.max_size = (apr_size_t)COMET_CONF(conf, COMET_CONF_MAX_MESSAGE);
+    u->clen = spec->channel_lens[0];
+    memcpy(u->chan, spec->channels[0], u->clen);
+    spec->websocket = 1;
+    spec->ws_max_message = u->lim.max_size;
+    spec->upstream = ws_publish;
+    spec->upstream_baton = u;
+    return 0;
+}
+
 /* The headers and the transport's first bytes: OK, DONE if the client
  * left, HTTP_INTERNAL_SERVER_ERROR if out of memory. */
 static int send_prelude(request_rec *r, const comet_transport_t *t,
@@ -228,6 +279,13 @@ int comet_subscribe_handle(request_rec *r, const comet_dir_conf_t *conf, const c
     if (t == &comet_transport_sse && spec.nchannels > 1) {
         t = &comet_transport_sse_multi;
     }
+    if (t == &comet_transport_websocket) {
+        const char *why = NULL;
+        rc = comet_websocket_check(r, (int)COMET_CONF(conf, COMET_CONF_STREAM_MODE), &why);
+        if (rc != OK) {
+            return comet_request_error(r, rc, APLOG_INFO, 0, why);
+        }
+    }
     if (cb && !comet_callback_valid(cb)) {
         return comet_request_error(r, HTTP_BAD_REQUEST, APLOG_INFO, 0,
                                    "cb: a JavaScript name such as Pxxo_Widget_Comet.cb.c1 "
@@ -254,12 +312,20 @@ int comet_subscribe_handle(request_rec *r, const comet_dir_conf_t *conf, const c
         unsubscribe_first(&spec, spec.nchannels);
         return OK;
     }
+    if (t == &comet_transport_websocket
+        && (ws_spec(r, conf, &spec) < 0 || comet_websocket_upgrade(r) != OK)) {
+        free(spec.upstream_baton);
+        unsubscribe_first(&spec, spec.nchannels);
+        return OK;
+    }
     if ((rc = send_prelude(r, t, &spec.params)) != OK) {
+        free(spec.upstream_baton);
         unsubscribe_first(&spec, spec.nchannels);
         return rc == DONE ? OK : rc;
     }
     rc = comet_stream_handoff(r, conf, &spec, &taken);
     if (!taken) {
+        free(spec.upstream_baton);
         unsubscribe_first(&spec, spec.nchannels);
     }
     return rc;

@@ -13,7 +13,7 @@ use Comet::WS;
 use Encode qw(encode_utf8);
 use Time::HiRes qw(time sleep);
 
-plan tests => 62, need_module('comet');
+plan tests => 83, need_module('comet');
 
 sub sid { join '', map { ('a' .. 'z', 0 .. 9)[rand 36] } 1 .. 12 }
 sub wspath { ($_[1] // '/echo') . '/000/' . ($_[0] // sid()) . '/websocket' }
@@ -247,4 +247,84 @@ for my $case (
     my $ws2 = sjs_ws();
     ws_send($ws2, WS_TEXT, '["still here"]');
     is next_data($ws2)->{payload}, 'a["still here"]', '... and a new one works as the first did';
+}
+
+# --- channels over WebSocket ---------------------------------------------------------
+{
+    my $chan = new_channel('ws');
+    my $first = publish($chan, 'before')->{json}{id};
+    my $ws = ws_open("/comet/$chan");
+    is $ws->{res}{status}, 101, 'a channel: GET /comet/<channel> with Upgrade: 101';
+    my $f = ws_recv($ws, 5);
+    my $open = $f && eval { json($f->{payload}) };
+    is $open && $open->{open}{cursors}{$chan}, $first,
+        '... its first frame: the open line, where the channel stands';
+    my $id = publish($chan, encode_utf8("caf\x{e9} <b>\n"))->{json}{id};
+    $f = ws_recv($ws, 5);
+    my $m = $f && eval { json($f->{payload}) };
+    ok $f && $f->{op} == WS_TEXT && !$f->{masked}, '... a message: a text frame';
+    is_deeply $m, { id => $id, channel => $chan, data => encode_utf8("caf\x{e9} <b>\n") },
+        '... with the stream transport\'s JSON';
+    ws_send($ws, WS_PING, 'p');
+    $f = ws_recv($ws, 5);
+    ok $f && $f->{op} == WS_PONG && $f->{payload} eq 'p', '... a ping gets its pong';
+    ws_send($ws, WS_TEXT, 'may I publish?');
+    $f = ws_recv($ws, 5);
+    ok $f && $f->{op} == WS_CLOSE && $f->{code} == 1008,
+        '... a message from the client where CometWebSocketPublish is Off: close 1008';
+    ok !defined ws_recv($ws, 5) && $ws->{conn}{eof}, '... and the end';
+
+    # since=, several channels, transport=websocket
+    my $chan2 = new_channel('ws2');
+    my $a1 = publish($chan, 'a1')->{json}{id};
+    my $b1 = publish($chan2, 'b1')->{json}{id};
+    $ws = ws_open("/comet/$chan,$chan2?transport=websocket&since=$chan:$id,$chan2:0");
+    is $ws->{res}{status}, 101, 'two channels, since=, ?transport=websocket: 101';
+    ws_recv($ws, 5);
+    my @got = map { my $g = ws_recv($ws, 5); $g ? json($g->{payload})->{data} : undef } 1 .. 2;
+    is_deeply [sort @got], ['a1', 'b1'], '... replays what came after the ids given';
+    is delete_channel($chan2)->{status}, 200, 'the channel deleted';
+    $f = ws_recv($ws, 5);
+    is $f && $f->{payload}, '{"end": "deleted"}', '... the end line';
+    $f = ws_recv($ws, 5);
+    ok $f && $f->{op} == WS_CLOSE && $f->{code} == 1000 && $f->{reason} eq 'deleted',
+        '... then a close frame 1000 "deleted"';
+
+    # refusals: no upgrade, another transport's bits
+    my $r = http(GET => "/comet/$chan?transport=websocket");
+    is $r->{status}, 400, '?transport=websocket without Upgrade: 400';
+    $ws = ws_open("/comet/$chan", method => 'GET', version => 7);
+    is $ws->{res}{status}, 426, 'a channel WebSocket of version 7: 426';
+    $ws = ws_open("/comet-thread/$chan");
+    is $ws->{res}{status}, 501, 'CometStreamMode thread: 501 (the loop must read the frames)';
+
+    # heartbeats: pings (CometHeartbeat 1 at /comet-small)
+    $ws = ws_open("/comet-small/$chan");
+    ws_recv($ws, 5);
+    $f = ws_recv($ws, 3);
+    ok $f && $f->{op} == WS_PING, 'a heartbeat: a ping (CometHeartbeat 1)';
+    ws_send($ws, WS_PONG, '');
+    $ws->{conn}->close;
+
+    # CometWebSocketPublish On: what the client sends is published
+    my $chan3 = new_channel('wspub');
+    my $sse = subscribe("/comet/$chan3?transport=sse");
+    $sse->prelude;
+    $ws = ws_open("/comet-wspub/$chan3");
+    is $ws->{res}{status}, 101, 'CometWebSocketPublish On: 101';
+    ws_recv($ws, 5);
+    ws_send($ws, WS_TEXT, encode_utf8("from the socket \x{263a}"));
+    $f = ws_recv($ws, 5);
+    $m = $f && eval { json($f->{payload}) };
+    is $m && $m->{data}, encode_utf8("from the socket \x{263a}"),
+        '... the client gets its own message back';
+    ok defined $sse->upto('data: ' . encode_utf8("from the socket \x{263a}"), 5),
+        '... and so does an SSE subscriber';
+    is channel_info($chan3)->{messages}, 1, '... the channel holds it';
+    # (the server may close before it has read it all: a write may fail)
+    eval { ws_send($ws, WS_TEXT, 'z' x 70000) };
+    $f = ws_recv($ws, 5);
+    ok $f && $f->{op} == WS_CLOSE && $f->{code} == 1009, '... a message over CometMaxMessageSize: 1009';
+    $sse->close;
+    delete_channel($_) for $chan, $chan3;
 }
