@@ -703,6 +703,8 @@ static int sjs_websocket(sjs_req_t *q, int raw)
     const comet_transport_t *t = raw ? &comet_transport_sockjs_rawws
                                      : &comet_transport_sockjs_websocket;
     const char *why = NULL;
+    apr_uint32_t keys[2];
+    int hixie = !raw && comet_websocket_hixie(r, keys);
     comet_buf_t out = { 0 };
     comet_sub_spec_t spec;
     sjs_receiver_t rcv;
@@ -714,7 +716,8 @@ static int sjs_websocket(sjs_req_t *q, int raw)
         return comet_request_error(r, HTTP_NOT_FOUND, APLOG_DEBUG, 0,
                                    "websocket not offered (CometSocketWebSocket Off)");
     }
-    rc = comet_websocket_check(r, (int)COMET_CONF(q->conf, COMET_CONF_STREAM_MODE), &why);
+    rc = comet_websocket_check(r, (int)COMET_CONF(q->conf, COMET_CONF_STREAM_MODE), !raw,
+                               &why);
     if (rc == HTTP_METHOD_NOT_ALLOWED) {
         return comet_request_refuse_method(r, COMET_METHOD(M_GET));
     }
@@ -732,23 +735,32 @@ static int sjs_websocket(sjs_req_t *q, int raw)
         return comet_request_error(r, HTTP_INTERNAL_SERVER_ERROR, APLOG_ERR, rv,
                                    "receiver claim of a new WebSocket session failed");
     }
-    if (comet_websocket_upgrade(r) != OK) {
+    if (hixie) {
+        t = &comet_transport_sockjs_hixie;
+    }
+    if (comet_websocket_upgrade(r, hixie) != OK) {
         sjs_release(&rcv);
         return OK;
     }
+    /* "o": now, or (hixie-76) once its handshake ends, from the loop */
     if (t->open(&out, NULL) < 0
-        || comet_stream_send(r, apr_brigade_create(r->pool, r->connection->bucket_alloc),
-                             out.data, out.len) < 0) {
+        || (!hixie && comet_stream_send(r, apr_brigade_create(r->pool,
+                                                              r->connection->bucket_alloc),
+                                        out.data, out.len) < 0)
+        || !(u = sjs_ws_spec(q, t, &rcv, &spec))) {
         comet_buf_free(&out);
         sjs_release(&rcv);
         return OK;
     }
-    comet_buf_free(&out);
     comet_proc.store->session.ack(comet_proc.store, &rcv.ref, rcv.acked, COMET_CHAN_OPENED);
-    if (!(u = sjs_ws_spec(q, t, &rcv, &spec))) {
-        sjs_release(&rcv);
-        return OK;
+    if (hixie) {
+        spec.hixie = 1;
+        spec.hixie_keys[0] = keys[0];
+        spec.hixie_keys[1] = keys[1];
+        spec.hixie_greeting = apr_pmemdup(r->pool, out.data, out.len);
+        spec.hixie_greeting_len = out.len;
     }
+    comet_buf_free(&out);
     ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "session %s: websocket", q->sid);
     rc = comet_stream_handoff(r, q->conf, &spec, &taken);
     if (!taken) {

@@ -2042,8 +2042,12 @@ static sub_t *sub_create(comet_reactor_t *r, const comet_sub_spec_t *spec)
         s->params.callback = s->callback;
     }
     if (spec->websocket
-        && comet_ws_create(&s->ws, spec->ws_max_message, spec->upstream,
-                           spec->upstream_baton) != APR_SUCCESS) {
+        && (spec->hixie ? comet_ws_create_hixie(&s->ws, spec->hixie_keys[0], spec->hixie_keys[1],
+                                                spec->hixie_greeting, spec->hixie_greeting_len,
+                                                spec->ws_max_message, spec->upstream,
+                                                spec->upstream_baton)
+                        : comet_ws_create(&s->ws, spec->ws_max_message, spec->upstream,
+                                          spec->upstream_baton)) != APR_SUCCESS) {
         sub_free(s);
         return NULL;
     }

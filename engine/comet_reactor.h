@@ -69,6 +69,12 @@ typedef struct comet_sub_spec_t {
     comet_ws_message_fn *upstream;
     /** for upstream; the reactor free()s it when the stream ends */
     void *upstream_baton;
+    /** hixie-76 instead (comet_ws_create_hixie): its keys' numbers, and the
+     * bytes to send once its handshake ends (copied) */
+    int hixie;
+    apr_uint32_t hixie_keys[2];
+    const char *hixie_greeting;
+    apr_size_t hixie_greeting_len;
     /** bytes the client sent that httpd read ahead, fed first (copied) */
     const char *input;
     apr_size_t input_len;

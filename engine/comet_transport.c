@@ -734,6 +734,56 @@ const comet_transport_t comet_transport_sockjs_websocket = {
     .open = sjs_ws_open, .close = sjs_ws_close
 };
 
+/* --- SockJS over the WebSocket draft of 2010 (hixie-76): 0x00 frame 0xFF --- */
+
+static int hixie_fill(comet_buf_t *out, frame_fill_fn *fill, const void *a, apr_size_t b)
+{
+    comet_buf_t frame = { 0 };
+    int rv = fill(&frame, a, b);
+
+    if (rv == 0) {
+        rv = comet_ws_hixie_frame(out, frame.data, frame.len);
+    }
+    comet_buf_free(&frame);
+    return rv ? -1 : 0;
+}
+
+static int hixie_open(comet_buf_t *out, const comet_stream_params_t *p)
+{
+    return comet_ws_hixie_frame(out, "o", 1);
+}
+
+static int hixie_heartbeat(comet_buf_t *out, const comet_stream_params_t *p)
+{
+    return comet_ws_hixie_frame(out, "h", 1);
+}
+
+static int hixie_message(comet_buf_t *out, comet_id_t id, const char *chan, apr_size_t clen,
+                         const char *data, apr_size_t len)
+{
+    comet_frame_msg_t m = { id, chan, clen, data, len };
+    return hixie_fill(out, fill_one, &m, 0);
+}
+
+static int hixie_close(comet_buf_t *out, const comet_stream_params_t *p, const char *data,
+                       apr_size_t len)
+{
+    return hixie_fill(out, fill_close, data, len) || comet_buf_append(out, "\xff\x00", 2)
+           ? -1 : 0;
+}
+
+static int hixie_end(comet_buf_t *out, const comet_stream_params_t *p, comet_end_t why)
+{
+    return comet_buf_append(out, "\xff\x00", 2);
+}
+
+const comet_transport_t comet_transport_sockjs_hixie = {
+    .name = "websocket-hixie76", .index = 13, .content_type = "application/octet-stream",
+    .session = 1,
+    .message = hixie_message, .heartbeat = hixie_heartbeat, .end = hixie_end,
+    .open = hixie_open, .close = hixie_close
+};
+
 /* --- SockJS's raw WebSocket: each message as it is --- */
 
 static int raw_ws_open(comet_buf_t *out, const comet_stream_params_t *p)
@@ -777,6 +827,7 @@ const comet_transport_t *const comet_transports[] = {
     &comet_transport_sockjs_jsonp,
     &comet_transport_sockjs_websocket,
     &comet_transport_sockjs_rawws,
+    &comet_transport_sockjs_hixie,
     NULL
 };
 

@@ -103,6 +103,9 @@ extern const comet_transport_t comet_transport_sockjs_htmlfile;
 extern const comet_transport_t comet_transport_sockjs_jsonp;
 /** SockJS over WebSocket (/<server>/<session>/websocket): its frames as text frames. */
 extern const comet_transport_t comet_transport_sockjs_websocket;
+/** SockJS over the WebSocket draft of 2010 (hixie-76), which its test suite
+ * still asks for: the same frames between 0x00 and 0xFF. */
+extern const comet_transport_t comet_transport_sockjs_hixie;
 /** SockJS's raw WebSocket (/websocket): each message as it is. */
 extern const comet_transport_t comet_transport_sockjs_rawws;
 
@@ -116,7 +119,7 @@ extern const comet_transport_t comet_transport_sockjs_rawws;
 extern const comet_transport_t *const comet_transports[];
 
 /** Number of transports (size of per-message frame caches). */
-#define COMET_TRANSPORTS_MAX 13
+#define COMET_TRANSPORTS_MAX 14
 
 /** Find a transport by name; NULL if unknown. */
 const comet_transport_t *comet_transport_find(const char *name);

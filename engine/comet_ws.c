@@ -25,8 +25,20 @@
 /* RFC 6455, 5.5: a control frame's payload is at most 125 bytes */
 #define REASON_MAX 123
 
+/* hixie-76's state: the handshake's end, then frames */
+typedef struct {
+    apr_uint32_t key1, key2;
+    unsigned char key3[8];
+    apr_size_t key3_len;
+    char *greeting;                   /* sent after the handshake's 16 bytes */
+    apr_size_t glen, max;
+    comet_buf_t msg;                  /* the frame being read */
+    unsigned in_frame:1, saw_ff:1, closed:1;
+} hixie_t;
+
 struct comet_ws_t {
     wslay_event_context_ptr ctx;
+    hixie_t *hx;                      /* or the draft of 2010 */
     comet_ws_message_fn *on_message;
     void *baton;
     /* during comet_ws_feed: the bytes wslay has not taken yet, and where
@@ -122,9 +134,160 @@ apr_status_t comet_ws_create(comet_ws_t **wsp, apr_size_t max_message,
 void comet_ws_destroy(comet_ws_t *ws)
 {
     if (ws) {
-        wslay_event_context_free(ws->ctx);
+        if (ws->hx) {
+            comet_buf_free(&ws->hx->msg);
+            free(ws->hx->greeting);
+            free(ws->hx);
+        }
+        if (ws->ctx) {
+            wslay_event_context_free(ws->ctx);
+        }
         free(ws);
     }
+}
+
+/*******************************************************************************
+ * hixie-76
+ ******************************************************************************/
+
+apr_status_t comet_ws_create_hixie(comet_ws_t **wsp, apr_uint32_t key1, apr_uint32_t key2,
+                                   const char *greeting, apr_size_t glen,
+                                   apr_size_t max_message,
+                                   comet_ws_message_fn *on_message, void *baton)
+{
+    comet_ws_t *ws = calloc(1, sizeof(*ws));
+    hixie_t *hx = calloc(1, sizeof(*hx));
+
+    if (!ws || !hx || (glen && !(hx->greeting = malloc(glen)))) {
+        free(hx);
+        free(ws);
+        return APR_ENOMEM;
+    }
+    if (glen) {
+        memcpy(hx->greeting, greeting, glen);
+    }
+    hx->glen = glen;
+    hx->key1 = key1;
+    hx->key2 = key2;
+    hx->max = max_message;
+    ws->hx = hx;
+    ws->on_message = on_message;
+    ws->baton = baton;
+    *wsp = ws;
+    return APR_SUCCESS;
+}
+
+int comet_ws_hixie_key(const char *key, apr_uint32_t *n)
+{
+    apr_uint64_t digits = 0;
+    apr_uint32_t spaces = 0;
+
+    for (; *key; key++) {
+        if (*key >= '0' && *key <= '9') {
+            digits = digits * 10 + (apr_uint64_t)(*key - '0');
+            if (digits > 0xffffffffULL * 10) {
+                return -1;
+            }
+        }
+        else if (*key == ' ') {
+            spaces++;
+        }
+    }
+    if (!spaces || digits % spaces || digits / spaces > 0xffffffffULL) {
+        return -1;
+    }
+    *n = (apr_uint32_t)(digits / spaces);
+    return 0;
+}
+
+int comet_ws_hixie_frame(comet_buf_t *out, const char *data, apr_size_t len)
+{
+    return comet_buf_append(out, "\x00", 1) < 0 || comet_buf_append(out, data, len) < 0
+           || comet_buf_append(out, "\xff", 1) < 0 ? -1 : 0;
+}
+
+/* The end of the handshake: MD5 of both keys' numbers (big-endian) and the
+ * 8 bytes the client sent after its request; then the greeting. */
+static int hixie_answer(hixie_t *hx, comet_buf_t *out)
+{
+    unsigned char in[16], md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    int i;
+
+    for (i = 0; i < 4; i++) {
+        in[i] = (unsigned char)(hx->key1 >> (24 - 8 * i));
+        in[4 + i] = (unsigned char)(hx->key2 >> (24 - 8 * i));
+    }
+    memcpy(in + 8, hx->key3, 8);
+    EVP_Digest(in, sizeof(in), md, &n, EVP_md5(), NULL);
+    return comet_buf_append(out, (const char *)md, n) < 0
+           || (hx->glen && comet_buf_append(out, hx->greeting, hx->glen) < 0) ? -1 : 0;
+}
+
+/* One byte of a frame. @return 0, 1 (the connection is over), -1 (memory) */
+static int hixie_byte(comet_ws_t *ws, unsigned char c, comet_buf_t *out)
+{
+    hixie_t *hx = ws->hx;
+
+    if (hx->in_frame) {
+        if (c != 0xff) {
+            if (hx->msg.len >= hx->max) {
+                hx->closed = 1;       /* too long: no code to say so in this draft */
+                return comet_buf_append(out, "\xff\x00", 2) < 0 ? -1 : 1;
+            }
+            return comet_buf_append(&hx->msg, (const char *)&c, 1) < 0 ? -1 : 0;
+        }
+        hx->in_frame = 0;
+        if (!comet_json_utf8_valid(hx->msg.data, hx->msg.len)
+            || (ws->on_message && ws->on_message(ws->baton, COMET_WS_TEXT, hx->msg.data,
+                                                 hx->msg.len))) {
+            hx->closed = 1;
+            return comet_buf_append(out, "\xff\x00", 2) < 0 ? -1 : 1;
+        }
+        return 0;
+    }
+    if (c == 0xff && !hx->saw_ff) {
+        hx->saw_ff = 1;
+        return 0;
+    }
+    if (hx->saw_ff || c != 0x00) {
+        /* 0xFF 0x00: the client closes (answered); anything else is not
+         * a text frame: the end either way */
+        hx->closed = 1;
+        return comet_buf_append(out, "\xff\x00", 2) < 0 ? -1 : 1;
+    }
+    hx->in_frame = 1;
+    hx->msg.len = 0;
+    return 0;
+}
+
+static apr_status_t hixie_feed(comet_ws_t *ws, const unsigned char *data, apr_size_t len,
+                               comet_buf_t *out)
+{
+    hixie_t *hx = ws->hx;
+    apr_size_t i = 0;
+
+    if (hx->closed) {
+        return APR_EOF;
+    }
+    if (hx->key3_len < 8) {
+        while (hx->key3_len < 8 && i < len) {
+            hx->key3[hx->key3_len++] = data[i++];
+        }
+        if (hx->key3_len == 8 && hixie_answer(hx, out) < 0) {
+            return APR_ENOMEM;
+        }
+    }
+    for (; i < len; i++) {
+        int rc = hixie_byte(ws, data[i], out);
+        if (rc < 0) {
+            return APR_ENOMEM;
+        }
+        if (rc > 0) {
+            return APR_EOF;
+        }
+    }
+    return APR_SUCCESS;
 }
 
 /* What wslay wants to send, into out. */
@@ -145,6 +308,9 @@ apr_status_t comet_ws_feed(comet_ws_t *ws, const char *data, apr_size_t len,
     apr_status_t rv;
     int rc = 0;
 
+    if (ws->hx) {
+        return hixie_feed(ws, (const unsigned char *)data, len, out);
+    }
     if (wslay_event_get_read_enabled(ws->ctx)) {
         ws->in = data;
         ws->in_len = len;
@@ -176,6 +342,13 @@ apr_status_t comet_ws_feed(comet_ws_t *ws, const char *data, apr_size_t len,
 
 apr_status_t comet_ws_close(comet_ws_t *ws, int code, const char *reason, comet_buf_t *out)
 {
+    if (ws->hx) {
+        if (!ws->hx->closed) {
+            ws->hx->closed = 1;
+            return comet_buf_append(out, "\xff\x00", 2) < 0 ? APR_ENOMEM : APR_SUCCESS;
+        }
+        return APR_SUCCESS;
+    }
     if (!wslay_event_get_close_sent(ws->ctx)) {
         apr_size_t n = strlen(reason);
         wslay_event_queue_close(ws->ctx, (uint16_t)code, (const uint8_t *)reason,
@@ -187,6 +360,9 @@ apr_status_t comet_ws_close(comet_ws_t *ws, int code, const char *reason, comet_
 
 int comet_ws_closing(const comet_ws_t *ws)
 {
+    if (ws->hx) {
+        return ws->hx->closed;
+    }
     return wslay_event_get_close_sent(ws->ctx) || wslay_event_get_close_received(ws->ctx);
 }
 

@@ -58,6 +58,28 @@ typedef int comet_ws_message_fn(void *baton, int opcode, const char *data, apr_s
 apr_status_t comet_ws_create(comet_ws_t **ws, apr_size_t max_message,
                              comet_ws_message_fn *on_message, void *baton);
 
+/**
+ * A server endpoint of the draft WebSocket of 2010 (hixie-76), which the
+ * SockJS test suite still asks for: the 16 bytes that end its handshake
+ * depend on 8 bytes the client sends after its request, so they go out from
+ * here, followed by `greeting`; then frames are 0x00 <UTF-8> 0xFF, and
+ * 0xFF 0x00 closes.
+ * @param key1, key2  the numbers of Sec-WebSocket-Key1/2 (comet_ws_hixie_key)
+ */
+apr_status_t comet_ws_create_hixie(comet_ws_t **ws, apr_uint32_t key1, apr_uint32_t key2,
+                                   const char *greeting, apr_size_t glen,
+                                   apr_size_t max_message,
+                                   comet_ws_message_fn *on_message, void *baton);
+
+/**
+ * The number of a hixie-76 key: its digits divided by its spaces.
+ * @return 0, or -1 if the key is not valid (no space, not a multiple)
+ */
+int comet_ws_hixie_key(const char *key, apr_uint32_t *n);
+
+/** Append one hixie-76 text frame (0x00 data 0xFF). @return 0 or -1 */
+int comet_ws_hixie_frame(comet_buf_t *out, const char *data, apr_size_t len);
+
 /** Free the endpoint. */
 void comet_ws_destroy(comet_ws_t *ws);
 

@@ -6,7 +6,9 @@
  *    UTF-8 (checked against fuzz.h's own validator);
  *  - what goes back is a sequence of whole, unmasked server frames: pongs
  *    and at most one close, control payloads of 125 bytes at most;
- *  - once the endpoint says APR_EOF it says so again and hands on nothing. */
+ *  - once the endpoint says APR_EOF it says so again and hands on nothing;
+ *  - the draft of 2010 (hixie-76, first byte >= 0x80): the same for its
+ *    messages, and it answers its handshake once, then at most a close. */
 #include "comet_ws.h"
 #include "fuzz.h"
 
@@ -52,13 +54,40 @@ static void check_out(const comet_buf_t *out, int *closes)
     }
 }
 
+/* hixie-76: the 16 bytes and the greeting once, then at most 0xFF 0x00. */
+static void check_hixie_out(const comet_buf_t *out, size_t *answered, int *closes)
+{
+    size_t i = 0;
+
+    if (*answered < 19 && out->len) {
+        size_t n = out->len < 19 - *answered ? out->len : 19 - *answered;
+        FUZZ_CHECK(*answered + n <= 19, "the handshake's answer once");
+        if (*answered + n == 19) {
+            FUZZ_CHECK(!memcmp(out->data + n - 3, "\x00o\xff", 3), "then the greeting");
+        }
+        *answered += n;
+        i = n;
+    }
+    if (i < out->len) {
+        FUZZ_CHECK(out->len - i == 2 && !memcmp(out->data + i, "\xff\x00", 2),
+                   "a close, nothing else");
+        FUZZ_CHECK(++*closes == 1, "one close");
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     comet_ws_t *ws;
-    size_t off = 1, step;
-    int closes = 0;
+    size_t off = 1, step, answered = 0;
+    int closes = 0, hixie;
 
-    if (size < 1 || comet_ws_create(&ws, MAX_MESSAGE, on_message, NULL) != APR_SUCCESS) {
+    if (size < 1) {
+        return 0;
+    }
+    hixie = data[0] >= 0x80;
+    if ((hixie ? comet_ws_create_hixie(&ws, 12345, 67890, "\x00o\xff", 3, MAX_MESSAGE,
+                                       on_message, NULL)
+               : comet_ws_create(&ws, MAX_MESSAGE, on_message, NULL)) != APR_SUCCESS) {
         return 0;
     }
     ended = 0;
@@ -70,7 +99,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         FUZZ_CHECK(rv == APR_SUCCESS || rv == APR_EOF, "success or the end");
         FUZZ_CHECK(!ended || rv == APR_EOF, "the end stays the end");
-        check_out(&out, &closes);
+        if (hixie) {
+            check_hixie_out(&out, &answered, &closes);
+        }
+        else {
+            check_out(&out, &closes);
+        }
         comet_buf_free(&out);
         ended = rv == APR_EOF;
         off += n;

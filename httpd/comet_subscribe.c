@@ -281,7 +281,7 @@ int comet_subscribe_handle(request_rec *r, const comet_dir_conf_t *conf, const c
     }
     if (t == &comet_transport_websocket) {
         const char *why = NULL;
-        rc = comet_websocket_check(r, (int)COMET_CONF(conf, COMET_CONF_STREAM_MODE), &why);
+        rc = comet_websocket_check(r, (int)COMET_CONF(conf, COMET_CONF_STREAM_MODE), 0, &why);
         if (rc != OK) {
             return comet_request_error(r, rc, APLOG_INFO, 0, why);
         }
@@ -313,7 +313,7 @@ int comet_subscribe_handle(request_rec *r, const comet_dir_conf_t *conf, const c
         return OK;
     }
     if (t == &comet_transport_websocket
-        && (ws_spec(r, conf, &spec) < 0 || comet_websocket_upgrade(r) != OK)) {
+        && (ws_spec(r, conf, &spec) < 0 || comet_websocket_upgrade(r, 0) != OK)) {
         free(spec.upstream_baton);
         unsubscribe_first(&spec, spec.nchannels);
         return OK;

@@ -43,9 +43,19 @@ static int key_valid(const char *key)
     return 1;
 }
 
-int comet_websocket_check(request_rec *r, int stream_mode, const char **why)
+int comet_websocket_hixie(request_rec *r, apr_uint32_t keys[2])
+{
+    const char *k1 = apr_table_get(r->headers_in, "Sec-WebSocket-Key1");
+    const char *k2 = apr_table_get(r->headers_in, "Sec-WebSocket-Key2");
+
+    return !apr_table_get(r->headers_in, "Sec-WebSocket-Version") && k1 && k2
+           && comet_ws_hixie_key(k1, &keys[0]) == 0 && comet_ws_hixie_key(k2, &keys[1]) == 0;
+}
+
+int comet_websocket_check(request_rec *r, int stream_mode, int hixie, const char **why)
 {
     const char *version = apr_table_get(r->headers_in, "Sec-WebSocket-Version");
+    apr_uint32_t keys[2];
 
     if (r->method_number != M_GET) {
         *why = "WebSocket: GET only";
@@ -63,13 +73,16 @@ int comet_websocket_check(request_rec *r, int stream_mode, const char **why)
         *why = "Not a valid websocket request: HTTP/1.1 needed";
         return HTTP_BAD_REQUEST;
     }
-    if (!version || strcmp(version, "13")) {
+    if (hixie && comet_websocket_hixie(r, keys)) {
+        /* the draft of 2010: its keys checked, its handshake ends later */
+    }
+    else if (!version || strcmp(version, "13")) {
         /* RFC 6455, 4.4: the versions we speak */
         apr_table_setn(r->err_headers_out, "Sec-WebSocket-Version", "13");
         *why = "Unsupported WebSocket version: 13 only";
         return HTTP_UPGRADE_REQUIRED;
     }
-    if (!key_valid(apr_table_get(r->headers_in, "Sec-WebSocket-Key"))) {
+    else if (!key_valid(apr_table_get(r->headers_in, "Sec-WebSocket-Key"))) {
         *why = "Not a valid websocket request: bad Sec-WebSocket-Key";
         return HTTP_BAD_REQUEST;
     }
@@ -83,19 +96,36 @@ int comet_websocket_check(request_rec *r, int stream_mode, const char **why)
     return OK;
 }
 
-int comet_websocket_upgrade(request_rec *r)
+int comet_websocket_upgrade(request_rec *r, int hixie)
 {
     conn_rec *c = r->connection;
     char accept[29];
     ap_filter_t *f, *next;
 
-    comet_ws_accept_key(apr_table_get(r->headers_in, "Sec-WebSocket-Key"), accept);
     apr_table_clear(r->headers_out);
-    apr_table_setn(r->headers_out, "Upgrade", "websocket");
-    apr_table_setn(r->headers_out, "Connection", "Upgrade");
-    apr_table_setn(r->headers_out, "Sec-WebSocket-Accept", apr_pstrdup(r->pool, accept));
     r->status = HTTP_SWITCHING_PROTOCOLS;
-    r->status_line = ap_get_status_line(r->status);
+    if (hixie) {
+        /* the draft of 2010: where and for whom, its own status line */
+        const char *origin = apr_table_get(r->headers_in, "Origin");
+        const char *host = apr_table_get(r->headers_in, "Host");
+        apr_table_setn(r->headers_out, "Upgrade", "WebSocket");
+        apr_table_setn(r->headers_out, "Connection", "Upgrade");
+        if (origin) {
+            apr_table_setn(r->headers_out, "Sec-WebSocket-Origin", origin);
+        }
+        apr_table_setn(r->headers_out, "Sec-WebSocket-Location",
+                       apr_pstrcat(r->pool, ap_http_scheme(r)[4] == 's' ? "wss://" : "ws://",
+                                   host ? host : r->server->server_hostname,
+                                   r->unparsed_uri, NULL));
+        r->status_line = "101 WebSocket Protocol Handshake";
+    }
+    else {
+        comet_ws_accept_key(apr_table_get(r->headers_in, "Sec-WebSocket-Key"), accept);
+        apr_table_setn(r->headers_out, "Upgrade", "websocket");
+        apr_table_setn(r->headers_out, "Connection", "Upgrade");
+        apr_table_setn(r->headers_out, "Sec-WebSocket-Accept", apr_pstrdup(r->pool, accept));
+        r->status_line = ap_get_status_line(r->status);
+    }
     ap_send_interim_response(r, 1);
     if (c->aborted) {
         return -1;

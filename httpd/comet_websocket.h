@@ -21,6 +21,7 @@ int comet_websocket_asked(request_rec *r);
 
 /**
  * Check a WebSocket handshake.
+ * @param hixie  accept the draft of 2010 too (SockJS)
  * @param why  set to the reason of a refusal (the text SockJS clients expect)
  * @return OK; HTTP_METHOD_NOT_ALLOWED (not a GET); HTTP_BAD_REQUEST (no
  *         upgrade to websocket, Connection without "Upgrade", HTTP/1.0, a
@@ -29,14 +30,23 @@ int comet_websocket_asked(request_rec *r);
  *         connection cannot be taken by the event loop: HTTP/2, a filter
  *         rewriting the response, CometStreamMode thread)
  */
-int comet_websocket_check(request_rec *r, int stream_mode, const char **why);
+int comet_websocket_check(request_rec *r, int stream_mode, int hixie, const char **why);
+
+/**
+ * Is it a handshake of the WebSocket draft of 2010 (hixie-76:
+ * Sec-WebSocket-Key1 and Key2, no version), with valid keys?
+ * @param keys  receives the keys' numbers
+ * @return 1 or 0
+ */
+int comet_websocket_hixie(request_rec *r, apr_uint32_t keys[2]);
 
 /**
  * Answer 101 Switching Protocols with the accept key, and make the rest of
  * the response raw: no HTTP header, no chunking, no keep-alive, no request
- * timeout.
+ * timeout. hixie: the draft of 2010's head (its last 16 bytes are the
+ * loop's to send, comet_ws_create_hixie).
  * @return OK, or -1 if the client is gone
  */
-int comet_websocket_upgrade(request_rec *r);
+int comet_websocket_upgrade(request_rec *r, int hixie);
 
 #endif /* COMET_WEBSOCKET_H */

@@ -13,7 +13,7 @@ use Comet::WS;
 use Encode qw(encode_utf8);
 use Time::HiRes qw(time sleep);
 
-plan tests => 83, need_module('comet');
+plan tests => 91, need_module('comet');
 
 sub sid { join '', map { ('a' .. 'z', 0 .. 9)[rand 36] } 1 .. 12 }
 sub wspath { ($_[1] // '/echo') . '/000/' . ($_[0] // sid()) . '/websocket' }
@@ -327,4 +327,36 @@ for my $case (
     ok $f && $f->{op} == WS_CLOSE && $f->{code} == 1009, '... a message over CometMaxMessageSize: 1009';
     $sse->close;
     delete_channel($_) for $chan, $chan3;
+}
+
+# --- the WebSocket draft of 2010 (hixie-76), as the SockJS suite asks -----------------
+{
+    use Digest::MD5 qw(md5);
+    my ($k1, $k2) = ('4 @1  46546xW%0l 1 5', '12998 5 Y3 1  .P00');
+    # the key's digits over its spaces, computed here
+    my $num = sub { my $k = shift; (my $d = $k) =~ s/\D//g; my $sp = () = $k =~ / /g; $d / $sp };
+    my $path = wspath();
+    my $conn = Comet::Test::Conn->new;
+    my $host = hostport();
+    $conn->send_bytes("GET $path HTTP/1.1\r\nHost: $host\r\nConnection: Upgrade\r\n"
+                      . "Upgrade: WebSocket\r\nOrigin: http://$host\r\n"
+                      . "Sec-WebSocket-Key1: $k1\r\nSec-WebSocket-Key2: $k2\r\n\r\n");
+    my $r = $conn->read_response(timeout => 5);
+    is "$r->{status} $r->{reason}", '101 WebSocket Protocol Handshake',
+        'hixie-76: 101 WebSocket Protocol Handshake, before the last 8 bytes came';
+    my $scheme = tls() ? 'wss' : 'ws';
+    is $r->{headers}{'sec-websocket-location'}, "$scheme://$host$path", '... its Location';
+    is $r->{headers}{'sec-websocket-origin'}, "http://$host", '... its Origin';
+    ok !exists $r->{headers}{'content-length'}, '... no Content-Length';
+    $conn->send_bytes('aaaaaaaa');
+    $conn->read_until(sub { length $_[0] >= 19 }, 5);
+    my $want = md5(pack('NN', $num->($k1), $num->($k2)) . 'aaaaaaaa');
+    is $conn->take(16), $want, '... then MD5 of the keys and those 8 bytes';
+    is $conn->take(3), "\x00o\xff", '... then "o" in a frame of the draft';
+    $conn->send_bytes("\x00[\"a\"]\xff");
+    $conn->read_until(sub { $_[0] =~ /\xff/ }, 5);
+    is $conn->take(length "\x00a[\"a\"]\xff"), "\x00a[\"a\"]\xff", '... a message echoed';
+    $conn->send_bytes("\xff\x00");
+    $conn->read_until(sub { 0 }, 3);
+    ok $conn->{buf} eq "\xff\x00" && $conn->{eof}, '... its close answered, then the end';
 }

@@ -225,6 +225,32 @@ int main(void)
     OK(comet_ws_close(ws, 1001, "bye", &out) == APR_SUCCESS && out.len == 0,
        "... not twice");
     comet_ws_destroy(ws);
+    /* hixie-76: the SockJS suite's keys, and the 16 bytes it expects */
+    {
+        apr_uint32_t k1 = 0, k2 = 0;
+        OK(comet_ws_hixie_key("4 @1  46546xW%0l 1 5", &k1) == 0 && k1 == 829309203u,
+           "hixie key 1: digits over spaces (%u)", k1);
+        OK(comet_ws_hixie_key("12998 5 Y3 1  .P00", &k2) == 0 && k2 == 259970620u,
+           "hixie key 2 (%u)", k2);
+        OK(comet_ws_hixie_key("123", &k1) < 0 && comet_ws_hixie_key("1 2 3", &k1) < 0,
+           "hixie keys without a space, or not a multiple: refused");
+        ngot = 0;
+        refuse = 0;
+        OK(comet_ws_create_hixie(&ws, 829309203u, 259970620u, "\x00o\xff", 3, MAX,
+                                 on_message, NULL) == APR_SUCCESS, "a hixie-76 endpoint");
+        out.len = 0;
+        OK(comet_ws_feed(ws, "aaaa", 4, &out) == APR_SUCCESS && out.len == 0,
+           "half of the 8 bytes: nothing yet");
+        OK(comet_ws_feed(ws, "aaaa\x00[\"x\"]\xff", 11, &out) == APR_SUCCESS && out.len == 19
+           && !memcmp(out.data, "\xca" "4\x00\xd8\xa5\x08G\x97,\xd5qZ\xba\xbf" "C{", 16)
+           && !memcmp(out.data + 16, "\x00o\xff", 3),
+           "the rest: the suite's 16 bytes, then the greeting");
+        IS_STR(got[0], "t[\"x\"]", "a frame right behind: its message");
+        out.len = 0;
+        OK(comet_ws_feed(ws, "\xff\x00", 2, &out) == APR_EOF && out.len == 2
+           && !memcmp(out.data, "\xff\x00", 2), "0xFF 0x00: closed, answered");
+        comet_ws_destroy(ws);
+    }
     comet_buf_free(&out);
     return UNIT_DONE();
 }
