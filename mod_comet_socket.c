@@ -72,51 +72,34 @@ static apr_uint64_t sjs_token(void)
            | (apr_atomic_inc32(&counter) & 0xfffff);
 }
 
-/* CometSocketCookie On: the client's JSESSIONID, or a new one of 128 bits
- * from APR's random generator. A session is bound to the cookie of the client
- * that opened it: its id alone, even guessed, gets nobody else in. */
-static const char *sjs_cookie(request_rec *r)
+/* The JSESSIONID the client sent, if it is one we may echo; else NULL. */
+static const char *sjs_client_cookie(request_rec *r)
 {
-    const char *v = apr_table_get(r->notes, "comet-jsessionid");
-    const char *cookie, *p;
+    const char *cookie = apr_table_get(r->headers_in, "Cookie");
+    const char *p, *end;
 
-    if (v) {
-        return v;
+    if (!cookie || (p = ap_strstr_c(cookie, "JSESSIONID=")) == NULL
+        || (p != cookie && p[-1] != ' ' && p[-1] != ';')) {
+        return NULL;
     }
-    cookie = apr_table_get(r->headers_in, "Cookie");
-    if (cookie && (p = ap_strstr_c(cookie, "JSESSIONID=")) != NULL
-        && (p == cookie || p[-1] == ' ' || p[-1] == ';')) {
-        const char *end = p + 11;
-        while (*end && *end != ';' && *end != ' ' && *end != '"' && *end != ',') {
-            end++;
-        }
-        if (comet_channel_valid(p + 11, (apr_size_t)(end - p - 11))) {
-            v = apr_pstrmemdup(r->pool, p + 11, (apr_size_t)(end - p - 11));
-        }
+    for (end = p + 11; *end && *end != ';' && *end != ' ' && *end != '"' && *end != ','; end++) {
     }
-    if (!v) {
-        unsigned char rnd[16];
-        char *hex = apr_palloc(r->pool, 2 * sizeof(rnd) + 1);
-        int i;
-        if (apr_generate_random_bytes(rnd, sizeof(rnd)) != APR_SUCCESS) {
-            return NULL;
-        }
-        for (i = 0; i < (int)sizeof(rnd); i++) {
-            apr_snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
-        }
-        v = hex;
+    if (!comet_channel_valid(p + 11, (apr_size_t)(end - p - 11))) {
+        return NULL;
     }
-    apr_table_setn(r->notes, "comet-jsessionid", v);
-    return v;
+    return apr_pstrmemdup(r->pool, p + 11, (apr_size_t)(end - p - 11));
 }
 
-/* The owner a session opened by this request is bound to (0: none). */
+/* The owner a session opened by this request is bound to (0: none): with
+ * CometSocketCookie On, the client's own JSESSIONID. A client without one
+ * gets "dummy" (sockjs-node's cookie, which the protocol's suite checks), a
+ * value every such client shares: it binds nothing. */
 static apr_uint64_t sjs_owner(request_rec *r, const comet_dir_conf_t *conf)
 {
-    const char *v = COMET_CONF(conf, COMET_CONF_SOCKET_COOKIE) == 1 ? sjs_cookie(r) : NULL;
+    const char *v = COMET_CONF(conf, COMET_CONF_SOCKET_COOKIE) == 1 ? sjs_client_cookie(r) : NULL;
     apr_uint64_t h = 14695981039346656037ULL;
 
-    if (!v) {
+    if (!v || !strcmp(v, "dummy")) {
         return 0;
     }
     for (; *v; v++) {
@@ -125,28 +108,50 @@ static apr_uint64_t sjs_owner(request_rec *r, const comet_dir_conf_t *conf)
     return h ? h : 1;
 }
 
-/* Headers every SockJS answer carries. */
-static void sjs_common(request_rec *r, const comet_dir_conf_t *conf, int cache)
+/* CometSocketCookie On, on session URLs only (as sockjs-node): the cookie a
+ * load balancer may stick by, the client's own or "dummy", set every time
+ * so that the balancer can add its own. */
+static void sjs_cookie(request_rec *r, const comet_dir_conf_t *conf)
+{
+    const char *v;
+
+    if (COMET_CONF(conf, COMET_CONF_SOCKET_COOKIE) != 1) {
+        return;
+    }
+    v = sjs_client_cookie(r);
+    apr_table_setn(r->err_headers_out, "Set-Cookie",
+                   apr_pstrcat(r->pool, "JSESSIONID=", v ? v : "dummy", "; path=/; HttpOnly",
+                               NULL));
+}
+
+/* CORS, as sockjs-node answers it: the Origin echoed, "null" too (a page
+ * from file:// sends it, and sockjs-protocol wants it back), with
+ * credentials; without an Origin, "*" and no credentials (the two do not go
+ * together). */
+static void sjs_cors(request_rec *r)
 {
     const char *origin = apr_table_get(r->headers_in, "Origin");
     const char *req_headers = apr_table_get(r->headers_in, "Access-Control-Request-Headers");
 
-    apr_table_setn(r->headers_out, "Access-Control-Allow-Origin",
-                   origin && strcmp(origin, "null") ? origin : "*");
-    apr_table_setn(r->headers_out, "Access-Control-Allow-Credentials", "true");
+    if (origin && *origin) {
+        apr_table_setn(r->headers_out, "Access-Control-Allow-Origin", origin);
+        apr_table_setn(r->headers_out, "Access-Control-Allow-Credentials", "true");
+    }
+    else {
+        apr_table_setn(r->headers_out, "Access-Control-Allow-Origin", "*");
+    }
     apr_table_mergen(r->headers_out, "Vary", "Origin");
-    if (req_headers) {
+    if (req_headers && *req_headers) {
         apr_table_setn(r->headers_out, "Access-Control-Allow-Headers", req_headers);
     }
+}
+
+/* Headers every SockJS answer carries. */
+static void sjs_common(request_rec *r, int cache)
+{
+    sjs_cors(r);
     if (!cache) {
         comet_request_no_cache(r);
-    }
-    if (COMET_CONF(conf, COMET_CONF_SOCKET_COOKIE) == 1) {
-        const char *v = sjs_cookie(r);
-        if (v) {
-            apr_table_setn(r->err_headers_out, "Set-Cookie",
-                           apr_pstrcat(r->pool, "JSESSIONID=", v, "; path=/; HttpOnly", NULL));
-        }
     }
 }
 
@@ -161,9 +166,9 @@ static void sjs_cache_year(request_rec *r)
 }
 
 /* Answer a CORS preflight for the given methods. */
-static int sjs_options(request_rec *r, const comet_dir_conf_t *conf, const char *methods)
+static int sjs_options(request_rec *r, const char *methods)
 {
-    sjs_common(r, conf, 1);
+    sjs_common(r, 1);
     apr_table_setn(r->headers_out, "Access-Control-Allow-Methods", methods);
     sjs_cache_year(r);
     apr_table_setn(r->headers_out, "Access-Control-Max-Age", "31536000");
@@ -193,13 +198,13 @@ static int sjs_info(request_rec *r, const comet_dir_conf_t *conf)
     int rc;
 
     if (r->method_number == M_OPTIONS) {
-        return sjs_options(r, conf, "OPTIONS, GET");
+        return sjs_options(r, "OPTIONS, GET");
     }
     if (r->method_number != M_GET) {
         return comet_request_refuse_method(r, COMET_METHOD(M_GET) | COMET_METHOD(M_OPTIONS));
     }
     apr_generate_random_bytes((unsigned char *)&entropy, sizeof(entropy));
-    sjs_common(r, conf, 0);
+    sjs_common(r, 0);
     comet_json_start(&j, &b, COMET_JSON_SPACED);
     comet_json_open(&j, NULL, '{');
     comet_json_bool(&j, "websocket", 0);
@@ -466,7 +471,7 @@ static int sjs_receive(sjs_req_t *q, const comet_transport_t *t)
         return comet_request_error(r, HTTP_INTERNAL_SERVER_ERROR, APLOG_ERR, rv,
                                    "receiver claim failed");
     }
-    sjs_common(r, q->conf, 0);
+    sjs_common(r, 0);
     comet_stream_headers(r, t->content_type);
     if ((rc = sjs_receive_open(q, t, &params, &rcv, rv == APR_EBUSY)) != DECLINED) {
         return rc;
@@ -583,7 +588,7 @@ static int sjs_send(sjs_req_t *q, int jsonp)
     if (x.rv != APR_SUCCESS) {
         return sjs_send_status(r, x.rv);
     }
-    sjs_common(r, q->conf, 0);
+    sjs_common(r, 0);
     if (jsonp) {
         return sjs_text(r, HTTP_OK, "text/plain; charset=UTF-8", "ok");
     }
@@ -629,13 +634,15 @@ static int sjs_route(sjs_req_t *q)
                                    "unknown SockJS transport");
     }
     if (sjs_routes[i].preflight && r->method_number == M_OPTIONS) {
-        return sjs_options(r, q->conf, "OPTIONS, POST");
+        sjs_cookie(r, q->conf);
+        return sjs_options(r, "OPTIONS, POST");
     }
     if (r->method_number != sjs_routes[i].method) {
         return comet_request_refuse_method(r, COMET_METHOD(sjs_routes[i].method)
                                            | (sjs_routes[i].preflight
                                               ? COMET_METHOD(M_OPTIONS) : 0));
     }
+    sjs_cookie(r, q->conf);
     if (sjs_routes[i].action != SJS_RECEIVE) {
         return sjs_send(q, sjs_routes[i].action == SJS_SEND_FORM);
     }

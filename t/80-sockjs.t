@@ -12,7 +12,7 @@ use Encode qw(decode);
 use HTTP::Date qw(str2time);
 use Time::HiRes qw(time sleep);
 
-plan tests => 120, need_module('comet');
+plan tests => 127, need_module('comet');
 
 my $NOCACHE = 'no-store, no-cache, no-transform, must-revalidate, max-age=0';
 my $JS = 'application/javascript; charset=UTF-8';
@@ -45,7 +45,7 @@ sub allow_set {
     is $h->{'content-type'}, 'application/json; charset=UTF-8', '... application/json';
     is $h->{'cache-control'}, $NOCACHE, '... not cached';
     is $h->{'access-control-allow-origin'}, '*', '... Access-Control-Allow-Origin: * without Origin';
-    is $h->{'access-control-allow-credentials'}, 'true', '... Access-Control-Allow-Credentials';
+    ok !exists $h->{'access-control-allow-credentials'}, '... and no Access-Control-Allow-Credentials';
     my $j = $res->{json};
     ok $j && JSON::PP::is_bool($j->{websocket}) && !$j->{websocket}, '... websocket: false';
     ok $j && JSON::PP::is_bool($j->{cookie_needed}) && !$j->{cookie_needed}, '... cookie_needed: false';
@@ -58,15 +58,17 @@ sub allow_set {
     is $res->{headers}{'access-control-allow-origin'}, 'http://app.example:8080',
         'Origin: echoed in Access-Control-Allow-Origin';
     like $res->{headers}{vary} // '', qr/\bOrigin\b/, '... Vary: Origin';
+    is $res->{headers}{'access-control-allow-credentials'}, 'true', '... Access-Control-Allow-Credentials: true';
     $res = http(GET => '/echo/info', headers => [Origin => 'null']);
-    is $res->{headers}{'access-control-allow-origin'}, '*', 'Origin: null gets *';
+    is $res->{headers}{'access-control-allow-origin'}, 'null', 'Origin: null gets null (a page from file://)';
+    $res = http(OPTIONS => '/echo/info', headers => [Origin => 'null', 'Access-Control-Request-Method' => 'POST']);
+    is join(' ', $res->{status}, $res->{headers}{'access-control-allow-origin'} // '-',
+            $res->{headers}{'access-control-allow-credentials'} // '-', length $res->{body}),
+        '204 null true 0', '... a preflight too: 204, null, credentials, no body';
 
     $res = http(GET => '/cookie_needed_echo/info');
     ok $res->{json} && $res->{json}{cookie_needed}, 'CometSocketCookie On: cookie_needed: true';
-    like $res->{headers}{'set-cookie'} // '', qr{^JSESSIONID=[0-9a-f]{32}; path=/; HttpOnly$},
-        '... Set-Cookie: a JSESSIONID of 128 random bits';
-    $res = http(GET => '/cookie_needed_echo/info', headers => [Cookie => 'a=b; JSESSIONID=abc123']);
-    is $res->{headers}{'set-cookie'}, 'JSESSIONID=abc123; path=/; HttpOnly', '... the client\'s JSESSIONID kept';
+    ok !exists $res->{headers}{'set-cookie'}, '... but no cookie from /info (session URLs set it)';
 
     $res = http(OPTIONS => '/echo/info',
                 headers => [Origin => 'http://o.example', 'Access-Control-Request-Headers' => 'X-A, X-B']);
@@ -80,6 +82,8 @@ sub allow_set {
     ok $exp && abs($exp - time - 31536000) < 120, "... Expires a year ahead ($h->{expires})";
     is $h->{'access-control-allow-origin'}, 'http://o.example', '... Access-Control-Allow-Origin';
     is $h->{'access-control-allow-headers'}, 'X-A, X-B', '... Access-Control-Allow-Headers as requested';
+    $res = http(OPTIONS => '/echo/info', headers => [Origin => 'o', 'Access-Control-Request-Headers' => '']);
+    ok !exists $res->{headers}{'access-control-allow-headers'}, '... none when none is asked';
 
     $res = http(POST => '/echo/info', body => '');
     is $res->{status}, 405, 'POST /info: 405';
@@ -125,10 +129,14 @@ sub allow_set {
     is $h->{'content-type'}, $JS, '... application/javascript';
     is $h->{'cache-control'}, $NOCACHE, '... not cached';
     is $h->{'access-control-allow-origin'}, '*', '... CORS';
+    ok !exists $h->{'set-cookie'}, '... no cookie (CometSocketCookie Off)';
     $res = http(POST => sjs_path('/echo', $sid, 'xhr_send'), body => '["a","b"]',
-                headers => ['Content-Type' => 'text/plain']);
+                headers => ['Content-Type' => 'text/plain', Origin => 'http://o.example']);
     is $res->{status}, 204, 'xhr_send: 204';
     is $res->{body}, '', '... no body';
+    is join(' ', map { $res->{headers}{$_} // '-' } qw(access-control-allow-origin
+            access-control-allow-credentials cache-control)), "http://o.example true $NOCACHE",
+        '... CORS with credentials, not cached';
     $res = http(POST => sjs_path('/echo', $sid, 'xhr'));
     is "$res->{status} $res->{body}", qq(200 a["a","b"]\n), 'next poll: a["a","b"]';
 
@@ -349,4 +357,34 @@ sub allow_set {
     } @cases;
     is_deeply \@got, [map { "$_->[0] $_->[1]: 405 $_->[2]" } @cases], '405 with Allow'
         or diag explain \@got;
+}
+
+# --- the JSESSIONID cookie (CometSocketCookie On) ----------------------------
+# sockjs-node's: on every session URL, the client's own, else "dummy"
+{
+    my $loc = '/cookie_needed_echo';
+    my $sid = new_session();
+    my $dummy = 'JSESSIONID=dummy; path=/; HttpOnly';
+    my @got;
+    push @got, 'xhr ' . (http(POST => sjs_path($loc, $sid, 'xhr'))->{headers}{'set-cookie'} // '-');
+    push @got, 'xhr_send ' . (http(POST => sjs_path($loc, $sid, 'xhr_send'), body => '["a"]')
+                              ->{headers}{'set-cookie'} // '-');
+    push @got, 'jsonp_send ' . (http(POST => sjs_path($loc, $sid, 'jsonp_send'), body => 'd=%5B%5D',
+                                     headers => ['Content-Type' => 'application/x-www-form-urlencoded'])
+                                ->{headers}{'set-cookie'} // '-');
+    push @got, 'jsonp ' . (http(GET => sjs_path($loc, $sid, 'jsonp') . '?c=x')->{headers}{'set-cookie'} // '-');
+    push @got, 'OPTIONS xhr ' . (http(OPTIONS => sjs_path($loc, $sid, 'xhr'))->{headers}{'set-cookie'} // '-');
+    for my $what (qw(xhr_streaming eventsource htmlfile)) {
+        my $s = sjs_stream($loc, new_session(), $what, query => '?c=x');
+        push @got, "$what " . ($s->{headers}{'set-cookie'} // '-');
+        $s->close;
+    }
+    is_deeply \@got, [map { "$_ $dummy" } 'xhr', 'xhr_send', 'jsonp_send', 'jsonp', 'OPTIONS xhr',
+                      qw(xhr_streaming eventsource htmlfile)],
+        'no cookie sent: JSESSIONID=dummy on every session URL' or diag explain \@got;
+    my $res = http(POST => sjs_path($loc, new_session(), 'xhr'), headers => [Cookie => 'JSESSIONID=abcdef']);
+    is "$res->{body}" . ($res->{headers}{'set-cookie'} // ''), "o\nJSESSIONID=abcdef; path=/; HttpOnly",
+        'the client\'s own echoed';
+    ok !exists http(POST => sjs_path('/echo', new_session(), 'xhr'))->{headers}{'set-cookie'},
+        'CometSocketCookie Off: none';
 }
