@@ -367,7 +367,9 @@ static void sjs_release(const sjs_receiver_t *rcv)
 }
 
 /* What a receiver says first: the transport's prelude, then "o" if the
- * session is new, or why it gets nothing if another receiver has it.
+ * session is new, or why it gets nothing if another receiver has it. Each
+ * goes out on its own (its own chunk): clients that read a frame per chunk,
+ * as sockjs-protocol's suite, must not find "o" glued to the prelude.
  * @return DECLINED if the stream goes on, else the request's result (the
  *         claim released) */
 static int sjs_receive_open(sjs_req_t *q, const comet_transport_t *t,
@@ -379,25 +381,34 @@ static int sjs_receive_open(sjs_req_t *q, const comet_transport_t *t,
     comet_buf_t out = { 0 };
     int rc = DECLINED;
 
-    if ((t->prelude && t->prelude(&out, params) < 0)
-        || (!busy && !(rcv->flags & COMET_CHAN_OPENED) && t->open(&out, params) < 0)) {
+    if (t->prelude && t->prelude(&out, params) < 0) {
         rc = HTTP_INTERNAL_SERVER_ERROR;
+    }
+    else if (out.len && comet_stream_send(r, bb, out.data, out.len) < 0) {
+        rc = OK;                      /* the client left */
     }
     else if (busy) {
         /* one receiver at a time: this one learns why it gets nothing */
+        out.len = 0;
         t->close(&out, params, ANOTHER_CONNECTION, strlen(ANOTHER_CONNECTION));
         comet_stream_send(r, bb, out.data, out.len);
         comet_buf_free(&out);
         return OK;
     }
-    else if (out.len && comet_stream_send(r, bb, out.data, out.len) < 0) {
-        rc = OK;                      /* the client left */
-    }
     else if (!(rcv->flags & COMET_CHAN_OPENED)) {
-        comet_proc.store->session.ack(comet_proc.store, &rcv->ref, rcv->acked,
-                                      COMET_CHAN_OPENED);
-        if (t->oneshot) {
-            rc = OK;                  /* a poll that opens a session answers "o" alone */
+        out.len = 0;
+        if (t->open(&out, params) < 0) {
+            rc = HTTP_INTERNAL_SERVER_ERROR;
+        }
+        else if (comet_stream_send(r, bb, out.data, out.len) < 0) {
+            rc = OK;                  /* the client left */
+        }
+        else {
+            comet_proc.store->session.ack(comet_proc.store, &rcv->ref, rcv->acked,
+                                          COMET_CHAN_OPENED);
+            if (t->oneshot) {
+                rc = OK;              /* a poll that opens a session answers "o" alone */
+            }
         }
     }
     comet_buf_free(&out);
@@ -472,7 +483,7 @@ static int sjs_receive(sjs_req_t *q, const comet_transport_t *t)
                                    "receiver claim failed");
     }
     sjs_common(r, 0);
-    comet_stream_headers(r, t->content_type);
+    comet_stream_headers(r, t->content_type, 1);
     if ((rc = sjs_receive_open(q, t, &params, &rcv, rv == APR_EBUSY)) != DECLINED) {
         return rc;
     }

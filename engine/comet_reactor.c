@@ -478,11 +478,14 @@ static void sub_end(sub_t *s, comet_end_t why)
     }
     comet_buf_free(&b);
     if (s->chunked) {
-        /* the zero-length chunk that ends the body */
+        /* the zero-length chunk that ends the body: a header of "0" and
+         * the empty line, no bytes (sub_push would frame them again) */
         qnode_t *q = qnode_get(s->r);
         if (q) {
-            q->p = "0\r\n\r\n";
-            q->len = 5;
+            q->p = "";
+            q->len = 0;
+            memcpy(q->hdr, "0\r\n", 3);
+            q->hlen = 3;
             sub_push(s, q);
         }
     }

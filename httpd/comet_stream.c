@@ -104,12 +104,19 @@ int comet_stream_admit(request_rec *r, const comet_dir_conf_t *conf)
  * the response
  ******************************************************************************/
 
-void comet_stream_headers(request_rec *r, const char *content_type)
+void comet_stream_headers(request_rec *r, const char *content_type, int chunked)
 {
     apr_table_setn(r->subprocess_env, "no-gzip", "1");
     apr_table_setn(r->subprocess_env, "no-brotli", "1");
     ap_remove_input_filter_byhandle(r->connection->input_filters, "reqtimeout");
-    r->connection->keepalive = AP_CONN_CLOSE;
+    if (chunked) {
+        /* "Connection: close" of our own: httpd still chunks an HTTP/1.1
+         * response (ap_set_keepalive), yet keeps no connection alive */
+        apr_table_setn(r->headers_out, "Connection", "close");
+    }
+    else {
+        r->connection->keepalive = AP_CONN_CLOSE;
+    }
     ap_set_content_type(r, content_type);
     comet_request_no_cache(r);
     apr_table_setn(r->headers_out, "X-Accel-Buffering", "no");
@@ -199,6 +206,7 @@ static int hold(request_rec *r, apr_bucket_brigade *bb, comet_sub_spec_t *spec, 
     spec->fd = -1;
     spec->ops = NULL;
     spec->conn = NULL;
+    spec->chunked = 0;            /* httpd's chunk filter frames what we write */
     rv = comet_reactor_add(comet_proc.reactor, spec, &h);
     if (rv != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r, COMET_LOGNO(00131)

@@ -12,7 +12,7 @@ use Encode qw(decode);
 use HTTP::Date qw(str2time);
 use Time::HiRes qw(time sleep);
 
-plan tests => 127, need_module('comet');
+plan tests => 137, need_module('comet');
 
 my $NOCACHE = 'no-store, no-cache, no-transform, must-revalidate, max-age=0';
 my $JS = 'application/javascript; charset=UTF-8';
@@ -193,15 +193,22 @@ sub allow_set {
 }
 
 # --- xhr_streaming ------------------------------------------------------------
+# HTTP/1.1: chunked, each frame a chunk of its own (clients such as the
+# protocol's suite read a frame per chunk)
 {
     my $sid = new_session();
-    my $s = sjs_stream('/sock-small', $sid, 'xhr_streaming');
+    my $s = sjs_stream('/sock-small', $sid, 'xhr_streaming', headers => [Origin => 'http://o.example']);
     is $s->{status}, 200, 'xhr_streaming: 200';
     is $s->{headers}{'content-type'}, $JS, '... application/javascript';
+    is $s->{headers}{'transfer-encoding'}, 'chunked', '... chunked';
+    is join(' ', map { $s->{headers}{$_} // '-' } qw(access-control-allow-origin
+            access-control-allow-credentials)), 'http://o.example true', '... CORS';
     is $s->bytes(2049, 5), ('h' x 2048) . "\n", '... prelude: 2048 h and a newline';
     is $s->upto("\n", 5), "o\n", '... then o';
-    http(POST => sjs_path('/sock-small', $sid, 'xhr_send'), body => '["one","two"]');
-    is $s->upto("\n", 5) . $s->upto("\n", 5), qq(a["one"]\na["two"]\n), '... then one frame per message';
+    http(POST => sjs_path('/sock-small', $sid, 'xhr_send'), body => '["one"]');
+    is $s->upto("\n", 5), qq(a["one"]\n), '... then a frame per message';
+    is_deeply $s->{conn}{chunks}, [('h' x 2048) . "\n", "o\n", qq(a["one"]\n)],
+        '... each a chunk of its own';
     my $t0 = time;
     my $hb = $s->upto("\n", 5);
     is $hb, "h\n", sprintf '... h after %.1f s of silence', time - $t0;
@@ -214,7 +221,7 @@ sub allow_set {
         sleep 0.1;
     }
     my ($rest, $eof) = $s->rest(5);
-    ok $eof, 'past 4K the streaming response ends';
+    ok $eof && $s->{conn}{last_chunk}, 'past 4K the streaming response ends (its last chunk)';
     my @got = $rest =~ /^a\["(\d{3})z+"\]$/mg;
     cmp_ok scalar(@got), '<', 12, '... before every message (' . scalar(@got) . ' of 12)';
     my $s2 = sjs_stream('/sock-small', $sid, 'xhr_streaming');
@@ -243,6 +250,16 @@ sub allow_set {
     my $res = http(POST => sjs_path('/echo', $sid, 'eventsource'), body => '');
     is $res->{status}, 405, 'POST eventsource: 405';
     is allow_set($res), 'GET', '... Allow: GET';
+}
+# HTTP/1.0: no chunks, the close ends the body
+{
+    my $sid = new_session();
+    my $s = sjs_stream('/close', $sid, 'xhr_streaming', version => '1.0');
+    ok !exists $s->{headers}{'transfer-encoding'} && !exists $s->{headers}{'content-length'},
+        'HTTP/1.0 xhr_streaming: neither chunked nor a length';
+    my ($rest, $eof) = $s->rest(5);
+    is $rest, ('h' x 2048) . qq(\no\nc[3000,"Go away!"]\n), '... the frames as they are';
+    ok $eof, '... then the connection closes';
 }
 
 # --- htmlfile -------------------------------------------------------------
@@ -315,6 +332,11 @@ sub allow_set {
     is $s2->upto("\r\n\r\n", 5) . ($s2->upto("\r\n\r\n", 5) // ''),
         qq(\r\ndata: c[2010,"Another connection still open"]\r\n\r\n), '... over eventsource too';
     ok $s2->closed(5), '... and its response ends';
+    my $s3 = sjs_stream('/echo', $sid, 'xhr_streaming');
+    ok $s3->closed(5), '... over xhr_streaming:';
+    is_deeply $s3->{conn}{chunks}, [('h' x 2048) . "\n", qq(c[2010,"Another connection still open"]\n)],
+        '... the prelude, then the close frame, each a chunk, then the last chunk'
+        or diag explain $s3->{conn}{chunks};
     http(POST => sjs_path('/echo', $sid, 'xhr_send'), body => '["still"]');
     is $s->upto("\n", 5), qq(a["still"]\n), 'the first receiver still gets the messages';
     $s->close;
@@ -330,7 +352,11 @@ sub allow_set {
     my $s = sjs_stream('/close', $sid, 'xhr_streaming');
     $s->bytes(2049, 5);
     is $s->upto("\n", 5), qq(c[3000,"Go away!"]\n), '... a streaming receiver too';
-    ok $s->closed(5), '... which then ends';
+    ok $s->closed(5) && $s->{conn}{last_chunk}, '... which then ends (the last chunk)';
+    $s = sjs_stream('/close', new_session(), 'xhr_streaming');
+    ok $s->closed(5), 'a new session over xhr_streaming:';
+    is_deeply $s->{conn}{chunks}, [('h' x 2048) . "\n", "o\n", qq(c[3000,"Go away!"]\n)],
+        '... prelude, o, close frame: a chunk each' or diag explain $s->{conn}{chunks};
     $res = http(GET => sjs_path('/close', $sid, 'jsonp') . '?c=f');
     is $res->{body}, qq(/**/f("c[3000,\\"Go away!\\"]");\r\n), '... and jsonp';
 }
