@@ -664,21 +664,50 @@ static int sjs_route(sjs_req_t *q)
     return sjs_receive(q, sjs_routes[i].t);
 }
 
-/* A segment of a session URL: non-empty, no dot (SockJS), and for the
- * session id our channel-id alphabet. */
-static int sjs_segment_ok(const char *s, apr_size_t len, int strict)
+/* A segment of a session URL: anything but empty, a dot or a slash (SockJS:
+ * the client picks its ids, any value goes), of a sane length. */
+static int sjs_segment_ok(const char *s, apr_size_t len)
 {
-    apr_size_t i;
+    return len > 0 && len <= COMET_CHANNEL_MAX - 2 && !memchr(s, '.', len)
+           && !memchr(s, '/', len);
+}
 
-    if (len == 0 || len > COMET_CHANNEL_MAX - 2) {
-        return 0;
-    }
+/* The session's name in the store and for the supervisor, in the channel
+ * alphabet ([A-Za-z0-9_-]): the id itself when it is made of it and has no
+ * "_" (sockjs-client's and socket.js's ids), else with "_" doubled and any
+ * other byte as _<hex>, so that two ids never share a name.
+ * @return its length, 0 if it would be too long */
+static apr_size_t sjs_session_name(const char *s, apr_size_t len, char *out, apr_size_t size)
+{
+    static const char hex[] = "0123456789abcdef";
+    apr_size_t i, n = 0;
+
     for (i = 0; i < len; i++) {
-        if (s[i] == '.' || s[i] == '/' || (strict && !comet_channel_valid(s + i, 1))) {
-            return 0;
+        unsigned char c = (unsigned char)s[i];
+        if (c != '_' && comet_channel_valid(s + i, 1)) {
+            if (n + 1 >= size) {
+                return 0;
+            }
+            out[n++] = (char)c;
+        }
+        else if (c == '_') {
+            if (n + 2 >= size) {
+                return 0;
+            }
+            out[n++] = '_';
+            out[n++] = '_';
+        }
+        else {
+            if (n + 3 >= size) {
+                return 0;
+            }
+            out[n++] = '_';
+            out[n++] = hex[c >> 4];
+            out[n++] = hex[c & 15];
         }
     }
-    return 1;
+    out[n] = '\0';
+    return n;
 }
 
 /* iframe.html, or iframe<anything without a slash>.html (the version). */
@@ -690,10 +719,29 @@ static int sjs_is_iframe(const char *rest)
         && strlen(rest) == (apr_size_t)(html - rest) + 5;
 }
 
+/* Does the path as the client sent it have an empty segment ("//")? No
+ * SockJS URL has one, and httpd's MergeSlashes would make /echo// the
+ * greeting (it merges r->uri and r->parsed_uri.path alike). */
+static int sjs_empty_segment(request_rec *r)
+{
+    const char *p = r->unparsed_uri ? r->unparsed_uri : "", *scheme;
+
+    if (*p != '/' && (scheme = ap_strstr_c(p, "://")) != NULL) {
+        p = ap_strchr_c(scheme + 3, '/');         /* absolute form: the path */
+    }
+    for (; p && *p && *p != '?' && *p != '#'; p++) {
+        if (p[0] == '/' && p[1] == '/') {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int comet_socket_handler(request_rec *r)
 {
     const comet_dir_conf_t *conf;
     const char *rest, *slash1, *slash2;
+    char sid[COMET_CHANNEL_MAX - 1];
     sjs_req_t q;
 
     if (strcmp(r->handler, "comet-socket")) {
@@ -703,6 +751,9 @@ static int comet_socket_handler(request_rec *r)
     if (!comet_proc.store) {
         return comet_request_error(r, HTTP_SERVICE_UNAVAILABLE, APLOG_ERR, 0,
                                    "the channel store is not available (see earlier errors)");
+    }
+    if (sjs_empty_segment(r)) {
+        return comet_request_error(r, HTTP_NOT_FOUND, APLOG_DEBUG, 0, "not a SockJS URL");
     }
     rest = comet_request_path_rest(r, conf);
     if (!*rest) {
@@ -721,15 +772,17 @@ static int comet_socket_handler(request_rec *r)
     slash1 = ap_strchr_c(rest, '/');
     slash2 = slash1 ? ap_strchr_c(slash1 + 1, '/') : NULL;
     if (!slash1 || !slash2 || ap_strchr_c(slash2 + 1, '/')
-        || !sjs_segment_ok(rest, (apr_size_t)(slash1 - rest), 0)
-        || !sjs_segment_ok(slash1 + 1, (apr_size_t)(slash2 - slash1 - 1), 1)) {
+        || !sjs_segment_ok(rest, (apr_size_t)(slash1 - rest))
+        || !sjs_segment_ok(slash1 + 1, (apr_size_t)(slash2 - slash1 - 1))
+        || !sjs_session_name(slash1 + 1, (apr_size_t)(slash2 - slash1 - 1),
+                             sid, sizeof(sid))) {
         return comet_request_error(r, HTTP_NOT_FOUND, APLOG_DEBUG, 0, "not a SockJS URL");
     }
     memset(&q, 0, sizeof(q));
     q.r = r;
     q.conf = conf;
     q.server = apr_pstrmemdup(r->pool, rest, (apr_size_t)(slash1 - rest));
-    q.sid = apr_pstrmemdup(r->pool, slash1 + 1, (apr_size_t)(slash2 - slash1 - 1));
+    q.sid = apr_pstrdup(r->pool, sid);
     q.what = slash2 + 1;
     q.down_len = comet_sup_channel(q.down, sizeof(q.down), 's', q.sid);
     return sjs_route(&q);

@@ -12,7 +12,7 @@ use Encode qw(decode);
 use HTTP::Date qw(str2time);
 use Time::HiRes qw(time sleep);
 
-plan tests => 137, need_module('comet');
+plan tests => 141, need_module('comet');
 
 my $NOCACHE = 'no-store, no-cache, no-transform, must-revalidate, max-age=0';
 my $JS = 'application/javascript; charset=UTF-8';
@@ -35,6 +35,12 @@ sub allow_set {
     $res = http(POST => '/echo/', body => 'x');
     is $res->{status}, 405, 'POST /echo/: 405';
     like allow_set($res), qr/\bGET\b/, '... Allow: GET';
+    ok !exists http(GET => '/cookie_needed_echo')->{headers}{'set-cookie'},
+        '... no cookie, even where CometSocketCookie is On';
+    # an empty segment is no SockJS URL, though httpd merges slashes
+    my @nf = map { "/echo$_" } qw(/a /a.html // /// /a/a /a/a/ /a/ /a/a/a/);
+    my @got = map { "$_ " . http(GET => $_)->{status} } @nf;
+    is_deeply \@got, [map { "$_ 404" } @nf], 'other URLs: 404' or diag explain \@got;
 }
 
 # --- /info ----------------------------------------------------------------
@@ -361,28 +367,24 @@ sub allow_set {
     is $res->{body}, qq(/**/f("c[3000,\\"Go away!\\"]");\r\n), '... and jsonp';
 }
 
-# --- URLs that are no session -----------------------------------------------
+# --- URLs that are no session, and any value that is one -------------------
 {
     my @bad = ('/echo/a.b/sid/xhr', '/echo/000/a.b/xhr', '/echo/000/sid', '/echo/000',
-               '/echo/000//xhr', '/echo/000/sid/xhr/more',
-               '/echo/000/sid/websocket', '/echo/000/sid/nope', '/echo/000/s%24d/xhr');
+               '/echo/000//xhr', '/echo/000/sid/xhr/more', '/echo//000/sid/xhr',
+               '/echo/000/sid/nope', '/echo/./sid/xhr', '/echo/000/' . ('x' x 127) . '/xhr');
     my @got = map { my $r = http(POST => $_, body => ''); "$_ $r->{status}" } @bad;
     is_deeply \@got, [map { "$_ 404" } @bad], 'bad session URLs: 404'
         or diag explain \@got;
-}
-
-# --- methods --------------------------------------------------------------
-{
-    my $sid = new_session();
-    my @cases = ([GET => 'xhr_streaming', 'OPTIONS,POST'], [PUT => 'xhr', 'OPTIONS,POST'],
-                 [POST => 'htmlfile', 'GET'], [POST => 'jsonp', 'GET'],
-                 [DELETE => 'jsonp_send', 'POST']);
-    my @got = map {
-        my $r = http($_->[0] => sjs_path('/echo', $sid, $_->[1]));
-        "$_->[0] $_->[1]: $r->{status} " . allow_set($r)
-    } @cases;
-    is_deeply \@got, [map { "$_->[0] $_->[1]: 405 $_->[2]" } @cases], '405 with Allow'
+    my $n = int rand 100000;
+    my @any = ("/a/a$n", "/_/_$n", "/1/$n", "/abcdefgh_i-j%20/abcdefg_i-j%20$n", "/0/s%24d$n");
+    @got = map { my $r = http(POST => "/echo$_/xhr"); "$_ $r->{status} $r->{body}" } @any;
+    is_deeply \@got, [map { "$_ 200 o\n" } @any], 'any server and session value: a session'
         or diag explain \@got;
+    # ids outside [A-Za-z0-9-] are named apart in the store: never the
+    # session of another id
+    http(POST => "/echo/0/a%20b$n/xhr");
+    is http(POST => "/echo/0/a_20b$n/xhr_send", body => '["x"]')->{status}, 404,
+        '"a b" and "a_20b" are two sessions';
 }
 
 # --- the JSESSIONID cookie (CometSocketCookie On) ----------------------------
@@ -413,4 +415,18 @@ sub allow_set {
         'the client\'s own echoed';
     ok !exists http(POST => sjs_path('/echo', new_session(), 'xhr'))->{headers}{'set-cookie'},
         'CometSocketCookie Off: none';
+}
+
+# --- methods --------------------------------------------------------------
+{
+    my $sid = new_session();
+    my @cases = ([GET => 'xhr_streaming', 'OPTIONS,POST'], [PUT => 'xhr', 'OPTIONS,POST'],
+                 [POST => 'htmlfile', 'GET'], [POST => 'jsonp', 'GET'],
+                 [DELETE => 'jsonp_send', 'POST']);
+    my @got = map {
+        my $r = http($_->[0] => sjs_path('/echo', $sid, $_->[1]));
+        "$_->[0] $_->[1]: $r->{status} " . allow_set($r)
+    } @cases;
+    is_deeply \@got, [map { "$_->[0] $_->[1]: 405 $_->[2]" } @cases], '405 with Allow'
+        or diag explain \@got;
 }
