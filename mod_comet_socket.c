@@ -603,15 +603,52 @@ static int sjs_send(sjs_req_t *q, int jsonp)
     if (jsonp) {
         return sjs_text(r, HTTP_OK, "text/plain; charset=UTF-8", "ok");
     }
-    ap_set_content_type(r, "text/plain; charset=UTF-8");
-    return HTTP_NO_CONTENT;
+    /* a 204 with a type all the same: Firefox takes an untyped answer to
+     * an XHR for XML and complains it is not */
+    r->status = HTTP_NO_CONTENT;
+    /* in the table itself: httpd drops r->content_type from a 204 */
+    apr_table_setn(r->headers_out, "Content-Type", "text/plain; charset=UTF-8");
+    return OK;
+}
+
+/*******************************************************************************
+ * WebSocket
+ ******************************************************************************/
+
+/* GET /<server>/<session>/websocket. What is not a WebSocket handshake gets
+ * the errors sockjs-protocol expects (a proxy that dropped the Upgrade
+ * headers is told so); a handshake is answered 404 for now: the module does
+ * not speak WebSocket yet (/info says "websocket": false). */
+static int sjs_websocket(sjs_req_t *q)
+{
+    request_rec *r = q->r;
+    const char *upgrade = apr_table_get(r->headers_in, "Upgrade");
+    const char *connection = apr_table_get(r->headers_in, "Connection");
+
+    if (r->method_number != M_GET) {
+        /* 405 with Allow and nothing else: no body, no type */
+        ap_discard_request_body(r);
+        apr_table_setn(r->headers_out, "Allow", "GET");
+        r->status = HTTP_METHOD_NOT_ALLOWED;
+        return OK;
+    }
+    if (!upgrade || strcasecmp(upgrade, "websocket")) {
+        return sjs_fail(r, HTTP_BAD_REQUEST, "Can \"Upgrade\" only to \"WebSocket\".",
+                        "websocket: no Upgrade: websocket");
+    }
+    if (!connection || !ap_find_token(r->pool, connection, "upgrade")) {
+        return sjs_fail(r, HTTP_BAD_REQUEST, "\"Connection\" must be \"Upgrade\".",
+                        "websocket: no Connection: Upgrade");
+    }
+    return comet_request_error(r, HTTP_NOT_FOUND, APLOG_DEBUG, 0,
+                               "WebSocket is not offered (yet)");
 }
 
 /*******************************************************************************
  * routing
  ******************************************************************************/
 
-typedef enum { SJS_RECEIVE, SJS_SEND, SJS_SEND_FORM } sjs_action_t;
+typedef enum { SJS_RECEIVE, SJS_SEND, SJS_SEND_FORM, SJS_WEBSOCKET } sjs_action_t;
 
 /* /<server>/<session>/<what>: the method each takes, whether it answers a
  * CORS preflight, and what it does. */
@@ -629,6 +666,7 @@ static const struct {
     { "eventsource", M_GET, 0, SJS_RECEIVE, &comet_transport_sockjs_eventsource },
     { "htmlfile", M_GET, 0, SJS_RECEIVE, &comet_transport_sockjs_htmlfile },
     { "jsonp", M_GET, 0, SJS_RECEIVE, &comet_transport_sockjs_jsonp },
+    { "websocket", M_GET, 0, SJS_WEBSOCKET, NULL },
     { NULL }
 };
 
@@ -640,9 +678,11 @@ static int sjs_route(sjs_req_t *q)
     for (i = 0; sjs_routes[i].what && strcmp(sjs_routes[i].what, q->what); i++) {
     }
     if (!sjs_routes[i].what) {
-        /* websocket is not offered (/info says so) */
         return comet_request_error(r, HTTP_NOT_FOUND, APLOG_DEBUG, 0,
                                    "unknown SockJS transport");
+    }
+    if (sjs_routes[i].action == SJS_WEBSOCKET) {
+        return sjs_websocket(q);
     }
     if (sjs_routes[i].preflight && r->method_number == M_OPTIONS) {
         sjs_cookie(r, q->conf);

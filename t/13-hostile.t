@@ -108,7 +108,7 @@ serving('ids');
         ['/echo/info%00', 404],
         ['/echo/000/..%2f/xhr', 404],
         ['/echo/000/sess/xhr/..%2f..', 404],
-        ['/echo/000/sess/websocket', 404],
+        ['/echo/000/sess/websocket', 400],            # no Upgrade
     );
     for my $p (@paths) {
         my ($path, $want) = @$p;

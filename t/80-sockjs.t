@@ -12,7 +12,7 @@ use Encode qw(decode);
 use HTTP::Date qw(str2time);
 use Time::HiRes qw(time sleep);
 
-plan tests => 141, need_module('comet');
+plan tests => 147, need_module('comet');
 
 my $NOCACHE = 'no-store, no-cache, no-transform, must-revalidate, max-age=0';
 my $JS = 'application/javascript; charset=UTF-8';
@@ -140,6 +140,8 @@ sub allow_set {
                 headers => ['Content-Type' => 'text/plain', Origin => 'http://o.example']);
     is $res->{status}, 204, 'xhr_send: 204';
     is $res->{body}, '', '... no body';
+    is $res->{headers}{'content-type'}, 'text/plain; charset=UTF-8',
+        '... Content-Type: text/plain all the same (Firefox takes none for XML)';
     is join(' ', map { $res->{headers}{$_} // '-' } qw(access-control-allow-origin
             access-control-allow-credentials cache-control)), "http://o.example true $NOCACHE",
         '... CORS with credentials, not cached';
@@ -415,6 +417,27 @@ sub allow_set {
         'the client\'s own echoed';
     ok !exists http(POST => sjs_path('/echo', new_session(), 'xhr'))->{headers}{'set-cookie'},
         'CometSocketCookie Off: none';
+}
+
+# --- /websocket without WebSocket ---------------------------------------------
+{
+    my $sid = new_session();
+    my $res = http(GET => sjs_path('/echo', $sid, 'websocket'));
+    is "$res->{status} $res->{body}", '400 Can "Upgrade" only to "WebSocket".',
+        'GET websocket without Upgrade: 400';
+    $res = http(GET => sjs_path('/echo', $sid, 'websocket'),
+                headers => [Upgrade => 'WebSocket']);
+    is "$res->{status} $res->{body}", '400 "Connection" must be "Upgrade".',
+        '... with Upgrade but Connection: close: 400';
+    for my $h ([Upgrade => 'WebSocket', Connection => 'Upgrade'], []) {
+        $res = http(POST => sjs_path('/echo', $sid, 'websocket'), headers => $h, body => '');
+        is join(' ', $res->{status}, $res->{headers}{allow} // '-',
+                $res->{headers}{'content-type'} // '-', length $res->{body}), '405 GET - 0',
+            'POST websocket' . (@$h ? ' (Upgrade)' : '') . ': 405, Allow: GET, no type, no body';
+    }
+    $res = http(GET => sjs_path('/echo', $sid, 'websocket'),
+                headers => [Upgrade => 'websocket', Connection => 'Upgrade']);
+    is $res->{status}, 404, 'a handshake: 404 (no WebSocket yet: /info says so)';
 }
 
 # --- methods --------------------------------------------------------------
