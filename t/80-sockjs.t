@@ -12,7 +12,7 @@ use Encode qw(decode);
 use HTTP::Date qw(str2time);
 use Time::HiRes qw(time sleep);
 
-plan tests => 147, need_module('comet');
+plan tests => 154, need_module('comet');
 
 my $NOCACHE = 'no-store, no-cache, no-transform, must-revalidate, max-age=0';
 my $JS = 'application/javascript; charset=UTF-8';
@@ -243,21 +243,22 @@ sub allow_set {
     my $res = http(GET => sjs_path('/echo', $sid, 'xhr_streaming'));
     is $res->{status}, 405, 'GET xhr_streaming: 405';
 }
-
-# --- eventsource ----------------------------------------------------------
+# the suite's limit: frames of 134 bytes on /echo (4096): the 31st, past
+# 4096 counting "o", ends the response, not the 30th
 {
     my $sid = new_session();
-    my $s = sjs_stream('/echo', $sid, 'eventsource');
-    is $s->{status}, 200, 'eventsource: 200';
-    is $s->{headers}{'content-type'}, 'text/event-stream; charset=UTF-8', '... text/event-stream';
-    is $s->{headers}{'cache-control'}, $NOCACHE, '... not cached';
-    is $s->upto("\r\n\r\n", 5), "\r\ndata: o\r\n\r\n", '... CRLF, then data: o';
-    http(POST => sjs_path('/echo', $sid, 'xhr_send'), body => qq(["x\\ny"]));
-    is $s->upto("\r\n\r\n", 5), qq(data: a["x\\ny"]\r\n\r\n), '... data: a["x\\ny"]';
-    $s->close;
-    my $res = http(POST => sjs_path('/echo', $sid, 'eventsource'), body => '');
-    is $res->{status}, 405, 'POST eventsource: 405';
-    is allow_set($res), 'GET', '... Allow: GET';
+    my $s = sjs_stream('/echo', $sid, 'xhr_streaming');
+    $s->bytes(2049, 5);
+    $s->upto("\n", 5);
+    my $msg = '"' . ('x' x 128) . '"';
+    my ($n, $ended_early) = (0, 0);
+    for my $i (1 .. 31) {
+        http(POST => sjs_path('/echo', $sid, 'xhr_send'), body => "[$msg]");
+        $n++ if ($s->upto("\n", 5) // '') eq "a[$msg]\n";
+        $ended_early ||= $i < 31 && $s->{conn}{last_chunk};
+    }
+    ok $n == 31 && !$ended_early, "CometSocketResponseLimit 4096: 31 frames of 134 bytes ($n)";
+    ok $s->closed(5) && $s->{conn}{last_chunk}, '... then the last chunk, and the end';
 }
 # HTTP/1.0: no chunks, the close ends the body
 {
@@ -268,6 +269,29 @@ sub allow_set {
     my ($rest, $eof) = $s->rest(5);
     is $rest, ('h' x 2048) . qq(\no\nc[3000,"Go away!"]\n), '... the frames as they are';
     ok $eof, '... then the connection closes';
+}
+
+# --- eventsource ----------------------------------------------------------
+{
+    my $sid = new_session();
+    my $s = sjs_stream('/echo', $sid, 'eventsource');
+    is $s->{status}, 200, 'eventsource: 200';
+    is $s->{headers}{'content-type'}, 'text/event-stream', '... text/event-stream (the type alone)';
+    is $s->{headers}{'cache-control'}, $NOCACHE, '... not cached';
+    is $s->upto("\r\n\r\n", 5), "\r\ndata: o\r\n\r\n", '... CRLF, then data: o';
+    http(POST => sjs_path('/echo', $sid, 'xhr_send'), body => qq(["x\\ny"]));
+    is $s->upto("\r\n\r\n", 5), qq(data: a["x\\ny"]\r\n\r\n), '... data: a["x\\ny"]';
+    is_deeply $s->{conn}{chunks}, ["\r\n", "data: o\r\n\r\n", qq(data: a["x\\ny"]\r\n\r\n)],
+        '... each a chunk';
+    # one frame past CometSocketResponseLimit (4096) ends the response
+    my $big = '"' . ('x' x 4096) . '"';
+    http(POST => sjs_path('/echo', $sid, 'xhr_send'), body => "[$big]");
+    is $s->upto("\r\n\r\n", 5), "data: a[$big]\r\n\r\n", '... a frame of 4 KiB';
+    ok $s->closed(5) && $s->{conn}{last_chunk}, '... and the response ends after it';
+    $s->close;
+    my $res = http(POST => sjs_path('/echo', $sid, 'eventsource'), body => '');
+    is $res->{status}, 405, 'POST eventsource: 405';
+    is allow_set($res), 'GET', '... Allow: GET';
 }
 
 # --- htmlfile -------------------------------------------------------------
@@ -283,14 +307,34 @@ sub allow_set {
     is $s->{status}, 200, 'htmlfile?c=_jp.a1b2: 200';
     is $s->{headers}{'content-type'}, 'text/html; charset=UTF-8', '... text/html';
     my $pre = $s->upto("\r\n\r\n", 5) // '';
-    like $pre, qr/\A<!doctype html>\n.*var c = parent\._jp\.a1b2;\n    c\.start\(\);\n/s,
-        '... the page calls the callback';
-    cmp_ok length($pre), '>', 1024, '... past 1 KiB before anything (' . length($pre) . ')';
+    # sockjs-protocol's head exactly, then spaces to 1037 bytes and two CRLF
+    my $head = <<'HTML' =~ s/CB/_jp.a1b2/r;
+<!doctype html>
+<html><head>
+  <meta http-equiv="X-UA-Compatible" content="IE=edge" />
+  <meta http-equiv="Content-Type" content="text/html; charset=UTF-8" />
+</head><body><h2>Don't panic!</h2>
+  <script>
+    document.domain = document.domain;
+    var c = parent.CB;
+    c.start();
+    function p(d) {c.message(d);};
+    window.onload = function() {c.stop();};
+  </script>
+HTML
+    is $pre, $head . (' ' x (1037 - length $head)) . "\r\n\r\n",
+        '... the page calls the callback, padded past 1 KiB (' . length($pre) . ')';
     is $s->upto("</script>\r\n", 5), qq(<script>\np("o");\n</script>\r\n), '... p("o")';
+    is scalar(@{ $s->{conn}{chunks} }), 2, '... each a chunk';
     http(POST => sjs_path('/echo', $sid, 'xhr_send'), body => qq(["</script>\\"q"]));
     my $frame = 'a["' . escape_js('</script>"q') . '"]';
     is $s->upto("</script>\r\n", 5), "<script>\np(\"" . escape_js($frame) . "\");\n</script>\r\n",
         '... messages: the frame as a JS string (escaped twice, no </script>)';
+    my $big = 'x' x 4096;
+    http(POST => sjs_path('/echo', $sid, 'xhr_send'), body => qq(["$big"]));
+    is $s->upto("</script>\r\n", 5), qq(<script>\np("a[\\"$big\\"]");\n</script>\r\n),
+        '... a frame of 4 KiB';
+    ok $s->closed(5) && $s->{conn}{last_chunk}, '... ends the response (CometSocketResponseLimit)';
     $s->close;
 }
 
