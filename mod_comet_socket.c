@@ -48,6 +48,11 @@
 
 /* how long a new receiver waits for an ending one to let go (milliseconds) */
 #define RECEIVER_WAIT_MS    1000
+/* ... and for a busy one (milliseconds): a client that drops its receiver
+ * and opens another at once must find the first one gone (and the session
+ * interrupted), not "another connection", though the loop that watches the
+ * first may not have seen it go yet */
+#define BUSY_WAIT_MS        100
 /* the largest payload of one xhr_send or jsonp_send */
 #define MAX_PAYLOAD         (1 << 20)
 #define ANOTHER_CONNECTION  "2010,\"Another connection still open\""
@@ -338,9 +343,10 @@ static apr_status_t sjs_claim(sjs_req_t *q, const comet_chan_ref_t *ref, apr_uin
     apr_status_t rv;
     int waited = 0;
 
-    while ((rv = comet_proc.store->session.claim(comet_proc.store, comet_proc.slot, ref,
-                                                  token, acked, flags)) == APR_EAGAIN
-           && waited < RECEIVER_WAIT_MS) {
+    while (((rv = comet_proc.store->session.claim(comet_proc.store, comet_proc.slot, ref,
+                                                   token, acked, flags)) == APR_EAGAIN
+            && waited < RECEIVER_WAIT_MS)
+           || (rv == APR_EBUSY && waited < BUSY_WAIT_MS)) {
         apr_sleep(apr_time_from_msec(5));
         waited += 5;
     }

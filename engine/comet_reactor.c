@@ -1520,6 +1520,28 @@ static void sub_attach(comet_reactor_t *r, sub_t *s)
     sub_want_flush(r, s);
 }
 
+/* A session's receiver whose client left before the server ended the
+ * response (a network error, an abort): the session is over, as sockjs-node
+ * has it (sockjs-protocol's HandlingClose), for messages may have been lost
+ * on the way. Its next receiver is told c[1002,"Connection interrupted"];
+ * without one, it ends after CometSocketDisconnectDelay as any other. */
+static void sub_interrupted(sub_t *s)
+{
+    comet_limits_t lim = { 10, 0, 64, 0 };
+    comet_publish_result_t res;
+    const lchan_t *c;
+    apr_status_t rv;
+
+    if (!s->session || s->closing || s->closed || !s->nlinks || !(c = s->links[0].ch)
+        || c->gone) {
+        return;
+    }
+    rv = s->r->store->publish(s->r->store, c->name, c->name_len, COMET_SOCKJS_INTERRUPTED,
+                              strlen(COMET_SOCKJS_INTERRUPTED), COMET_MSG_CLOSE, &lim, &res);
+    rlog(s->r, rv == APR_SUCCESS ? COMET_LOG_DEBUG : COMET_LOG_ERR, rv,
+         "comet: %s: its receiver %s left: session interrupted", c->name, s->peer);
+}
+
 /* Read and drop what a subscriber sent (it has nothing to say), noticing
  * a close. @return -1 if it left (closed), 0 */
 static int sub_discard(sub_t *s)
@@ -1531,6 +1553,7 @@ static int sub_discard(sub_t *s)
         apr_status_t rv = s->ops->read(s->conn);
         if (rv != APR_SUCCESS) {
             rlog(s->r, COMET_LOG_TRACE, rv, "comet: subscriber %s left", s->peer);
+            sub_interrupted(s);
             sub_close(s, 1);
             return -1;
         }
@@ -1550,6 +1573,7 @@ static int sub_discard(sub_t *s)
         }
         if (n == 0) {
             rlog(s->r, COMET_LOG_TRACE, 0, "comet: subscriber %s left", s->peer);
+            sub_interrupted(s);
             sub_close(s, 1);
             return -1;
         }
@@ -1557,6 +1581,7 @@ static int sub_discard(sub_t *s)
             continue;
         }
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            sub_interrupted(s);
             sub_close(s, 1);
             return -1;
         }
@@ -1571,6 +1596,7 @@ static void sub_on_io(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t events)
     sub_t *s = COMET_LOOP_CONTAINER(io, sub_t, io);
 
     if (events & COMET_LOOP_ERROR) {
+        sub_interrupted(s);
         sub_close(s, 1);
         return;
     }

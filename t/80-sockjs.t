@@ -1,5 +1,9 @@
 # SockJS 0.3 on the wire, over every transport, with the built-in backends
-# (echo, close): statuses, headers and bytes, as sockjs-protocol-0.3 says.
+# (echo, close): statuses, headers and bytes, as sockjs-protocol-0.3 says and
+# as its suite (sockjs-protocol.py) checks them: CORS, the JSESSIONID cookie,
+# HTTP/1.1 streams chunked a frame a chunk, responses renewed past
+# CometSocketResponseLimit (4096 on /echo, as the suite's test server), a
+# receiver's abort ending its session, the errors of /websocket.
 use strict;
 use warnings;
 use FindBin;
@@ -12,7 +16,7 @@ use Encode qw(decode);
 use HTTP::Date qw(str2time);
 use Time::HiRes qw(time sleep);
 
-plan tests => 154, need_module('comet');
+plan tests => 160, need_module('comet');
 
 my $NOCACHE = 'no-store, no-cache, no-transform, must-revalidate, max-age=0';
 my $JS = 'application/javascript; charset=UTF-8';
@@ -461,6 +465,33 @@ HTML
         'the client\'s own echoed';
     ok !exists http(POST => sjs_path('/echo', new_session(), 'xhr'))->{headers}{'set-cookie'},
         'CometSocketCookie Off: none';
+}
+
+# --- a receiver its client drops: the session is interrupted ----------------
+# (sockjs-protocol's HandlingClose: messages may have been lost)
+{
+    my $sid = new_session();
+    my $s = sjs_stream('/echo', $sid, 'xhr_streaming');
+    $s->bytes(2049, 5);
+    is $s->upto("\n", 5), "o\n", 'a streaming receiver';
+    $s->close;
+    my $s2 = sjs_stream('/echo', $sid, 'xhr_streaming');
+    $s2->bytes(2049, 5);
+    is $s2->upto("\n", 5), qq(c[1002,"Connection interrupted"]\n),
+        '... dropped by its client: the next one gets c[1002,"Connection interrupted"]';
+    ok $s2->closed(5), '... and ends';
+    is http(POST => sjs_path('/echo', $sid, 'xhr'))->{body}, qq(c[1002,"Connection interrupted"]\n),
+        '... as does every poll';
+    # a poll the client drops while it waits
+    $sid = new_session();
+    http(POST => sjs_path('/echo', $sid, 'xhr'));
+    my $poll = sjs_stream('/echo', $sid, 'xhr');
+    sleep 0.25;
+    is http(POST => sjs_path('/echo', $sid, 'xhr'))->{body}, qq(c[2010,"Another connection still open"]\n),
+        'a waiting poll holds the session';
+    $poll->close;
+    is http(POST => sjs_path('/echo', $sid, 'xhr'))->{body}, qq(c[1002,"Connection interrupted"]\n),
+        '... dropped by its client: the next poll gets c[1002,"Connection interrupted"]';
 }
 
 # --- /websocket without WebSocket ---------------------------------------------
