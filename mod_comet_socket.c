@@ -443,6 +443,9 @@ static int sjs_receive_stream(sjs_req_t *q, const comet_transport_t *t,
                     ? (apr_size_t)COMET_CONF(q->conf, COMET_CONF_RESPONSE_LIMIT) : 0;
     spec.session = 1;
     spec.token = rcv->token;
+    /* ?resume=1 (socket.js): a client that replaces receivers it finds
+     * silent; its going does not end the session (sockjs-client's does) */
+    spec.resumable = comet_request_arg(q->r, "resume") != NULL;
     rc = comet_stream_handoff(q->r, q->conf, &spec, &taken);
     if (!taken) {
         sjs_release(rcv);

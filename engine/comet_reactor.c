@@ -127,6 +127,7 @@ struct sub_t {
     const comet_transport_t *t;
     unsigned chunked:1, closing:1, closed:1, in_flush:1, sent_batch:1;
     unsigned session:1;           /* the receiver of a session: acks, releases */
+    unsigned resumable:1;         /* its client's going does not end the session */
     unsigned presubscribed:1;     /* the handler subscribed: links carry refs */
     apr_uint64_t token;
     comet_id_t acked_pending, acked_sent;
@@ -1532,8 +1533,8 @@ static void sub_interrupted(sub_t *s)
     const lchan_t *c;
     apr_status_t rv;
 
-    if (!s->session || s->closing || s->closed || !s->nlinks || !(c = s->links[0].ch)
-        || c->gone) {
+    if (!s->session || s->resumable || s->closing || s->closed || !s->nlinks
+        || !(c = s->links[0].ch) || c->gone) {
         return;
     }
     rv = s->r->store->publish(s->r->store, c->name, c->name_len, COMET_SOCKJS_INTERRUPTED,
@@ -1956,6 +1957,7 @@ static sub_t *sub_create(comet_reactor_t *r, const comet_sub_spec_t *spec)
     apr_cpystrn(s->peer, spec->peer ? spec->peer : "-", sizeof(s->peer));
     s->session = spec->session ? 1 : 0;
     s->presubscribed = spec->presubscribed ? 1 : 0;
+    s->resumable = spec->resumable ? 1 : 0;
     s->token = spec->token;
     s->params = spec->params;
     if (spec->params.callback) {

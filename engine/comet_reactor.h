@@ -57,6 +57,9 @@ typedef struct comet_sub_spec_t {
      * reactor records what was written and releases the claim at the end */
     int session;
     apr_uint64_t token;               /**< sessions: the receiver_claim token */
+    /** sessions: the client may drop this receiver and go on with another
+     * (socket.js's watchdog); else its going interrupts the session */
+    int resumable;
     /** the caller subscribed this process' slot to each channel (refs[i]);
      * the reactor unsubscribes when the stream ends */
     int presubscribed;
