@@ -15,6 +15,8 @@
  *   POST /chat/<server>/<session>/xhr        poll (xhr_streaming, eventsource,
  *   GET  .../eventsource, htmlfile?c=, jsonp?c=   htmlfile: streams)
  *   POST .../xhr_send, jsonp_send            messages from the browser
+ *   GET  .../websocket                       400/405 as the protocol says
+ *                                            (sjs_websocket: no WebSocket yet)
  *
  * A session lives in the store ("s:<sid>" to the browser, "u:<sid>" from it),
  * so each of its requests may land in any child. Its backend belongs to the

@@ -109,6 +109,7 @@ struct comet_held_t {
     int refs;                     /* reactor + handler */
     int ended;                    /* the reactor is done with it */
     int gone;                     /* the handler is done with it */
+    int client_left;              /* ... for its client went (sub_interrupted) */
     apr_size_t limit;
     comet_buf_t pending;
 };
@@ -1656,6 +1657,9 @@ static void held_release_all(comet_held_t *rel)
         comet_held_t *h = rel;
         rel = h->rnext;
         if (h->sub && !h->sub->closed) {
+            if (h->client_left) {
+                sub_interrupted(h->sub);
+            }
             sub_close(h->sub, 1);
         }
         held_unref(h);            /* the handler's reference */
@@ -2112,12 +2116,13 @@ apr_status_t comet_held_wait(comet_held_t *h, int client_fd,
     }
 }
 
-void comet_held_release(comet_held_t *h)
+void comet_held_release(comet_held_t *h, int client_left)
 {
     comet_reactor_t *r = h->r;
 
     pthread_mutex_lock(&h->mu);
     h->gone = 1;
+    h->client_left = client_left;
     pthread_mutex_unlock(&h->mu);
     /* let the reactor drop the stream now rather than at its next write */
     pthread_mutex_lock(&r->cmd_mu);

@@ -125,7 +125,9 @@ void comet_reactor_counts(comet_reactor_t *r, comet_reactor_counts_t *c);
 apr_status_t comet_held_wait(comet_held_t *h, int client_fd,
                              apr_interval_time_t timeout, comet_buf_t *out);
 
-/** Held subscribers: the handler is done (stream over or write failed). */
-void comet_held_release(comet_held_t *h);
+/** Held subscribers: the handler is done (stream over or write failed);
+ *  client_left: because its client went (a session's receiver: the
+ *  session is interrupted, as for a stream of the loop's own). */
+void comet_held_release(comet_held_t *h, int client_left);
 
 #endif /* COMET_REACTOR_H */

@@ -199,6 +199,7 @@ static int hold(request_rec *r, apr_bucket_brigade *bb, comet_sub_spec_t *spec, 
     comet_held_t *h = NULL;
     comet_buf_t out = { 0 };
     apr_status_t rv;
+    int left = 0;                 /* the client went */
 
     if (sock) {
         apr_os_sock_get(&fd, sock);
@@ -219,10 +220,12 @@ static int hold(request_rec *r, apr_bucket_brigade *bb, comet_sub_spec_t *spec, 
         int state = AP_MPMQ_RUNNING;
         rv = comet_held_wait(h, (int)fd, HELD_POLL, &out);
         if (out.len && comet_stream_send(r, bb, out.data, out.len) < 0) {
+            left = 1;
             break;
         }
         out.len = 0;
         if (rv == APR_EOF || rv == APR_ECONNABORTED) {
+            left = rv == APR_ECONNABORTED;
             break;
         }
         if (rv != APR_SUCCESS && rv != APR_TIMEUP) {
@@ -234,6 +237,7 @@ static int hold(request_rec *r, apr_bucket_brigade *bb, comet_sub_spec_t *spec, 
             && (r->connection->aborted || comet_stream_send(r, bb, NULL, 0) < 0)) {
             /* HTTP/2: no socket to watch; the stream is reset when its client
              * goes, and the next flush says so */
+            left = 1;
             break;
         }
         if (ap_mpm_query(AP_MPMQ_MPM_STATE, &state) == APR_SUCCESS
@@ -244,7 +248,7 @@ static int hold(request_rec *r, apr_bucket_brigade *bb, comet_sub_spec_t *spec, 
         }
     }
     comet_buf_free(&out);
-    comet_held_release(h);
+    comet_held_release(h, left);
     return OK;
 }
 

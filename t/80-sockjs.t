@@ -16,7 +16,7 @@ use Encode qw(decode);
 use HTTP::Date qw(str2time);
 use Time::HiRes qw(time sleep);
 
-plan tests => 161, need_module('comet');
+plan tests => 162, need_module('comet');
 
 my $NOCACHE = 'no-store, no-cache, no-transform, must-revalidate, max-age=0';
 my $JS = 'application/javascript; charset=UTF-8';
@@ -492,6 +492,15 @@ HTML
     $poll->close;
     is http(POST => sjs_path('/echo', $sid, 'xhr'))->{body}, qq(c[1002,"Connection interrupted"]\n),
         '... dropped by its client: the next poll gets c[1002,"Connection interrupted"]';
+    # the same for a stream a thread writes (CometStreamMode thread)
+    $sid = new_session();
+    $s = sjs_stream('/echo-thread', $sid, 'xhr_streaming');
+    $s->bytes(2049, 5);
+    $s->upto("\n", 5);
+    $s->close;
+    sleep 0.3;
+    is http(POST => sjs_path('/echo-thread', $sid, 'xhr'))->{body}, qq(c[1002,"Connection interrupted"]\n),
+        '... and one a thread writes (CometStreamMode thread)';
     # ?resume=1 (socket.js, whose watchdog replaces silent receivers): the
     # session goes on
     $sid = new_session();
