@@ -10,11 +10,13 @@
  *       CometSocketBackend exec:/usr/local/lib/chat/session-handler --room main
  *   </Location>
  *
- *   GET  /chat/info                          {"websocket": false, ...}
+ *   GET  /chat/info                          {"websocket": true, ...}
  *   GET  /chat/iframe.html                   page for sockjs-client's iframe transports
  *   POST /chat/<server>/<session>/xhr        poll (xhr_streaming, eventsource,
  *   GET  .../eventsource, htmlfile?c=, jsonp?c=   htmlfile: streams)
  *   POST .../xhr_send, jsonp_send            messages from the browser
+ *   GET  .../websocket                       SockJS over WebSocket (its own
+ *   GET  /chat/websocket                     session); raw WebSocket
  *
  * A session lives in the store ("s:<sid>" to the browser, "u:<sid>" from it),
  * so each of its requests may land in any child. Its backend belongs to the
@@ -49,6 +51,11 @@
 
 /* how long a new receiver waits for an ending one to let go (milliseconds) */
 #define RECEIVER_WAIT_MS    1000
+/* ... and for a busy one (milliseconds): a client that drops its receiver
+ * and opens another at once must find the first one gone (and the session
+ * interrupted), not "another connection", though the loop that watches the
+ * first may not have seen it go yet */
+#define BUSY_WAIT_MS        100
 /* the largest payload of one xhr_send or jsonp_send */
 #define MAX_PAYLOAD         (1 << 20)
 #define ANOTHER_CONNECTION  "2010,\"Another connection still open\""
@@ -73,51 +80,34 @@ static apr_uint64_t sjs_token(void)
            | (apr_atomic_inc32(&counter) & 0xfffff);
 }
 
-/* CometSocketCookie On: the client's JSESSIONID, or a new one of 128 bits
- * from APR's random generator. A session is bound to the cookie of the client
- * that opened it: its id alone, even guessed, gets nobody else in. */
-static const char *sjs_cookie(request_rec *r)
+/* The JSESSIONID the client sent, if it is one we may echo; else NULL. */
+static const char *sjs_client_cookie(request_rec *r)
 {
-    const char *v = apr_table_get(r->notes, "comet-jsessionid");
-    const char *cookie, *p;
+    const char *cookie = apr_table_get(r->headers_in, "Cookie");
+    const char *p, *end;
 
-    if (v) {
-        return v;
+    if (!cookie || (p = ap_strstr_c(cookie, "JSESSIONID=")) == NULL
+        || (p != cookie && p[-1] != ' ' && p[-1] != ';')) {
+        return NULL;
     }
-    cookie = apr_table_get(r->headers_in, "Cookie");
-    if (cookie && (p = ap_strstr_c(cookie, "JSESSIONID=")) != NULL
-        && (p == cookie || p[-1] == ' ' || p[-1] == ';')) {
-        const char *end = p + 11;
-        while (*end && *end != ';' && *end != ' ' && *end != '"' && *end != ',') {
-            end++;
-        }
-        if (comet_channel_valid(p + 11, (apr_size_t)(end - p - 11))) {
-            v = apr_pstrmemdup(r->pool, p + 11, (apr_size_t)(end - p - 11));
-        }
+    for (end = p + 11; *end && *end != ';' && *end != ' ' && *end != '"' && *end != ','; end++) {
     }
-    if (!v) {
-        unsigned char rnd[16];
-        char *hex = apr_palloc(r->pool, 2 * sizeof(rnd) + 1);
-        int i;
-        if (apr_generate_random_bytes(rnd, sizeof(rnd)) != APR_SUCCESS) {
-            return NULL;
-        }
-        for (i = 0; i < (int)sizeof(rnd); i++) {
-            apr_snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
-        }
-        v = hex;
+    if (!comet_channel_valid(p + 11, (apr_size_t)(end - p - 11))) {
+        return NULL;
     }
-    apr_table_setn(r->notes, "comet-jsessionid", v);
-    return v;
+    return apr_pstrmemdup(r->pool, p + 11, (apr_size_t)(end - p - 11));
 }
 
-/* The owner a session opened by this request is bound to (0: none). */
+/* The owner a session opened by this request is bound to (0: none): with
+ * CometSocketCookie On, the client's own JSESSIONID. A client without one
+ * gets "dummy" (sockjs-node's cookie, which the protocol's suite checks), a
+ * value every such client shares: it binds nothing. */
 static apr_uint64_t sjs_owner(request_rec *r, const comet_dir_conf_t *conf)
 {
-    const char *v = COMET_CONF(conf, COMET_CONF_SOCKET_COOKIE) == 1 ? sjs_cookie(r) : NULL;
+    const char *v = COMET_CONF(conf, COMET_CONF_SOCKET_COOKIE) == 1 ? sjs_client_cookie(r) : NULL;
     apr_uint64_t h = 14695981039346656037ULL;
 
-    if (!v) {
+    if (!v || !strcmp(v, "dummy")) {
         return 0;
     }
     for (; *v; v++) {
@@ -126,28 +116,50 @@ static apr_uint64_t sjs_owner(request_rec *r, const comet_dir_conf_t *conf)
     return h ? h : 1;
 }
 
-/* Headers every SockJS answer carries. */
-static void sjs_common(request_rec *r, const comet_dir_conf_t *conf, int cache)
+/* CometSocketCookie On, on session URLs only (as sockjs-node): the cookie a
+ * load balancer may stick by, the client's own or "dummy", set every time
+ * so that the balancer can add its own. */
+static void sjs_cookie(request_rec *r, const comet_dir_conf_t *conf)
+{
+    const char *v;
+
+    if (COMET_CONF(conf, COMET_CONF_SOCKET_COOKIE) != 1) {
+        return;
+    }
+    v = sjs_client_cookie(r);
+    apr_table_setn(r->err_headers_out, "Set-Cookie",
+                   apr_pstrcat(r->pool, "JSESSIONID=", v ? v : "dummy", "; path=/; HttpOnly",
+                               NULL));
+}
+
+/* CORS, as sockjs-node answers it: the Origin echoed, "null" too (a page
+ * from file:// sends it, and sockjs-protocol wants it back), with
+ * credentials; without an Origin, "*" and no credentials (the two do not go
+ * together). */
+static void sjs_cors(request_rec *r)
 {
     const char *origin = apr_table_get(r->headers_in, "Origin");
     const char *req_headers = apr_table_get(r->headers_in, "Access-Control-Request-Headers");
 
-    apr_table_setn(r->headers_out, "Access-Control-Allow-Origin",
-                   origin && strcmp(origin, "null") ? origin : "*");
-    apr_table_setn(r->headers_out, "Access-Control-Allow-Credentials", "true");
+    if (origin && *origin) {
+        apr_table_setn(r->headers_out, "Access-Control-Allow-Origin", origin);
+        apr_table_setn(r->headers_out, "Access-Control-Allow-Credentials", "true");
+    }
+    else {
+        apr_table_setn(r->headers_out, "Access-Control-Allow-Origin", "*");
+    }
     apr_table_mergen(r->headers_out, "Vary", "Origin");
-    if (req_headers) {
+    if (req_headers && *req_headers) {
         apr_table_setn(r->headers_out, "Access-Control-Allow-Headers", req_headers);
     }
+}
+
+/* Headers every SockJS answer carries. */
+static void sjs_common(request_rec *r, int cache)
+{
+    sjs_cors(r);
     if (!cache) {
         comet_request_no_cache(r);
-    }
-    if (COMET_CONF(conf, COMET_CONF_SOCKET_COOKIE) == 1) {
-        const char *v = sjs_cookie(r);
-        if (v) {
-            apr_table_setn(r->err_headers_out, "Set-Cookie",
-                           apr_pstrcat(r->pool, "JSESSIONID=", v, "; path=/; HttpOnly", NULL));
-        }
     }
 }
 
@@ -162,9 +174,9 @@ static void sjs_cache_year(request_rec *r)
 }
 
 /* Answer a CORS preflight for the given methods. */
-static int sjs_options(request_rec *r, const comet_dir_conf_t *conf, const char *methods)
+static int sjs_options(request_rec *r, const char *methods)
 {
-    sjs_common(r, conf, 1);
+    sjs_common(r, 1);
     apr_table_setn(r->headers_out, "Access-Control-Allow-Methods", methods);
     sjs_cache_year(r);
     apr_table_setn(r->headers_out, "Access-Control-Max-Age", "31536000");
@@ -194,13 +206,13 @@ static int sjs_info(request_rec *r, const comet_dir_conf_t *conf)
     int rc;
 
     if (r->method_number == M_OPTIONS) {
-        return sjs_options(r, conf, "OPTIONS, GET");
+        return sjs_options(r, "OPTIONS, GET");
     }
     if (r->method_number != M_GET) {
         return comet_request_refuse_method(r, COMET_METHOD(M_GET) | COMET_METHOD(M_OPTIONS));
     }
     apr_generate_random_bytes((unsigned char *)&entropy, sizeof(entropy));
-    sjs_common(r, conf, 0);
+    sjs_common(r, 0);
     comet_json_start(&j, &b, COMET_JSON_SPACED);
     comet_json_open(&j, NULL, '{');
     comet_json_bool(&j, "websocket", COMET_CONF(conf, COMET_CONF_SOCKET_WEBSOCKET) != 0);
@@ -334,9 +346,10 @@ static apr_status_t sjs_claim(sjs_req_t *q, const comet_chan_ref_t *ref, apr_uin
     apr_status_t rv;
     int waited = 0;
 
-    while ((rv = comet_proc.store->session.claim(comet_proc.store, comet_proc.slot, ref,
-                                                  token, acked, flags)) == APR_EAGAIN
-           && waited < RECEIVER_WAIT_MS) {
+    while (((rv = comet_proc.store->session.claim(comet_proc.store, comet_proc.slot, ref,
+                                                   token, acked, flags)) == APR_EAGAIN
+            && waited < RECEIVER_WAIT_MS)
+           || (rv == APR_EBUSY && waited < BUSY_WAIT_MS)) {
         apr_sleep(apr_time_from_msec(5));
         waited += 5;
     }
@@ -363,7 +376,9 @@ static void sjs_release(const sjs_receiver_t *rcv)
 }
 
 /* What a receiver says first: the transport's prelude, then "o" if the
- * session is new, or why it gets nothing if another receiver has it.
+ * session is new, or why it gets nothing if another receiver has it. Each
+ * goes out on its own (its own chunk): clients that read a frame per chunk,
+ * as sockjs-protocol's suite, must not find "o" glued to the prelude.
  * @return DECLINED if the stream goes on, else the request's result (the
  *         claim released) */
 static int sjs_receive_open(sjs_req_t *q, const comet_transport_t *t,
@@ -375,25 +390,34 @@ static int sjs_receive_open(sjs_req_t *q, const comet_transport_t *t,
     comet_buf_t out = { 0 };
     int rc = DECLINED;
 
-    if ((t->prelude && t->prelude(&out, params) < 0)
-        || (!busy && !(rcv->flags & COMET_CHAN_OPENED) && t->open(&out, params) < 0)) {
+    if (t->prelude && t->prelude(&out, params) < 0) {
         rc = HTTP_INTERNAL_SERVER_ERROR;
+    }
+    else if (out.len && comet_stream_send(r, bb, out.data, out.len) < 0) {
+        rc = OK;                      /* the client left */
     }
     else if (busy) {
         /* one receiver at a time: this one learns why it gets nothing */
+        out.len = 0;
         t->close(&out, params, ANOTHER_CONNECTION, strlen(ANOTHER_CONNECTION));
         comet_stream_send(r, bb, out.data, out.len);
         comet_buf_free(&out);
         return OK;
     }
-    else if (out.len && comet_stream_send(r, bb, out.data, out.len) < 0) {
-        rc = OK;                      /* the client left */
-    }
     else if (!(rcv->flags & COMET_CHAN_OPENED)) {
-        comet_proc.store->session.ack(comet_proc.store, &rcv->ref, rcv->acked,
-                                      COMET_CHAN_OPENED);
-        if (t->oneshot) {
-            rc = OK;                  /* a poll that opens a session answers "o" alone */
+        out.len = 0;
+        if (t->open(&out, params) < 0) {
+            rc = HTTP_INTERNAL_SERVER_ERROR;
+        }
+        else if (comet_stream_send(r, bb, out.data, out.len) < 0) {
+            rc = OK;                  /* the client left */
+        }
+        else {
+            comet_proc.store->session.ack(comet_proc.store, &rcv->ref, rcv->acked,
+                                          COMET_CHAN_OPENED);
+            if (t->oneshot) {
+                rc = OK;              /* a poll that opens a session answers "o" alone */
+            }
         }
     }
     comet_buf_free(&out);
@@ -422,6 +446,9 @@ static int sjs_receive_stream(sjs_req_t *q, const comet_transport_t *t,
                     ? (apr_size_t)COMET_CONF(q->conf, COMET_CONF_RESPONSE_LIMIT) : 0;
     spec.session = 1;
     spec.token = rcv->token;
+    /* ?resume=1 (socket.js): a client that replaces receivers it finds
+     * silent; its going does not end the session (sockjs-client's does) */
+    spec.resumable = comet_request_arg(q->r, "resume") != NULL;
     rc = comet_stream_handoff(q->r, q->conf, &spec, &taken);
     if (!taken) {
         sjs_release(rcv);
@@ -467,8 +494,8 @@ static int sjs_receive(sjs_req_t *q, const comet_transport_t *t)
         return comet_request_error(r, HTTP_INTERNAL_SERVER_ERROR, APLOG_ERR, rv,
                                    "receiver claim failed");
     }
-    sjs_common(r, q->conf, 0);
-    comet_stream_headers(r, t->content_type);
+    sjs_common(r, 0);
+    comet_stream_headers(r, t->content_type, 1);
     if ((rc = sjs_receive_open(q, t, &params, &rcv, rv == APR_EBUSY)) != DECLINED) {
         return rc;
     }
@@ -584,13 +611,22 @@ static int sjs_send(sjs_req_t *q, int jsonp)
     if (x.rv != APR_SUCCESS) {
         return sjs_send_status(r, x.rv);
     }
-    sjs_common(r, q->conf, 0);
+    sjs_common(r, 0);
     if (jsonp) {
         return sjs_text(r, HTTP_OK, "text/plain; charset=UTF-8", "ok");
     }
-    ap_set_content_type(r, "text/plain; charset=UTF-8");
-    return HTTP_NO_CONTENT;
+    /* a 204 with a type all the same: Firefox takes an untyped answer to
+     * an XHR for XML and complains it is not */
+    r->status = HTTP_NO_CONTENT;
+    /* in the table itself: httpd drops r->content_type from a 204 */
+    apr_table_setn(r->headers_out, "Content-Type", "text/plain; charset=UTF-8");
+    return OK;
 }
+
+/*******************************************************************************
+ * WebSocket
+ ******************************************************************************/
+
 
 /*******************************************************************************
  * SockJS over WebSocket
@@ -719,7 +755,11 @@ static int sjs_websocket(sjs_req_t *q, int raw)
     rc = comet_websocket_check(r, (int)COMET_CONF(q->conf, COMET_CONF_STREAM_MODE), !raw,
                                &why);
     if (rc == HTTP_METHOD_NOT_ALLOWED) {
-        return comet_request_refuse_method(r, COMET_METHOD(M_GET));
+        /* 405 with Allow and nothing else: no body, no type (the suite) */
+        ap_discard_request_body(r);
+        apr_table_setn(r->headers_out, "Allow", "GET");
+        r->status = HTTP_METHOD_NOT_ALLOWED;
+        return OK;
     }
     if (rc != OK) {
         return sjs_fail(r, rc, why, why);
@@ -774,7 +814,7 @@ static int sjs_websocket(sjs_req_t *q, int raw)
  * routing
  ******************************************************************************/
 
-typedef enum { SJS_RECEIVE, SJS_SEND, SJS_SEND_FORM } sjs_action_t;
+typedef enum { SJS_RECEIVE, SJS_SEND, SJS_SEND_FORM, SJS_WEBSOCKET } sjs_action_t;
 
 /* /<server>/<session>/<what>: the method each takes, whether it answers a
  * CORS preflight, and what it does. */
@@ -792,6 +832,7 @@ static const struct {
     { "eventsource", M_GET, 0, SJS_RECEIVE, &comet_transport_sockjs_eventsource },
     { "htmlfile", M_GET, 0, SJS_RECEIVE, &comet_transport_sockjs_htmlfile },
     { "jsonp", M_GET, 0, SJS_RECEIVE, &comet_transport_sockjs_jsonp },
+    { "websocket", M_GET, 0, SJS_WEBSOCKET, NULL },
     { NULL }
 };
 
@@ -803,20 +844,22 @@ static int sjs_route(sjs_req_t *q)
     for (i = 0; sjs_routes[i].what && strcmp(sjs_routes[i].what, q->what); i++) {
     }
     if (!sjs_routes[i].what) {
-        if (!strcmp(q->what, "websocket")) {
-            return sjs_websocket(q, 0);
-        }
         return comet_request_error(r, HTTP_NOT_FOUND, APLOG_DEBUG, 0,
                                    "unknown SockJS transport");
     }
+    if (sjs_routes[i].action == SJS_WEBSOCKET) {
+        return sjs_websocket(q, 0);
+    }
     if (sjs_routes[i].preflight && r->method_number == M_OPTIONS) {
-        return sjs_options(r, q->conf, "OPTIONS, POST");
+        sjs_cookie(r, q->conf);
+        return sjs_options(r, "OPTIONS, POST");
     }
     if (r->method_number != sjs_routes[i].method) {
         return comet_request_refuse_method(r, COMET_METHOD(sjs_routes[i].method)
                                            | (sjs_routes[i].preflight
                                               ? COMET_METHOD(M_OPTIONS) : 0));
     }
+    sjs_cookie(r, q->conf);
     if (sjs_routes[i].action != SJS_RECEIVE) {
         return sjs_send(q, sjs_routes[i].action == SJS_SEND_FORM);
     }
@@ -827,21 +870,50 @@ static int sjs_route(sjs_req_t *q)
     return sjs_receive(q, sjs_routes[i].t);
 }
 
-/* A segment of a session URL: non-empty, no dot (SockJS), and for the
- * session id our channel-id alphabet. */
-static int sjs_segment_ok(const char *s, apr_size_t len, int strict)
+/* A segment of a session URL: anything but empty, a dot or a slash (SockJS:
+ * the client picks its ids, any value goes), of a sane length. */
+static int sjs_segment_ok(const char *s, apr_size_t len)
 {
-    apr_size_t i;
+    return len > 0 && len <= COMET_CHANNEL_MAX - 2 && !memchr(s, '.', len)
+           && !memchr(s, '/', len);
+}
 
-    if (len == 0 || len > COMET_CHANNEL_MAX - 2) {
-        return 0;
-    }
+/* The session's name in the store and for the supervisor, in the channel
+ * alphabet ([A-Za-z0-9_-]): the id itself when it is made of it and has no
+ * "_" (sockjs-client's and socket.js's ids), else with "_" doubled and any
+ * other byte as _<hex>, so that two ids never share a name.
+ * @return its length, 0 if it would be too long */
+static apr_size_t sjs_session_name(const char *s, apr_size_t len, char *out, apr_size_t size)
+{
+    static const char hex[] = "0123456789abcdef";
+    apr_size_t i, n = 0;
+
     for (i = 0; i < len; i++) {
-        if (s[i] == '.' || s[i] == '/' || (strict && !comet_channel_valid(s + i, 1))) {
-            return 0;
+        unsigned char c = (unsigned char)s[i];
+        if (c != '_' && comet_channel_valid(s + i, 1)) {
+            if (n + 1 >= size) {
+                return 0;
+            }
+            out[n++] = (char)c;
+        }
+        else if (c == '_') {
+            if (n + 2 >= size) {
+                return 0;
+            }
+            out[n++] = '_';
+            out[n++] = '_';
+        }
+        else {
+            if (n + 3 >= size) {
+                return 0;
+            }
+            out[n++] = '_';
+            out[n++] = hex[c >> 4];
+            out[n++] = hex[c & 15];
         }
     }
-    return 1;
+    out[n] = '\0';
+    return n;
 }
 
 /* iframe.html, or iframe<anything without a slash>.html (the version). */
@@ -853,10 +925,29 @@ static int sjs_is_iframe(const char *rest)
         && strlen(rest) == (apr_size_t)(html - rest) + 5;
 }
 
+/* Does the path as the client sent it have an empty segment ("//")? No
+ * SockJS URL has one, and httpd's MergeSlashes would make /echo// the
+ * greeting (it merges r->uri and r->parsed_uri.path alike). */
+static int sjs_empty_segment(request_rec *r)
+{
+    const char *p = r->unparsed_uri ? r->unparsed_uri : "", *scheme;
+
+    if (*p != '/' && (scheme = ap_strstr_c(p, "://")) != NULL) {
+        p = ap_strchr_c(scheme + 3, '/');         /* absolute form: the path */
+    }
+    for (; p && *p && *p != '?' && *p != '#'; p++) {
+        if (p[0] == '/' && p[1] == '/') {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int comet_socket_handler(request_rec *r)
 {
     const comet_dir_conf_t *conf;
     const char *rest, *slash1, *slash2;
+    char sid[COMET_CHANNEL_MAX - 1];
     sjs_req_t q;
 
     if (strcmp(r->handler, "comet-socket")) {
@@ -866,6 +957,9 @@ static int comet_socket_handler(request_rec *r)
     if (!comet_proc.store) {
         return comet_request_error(r, HTTP_SERVICE_UNAVAILABLE, APLOG_ERR, 0,
                                    "the channel store is not available (see earlier errors)");
+    }
+    if (sjs_empty_segment(r)) {
+        return comet_request_error(r, HTTP_NOT_FOUND, APLOG_DEBUG, 0, "not a SockJS URL");
     }
     rest = comet_request_path_rest(r, conf);
     if (!*rest) {
@@ -890,15 +984,17 @@ static int comet_socket_handler(request_rec *r)
     slash1 = ap_strchr_c(rest, '/');
     slash2 = slash1 ? ap_strchr_c(slash1 + 1, '/') : NULL;
     if (!slash1 || !slash2 || ap_strchr_c(slash2 + 1, '/')
-        || !sjs_segment_ok(rest, (apr_size_t)(slash1 - rest), 0)
-        || !sjs_segment_ok(slash1 + 1, (apr_size_t)(slash2 - slash1 - 1), 1)) {
+        || !sjs_segment_ok(rest, (apr_size_t)(slash1 - rest))
+        || !sjs_segment_ok(slash1 + 1, (apr_size_t)(slash2 - slash1 - 1))
+        || !sjs_session_name(slash1 + 1, (apr_size_t)(slash2 - slash1 - 1),
+                             sid, sizeof(sid))) {
         return comet_request_error(r, HTTP_NOT_FOUND, APLOG_DEBUG, 0, "not a SockJS URL");
     }
     memset(&q, 0, sizeof(q));
     q.r = r;
     q.conf = conf;
     q.server = apr_pstrmemdup(r->pool, rest, (apr_size_t)(slash1 - rest));
-    q.sid = apr_pstrmemdup(r->pool, slash1 + 1, (apr_size_t)(slash2 - slash1 - 1));
+    q.sid = apr_pstrdup(r->pool, sid);
     q.what = slash2 + 1;
     q.down_len = comet_sup_channel(q.down, sizeof(q.down), 's', q.sid);
     return sjs_route(&q);

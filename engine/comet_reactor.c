@@ -110,6 +110,7 @@ struct comet_held_t {
     int refs;                     /* reactor + handler */
     int ended;                    /* the reactor is done with it */
     int gone;                     /* the handler is done with it */
+    int client_left;              /* ... for its client went (sub_interrupted) */
     apr_size_t limit;
     comet_buf_t pending;
 };
@@ -130,6 +131,7 @@ struct sub_t {
     unsigned session:1;           /* the receiver of a session: acks, releases */
     unsigned said_close:1;        /* WebSocket: a close frame is queued */
     unsigned lingering:1;         /* WebSocket: all sent, reading until the client closes */
+    unsigned resumable:1;         /* its client's going does not end the session */
     unsigned presubscribed:1;     /* the handler subscribed: links carry refs */
     apr_uint64_t token;
     comet_id_t acked_pending, acked_sent;
@@ -488,11 +490,14 @@ static void sub_end(sub_t *s, comet_end_t why)
     }
     comet_buf_free(&b);
     if (s->chunked) {
-        /* the zero-length chunk that ends the body */
+        /* the zero-length chunk that ends the body: a header of "0" and
+         * the empty line, no bytes (sub_push would frame them again) */
         qnode_t *q = qnode_get(s->r);
         if (q) {
-            q->p = "0\r\n\r\n";
-            q->len = 5;
+            q->p = "";
+            q->len = 0;
+            memcpy(q->hdr, "0\r\n", 3);
+            q->hlen = 3;
             sub_push(s, q);
         }
     }
@@ -1621,6 +1626,29 @@ static int sub_ws_read(sub_t *s)
     return 0;
 }
 
+/* A session's receiver whose client left before the server ended the
+ * response (a network error, an abort): the session is over, as sockjs-node
+ * has it (sockjs-protocol's HandlingClose), for messages may have been lost
+ * on the way. Its next receiver is told c[1002,"Connection interrupted"];
+ * without one, it ends after CometSocketDisconnectDelay as any other. */
+static void sub_interrupted(sub_t *s)
+{
+    comet_limits_t lim = { 10, 0, 64, 0 };
+    comet_publish_result_t res;
+    const lchan_t *c;
+    apr_status_t rv;
+
+    /* (a WebSocket is a session of its own: nobody comes back to it) */
+    if (!s->session || s->resumable || s->ws || s->closing || s->closed || !s->nlinks
+        || !(c = s->links[0].ch) || c->gone) {
+        return;
+    }
+    rv = s->r->store->publish(s->r->store, c->name, c->name_len, COMET_SOCKJS_INTERRUPTED,
+                              strlen(COMET_SOCKJS_INTERRUPTED), COMET_MSG_CLOSE, &lim, &res);
+    rlog(s->r, rv == APR_SUCCESS ? COMET_LOG_DEBUG : COMET_LOG_ERR, rv,
+         "comet: %s: its receiver %s left: session interrupted", c->name, s->peer);
+}
+
 /* Read and drop what a subscriber sent (it has nothing to say), noticing
  * a close. @return -1 if it left (closed), 0 */
 static int sub_discard(sub_t *s)
@@ -1636,6 +1664,7 @@ static int sub_discard(sub_t *s)
         apr_status_t rv = s->ops->read(s->conn);
         if (rv != APR_SUCCESS) {
             rlog(s->r, COMET_LOG_TRACE, rv, "comet: subscriber %s left", s->peer);
+            sub_interrupted(s);
             sub_close(s, 1);
             return -1;
         }
@@ -1655,6 +1684,7 @@ static int sub_discard(sub_t *s)
         }
         if (n == 0) {
             rlog(s->r, COMET_LOG_TRACE, 0, "comet: subscriber %s left", s->peer);
+            sub_interrupted(s);
             sub_close(s, 1);
             return -1;
         }
@@ -1662,6 +1692,7 @@ static int sub_discard(sub_t *s)
             continue;
         }
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            sub_interrupted(s);
             sub_close(s, 1);
             return -1;
         }
@@ -1676,6 +1707,7 @@ static void sub_on_io(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t events)
     sub_t *s = COMET_LOOP_CONTAINER(io, sub_t, io);
 
     if (events & COMET_LOOP_ERROR) {
+        sub_interrupted(s);
         sub_close(s, 1);
         return;
     }
@@ -1734,6 +1766,9 @@ static void held_release_all(comet_held_t *rel)
         comet_held_t *h = rel;
         rel = h->rnext;
         if (h->sub && !h->sub->closed) {
+            if (h->client_left) {
+                sub_interrupted(h->sub);
+            }
             sub_close(h->sub, 1);
         }
         held_unref(h);            /* the handler's reference */
@@ -2035,6 +2070,7 @@ static sub_t *sub_create(comet_reactor_t *r, const comet_sub_spec_t *spec)
     apr_cpystrn(s->peer, spec->peer ? spec->peer : "-", sizeof(s->peer));
     s->session = spec->session ? 1 : 0;
     s->presubscribed = spec->presubscribed ? 1 : 0;
+    s->resumable = spec->resumable ? 1 : 0;
     s->token = spec->token;
     s->params = spec->params;
     if (spec->params.callback) {
@@ -2209,12 +2245,13 @@ apr_status_t comet_held_wait(comet_held_t *h, int client_fd,
     }
 }
 
-void comet_held_release(comet_held_t *h)
+void comet_held_release(comet_held_t *h, int client_left)
 {
     comet_reactor_t *r = h->r;
 
     pthread_mutex_lock(&h->mu);
     h->gone = 1;
+    h->client_left = client_left;
     pthread_mutex_unlock(&h->mu);
     /* let the reactor drop the stream now rather than at its next write */
     pthread_mutex_lock(&r->cmd_mu);

@@ -58,6 +58,9 @@ typedef struct comet_sub_spec_t {
      * reactor records what was written and releases the claim at the end */
     int session;
     apr_uint64_t token;               /**< sessions: the receiver_claim token */
+    /** sessions: the client may drop this receiver and go on with another
+     * (socket.js's watchdog); else its going interrupts the session */
+    int resumable;
     /** the caller subscribed this process' slot to each channel (refs[i]);
      * the reactor unsubscribes when the stream ends */
     int presubscribed;
@@ -139,7 +142,9 @@ void comet_reactor_counts(comet_reactor_t *r, comet_reactor_counts_t *c);
 apr_status_t comet_held_wait(comet_held_t *h, int client_fd,
                              apr_interval_time_t timeout, comet_buf_t *out);
 
-/** Held subscribers: the handler is done (stream over or write failed). */
-void comet_held_release(comet_held_t *h);
+/** Held subscribers: the handler is done (stream over or write failed);
+ *  client_left: because its client went (a session's receiver: the
+ *  session is interrupted, as for a stream of the loop's own). */
+void comet_held_release(comet_held_t *h, int client_left);
 
 #endif /* COMET_REACTOR_H */

@@ -482,7 +482,9 @@ static int es_close(comet_buf_t *out, const comet_stream_params_t *p, const char
 }
 
 const comet_transport_t comet_transport_sockjs_eventsource = {
-    .name = "eventsource", .index = 3, .content_type = "text/event-stream; charset=UTF-8",
+    /* no charset: sockjs-protocol wants the type alone (the stream is
+     * UTF-8 by definition) */
+    .name = "eventsource", .index = 3, .content_type = "text/event-stream",
     .accumulates = 1, .session = 1,
     .prelude = es_prelude, .message = es_message, .heartbeat = es_heartbeat,
     .open = es_open, .close = es_close
@@ -505,9 +507,10 @@ static int htmlfile_prelude(comet_buf_t *out, const comet_stream_params_t *p)
     rv |= comet_buf_puts(out,
         ";\n    c.start();\n    function p(d) {c.message(d);};\n"
         "    window.onload = function() {c.stop();};\n  </script>\n");
-    /* more than 1 KiB before the browser runs anything */
-    while (!rv && out->len - start <= COMET_IFRAME_PRELUDE_MIN) {
-        rv |= comet_buf_puts(out, "                                                                ");
+    /* more than 1 KiB before the browser runs anything: spaces up to
+     * 1037 bytes, then two CRLF, as sockjs-node pads it */
+    while (!rv && out->len - start < COMET_IFRAME_PRELUDE_MIN + 13) {
+        rv |= comet_buf_puts(out, " ");
     }
     rv |= comet_buf_puts(out, "\r\n\r\n");
     return rv ? -1 : 0;

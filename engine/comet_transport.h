@@ -112,6 +112,10 @@ extern const comet_transport_t comet_transport_sockjs_rawws;
 /** SockJS: the body of the close message a backend's end publishes. */
 #define COMET_SOCKJS_GO_AWAY "3000,\"Go away!\""
 
+/** SockJS: the body of the close message of a session whose receiver's
+ *  client went away before the server ended it. */
+#define COMET_SOCKJS_INTERRUPTED "1002,\"Connection interrupted\""
+
 /** SockJS: bytes of the xhr_streaming prelude (2048 'h' and a newline). */
 #define COMET_SOCKJS_XHR_PRELUDE 2049
 

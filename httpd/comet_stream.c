@@ -104,12 +104,19 @@ int comet_stream_admit(request_rec *r, const comet_dir_conf_t *conf)
  * the response
  ******************************************************************************/
 
-void comet_stream_headers(request_rec *r, const char *content_type)
+void comet_stream_headers(request_rec *r, const char *content_type, int chunked)
 {
     apr_table_setn(r->subprocess_env, "no-gzip", "1");
     apr_table_setn(r->subprocess_env, "no-brotli", "1");
     ap_remove_input_filter_byhandle(r->connection->input_filters, "reqtimeout");
-    r->connection->keepalive = AP_CONN_CLOSE;
+    if (chunked) {
+        /* "Connection: close" of our own: httpd still chunks an HTTP/1.1
+         * response (ap_set_keepalive), yet keeps no connection alive */
+        apr_table_setn(r->headers_out, "Connection", "close");
+    }
+    else {
+        r->connection->keepalive = AP_CONN_CLOSE;
+    }
     ap_set_content_type(r, content_type);
     comet_request_no_cache(r);
     apr_table_setn(r->headers_out, "X-Accel-Buffering", "no");
@@ -192,6 +199,7 @@ static int hold(request_rec *r, apr_bucket_brigade *bb, comet_sub_spec_t *spec, 
     comet_held_t *h = NULL;
     comet_buf_t out = { 0 };
     apr_status_t rv;
+    int left = 0;                 /* the client went */
 
     if (sock) {
         apr_os_sock_get(&fd, sock);
@@ -199,6 +207,7 @@ static int hold(request_rec *r, apr_bucket_brigade *bb, comet_sub_spec_t *spec, 
     spec->fd = -1;
     spec->ops = NULL;
     spec->conn = NULL;
+    spec->chunked = 0;            /* httpd's chunk filter frames what we write */
     rv = comet_reactor_add(comet_proc.reactor, spec, &h);
     if (rv != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r, COMET_LOGNO(00131)
@@ -211,10 +220,12 @@ static int hold(request_rec *r, apr_bucket_brigade *bb, comet_sub_spec_t *spec, 
         int state = AP_MPMQ_RUNNING;
         rv = comet_held_wait(h, (int)fd, HELD_POLL, &out);
         if (out.len && comet_stream_send(r, bb, out.data, out.len) < 0) {
+            left = 1;
             break;
         }
         out.len = 0;
         if (rv == APR_EOF || rv == APR_ECONNABORTED) {
+            left = rv == APR_ECONNABORTED;
             break;
         }
         if (rv != APR_SUCCESS && rv != APR_TIMEUP) {
@@ -226,6 +237,7 @@ static int hold(request_rec *r, apr_bucket_brigade *bb, comet_sub_spec_t *spec, 
             && (r->connection->aborted || comet_stream_send(r, bb, NULL, 0) < 0)) {
             /* HTTP/2: no socket to watch; the stream is reset when its client
              * goes, and the next flush says so */
+            left = 1;
             break;
         }
         if (ap_mpm_query(AP_MPMQ_MPM_STATE, &state) == APR_SUCCESS
@@ -236,7 +248,7 @@ static int hold(request_rec *r, apr_bucket_brigade *bb, comet_sub_spec_t *spec, 
         }
     }
     comet_buf_free(&out);
-    comet_held_release(h);
+    comet_held_release(h, left);
     return OK;
 }
 

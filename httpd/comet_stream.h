@@ -30,8 +30,11 @@ int comet_stream_admit(request_rec *r, const comet_dir_conf_t *conf);
 /**
  * Prepare the response of a stream: this content type, no compression, no
  * keep-alive, no request timeout, no caching anywhere.
+ * @param chunked non-zero: over HTTP/1.1, a chunked body (its end told by
+ *        the last chunk, as SockJS clients want it), else a body the
+ *        connection's close ends
  */
-void comet_stream_headers(request_rec *r, const char *content_type);
+void comet_stream_headers(request_rec *r, const char *content_type, int chunked);
 
 /**
  * Send bytes (none: just the headers) and flush.

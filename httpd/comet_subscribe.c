@@ -300,7 +300,7 @@ int comet_subscribe_handle(request_rec *r, const comet_dir_conf_t *conf, const c
         || (rc = subscribe_channels(r, conf, &spec, &spec.params.cursors)) != OK) {
         return rc;
     }
-    comet_stream_headers(r, t->content_type);
+    comet_stream_headers(r, t->content_type, 0);
     spec.transport = t;
     spec.params.callback = cb ? cb : apr_pstrcat(r->pool, COMET_CONF_STR(conf,
                                                  COMET_CONF_CLASS_ID), ".dispatch", NULL);

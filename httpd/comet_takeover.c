@@ -47,11 +47,12 @@ typedef struct {
 
 /* Filters that leave a response's bytes as they are: the loop may write
  * them itself. (mod_reqtimeout's output filter only watches for the EOR
- * bucket; mod_ssl's two are replaced by the loop's own TLS writes.) */
+ * bucket; mod_ssl's two are replaced by the loop's own TLS writes; httpd's
+ * chunk filter by the loop's own chunks, comet_sub_spec_t.chunked.) */
 static int filter_neutral(const char *name, int tls)
 {
     static const char *const plain[] = {
-        "byterange", "content_length", "http_header", "http_outerror", "core",
+        "byterange", "chunk", "content_length", "http_header", "http_outerror", "core",
         "log_input_output", "reqtimeout", NULL
     };
     int i;

@@ -466,7 +466,11 @@ Socket.prototype._flush = function () {
  * per frame, sock._receiverEnded(attempt, failed) once at its end
  ******************************************************************************/
 
-/* The forever iframe: <base>/htmlfile?c=<Class>.cb.<id>_<attempt> calls
+/* Every receiver says resume=1: the server then keeps the session when
+ * one is dropped (the watchdog's replacements), where it would end it for
+ * sockjs-client, as the SockJS protocol wants.
+ *
+ * The forever iframe: <base>/htmlfile?resume=1&c=<Class>.cb.<id>_<attempt> calls
  * start() first, message(frame) per frame, stop() at its end (its window's
  * load event). A callback per receiver: the page binds parent.<callback>
  * when its first script runs, which may be after it was replaced. */
@@ -493,7 +497,7 @@ function htmlfile(sock, attempt) {
                       + 'border:0;visibility:hidden';
     f.setAttribute('aria-hidden', 'true');
     f.setAttribute('tabindex', '-1');
-    f.src = sock._base + '/htmlfile?c=' + encodeURIComponent(ID + '.cb.' + name);
+    f.src = sock._base + '/htmlfile?resume=1&c=' + encodeURIComponent(ID + '.cb.' + name);
     (doc.body || doc.documentElement).appendChild(f);
     /* after insertion: the load event of about:blank is no end of stream;
      * an error page never calls stop() itself */
@@ -534,7 +538,7 @@ function xhrReceiver(sock, attempt) {
             pos = nl + 1;
         }
     }
-    xhr.open('POST', sock._base + '/' + sock.transport, true);
+    xhr.open('POST', sock._base + '/' + sock.transport + '?resume=1', true);
     xhr.onreadystatechange = function () {
         if (done) {
             return;

@@ -43,7 +43,7 @@ my @get = (
     ["/echo/000/" . new_session() . "/jsonp?c=cb", 200],
     ["/echo/000/" . new_session() . "/jsonp", 500],
     ['/echo/000/a.b/xhr', 404],
-    ['/echo/000/x/websocket', 404],
+    ['/echo/000/x/websocket', 400],
     ["/echo/000/$sid/xhr", 405],
     ['/sock-auth/info', 401],
 );

@@ -1,7 +1,8 @@
 # Who may read or write what. A session of a location with CometSocketCookie
-# On is bound to the client's JSESSIONID (128 random bits when the client has
-# none): another client, with its own cookie or none, is told 404 and the
-# refusal is logged; its sends reach nothing. Publish locations are protected
+# On is bound to the JSESSIONID of the client that opened it, if it had one
+# (else it got "dummy", sockjs-node's, and the session is bound to none):
+# another client, with its own cookie or none, is told 404 and the refusal is
+# logged; its sends reach nothing. Publish locations are protected
 # by Apache's own access control: a client bound to 127.0.0.2 is refused by
 # `Require ip 127.0.0.1` (403, logged), while `Require local` admits all of
 # 127.0.0.0/8.
@@ -15,21 +16,22 @@ use Comet::Test;
 use IO::Socket::INET ();
 use Time::HiRes qw(time sleep);
 
-plan tests => 25, need_module('comet');
+plan tests => 26, need_module('comet');
 
 my $loc = '/cookie_needed_echo';
 
-# --- the cookie: 128 bits from APR's generator, HttpOnly ----------------------
+# --- the cookie: sockjs-node's ---------------------------------------------
+# /info sets none; session URLs echo the client's, else set "dummy", which
+# binds nothing (every client without a cookie gets it)
 {
-    my %seen;
-    my $ok = 1;
-    for (1 .. 20) {
-        my $sc = http(GET => "$loc/info")->{headers}{'set-cookie'} // '';
-        my ($v) = $sc =~ /^JSESSIONID=([0-9a-f]{32}); path=\/; HttpOnly$/ or $ok = 0;
-        $seen{$v // ''}++;
-    }
-    ok $ok, 'a client without a cookie gets JSESSIONID=<32 hex digits>; HttpOnly';
-    is scalar(keys %seen), 20, '... a different one each time (20 of 20)';
+    ok !exists http(GET => "$loc/info")->{headers}{'set-cookie'}, '/info sets no cookie';
+    my $sid = new_session();
+    my $res = http(POST => sjs_path($loc, $sid, 'xhr'));
+    is $res->{headers}{'set-cookie'}, 'JSESSIONID=dummy; path=/; HttpOnly',
+        'a client without a cookie gets JSESSIONID=dummy; HttpOnly';
+    is http(POST => sjs_path($loc, $sid, 'xhr_send'), body => '["x"]',
+            headers => [Cookie => 'JSESSIONID=dummy'])->{status}, 204,
+        '... and its session is bound to none: "dummy" sends to it';
 }
 
 # --- a session bound to its cookie ------------------------------------------

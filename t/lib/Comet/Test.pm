@@ -145,7 +145,7 @@ sub open {
         # SSL_read: a record that came in part must not block a reader
         $sock->blocking(0);
     }
-    @$self{qw(sock buf eof closing pid)} = ($sock, '', 0, 0, undef);
+    @$self{qw(sock buf eof closing pid chunked raw)} = ($sock, '', 0, 0, undef, 0, '');
 }
 
 # Is the TLS layer waiting for the socket (SSL_WANT_READ or _WRITE) after a
@@ -210,14 +210,51 @@ sub read_more {
             $self->{eof} = 1;
             return undef;
         }
-        $self->{buf} .= $chunk;
+        $self->got($chunk);
         # TLS: the rest of a record, so that select() tells the truth again
         while ($self->tls_pending) {
             my $m = sysread $self->{sock}, $chunk, 65536;
             last unless $m;
-            $self->{buf} .= $chunk;
+            $self->got($chunk);
         }
         return 1;
+    }
+}
+
+# Bytes from the socket: into the buffer, or through the chunked decoding
+# of a stream's body (dechunk).
+sub got {
+    my ($self, $bytes) = @_;
+    if ($self->{chunked}) {
+        $self->{raw} .= $bytes;
+        $self->dechunk;
+    }
+    else {
+        $self->{buf} .= $bytes;
+    }
+}
+
+# From now on the body is chunked (subscribe does it for a stream whose
+# response says so): the buffer gets the data of each complete chunk,
+# ->{chunks} the data of each one apart (the SockJS tests check that each
+# frame is a chunk of its own), ->{last_chunk} is set by the zero-length one.
+sub dechunk {
+    my $self = shift;
+    if (!$self->{chunked}) {
+        @$self{qw(chunked raw chunks last_chunk)} = (1, $self->{buf}, [], 0);
+        $self->{buf} = '';
+    }
+    while (!$self->{last_chunk} && $self->{raw} =~ /\A([0-9a-fA-F]+)[^\r\n]*\r\n/) {
+        my ($n, $hl) = (hex $1, length $&);
+        last if length($self->{raw}) < $hl + $n + 2;
+        my $data = substr $self->{raw}, $hl, $n;
+        substr($self->{raw}, 0, $hl + $n + 2, '');
+        if ($n == 0) {
+            $self->{last_chunk} = 1;
+            last;
+        }
+        push @{ $self->{chunks} }, $data;
+        $self->{buf} .= $data;
     }
 }
 
@@ -471,6 +508,9 @@ sub subscribe {
     $self->{path} = $path;
     $self->{pid} = $conn->{pid};
     bless $self, 'Comet::Test::Stream';
+    if ($self->{status} == 200 && ($self->{headers}{'transfer-encoding'} // '') =~ /chunked/i) {
+        $conn->dechunk;
+    }
     if ($self->{status} != 200) {
         # an error page: read it whole
         my $n = $self->{headers}{'content-length'};
