@@ -695,7 +695,10 @@ static void sjs_ws_session(sjs_req_t *q, int raw)
     apr_uint64_t t = sjs_token();
 
     q->sid = raw ? apr_psprintf(q->r->pool, "ws-%" APR_UINT64_T_HEX_FMT, t)
-                 : apr_psprintf(q->r->pool, "%s-%" APR_UINT64_T_HEX_FMT, q->sid, t);
+                 : apr_psprintf(q->r->pool, "%.*s-%" APR_UINT64_T_HEX_FMT,
+                                /* room for "s:" and the token: the token
+                                 * alone makes it unique */
+                                COMET_CHANNEL_MAX - 2 - 17, q->sid, t);
     q->down_len = comet_sup_channel(q->down, sizeof(q->down), 's', q->sid);
 }
 

@@ -131,6 +131,7 @@ struct sub_t {
     unsigned session:1;           /* the receiver of a session: acks, releases */
     unsigned said_close:1;        /* WebSocket: a close frame is queued */
     unsigned lingering:1;         /* WebSocket: all sent, reading until the client closes */
+    unsigned ws_done:1;           /* WebSocket: the client's close came (or its end) */
     unsigned resumable:1;         /* its client's going does not end the session */
     unsigned presubscribed:1;     /* the handler subscribed: links carry refs */
     apr_uint64_t token;
@@ -837,7 +838,7 @@ static int sub_write(sub_t *s)
  * the connection: a TLS record, a goodbye to say). */
 static void sub_watch_out(sub_t *s)
 {
-    if (s->lingering) {
+    if (s->lingering && !s->ws_done) {
         return;
     }
     int wait = s->qhead || (s->ops && (s->ops->want_write(s->conn) || s->closing));
@@ -852,23 +853,23 @@ static void sub_finish(sub_t *s)
 {
     apr_status_t rv;
 
-    if (s->lingering) {
+    if (s->ws && !s->ws_done) {
+        /* WebSocket: our close frame is out; the client answers with its
+         * own, then the server closes (RFC 6455, 7.1.1). Closing first,
+         * with its bytes unread, would make the kernel reset the
+         * connection, and the client could lose the close frame: read
+         * until its close comes, for a while. */
+        if (!s->lingering) {
+            s->lingering = 1;
+            s->close_at = apr_time_now() + WS_LINGER;
+            comet_loop_io_set(s->r->loop, &s->io, COMET_LOOP_READ | COMET_LOOP_HUP);
+            sub_schedule(s);
+        }
         return;
     }
     rv = s->ops ? s->ops->shutdown(s->conn) : APR_SUCCESS;
     if (rv == APR_EAGAIN) {
         return;                   /* again when the socket has room */
-    }
-    if (rv == APR_SUCCESS && s->ws && s->fd >= 0 && shutdown(s->fd, SHUT_WR) == 0) {
-        /* WebSocket: the client answers our close frame, then closes.
-         * Closing first, with its bytes unread, would make the kernel
-         * reset the connection, and the client could lose the close
-         * frame: read (and drop) until it goes, for a while. */
-        s->lingering = 1;
-        s->close_at = apr_time_now() + WS_LINGER;
-        comet_loop_io_set(s->r->loop, &s->io, COMET_LOOP_READ | COMET_LOOP_HUP);
-        sub_schedule(s);
-        return;
     }
     sub_close(s, rv != APR_SUCCESS);
 }
@@ -1564,8 +1565,16 @@ static int sub_ws_input(sub_t *s, const char *data, apr_size_t len)
     apr_status_t rv = comet_ws_feed(s->ws, data, len, &out);
 
     if (s->closing) {
-        /* our close frame is queued: the client's answer ends nothing more */
+        /* our close frame is queued: the client's answers go unsaid; its
+         * close lets the connection end */
         comet_buf_free(&out);
+        if (rv == APR_EOF) {
+            s->ws_done = 1;
+            if (s->lingering) {
+                sub_finish(s);
+                return s->closed ? -1 : 0;
+            }
+        }
         return 0;
     }
     if (rv == APR_ENOMEM || sub_queue_own(s, &out) < 0) {
@@ -1578,6 +1587,9 @@ static int sub_ws_input(sub_t *s, const char *data, apr_size_t len)
         /* the close handshake (or a broken frame): out once written */
         rlog(s->r, COMET_LOG_TRACE, 0, "comet: websocket of %s closing", s->peer);
         s->closing = 1;
+        /* the client closed: ours answers, then the end; we closed (it
+         * broke the protocol): wait for its close as for any of ours */
+        s->ws_done = comet_ws_peer_closed(s->ws) ? 1 : 0;
         s->close_at = apr_time_now() + CLOSE_GRACE;
         sub_schedule(s);
     }

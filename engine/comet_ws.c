@@ -33,7 +33,7 @@ typedef struct {
     char *greeting;                   /* sent after the handshake's 16 bytes */
     apr_size_t glen, max;
     comet_buf_t msg;                  /* the frame being read */
-    unsigned in_frame:1, saw_ff:1, closed:1;
+    unsigned in_frame:1, saw_ff:1, closed:1, peer_closed:1;
 } hixie_t;
 
 struct comet_ws_t {
@@ -254,6 +254,7 @@ static int hixie_byte(comet_ws_t *ws, unsigned char c, comet_buf_t *out)
         /* 0xFF 0x00: the client closes (answered); anything else is not
          * a text frame: the end either way */
         hx->closed = 1;
+        hx->peer_closed = hx->saw_ff && c == 0x00;
         return comet_buf_append(out, "\xff\x00", 2) < 0 ? -1 : 1;
     }
     hx->in_frame = 1;
@@ -356,6 +357,11 @@ apr_status_t comet_ws_close(comet_ws_t *ws, int code, const char *reason, comet_
     }
     wslay_event_shutdown_read(ws->ctx);
     return ws_flush(ws, out);
+}
+
+int comet_ws_peer_closed(const comet_ws_t *ws)
+{
+    return ws->hx ? ws->hx->peer_closed : wslay_event_get_close_received(ws->ctx);
 }
 
 int comet_ws_closing(const comet_ws_t *ws)

@@ -101,6 +101,9 @@ apr_status_t comet_ws_feed(comet_ws_t *ws, const char *data, apr_size_t len,
  */
 apr_status_t comet_ws_close(comet_ws_t *ws, int code, const char *reason, comet_buf_t *out);
 
+/** @return nonzero once the client's close frame came */
+int comet_ws_peer_closed(const comet_ws_t *ws);
+
 /** @return nonzero once a close frame went either way */
 int comet_ws_closing(const comet_ws_t *ws);
 
