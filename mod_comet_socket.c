@@ -215,7 +215,10 @@ static int sjs_info(request_rec *r, const comet_dir_conf_t *conf)
     sjs_common(r, 0);
     comet_json_start(&j, &b, COMET_JSON_SPACED);
     comet_json_open(&j, NULL, '{');
-    comet_json_bool(&j, "websocket", COMET_CONF(conf, COMET_CONF_SOCKET_WEBSOCKET) != 0);
+    /* CometStreamMode thread refuses every handshake (501: the loop must
+     * read the frames): not offered there, or clients would try it first */
+    comet_json_bool(&j, "websocket", COMET_CONF(conf, COMET_CONF_SOCKET_WEBSOCKET) != 0
+                                     && COMET_CONF(conf, COMET_CONF_STREAM_MODE) == COMET_MODE_AUTO);
     comet_json_bool(&j, "cookie_needed", COMET_CONF(conf, COMET_CONF_SOCKET_COOKIE) == 1);
     comet_json_open(&j, "origins", '[');
     comet_json_str(&j, NULL, "*:*", 3);

@@ -17,16 +17,21 @@
  * into "Socket" (Pxxo_Widget_Comet -> Pxxo_Widget_Socket, My_Comet ->
  * My_Socket); a class id not ending in "Comet" gets "_Socket" appended.
  *
- * On the wire it is SockJS 0.3 over HTTP, as sockjs-client speaks it: each
- * connect() opens a session <url>/<server>/<session>/ whose messages come
- * down over one receiver at a time, tried in this order until one opens:
+ * On the wire it is SockJS 0.3, as sockjs-client speaks it: each connect()
+ * opens a session <url>/<server>/<session>/ on the first of these transports
+ * that opens it:
+ *   websocket      <session>/websocket, both ways: a frame per WebSocket
+ *                  message down, a JSON array of strings per message up;
+ *                  tried only where the location's /info says
+ *                  "websocket": true and the browser has WebSocket
+ * then over HTTP, the messages coming down over one receiver at a time:
  *   htmlfile       a forever iframe (the PHP widgets' transport) calling
  *                  <Class>.cb.<id>.start(), .message(frame), .stop()
  *   xhr_streaming  one POST whose response grows, a frame per line
  *   xhr            long polling: one POST per batch of frames
- * and go up with POSTs to xhr_send (a JSON array of strings), one at a time,
- * in order, what is sent meanwhile batched into the next. Frames: "o" open,
- * "h" heartbeat, a["msg",...] messages, c[code,"reason"] close.
+ * and going up with POSTs to xhr_send (a JSON array of strings), one at a
+ * time, in order, what is sent meanwhile batched into the next. Frames: "o"
+ * open, "h" heartbeat, a["msg",...] messages, c[code,"reason"] close.
  * Same origin only (the forever iframe calls its parent). ES5 syntax and
  * DOM level 2 only: no framework, no build step.
  */
@@ -34,7 +39,7 @@
 var doc = global.document;
 var ID = /Comet$/.test(COMET.classId) ? COMET.classId.replace(/Comet$/, 'Socket')
                                       : COMET.classId + '_Socket';
-var TRANSPORTS = ['htmlfile', 'xhr_streaming', 'xhr'];
+var TRANSPORTS = ['websocket', 'htmlfile', 'xhr_streaming', 'xhr'];
 var OPEN_TIMEOUT = 5000;    /* ms a transport has to open the session before the next is tried */
 var HEARTBEAT = 25000;      /* CometSocketHeartbeat's default */
 var RECEIVER_RETRIES = 3;   /* receivers in a row that bring nothing before the session is given up */
@@ -105,12 +110,21 @@ function transportList(t) {
 
 var count = 0;
 
+/* The ws: or wss: URL of a path or URL of http: or https:. */
+function wsUrl(u) {
+    var a = doc.createElement('a');
+
+    a.href = u;     /* read back absolute */
+    return a.href.replace(/^http/i, 'ws');
+}
+
 /**
  * A socket to the comet-socket location `url` (e.g. "/chat"). Options:
- * transports (a name, "a,b" or an array, from htmlfile, xhr_streaming and
- * xhr; default all three in that order), timeout (ms a transport has to open
- * the session, default 5000), heartbeat (the location's CometSocketHeartbeat
- * in ms, default 25000: a receiver silent for 2.5 of them is replaced).
+ * transports (a name, "a,b" or an array, from websocket, htmlfile,
+ * xhr_streaming and xhr; default all four in that order, websocket skipped
+ * where /info does not offer it), timeout (ms a transport has to open the
+ * session, default 5000), heartbeat (the location's CometSocketHeartbeat in
+ * ms, default 25000: a receiver silent for 2.5 of them is replaced).
  */
 function Socket(url, options) {
     if (!(this instanceof Socket)) {
@@ -140,6 +154,7 @@ function Socket(url, options) {
     this._frames = 0;       /* frames the current receiver brought */
     this._failures = 0;     /* receivers in a row that brought nothing */
     this._busy = 0;         /* answers "busy" in a row while connecting */
+    this._websocket = false;    /* /info offers it and the browser has it */
     this._queue = [];       /* messages not sent yet */
     this._sending = null;   /* the xhr_send in flight */
     this._timer = null;     /* open timeout, or the delay before the next receiver */
@@ -201,12 +216,12 @@ Socket.prototype.connect = function () {
     /* An iframe added before the page's load event delays that event, and a
      * forever iframe would delay it forever: wait for it. */
     if (doc.readyState === 'complete') {
-        this._try();
+        this._start();
     }
     else {
         on(global, 'load', function () {
             if (self._state === 'waiting') {
-                self._try();
+                self._start();
             }
         });
     }
@@ -234,6 +249,68 @@ Socket.prototype.close = function (code, reason) {
     return this;
 };
 
+/* Ask the location's /info whether it offers WebSocket, when websocket is
+ * among the transports and the browser has it, as sockjs-client does; then
+ * try the transports. Without an answer within `timeout` (or a useful one),
+ * websocket is skipped: the HTTP transports tell for themselves. */
+Socket.prototype._start = function () {
+    var self = this, xhr, done = false, i;
+
+    this._state = 'connecting';
+    this._websocket = false;
+    for (i = 0; i < this.transports.length && this.transports[i] !== 'websocket'; i++) {}
+    if (i === this.transports.length || typeof global.WebSocket !== 'function'
+        && typeof global.WebSocket !== 'object') {
+        this._try();
+        return;
+    }
+    function end(info) {
+        if (done) {
+            return;
+        }
+        done = true;
+        xhr.onreadystatechange = function () {};
+        clearTimeout(self._timer);
+        self._receiver = null;
+        try {
+            self._websocket = JSON.parse(info).websocket === true;
+        }
+        catch (x) {}
+        if (self._state === 'connecting') {
+            self._try();
+        }
+    }
+    xhr = new XMLHttpRequest();
+    /* the module says no-store; the query keeps any cache out regardless */
+    xhr.open('GET', this.url + '/info?t=' + now(), true);
+    xhr.onreadystatechange = function () {
+        if (xhr.readyState === 4) {
+            end(xhr.status === 200 ? xhr.responseText : null);
+        }
+    };
+    this._receiver = {
+        abort: function () {
+            done = true;
+            xhr.onreadystatechange = function () {};
+            try {
+                xhr.abort();
+            }
+            catch (x) {}
+        }
+    };
+    clearTimeout(this._timer);
+    this._timer = setTimeout(function () {
+        if (!done) {
+            try {
+                xhr.abort();
+            }
+            catch (x) {}
+            end(null);
+        }
+    }, this.timeout);
+    xhr.send(null);
+};
+
 /* Open a session on the next transport, or give up. A transport that failed
  * leaves its session behind (the server drops it after
  * CometSocketDisconnectDelay): the server may have opened it already, and
@@ -241,6 +318,10 @@ Socket.prototype.close = function (code, reason) {
 Socket.prototype._try = function () {
     var self = this;
 
+    while (this._next < this.transports.length && this.transports[this._next] === 'websocket'
+           && !this._websocket) {
+        this._next++;
+    }
     if (this._next >= this.transports.length) {
         this._end(2000, 'All transports failed');
         return;
@@ -267,7 +348,8 @@ Socket.prototype._receive = function () {
     var self = this, attempt = ++this._attempt;
 
     this._frames = 0;
-    this._receiver = (this.transport === 'htmlfile' ? htmlfile : xhrReceiver)(this, attempt);
+    this._receiver = (this.transport === 'websocket' ? websocket
+                      : this.transport === 'htmlfile' ? htmlfile : xhrReceiver)(this, attempt);
     this._seen = now();
     (function arm(wait) {
         clearTimeout(self._watchdog);
@@ -323,7 +405,8 @@ Socket.prototype._busyRetry = function (retry) {
 
 /* A receiver ended: the server ended a stream or answered a poll (open the
  * next at once), or it failed (before the session opened: try the next
- * transport; after: retry a few times, then give the session up), or the
+ * transport; after: retry a few times, then give the session up; a
+ * WebSocket is the session, whose end, or silence, ends it), or the
  * server was busy (status 503) before the session opened: the same again,
  * later. Once it is open, a receiver refused as busy is one that failed:
  * the server ends a session left without a receiver for
@@ -344,6 +427,10 @@ Socket.prototype._receiverEnded = function (attempt, failed, status, retry) {
     if (this._state === 'connecting') {
         clearTimeout(this._timer);
         this._try();
+        return;
+    }
+    if (this.transport === 'websocket') {
+        this._end(1006, 'Connection dropped');
         return;
     }
     if (!failed && this._frames) {
@@ -426,20 +513,33 @@ Socket.prototype._end = function (code, reason) {
     this._fire('disconnect', [code, reason]);
 };
 
-/* Send what waits, in one POST, unless one is in flight: its completion
- * sends the next batch, so messages keep their order. */
+/* The next messages to send: the first, and those after it up to
+ * BATCH_MAX characters. */
+Socket.prototype._batch = function () {
+    var size = this._queue[0].length, n;
+
+    for (n = 1; n < this._queue.length && size + this._queue[n].length <= BATCH_MAX; n++) {
+        size += this._queue[n].length;
+    }
+    return this._queue.splice(0, n);
+};
+
+/* Send what waits: over the WebSocket at once, in messages of one batch
+ * each; over HTTP in one POST, unless one is in flight: its completion sends
+ * the next batch, so messages keep their order. */
 Socket.prototype._flush = function () {
-    var self = this, batch, size, xhr, base = this._base;
+    var self = this, batch, xhr, base = this._base;
 
     if (this._state !== 'open' || this._sending || !this._queue.length) {
         return;
     }
-    size = this._queue[0].length;
-    for (batch = 1; batch < this._queue.length && size + this._queue[batch].length <= BATCH_MAX;
-         batch++) {
-        size += this._queue[batch].length;
+    if (this.transport === 'websocket') {
+        while (this._queue.length && this._state === 'open') {
+            this._receiver.send(JSON.stringify(this._batch()));
+        }
+        return;
     }
-    batch = this._queue.splice(0, batch);
+    batch = this._batch();
     xhr = this._sending = new XMLHttpRequest();
     xhr.open('POST', base + '/xhr_send', true);
     /* text/plain: a "simple" request, no preflight even cross-origin */
@@ -465,6 +565,53 @@ Socket.prototype._flush = function () {
  * receivers: each returns { abort: fn } and calls sock._frame(attempt, frame)
  * per frame, sock._receiverEnded(attempt, failed) once at its end
  ******************************************************************************/
+
+/* <base>/websocket: a frame per message; it sends too ({ send: fn(text) }).
+ * One that fails to open (refused, a proxy that does not pass it) or closes
+ * ends: the close frame c[...] came first if the server ended the session. */
+function websocket(sock, attempt) {
+    var ws = null, done = false;
+
+    function end() {
+        if (!done) {
+            done = true;
+            sock._receiverEnded(attempt, true);
+        }
+    }
+    try {
+        ws = new global.WebSocket(wsUrl(sock._base + '/websocket'));
+    }
+    catch (x) {
+        /* a URL or a port the browser refuses: later, as a failure would come */
+        setTimeout(end, 0);
+    }
+    if (ws) {
+        ws.onmessage = function (e) {
+            if (!done) {
+                sock._frame(attempt, String(e.data));
+            }
+        };
+        /* an error is followed by close */
+        ws.onclose = end;
+    }
+    return {
+        abort: function () {
+            done = true;
+            if (ws) {
+                ws.onmessage = ws.onclose = null;
+                try {
+                    ws.close(1000);
+                }
+                catch (x) {}
+            }
+        },
+        send: function (text) {
+            if (ws && !done) {
+                ws.send(text);
+            }
+        }
+    };
+}
 
 /* Every receiver says resume=1: the server then keeps the session when
  * one is dropped (the watchdog's replacements), where it would end it for

@@ -13,7 +13,7 @@ use Comet::WS;
 use Encode qw(encode_utf8);
 use Time::HiRes qw(time sleep);
 
-plan tests => 91, need_module('comet');
+plan tests => 93, need_module('comet');
 
 sub sid { join '', map { ('a' .. 'z', 0 .. 9)[rand 36] } 1 .. 12 }
 sub wspath { ($_[1] // '/echo') . '/000/' . ($_[0] // sid()) . '/websocket' }
@@ -92,6 +92,10 @@ sub next_data {
         '... and its /info says "websocket": false';
     is http(GET => '/echo/info')->{json}{websocket}, JSON::PP::true(),
         'elsewhere /info says "websocket": true';
+    $ws = ws_open(wspath(undef, '/sock-thread'));
+    is $ws->{res}{status}, 501, 'CometStreamMode thread: 501 (the event loop reads the frames)';
+    is http(GET => '/sock-thread/info')->{json}{websocket}, JSON::PP::false(),
+        '... and its /info says "websocket": false';
 }
 
 # --- frames -------------------------------------------------------------------
