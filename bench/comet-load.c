@@ -39,6 +39,19 @@
  * microseconds, ~3% resolution) that the parent merges by adding them up.
  * A global alarm bounds every run; workers die with their parent.
  *
+ * --mode ws: the subscribers are WebSocket clients (RFC 6455): the Upgrade
+ * handshake with a random Sec-WebSocket-Key, the 101 and its
+ * Sec-WebSocket-Accept checked, then the server's frames parsed (text and
+ * continuation payloads scanned for markers, pings answered with a masked
+ * pong, a close frame answered and counted as a stream ended by the server).
+ * The marker is in the message data whatever wraps it: mod_comet's JSON line
+ * per frame or nchan's raw message per frame.
+ *
+ * --mode echo: SockJS WebSocket sessions (--sub-path with %c, e.g.
+ * /echo/000/%c/websocket: every client gets a session of its own) that send
+ * ["B<n>.<send time>E"] and wait for a["..."], again and again for
+ * --duration seconds once all are connected: round trips and their times.
+ *
  * --tls: the subscribers speak TLS (OpenSSL, no certificate verification),
  * with non-blocking handshakes in the same epoll loop, at most --handshakes
  * of them in flight per process (each costs CPU on both sides). The
@@ -73,6 +86,9 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 
 #define MAX_PER_PROC    15000
@@ -89,7 +105,7 @@
  * options
  ******************************************************************************/
 
-enum { MODE_IFRAME, MODE_SSE, MODE_RAW };
+enum { MODE_IFRAME, MODE_SSE, MODE_RAW, MODE_WS, MODE_ECHO };
 
 static struct {
     const char *host;
@@ -611,10 +627,14 @@ typedef struct {
     uint8_t mdigits;
     uint8_t hs;                   /* counted in the worker's handshaking */
     uint8_t want_out;             /* SSL_read wants the socket writable */
+    uint8_t wsst;                 /* WebSocket frame parser: WS_HDR, WS_DATA, WS_CTRL */
+    uint8_t whn;                  /* frame header bytes collected */
+    uint8_t wop;                  /* opcode of the control frame being read */
+    uint8_t wh[10];               /* the frame header (server frames: unmasked) */
     uint16_t hlen;
     char *hbuf;
     SSL *ssl;
-    uint64_t chunk_left;
+    uint64_t chunk_left;          /* chunked: of the chunk; WebSocket: of the frame */
     uint64_t mseq, mts;
     uint32_t *bits;
     uint32_t bitcap;              /* in bits */
@@ -635,6 +655,8 @@ typedef struct {
     uint64_t published;
     uint64_t *ok_per_ch;
     int index;
+    uint64_t echo_until;          /* --mode echo: no message sent past this */
+    uint64_t rnd;                 /* masking keys */
     /* --trace: per message, first arrivals and their latency range */
     uint32_t *t_n, *t_min, *t_max;
     uint64_t *t_sum, t_cap;
@@ -644,7 +666,7 @@ static const char *accept_hdr(void)
 {
     switch (opt.mode) {
     case MODE_SSE: return "text/event-stream";
-    case MODE_RAW: return "*/*";
+    case MODE_RAW: case MODE_WS: case MODE_ECHO: return "*/*";
     default: return "text/html";
     }
 }
@@ -670,11 +692,87 @@ static void conn_close(worker_t *w, conn_t *c, int state)
     c->state = (uint8_t)state;
 }
 
+/*******************************************************************************
+ * WebSocket (--mode ws, --mode echo)
+ ******************************************************************************/
+
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+enum { WS_HDR, WS_DATA, WS_CTRL };
+
+/* One masked frame from the client (payloads of 125 bytes at most: pongs,
+ * close frames, echo messages), whole or not at all: a fresh frame this
+ * small always fits the socket's send buffer. */
+static int ws_send(worker_t *w, conn_t *c, int op, const char *pl, size_t len)
+{
+    unsigned char f[2 + 4 + 125];
+    size_t k, n;
+
+    if (len > 125 || c->fd < 0) {
+        return -1;
+    }
+    f[0] = (unsigned char)(0x80 | op);
+    f[1] = (unsigned char)(0x80 | len);
+    w->rnd ^= w->rnd << 13;
+    w->rnd ^= w->rnd >> 7;
+    w->rnd ^= w->rnd << 17;
+    memcpy(f + 2, &w->rnd, 4);
+    for (k = 0; k < len; k++) {
+        f[6 + k] = (unsigned char)pl[k] ^ f[2 + k % 4];
+    }
+    n = 6 + len;
+    if (c->ssl) {
+        ERR_clear_error();
+        if (SSL_write(c->ssl, f, (int)n) != (int)n) {
+            ERR_clear_error();
+            return -1;
+        }
+        return 0;
+    }
+    return write(c->fd, f, n) == (ssize_t)n ? 0 : -1;
+}
+
+/* --mode echo: the next message of this client, with its send time */
+static void echo_send(worker_t *w, conn_t *c)
+{
+    char m[64];
+    int n;
+
+    if (c->fd < 0) {
+        return;
+    }
+    n = snprintf(m, sizeof(m), "[\"B%u.%016" PRIu64 "E\"]", c->nrecv,
+                 now_us() % UINT64_C(10000000000000000));
+    if (ws_send(w, c, 1, m, (size_t)n) < 0) {
+        w->res.closed++;
+        conn_close(w, c, C_CLOSED);
+    }
+}
+
+/* --mode echo: a message came back; send the next one while time is left */
+static void echo_got(worker_t *w, conn_t *c, uint64_t ts)
+{
+    w->res.markers++;
+    if (c->fd < 0 || !w->echo_until) {
+        return;
+    }
+    hist_add(&w->res.lat, w->now > ts ? w->now - ts : 0);
+    w->res.distinct++;
+    w->res.delivered++;
+    c->nrecv++;
+    if (w->now < w->echo_until) {
+        echo_send(w, c);
+    }
+}
+
 static void record(worker_t *w, conn_t *c, uint64_t seq, uint64_t ts)
 {
     uint64_t idx;
     uint64_t lat = w->now > ts ? w->now - ts : 0;
 
+    if (opt.mode == MODE_ECHO) {
+        echo_got(w, c, ts);
+        return;
+    }
     w->res.markers++;
     if (seq % (uint64_t)opt.channels != c->ch) {
         w->res.unexpected++;
@@ -808,9 +906,138 @@ static void scan(worker_t *w, conn_t *c, const char *p, size_t n)
     }
 }
 
+/* A frame's payload is all there: answer a ping, a close. */
+static void ws_frame_end(worker_t *w, conn_t *c)
+{
+    int op = c->wsst == WS_CTRL ? c->wop : -1;
+    const char *pl = c->hbuf;
+    size_t len = c->hlen;
+
+    c->wsst = WS_HDR;
+    if (op == 9) {                                /* ping: the same data back */
+        if (ws_send(w, c, 10, pl, len) < 0) {
+            w->res.closed++;
+            conn_close(w, c, C_CLOSED);
+            return;
+        }
+    }
+    else if (op == 8 || (op > 10)) {              /* close (or nonsense): over */
+        (void)ws_send(w, c, 8, pl, len >= 2 ? 2 : 0);
+        w->res.closed++;
+        conn_close(w, c, C_CLOSED);
+        return;
+    }
+    free(c->hbuf);
+    c->hbuf = NULL;
+    c->hlen = 0;
+}
+
+/* The server's frames: data payloads (text, binary, continuation) scanned
+ * for markers, control frames collected then answered. A masked server
+ * frame or a reserved opcode ends the connection (counted as ended by the
+ * server). */
+static void ws_feed(worker_t *w, conn_t *c, const char *p, size_t n)
+{
+    while (n && c->fd >= 0) {
+        if (c->wsst == WS_HDR) {
+            size_t need;
+            unsigned len7;
+            uint64_t len = 0;
+            int op, k;
+            c->wh[c->whn++] = (uint8_t)*p++;
+            n--;
+            if (c->whn < 2) {
+                continue;
+            }
+            len7 = c->wh[1] & 0x7f;
+            need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0);
+            if (c->whn < need) {
+                continue;
+            }
+            op = c->wh[0] & 0x0f;
+            if ((c->wh[1] & 0x80) || (op > 2 && op < 8) || (op >= 8 && len7 > 125)) {
+                w->res.closed++;
+                conn_close(w, c, C_CLOSED);
+                return;
+            }
+            if (len7 < 126) {
+                len = len7;
+            }
+            else {
+                for (k = 2; k < (int)need; k++) {
+                    len = (len << 8) | c->wh[k];
+                }
+            }
+            c->whn = 0;
+            c->chunk_left = len;
+            if (op >= 8) {
+                c->wop = (uint8_t)op;
+                c->wsst = WS_CTRL;
+                free(c->hbuf);
+                c->hbuf = malloc(128);
+                if (!c->hbuf) {
+                    die("out of memory");
+                }
+                c->hlen = 0;
+            }
+            else {
+                c->wsst = WS_DATA;
+            }
+            if (!len) {
+                ws_frame_end(w, c);
+            }
+        }
+        else {
+            size_t k = n < c->chunk_left ? n : (size_t)c->chunk_left;
+            if (c->wsst == WS_DATA) {
+                scan(w, c, p, k);
+            }
+            else {
+                memcpy(c->hbuf + c->hlen, p, k);
+                c->hlen = (uint16_t)(c->hlen + k);
+            }
+            p += k;
+            n -= k;
+            c->chunk_left -= k;
+            if (!c->chunk_left) {
+                ws_frame_end(w, c);
+            }
+        }
+    }
+}
+
+/* Sec-WebSocket-Accept of the handshake's answer (headers up to end, as
+ * received: base64 is case-sensitive) against the key sent. */
+static int ws_accept_ok(const conn_t *c, const char *end)
+{
+    const char *key = c->hbuf + HDR_MAX, *q;
+    char in[64], want[64];
+    unsigned char md[SHA_DIGEST_LENGTH];
+    int n = snprintf(in, sizeof(in), "%s" WS_GUID, key);
+
+    SHA1((const unsigned char *)in, (size_t)n, md);
+    EVP_EncodeBlock((unsigned char *)want, md, SHA_DIGEST_LENGTH);
+    for (q = c->hbuf; q && q < end; q = strstr(q, "\r\n")) {
+        q += 2;
+        if (!strncasecmp(q, "sec-websocket-accept:", 21)) {
+            q += 21;
+            while (*q == ' ' || *q == '\t') {
+                q++;
+            }
+            n = (int)strlen(want);
+            return !strncmp(q, want, (size_t)n) && (q[n] == '\r' || q[n] == ' ');
+        }
+    }
+    return 0;
+}
+
 /* Body bytes: undo chunked transfer coding if any, then scan. */
 static void body(worker_t *w, conn_t *c, const char *p, size_t n)
 {
+    if (opt.mode == MODE_WS || opt.mode == MODE_ECHO) {
+        ws_feed(w, c, p, n);
+        return;
+    }
     if (!c->chunked) {
         scan(w, c, p, n);
         return;
@@ -887,9 +1114,12 @@ static void headers(worker_t *w, conn_t *c, const char *p, size_t n)
         return;
     }
     hl = (size_t)(end - c->hbuf) + 4;
-    if (sscanf(c->hbuf, "HTTP/1.%*d %d", &status) != 1 || status != 200) {
+    if (sscanf(c->hbuf, "HTTP/1.%*d %d", &status) != 1
+        || status != (opt.mode == MODE_WS || opt.mode == MODE_ECHO ? 101 : 200)
+        || (status == 101 && !ws_accept_ok(c, end))) {
         if (!w->ready.first_status) {
-            w->ready.first_status = status;
+            /* 1101: a 101 with a wrong Sec-WebSocket-Accept */
+            w->ready.first_status = status == 101 ? 1101 : status;
         }
         w->ready.http_err++;
         worker_connected(w, c, 0);
@@ -908,6 +1138,8 @@ static void headers(worker_t *w, conn_t *c, const char *p, size_t n)
         }
     }
     c->state = C_STREAM;
+    c->wsst = WS_HDR;
+    c->whn = 0;
     worker_connected(w, c, 1);
     {
         /* bytes of the body that came with the headers; hbuf holds them
@@ -1029,11 +1261,33 @@ static void send_request(worker_t *w, conn_t *c, long i)
     char path[512], req[1024];
     int n, r;
 
-    make_path(path, sizeof(path), opt.sub_path, (long)c->ch);
-    n = snprintf(req, sizeof(req),
-                 "GET %s HTTP/1.1\r\nHost: %s:%d\r\nAccept: %s\r\n"
-                 "User-Agent: comet-load\r\nCache-Control: no-cache\r\n\r\n",
-                 path, opt.host, opt.port, accept_hdr());
+    /* echo: a SockJS session per client, named by its global index */
+    make_path(path, sizeof(path), opt.sub_path,
+              opt.mode == MODE_ECHO ? w->first + i : (long)c->ch);
+    c->hbuf = malloc(HDR_MAX + 32);
+    if (!c->hbuf) {
+        die("out of memory");
+    }
+    if (opt.mode == MODE_WS || opt.mode == MODE_ECHO) {
+        /* a random key; its base64 stays past the header buffer until the
+         * answer's Sec-WebSocket-Accept is checked */
+        unsigned char k[16];
+        if (RAND_bytes(k, sizeof(k)) != 1) {
+            die("RAND_bytes failed");
+        }
+        EVP_EncodeBlock((unsigned char *)c->hbuf + HDR_MAX, k, sizeof(k));
+        n = snprintf(req, sizeof(req),
+                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                     "Sec-WebSocket-Key: %s\r\nUser-Agent: comet-load\r\n\r\n",
+                     path, opt.host, opt.port, c->hbuf + HDR_MAX);
+    }
+    else {
+        n = snprintf(req, sizeof(req),
+                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nAccept: %s\r\n"
+                     "User-Agent: comet-load\r\nCache-Control: no-cache\r\n\r\n",
+                     path, opt.host, opt.port, accept_hdr());
+    }
     /* a fresh connection's send buffer takes a request whole, TLS or not */
     if (c->ssl) {
         ERR_clear_error();
@@ -1047,10 +1301,6 @@ static void send_request(worker_t *w, conn_t *c, long i)
     else if (write(c->fd, req, (size_t)n) != n) {
         conn_fail(w, c, errno ? errno : EIO);
         return;
-    }
-    c->hbuf = malloc(HDR_MAX);
-    if (!c->hbuf) {
-        die("out of memory");
     }
     c->hlen = 0;
     c->state = C_HEADERS;
@@ -1250,6 +1500,7 @@ static void worker_run(worker_t *w)
     struct epoll_event ev;
     long i;
 
+    w->rnd = (now_us() ^ ((uint64_t)getpid() << 32)) | 1;
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
     ev.events = EPOLLIN;
     ev.data.u64 = UINT64_MAX;
@@ -1309,6 +1560,18 @@ static void worker_run(worker_t *w)
                     done_at = now_us();
                     drain_deadline = done_at + cmd.drain_ms * 1000;
                     draining = 1;
+                    if (opt.mode == MODE_ECHO) {
+                        /* go: every client sends its first message; the
+                         * round trips go on until the deadline (drain_ms
+                         * is the echo time here) */
+                        w->echo_until = drain_deadline;
+                        expected_total = UINT64_MAX;
+                        for (i = 0; i < w->count; i++) {
+                            if (w->c[i].state == C_STREAM) {
+                                echo_send(w, &w->c[i]);
+                            }
+                        }
+                    }
                 }
                 continue;
             }
@@ -1353,7 +1616,12 @@ static void worker_run(worker_t *w)
             }
         }
         if (draining && (w->res.distinct >= expected_total || now >= drain_deadline)) {
-            worker_tally(w);
+            if (opt.mode == MODE_ECHO) {
+                w->res.connected = w->ready.connected;
+            }
+            else {
+                worker_tally(w);
+            }
             if (opt.trace) {
                 worker_trace(w);
             }
@@ -1689,6 +1957,9 @@ static void usage(void)
 "  --duration S           publish for S seconds at most (0: until M are sent)\n"
 "  --size B               message body size, padded after the marker (0: marker only)\n"
 "  --mode iframe|sse|raw  Accept header: text/html, text/event-stream, */* (iframe)\n"
+"  --mode ws              WebSocket subscribers (Upgrade on --sub-path)\n"
+"  --mode echo            SockJS WebSocket round trips for --duration seconds\n"
+"                         (--sub-path /echo/000/%%c/websocket: a session each)\n"
 "  --sources A-B          source addresses for subscribers, round-robin\n"
 "  --server-pidfile F     sample the server: PSS and CPU of F's pid and descendants\n"
 "  --idle S               hold the subscribers S seconds before publishing; report\n"
@@ -1742,7 +2013,9 @@ static void parse_args(int argc, char **argv)
             if (!strcmp(optarg, "iframe")) opt.mode = MODE_IFRAME;
             else if (!strcmp(optarg, "sse")) opt.mode = MODE_SSE;
             else if (!strcmp(optarg, "raw")) opt.mode = MODE_RAW;
-            else die("--mode: iframe, sse or raw");
+            else if (!strcmp(optarg, "ws")) opt.mode = MODE_WS;
+            else if (!strcmp(optarg, "echo")) opt.mode = MODE_ECHO;
+            else die("--mode: iframe, sse, raw, ws or echo");
             break;
         case 'S': parse_sources(optarg); break;
         case 'f': opt.pidfile = optarg; break;
@@ -2004,7 +2277,7 @@ int main(int argc, char **argv)
 
     pc = xcalloc(1, sizeof(*pc));
     pc->fd = -1;
-    if (total_ready.connected && opt.settle > 0) {
+    if (total_ready.connected && opt.settle > 0 && opt.mode != MODE_ECHO) {
         seen_subs = wait_for_subscribers(pc, (long)total_ready.connected, opt.settle);
     }
     s_subs = server_sample(1);
@@ -2022,7 +2295,7 @@ int main(int argc, char **argv)
     rtt = xcalloc(1, sizeof(*rtt));
     s_pub0 = server_sample(0);
     t_pub0 = now_us();
-    if (opt.messages > 0 || opt.duration > 0) {
+    if (opt.mode != MODE_ECHO && (opt.messages > 0 || opt.duration > 0)) {
         char path[512], body[1100];
         uint64_t seq;
         int consecutive_fail = 0, baseline = strcmp(opt.pub_method, "POST") != 0;
@@ -2109,7 +2382,7 @@ int main(int argc, char **argv)
         cmd.type = CMD_DONE;
         cmd.published = published;
         cmd.len = (uint32_t)((published + 7) / 8);
-        cmd.drain_ms = (uint64_t)(opt.drain * 1000);
+        cmd.drain_ms = (uint64_t)((opt.mode == MODE_ECHO ? opt.duration : opt.drain) * 1000);
         if (write_full(cmd_pipe[i][1], &cmd, sizeof(cmd)) < 0
             || (cmd.len && write_full(cmd_pipe[i][1], ok, cmd.len) < 0)) {
             die("worker %ld is gone", i);
@@ -2135,6 +2408,11 @@ int main(int argc, char **argv)
         }
         hist_merge(&total_res.lat, &r->lat);
         free(r);
+    }
+    if (opt.mode == MODE_ECHO) {
+        /* the round trips took the workers' time */
+        t_pub1 = now_us();
+        s_pub1 = server_sample(0);
     }
     s_end = server_sample(1);
 
@@ -2177,6 +2455,10 @@ int main(int argc, char **argv)
                                / (double)total_ready.connected : 0;
         uint64_t missing = total_res.expected > total_res.delivered
                            ? total_res.expected - total_res.delivered : 0;
+        /* --mode echo: round trips over the workers' echo time */
+        double echo_s = opt.mode == MODE_ECHO ? total_res.drain_s : 0;
+        double echo_rate = echo_s > 0 ? (double)total_res.delivered / echo_s : 0;
+        static const char *const modes[] = { "iframe", "sse", "raw", "ws", "echo" };
 
         if (!opt.quiet) {
             printf("[%s] published %" PRIu64 " (%" PRIu64 " ok, %" PRIu64 " failed, "
@@ -2194,6 +2476,15 @@ int main(int argc, char **argv)
                    total_res.complete_subs, hist_quantile(&total_res.lat, 0.5) / 1000.0,
                    hist_quantile(&total_res.lat, 0.99) / 1000.0,
                    (double)total_res.lat.max / 1000.0);
+            if (opt.mode == MODE_ECHO) {
+                printf("[%s] echo: %" PRIu64 " round trips in %.2f s = %.0f/s over %" PRIu64
+                       " clients (%" PRIu64 " closed), round trip p50 %.2f ms p99 %.2f ms "
+                       "max %.2f ms\n", opt.label, total_res.delivered, echo_s, echo_rate,
+                       total_ready.connected, total_res.closed,
+                       hist_quantile(&total_res.lat, 0.5) / 1000.0,
+                       hist_quantile(&total_res.lat, 0.99) / 1000.0,
+                       (double)total_res.lat.max / 1000.0);
+            }
             if (s_before.ok) {
                 printf("[%s] server: %d processes, %d threads (%d before), PSS %.1f MiB "
                        "before, %.1f MiB with subscribers (%.0f B each), %.1f MiB at the "
@@ -2215,6 +2506,9 @@ int main(int argc, char **argv)
                opt.label, opt.subs, opt.channels, total_ready.connected,
                total_ready.failed, total_ready.http_err, total_ready.connect_s, seen_subs,
                published, pub_ok, pub_err);
+        printf("mode=%s ", modes[opt.mode]);
+        print_pct("echo_s", echo_s);
+        print_pct("echo_rate", echo_rate);
         print_pct("pub_s", pub_s);
         print_pct("rate", opt.rate);
         print_pct("pub_rate", pub_rate);

@@ -2,7 +2,9 @@
 # Side-by-side table of comet-load RESULT lines: mod_comet, nchan, ratio.
 #   perl bench/table.pl results.txt
 # Lines look like: RESULT server=comet scen=fan10k key=value ...
-# (scen=fan10k/tls: the same scenario with the subscribers over HTTPS)
+# (scen=fan10k/tls: the same scenario with the subscribers over HTTPS;
+# fan10k/ws: over WebSocket; echo/ws: SockJS round trips, where the second
+# column is sockjs-node, server=sockjs, instead of nchan)
 # A scenario run several times (script/bench --repeat N) shows the median of
 # each measure; counts of lost or duplicated messages add up over all runs.
 use strict;
@@ -91,24 +93,45 @@ my @idle = (
     @log,
 );
 
+# SockJS echo over WebSocket: round trips
+my @echo = (
+    @common_head,
+    [ 'against', sub { $_[0]{server} eq 'comet' ? 'mod_comet' : $_[0]{server} eq 'sockjs' ? 'sockjs-node' : $_[0]{server} }, 's' ],
+    $delivery[0],
+    [ 'round trips/s', $M->('echo_rate'), '%.0f' ],
+    [ 'round trips/s, each run', sub { join '/', map { sprintf '%.0f', $_->{echo_rate} } @_ }, 's' ],
+    [ 'round trip p50 ms', $L->('lat_p50_ms'), '%.2f' ],
+    [ 'round trip p99 ms', $L->('lat_p99_ms'), '%.2f' ],
+    [ 'round trip max ms', $L->('lat_max_ms'), '%.1f' ],
+    [ 'server CPU us per round trip', sub { median(map { $_->{delivered} ? 1e6 * $_->{pub_cpu_s} / $_->{delivered} : undef } @_) }, '%.1f' ],
+    [ 'sessions ended by server (all)', sub { sum(map { $_->{closed} } @_) }, '%d' ],
+    [ 'PSS per session KiB', sub { median(map { $_->{pss_per_sub_b} / 1024 } @_) }, '%.2f' ],
+    [ 'server PSS with sessions MiB', sub { median(map { $_->{pss_subs_kb} / 1024 } @_) }, '%.1f' ],
+    [ 'server threads (all processes)', $M->('srv_threads'), '%d' ],
+    @log,
+);
+
 my $fmt = "%-10s %-32s %16s %16s %7s\n";
 my $line = '-' x 85 . "\n";
 printf $fmt, 'scenario', 'measure', 'mod_comet', 'nchan', 'ratio';
 print $line;
 for my $sc (@order) {
-    my $rows = $sc =~ m{^thr(/|$)} ? \@thr : $sc =~ m{^idle(/|$)} ? \@idle : \@fan;
-    my ($c, $n) = ($r{$sc}{comet}, $r{$sc}{nchan});
+    my $rows = $sc =~ m{^thr(/|$)} ? \@thr : $sc =~ m{^idle(/|$)} ? \@idle
+             : $sc =~ m{^echo(/|$)} ? \@echo : \@fan;
+    # the second column: nchan, or sockjs-node for the echo scenario
+    my ($c, $n) = ($r{$sc}{comet}, $r{$sc}{nchan} // $r{$sc}{sockjs});
     for my $row (@$rows) {
         my ($label, $f, $vf) = @$row;
         my @v = map { defined $_ && @$_ ? $f->(@$_) : undef } ($c, $n);
         my @s = map { !defined $_ ? '-' : $vf eq 's' ? $_ : sprintf($vf, $_) } @v;
         my $ratio = '';
         if ($vf ne 's' && defined $v[0] && defined $v[1] && $label ne 'runs'
-            && $label !~ /^(machine|server log|publishes failed)/) {
+            && $label !~ /^(machine|server log|publishes failed|sessions ended)/) {
             $ratio = $v[1] != 0 ? sprintf('%.2f', $v[0] / $v[1]) : ($v[0] == 0 ? '=' : 'inf');
         }
         printf $fmt, $sc, $label, @s, $ratio;
     }
     print $line;
 }
+print "echo/ws: the second column is sockjs-node, not nchan.\n" if grep { m{^echo(/|$)} } @order;
 print "ratio = mod_comet / nchan. Latency, memory, CPU: lower is better; rates: higher.\n";
