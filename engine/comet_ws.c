@@ -37,7 +37,11 @@ typedef struct {
 } hixie_t;
 
 struct comet_ws_t {
+    /* made at the client's first bytes: many subscribers never send any,
+     * and a context holds some 9 KB (its input buffer among them) */
     wslay_event_context_ptr ctx;
+    apr_size_t max_message;
+    int closed_early;                 /* our close went before there was a ctx */
     hixie_t *hx;                      /* or the draft of 2010 */
     comet_ws_message_fn *on_message;
     void *baton;
@@ -113,22 +117,36 @@ static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_m
 apr_status_t comet_ws_create(comet_ws_t **wsp, apr_size_t max_message,
                              comet_ws_message_fn *on_message, void *baton)
 {
-    struct wslay_event_callbacks cb;
     comet_ws_t *ws = calloc(1, sizeof(*ws));
 
-    memset(&cb, 0, sizeof(cb));
-    cb.recv_callback = ws_recv;
-    cb.send_callback = ws_send;
-    cb.on_msg_recv_callback = ws_on_msg;
-    if (!ws || wslay_event_context_server_init(&ws->ctx, &cb, ws) != 0) {
-        free(ws);
+    if (!ws) {
         return APR_ENOMEM;
     }
-    wslay_event_config_set_max_recv_msg_length(ws->ctx, max_message ? max_message : 1);
+    ws->max_message = max_message ? max_message : 1;
     ws->on_message = on_message;
     ws->baton = baton;
     *wsp = ws;
     return APR_SUCCESS;
+}
+
+/* wslay's context, at the first need. @return 0 or -1 (no memory) */
+static int ws_ctx(comet_ws_t *ws)
+{
+    struct wslay_event_callbacks cb;
+
+    if (ws->ctx) {
+        return 0;
+    }
+    memset(&cb, 0, sizeof(cb));
+    cb.recv_callback = ws_recv;
+    cb.send_callback = ws_send;
+    cb.on_msg_recv_callback = ws_on_msg;
+    if (wslay_event_context_server_init(&ws->ctx, &cb, ws) != 0) {
+        ws->ctx = NULL;
+        return -1;
+    }
+    wslay_event_config_set_max_recv_msg_length(ws->ctx, ws->max_message);
+    return 0;
 }
 
 void comet_ws_destroy(comet_ws_t *ws)
@@ -312,6 +330,12 @@ apr_status_t comet_ws_feed(comet_ws_t *ws, const char *data, apr_size_t len,
     if (ws->hx) {
         return hixie_feed(ws, (const unsigned char *)data, len, out);
     }
+    if (ws->closed_early) {
+        return APR_EOF;               /* what comes after our close: its answer */
+    }
+    if (ws_ctx(ws) < 0) {
+        return APR_ENOMEM;
+    }
     if (wslay_event_get_read_enabled(ws->ctx)) {
         ws->in = data;
         ws->in_len = len;
@@ -350,6 +374,13 @@ apr_status_t comet_ws_close(comet_ws_t *ws, int code, const char *reason, comet_
         }
         return APR_SUCCESS;
     }
+    if (!ws->ctx) {
+        if (!ws->closed_early) {
+            ws->closed_early = 1;
+            return comet_ws_close_frame(out, code, reason) < 0 ? APR_ENOMEM : APR_SUCCESS;
+        }
+        return APR_SUCCESS;
+    }
     if (!wslay_event_get_close_sent(ws->ctx)) {
         apr_size_t n = strlen(reason);
         wslay_event_queue_close(ws->ctx, (uint16_t)code, (const uint8_t *)reason,
@@ -361,13 +392,16 @@ apr_status_t comet_ws_close(comet_ws_t *ws, int code, const char *reason, comet_
 
 int comet_ws_peer_closed(const comet_ws_t *ws)
 {
-    return ws->hx ? ws->hx->peer_closed : wslay_event_get_close_received(ws->ctx);
+    return ws->hx ? ws->hx->peer_closed : ws->ctx ? wslay_event_get_close_received(ws->ctx) : 0;
 }
 
 int comet_ws_closing(const comet_ws_t *ws)
 {
     if (ws->hx) {
         return ws->hx->closed;
+    }
+    if (!ws->ctx) {
+        return ws->closed_early;
     }
     return wslay_event_get_close_sent(ws->ctx) || wslay_event_get_close_received(ws->ctx);
 }
