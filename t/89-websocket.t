@@ -13,7 +13,7 @@ use Comet::WS;
 use Encode qw(encode_utf8);
 use Time::HiRes qw(time sleep);
 
-plan tests => 93, need_module('comet');
+plan tests => 98, need_module('comet');
 
 sub sid { join '', map { ('a' .. 'z', 0 .. 9)[rand 36] } 1 .. 12 }
 sub wspath { ($_[1] // '/echo') . '/000/' . ($_[0] // sid()) . '/websocket' }
@@ -363,4 +363,32 @@ for my $case (
     $conn->send_bytes("\xff\x00");
     $conn->read_until(sub { 0 }, 3);
     ok $conn->{buf} eq "\xff\x00" && $conn->{eof}, '... its close answered, then the end';
+}
+
+# --- the other backends: a program (exec:), a Unix socket and TCP servers -------------
+{
+    my $ws = sjs_ws(base => '/sock-exec');
+    ws_send($ws, WS_TEXT, '["lines 3","env COMET_SESSION_ID"]');
+    my @got;
+    while (@got < 4 && (my $f = next_data($ws))) {
+        last unless $f->{op} == WS_TEXT;
+        push @got, @{ json($f->{payload} =~ s/^a//r) };
+    }
+    is_deeply [@got[0 .. 2]], ['line 1', 'line 2', 'line 3'],
+        'exec: a program: its lines come back, in order';
+    like $got[3] // '', qr/^env COMET_SESSION_ID=\S+-[0-9a-f]+$/,
+        '... its COMET_SESSION_ID, the session of this connection';
+    ws_send($ws, WS_TEXT, '["exit"]');
+    my $f = next_data($ws, 10);
+    is $f && $f->{payload}, 'c[3000,"Go away!"]', '... it exits: c[3000,"Go away!"]';
+    $f = ws_recv($ws, 5);
+    ok $f && $f->{op} == WS_CLOSE && $f->{code} == 3000, '... and the close frame';
+    $ws->{conn}->close;
+}
+{
+    # a backend that cannot be started closes the session at once
+    my $ws = sjs_ws(base => '/sock-missing');
+    my $f = next_data($ws, 10);
+    is $f && $f->{payload}, 'c[3000,"Go away!"]',
+        'a program that cannot be run: the session closes (c[3000,"Go away!"])';
 }
