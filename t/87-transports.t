@@ -196,7 +196,8 @@ my $b = new_channel('sseb');
     my $js = http(GET => '/comet-sse-only/comet.js')->{body};
     like $js, qr/transports: \["sse"\]/, 'comet.js there offers only sse';
     $js = http(GET => '/comet/comet.js')->{body};
-    like $js, qr/transports: \["iframe", "sse", "stream", "longpoll"\]/, '... and all four by default';
+    like $js, qr/transports: \["iframe", "sse", "stream", "longpoll", "websocket"\]/,
+        '... and all five by default';
 }
 
 # --- several channels in one stream, in publication order ---------------------
