@@ -38,8 +38,9 @@
  * (or twice in a row) is being held by something that buffers: the page
  * goes over to long-polling for good. A WebSocket has no such watchdog once
  * open: its heartbeats never reach the page, so only the browser's close
- * event (or the server's end, CometMaxLifetime) ends it. Whatever the transport, each channel
- * resumes after the last id it delivered (since=<channel>:<id>,...).
+ * event or the server's end (CometMaxLifetime too) ends it. Whatever the
+ * transport, each channel resumes after the last id it delivered
+ * (since=<channel>:<id>,...).
  * ES5 syntax and DOM level 2 only: no framework, no build step.
  */
 
