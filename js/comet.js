@@ -19,6 +19,12 @@
  * that location allows and the strings of the request's language.
  *
  * Transports, all on GET <url>/<channels>, best first:
+ *   websocket a WebSocket (wss: from an https: page), ?transport=websocket:
+ *             a text frame per line of the stream transport's JSON, the
+ *             heartbeats are pings (the browser answers them; the page never
+ *             sees them), the end line then a close frame. One that fails to
+ *             open, or does not bring the open line in time (a proxy that
+ *             does not pass it), gives way to the next transport at once;
  *   sse       EventSource, ?transport=sse: the browser parses the stream, no
  *             memory grows with it, and it is what proxies know best;
  *   stream    fetch() reading the body as it comes (XHR progress events
@@ -30,8 +36,11 @@
  *             slowest, and the only one a buffering proxy cannot hold back.
  * A stream that stays silent past 2.5 heartbeats although its response came
  * (or twice in a row) is being held by something that buffers: the page
- * goes over to long-polling for good. Whatever the transport, each channel
- * resumes after the last id it delivered (since=<channel>:<id>,...).
+ * goes over to long-polling for good. A WebSocket has no such watchdog once
+ * open: its heartbeats never reach the page, so only the browser's close
+ * event or the server's end (CometMaxLifetime too) ends it. Whatever the
+ * transport, each channel resumes after the last id it delivered
+ * (since=<channel>:<id>,...).
  * ES5 syntax and DOM level 2 only: no framework, no build step.
  */
 
@@ -39,7 +48,8 @@ var doc = global.document;
 var ID = COMET.classId;
 var MAX_BACKOFF = 30000;    /* ms between two attempts, at most */
 var QUICK_END = 1000;       /* a stream shorter than this, that brought nothing, earns no immediate reconnect */
-var TRANSPORTS = ['sse', 'stream', 'iframe', 'longpoll'];
+var TRANSPORTS = ['websocket', 'sse', 'stream', 'iframe', 'longpoll'];
+var WS_OPEN_WAIT = 10000;   /* ms a WebSocket that never worked has to bring its open line */
 /* event names of a multi-channel SSE stream that a channel cannot take: the
  * server's own are comet.open, comet.heartbeat, comet.end (a dot, which no
  * channel id has); "error" is the browser's */
@@ -223,6 +233,9 @@ function canXHRStream() {
 }
 
 var supported = {
+    websocket: function () {
+        return typeof global.WebSocket === 'function' || typeof global.WebSocket === 'object';
+    },
     sse: function () {
         return typeof global.EventSource !== 'undefined';
     },
@@ -338,6 +351,82 @@ receivers.sse = function (url, sink) {
         }
     }
     return { close: function () { es.close(); } };
+};
+
+/* The ws: URL of a path or http: URL (wss: from an https: page, or for an
+ * https: URL): the browser refuses ws: from an https: page. */
+function wsUrl(u) {
+    var a = doc.createElement('a'), abs;
+
+    a.href = u;
+    abs = a.href;       /* read back absolute */
+    if (/^http:/i.test(abs) && global.location && global.location.protocol === 'https:') {
+        abs = 'https:' + abs.slice(5);
+    }
+    return abs.replace(/^http/i, 'ws');
+}
+
+/* A WebSocket: a text frame per line of the stream transport. A close
+ * without the end line: 'x', with status 0 once open (the connection
+ * died), undefined before (refused or not passed on the way: the browser
+ * does not tell which). */
+receivers.websocket = function (url, sink) {
+    var ws, dead = false, opened = false;
+
+    function gone() {
+        dead = true;
+        if (ws) {
+            ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+        }
+    }
+    try {
+        ws = new global.WebSocket(wsUrl(url));
+    }
+    catch (x) {
+        /* a URL the browser refuses: as a refusal, later (the caller is
+         * not ready for a report yet) */
+        setTimeout(function () {
+            if (!dead) {
+                dead = true;
+                sink('x');
+            }
+        }, 0);
+        return { close: function () { dead = true; } };
+    }
+    ws.onopen = function () {
+        opened = true;
+        sink('r');
+    };
+    ws.onmessage = function (e) {
+        if (!dead && typeof e.data === 'string') {
+            ndjsonLine(e.data, sink);
+        }
+    };
+    ws.onclose = function (e) {
+        if (dead) {
+            return;
+        }
+        gone();
+        /* the close frame says it (1001 "reconnect", 1000 "deleted") where
+         * the end line did not come */
+        if (opened && (e.code === 1000 || e.code === 1001) && /^(reconnect|deleted|timeout)$/.test(e.reason)) {
+            sink('e', e.reason);
+        }
+        else {
+            sink('x', opened ? 0 : undefined);
+        }
+    };
+    return {
+        close: function () {
+            gone();
+            try {
+                ws.close(1000);
+            }
+            catch (x) {
+                /* closed already */
+            }
+        }
+    };
 };
 
 /* Newline-delimited JSON as it comes through XHR (progress events; the
@@ -478,9 +567,10 @@ var count = 0;
  * A subscription to one or more channels. Options: url (the comet location,
  * default from this script's URL), channel (name, "a,b" or an array; default
  * from comet.js?channel=), since (first connect replays the buffered messages
- * after this id; default: only new messages), transport (one of sse, stream,
- * iframe, longpoll, or a list in the order to try them; default: the ones
- * the location allows, best first).
+ * after this id; default: only new messages), transport (one of websocket,
+ * sse, stream, iframe, longpoll, or a list in the order to try them;
+ * default: the ones the location allows and this browser has, best first:
+ * websocket, sse, stream, iframe, longpoll).
  */
 function Comet(options) {
     if (!(this instanceof Comet)) {
@@ -705,7 +795,7 @@ Comet.prototype._url = function (name) {
 };
 
 Comet.prototype._open = function () {
-    var self = this, attempt, lp;
+    var self = this, attempt, lp, wait;
 
     if (!this._wanted || this._rx) {
         return;
@@ -729,9 +819,11 @@ Comet.prototype._open = function () {
             self._event(kind, arguments);
         }
     });
-    /* the first event must come within the silence allowed later */
+    /* the first event must come within the silence allowed later; a
+     * WebSocket not known to work here, sooner: a proxy may hold it */
     if (attempt === this._attempt && this._rx) {
-        this._watch(2.5 * (this._heartbeat || COMET.heartbeat || 20000));
+        wait = 2.5 * (this._heartbeat || COMET.heartbeat || 20000);
+        this._watch(this.transport === 'websocket' && !this._worked.websocket ? Math.min(wait, WS_OPEN_WAIT) : wait);
     }
 };
 
@@ -796,7 +888,12 @@ Comet.prototype._end = function (reason, status, retry) {
     if (!this._wanted) {
         return;
     }
-    if (reason === 'silent' && name !== 'longpoll') {
+    if (name === 'websocket' && !this._worked[name] && (reason === 'silent' || reason === 'error')) {
+        /* refused, or not passed on the way (a proxy that drops it, or
+         * holds it): the next transport at once; no sign of buffering */
+        delay = this._next();
+    }
+    else if (reason === 'silent' && name !== 'longpoll' && name !== 'websocket') {
         /* Silent although the response came, or twice in a row: something
          * holds the stream back (a buffering proxy). Long-polling from now
          * on, for every instance of the page. */
@@ -818,13 +915,7 @@ Comet.prototype._end = function (reason, status, retry) {
     else if (reason === 'error' && !this._worked[name] && status !== 0) {
         /* refused before it ever worked here (not allowed, not supported
          * on the way): the next transport, or all again after a while */
-        this._ti++;
-        if (this._ti < this.transports.length) {
-            delay = 0;
-        }
-        else {
-            this._ti = 0;
-        }
+        delay = this._next();
     }
     if (delay < 0) {
         if (routine && (lived >= QUICK_END || this._progress)) {
@@ -836,6 +927,17 @@ Comet.prototype._end = function (reason, status, retry) {
         }
     }
     this._schedule(delay);
+};
+
+/* On to the next transport: at once (0), or, past the last, all again
+ * from the first after the backoff (-1). */
+Comet.prototype._next = function () {
+    this._ti++;
+    if (this._ti < this.transports.length) {
+        return 0;
+    }
+    this._ti = 0;
+    return -1;
 };
 
 /* Open again in `delay` ms; say so each second until then. */
@@ -873,7 +975,9 @@ Comet.prototype._event = function (kind, a) {
             this._worked[this.transport] = true;
         }
         this._heartbeat = +a[1] || 0;
-        this._watch(2.5 * this._heartbeat);
+        /* a WebSocket's heartbeats are pings the page never sees: no
+         * silence watchdog, its close event tells */
+        this._watch(this.transport === 'websocket' ? 0 : 2.5 * this._heartbeat);
         this._cursors(a[2]);
         if (!this.connected) {
             this.connected = true;
