@@ -105,6 +105,29 @@ static int put_utf8(comet_buf_t *b, unsigned cp)
     return comet_buf_append(b, u, n);
 }
 
+int comet_json_utf8_clean(comet_buf_t *out, const char *s, apr_size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    apr_size_t i = 0, n;
+    unsigned cp;
+
+    while (i < len) {
+        n = u[i] < 0x80 ? 1 : utf8_decode(u + i, len - i, &cp);
+        if (n == 0) {
+            if (put_utf8(out, 0xfffd) < 0) {
+                return -1;
+            }
+            i++;
+            continue;
+        }
+        if (comet_buf_append(out, s + i, n) < 0) {
+            return -1;
+        }
+        i += n;
+    }
+    return 0;
+}
+
 /*******************************************************************************
  * escaping
  ******************************************************************************/

@@ -107,6 +107,12 @@ int comet_json_finish(comet_json_t *j);
  */
 int comet_json_utf8_valid(const char *s, apr_size_t len);
 
+/**
+ * Append s[0..len) with each byte of invalid UTF-8 replaced by U+FFFD.
+ * @return 0 or -1 (out of memory)
+ */
+int comet_json_utf8_clean(comet_buf_t *out, const char *s, apr_size_t len);
+
 /** Called with each decoded string (valid UTF-8); non-zero stops parsing. */
 typedef int comet_json_string_fn(void *baton, const char *s, apr_size_t len);
 

@@ -797,7 +797,20 @@ static int raw_ws_open(comet_buf_t *out, const comet_stream_params_t *p)
 static int raw_ws_message(comet_buf_t *out, comet_id_t id, const char *chan, apr_size_t clen,
                           const char *data, apr_size_t len)
 {
-    return comet_ws_frame(out, COMET_WS_TEXT, data, len);
+    comet_buf_t clean = { 0 };
+    int rv;
+
+    if (comet_json_utf8_valid(data, len)) {
+        return comet_ws_frame(out, COMET_WS_TEXT, data, len);
+    }
+    /* a text frame must be UTF-8, or the client fails the connection: a
+     * program's bytes that are not get U+FFFD, as in the JSON of the others */
+    rv = comet_json_utf8_clean(&clean, data, len);
+    if (rv == 0) {
+        rv = comet_ws_frame(out, COMET_WS_TEXT, clean.data, clean.len);
+    }
+    comet_buf_free(&clean);
+    return rv;
 }
 
 static int raw_ws_close(comet_buf_t *out, const comet_stream_params_t *p, const char *data,

@@ -7,7 +7,10 @@
  *    (channel, data) has as many as the frame of a harmless message (a quote
  *    after an odd number of backslashes is escaped, not counted);
  *  - SSE: the data cannot start a field or end the event: one blank line,
- *    at the end, and every line is "id: ", "event: " or "data: ". */
+ *    at the end, and every line is "id: ", "event: " or "data: ";
+ *  - WebSocket transports: a message is one whole unmasked text frame (or
+ *    one 0x00..0xFF frame of the 2010 draft) whose payload is valid UTF-8
+ *    and, but for the raw one, adds no structural character either. */
 #include "comet_transport.h"
 #include "fuzz.h"
 
@@ -39,6 +42,39 @@ static void count(const comet_buf_t *b, size_t start, size_t *n)
     }
 }
 
+/* A WebSocket message: one frame; its payload in *p (of *n bytes). */
+static void ws_payload(const comet_buf_t *b, int hixie, const char **p, size_t *n)
+{
+    const unsigned char *u = (const unsigned char *)b->data;
+    size_t h = 2, len;
+
+    if (hixie) {
+        FUZZ_CHECK(b->len >= 2 && u[0] == 0x00 && u[b->len - 1] == 0xff, "hixie: 0x00 .. 0xFF");
+        FUZZ_CHECK(!memchr(b->data + 1, 0xff, b->len - 2), "hixie: no 0xFF inside");
+        *p = b->data + 1;
+        *n = b->len - 2;
+        return;
+    }
+    FUZZ_CHECK(b->len >= 2 && u[0] == 0x81 && !(u[1] & 0x80), "ws: FIN, text, not masked");
+    len = u[1] & 0x7f;
+    if (len == 126) {
+        FUZZ_CHECK(b->len >= 4, "ws: 16-bit length");
+        len = ((size_t)u[2] << 8) | u[3];
+        h = 4;
+    }
+    else if (len == 127) {
+        size_t k;
+        FUZZ_CHECK(b->len >= 10, "ws: 64-bit length");
+        for (len = 0, k = 0; k < 8; k++) {
+            len = (len << 8) | u[2 + k];
+        }
+        h = 10;
+    }
+    FUZZ_CHECK(b->len == h + len, "ws: one whole frame");
+    *p = b->data + h;
+    *n = len;
+}
+
 static void check_sse(const comet_buf_t *b, size_t start)
 {
     size_t i = start, line;
@@ -68,7 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *cb = "cb", *chan = "c", *msg = "x";
     size_t chan_len = 1, msg_len = 1;
     comet_id_t id = 0;
-    int sse, why;
+    int sse, ws, hixie, raw, why;
 
     while (comet_transports[nt]) {
         nt++;
@@ -101,6 +137,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             msg_len = size;
         }
         sse = !strcmp(t->name, "sse");
+        ws = !strncmp(t->name, "websocket", 9);
+        hixie = !strcmp(t->name, "websocket-hixie76");
+        raw = !strcmp(t->name, "websocket-raw");
         memset(&p, 0, sizeof(p));
         p.callback = cb;
         p.heartbeat = 25000000;
@@ -120,6 +159,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             comet_buf_t one = { 0 };
             t->message(&one, id, chan, chan_len, msg, msg_len);
             check_sse(&one, 0);
+            comet_buf_free(&one);
+        }
+        else if (ws) {
+            comet_buf_t one = { 0 }, pay = { 0 }, rpay = { 0 };
+            const char *pp;
+            size_t pn;
+            t->message(&one, id, chan, chan_len, msg, msg_len);
+            ws_payload(&one, hixie, &pp, &pn);
+            FUZZ_CHECK(fuzz_utf8_valid((const unsigned char *)pp, pn), "ws: text is UTF-8");
+            if (!raw) {
+                comet_buf_append(&pay, pp, pn);
+                ws_payload(&ref, hixie, &pp, &pn);
+                comet_buf_append(&rpay, pp, pn);
+                count(&pay, 0, got);
+                count(&rpay, 0, want);
+                for (k = 0; k < 5; k++) {
+                    FUZZ_CHECK(got[k] == want[k], "ws: a message adds no structural character");
+                }
+            }
+            comet_buf_free(&pay);
+            comet_buf_free(&rpay);
             comet_buf_free(&one);
         }
         else {
@@ -165,7 +225,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (t->end) {
             FUZZ_CHECK(t->end(&out, &p, (comet_end_t)why) == 0, "end");
         }
-        if (!sse) {
+        if (!sse && !ws) {
             FUZZ_CHECK(fuzz_utf8_valid((const unsigned char *)out.data, out.len),
                        "every frame is valid UTF-8");
         }
