@@ -1554,6 +1554,10 @@ static void sub_attach(comet_reactor_t *r, sub_t *s)
     if (s->ws && s->input_len && !s->closed) {
         sub_ws_input(s, s->input, s->input_len);
     }
+    /* fed once: no need to keep it for the stream's life */
+    free(s->input);
+    s->input = NULL;
+    s->input_len = 0;
     sub_want_flush(r, s);
 }
 
