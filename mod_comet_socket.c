@@ -692,6 +692,14 @@ static int sjs_ws_upstream(void *baton, int opcode, const char *data, apr_size_t
     return rc < 0 ? COMET_WS_BAD_DATA : rc;
 }
 
+/* On the loop's thread: the WebSocket is over, and so is its session. */
+static void sjs_ws_hangup(void *baton)
+{
+    sjs_ws_up_t *u = baton;
+
+    comet_sup_hangup(u->store, u->sid);
+}
+
 /* The session of one WebSocket: "<id>-<token>" (raw: "ws-<token>"). */
 static void sjs_ws_session(sjs_req_t *q, int raw)
 {
@@ -735,6 +743,7 @@ static sjs_ws_up_t *sjs_ws_spec(sjs_req_t *q, const comet_transport_t *t,
     spec->ws_max_message = u->max_size * 6 + 16;
     spec->upstream = sjs_ws_upstream;
     spec->upstream_baton = u;
+    spec->on_end = sjs_ws_hangup;
     return u;
 }
 

@@ -45,6 +45,10 @@
 #define LCHAN_BUCKETS    4096
 #define CLOSE_GRACE      apr_time_from_sec(5)
 #define WS_LINGER        apr_time_from_sec(2)
+/* WebSocket: a client silent this long (in heartbeats), not even answering
+ * the pings sent once it is silent for one, is gone: a peer that vanished
+ * would otherwise hold its socket until TCP gives up, minutes later */
+#define WS_IDLE(hb)      ((hb) * 5 / 2)
 #define MAINT_EVERY      apr_time_from_sec(1)
 #define READ_DISCARD_MAX 65536
 #define BATCH_MAX        256
@@ -132,6 +136,7 @@ struct sub_t {
     unsigned said_close:1;        /* WebSocket: a close frame is queued */
     unsigned lingering:1;         /* WebSocket: all sent, reading until the client closes */
     unsigned ws_done:1;           /* WebSocket: the client's close came (or its end) */
+    unsigned pings:1;             /* WebSocket: heartbeats ping, silence ends it */
     unsigned resumable:1;         /* its client's going does not end the session */
     unsigned presubscribed:1;     /* the handler subscribed: links carry refs */
     apr_uint64_t token;
@@ -147,8 +152,10 @@ struct sub_t {
     apr_size_t byte_limit, queue_limit;
     apr_interval_time_t heartbeat;
     apr_time_t last_write, end_at, close_at;
+    apr_time_t last_read, last_ping; /* pings: from the client, to it */
     comet_ws_t *ws;               /* WebSocket: what the client sends is read */
     void *upstream_baton;         /* of ws's message callback: ours to free */
+    void (*on_end)(void *baton);  /* at the end, with upstream_baton */
     char *input;                  /* read ahead by httpd, fed at attach (malloc) */
     apr_size_t input_len;
     char peer[48];
@@ -298,6 +305,23 @@ static apr_size_t qnode_total(const qnode_t *q)
  * timers: each subscriber's next deadline
  ******************************************************************************/
 
+/* The next heartbeat: after a heartbeat's silence towards the client; with
+ * pings, also after one from it (the ping asks for an answer), even while
+ * messages flow. */
+static apr_time_t sub_beat_at(const sub_t *s)
+{
+    apr_time_t at = s->last_write + s->heartbeat;
+
+    if (s->pings) {
+        apr_time_t quiet = (s->last_read > s->last_ping ? s->last_read : s->last_ping)
+                           + s->heartbeat;
+        if (quiet < at) {
+            at = quiet;
+        }
+    }
+    return at;
+}
+
 static apr_time_t sub_deadline(const sub_t *s)
 {
     apr_time_t d = 0;
@@ -309,9 +333,12 @@ static apr_time_t sub_deadline(const sub_t *s)
         d = s->end_at;
     }
     if (s->heartbeat) {
-        apr_time_t hb = s->last_write + s->heartbeat;
+        apr_time_t hb = sub_beat_at(s);
         if (!d || hb < d) {
             d = hb;
+        }
+        if (s->pings && s->last_read + WS_IDLE(s->heartbeat) < d) {
+            d = s->last_read + WS_IDLE(s->heartbeat);
         }
     }
     return d;
@@ -1025,6 +1052,9 @@ static void sub_reap(comet_reactor_t *r, sub_t *s)
         sub_ack(s);
         r->store->session.release(r->store, &s->links[0].ch->ref, s->token);
     }
+    if (s->on_end) {
+        s->on_end(s->upstream_baton);
+    }
     for (i = 0; i < s->nbatch; i++) {
         lmsg_unref(s->batch[i]);
     }
@@ -1635,6 +1665,7 @@ static int sub_ws_read(sub_t *s)
             return -1;
         }
         total += got;
+        s->last_read = apr_time_now();
         if (sub_ws_input(s, buf, got) < 0) {
             return -1;
         }
@@ -1847,6 +1878,9 @@ static void sub_heartbeat(sub_t *s, apr_time_t now)
         comet_buf_free(&b);
     }
     s->last_write = now;
+    if (s->pings) {
+        s->last_ping = now;
+    }
     sub_want_flush(s->r, s);
     sub_schedule(s);
 }
@@ -1868,7 +1902,14 @@ static void sub_on_timer(comet_loop_t *l, comet_loop_timer_t *t, apr_time_t now)
         sub_end(s, COMET_END_RECONNECT);
         return;
     }
-    if (s->heartbeat && now >= s->last_write + s->heartbeat) {
+    if (s->pings && now >= s->last_read + WS_IDLE(s->heartbeat)) {
+        rlog(s->r, COMET_LOG_INFO, APR_TIMEUP, "comet: closing the WebSocket of %s: nothing "
+             "from its client for %" APR_TIME_T_FMT " ms, not even the answers to its pings "
+             "(2.5 heartbeats)", s->peer, apr_time_as_msec(now - s->last_read));
+        sub_close(s, 1);
+        return;
+    }
+    if (s->heartbeat && now >= sub_beat_at(s)) {
         sub_heartbeat(s, now);
         return;
     }
@@ -2082,7 +2123,7 @@ static sub_t *sub_create(comet_reactor_t *r, const comet_sub_spec_t *spec)
     s->end_at = spec->lifetime ? now + spec->lifetime : 0;
     s->byte_limit = spec->byte_limit;
     s->queue_limit = spec->queue_limit ? spec->queue_limit : (apr_size_t)1 << 20;
-    s->last_write = now;
+    s->last_write = s->last_read = now;
     apr_cpystrn(s->peer, spec->peer ? spec->peer : "-", sizeof(s->peer));
     s->session = spec->session ? 1 : 0;
     s->presubscribed = spec->presubscribed ? 1 : 0;
@@ -2103,6 +2144,7 @@ static sub_t *sub_create(comet_reactor_t *r, const comet_sub_spec_t *spec)
         sub_free(s);
         return NULL;
     }
+    s->pings = spec->websocket && !spec->hixie && spec->heartbeat;
     if (spec->input_len) {
         if (!(s->input = malloc(spec->input_len))) {
             sub_free(s);
@@ -2192,6 +2234,7 @@ apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
     }
     /* ours from now on (the caller keeps it on failure) */
     s->upstream_baton = spec->upstream_baton;
+    s->on_end = spec->on_end;
     pthread_mutex_lock(&r->cmd_mu);
     s->cnext = r->cmd_head;
     r->cmd_head = s;

@@ -72,6 +72,10 @@ typedef struct comet_sub_spec_t {
     comet_ws_message_fn *upstream;
     /** for upstream; the reactor free()s it when the stream ends */
     void *upstream_baton;
+    /** called with upstream_baton on the loop's thread when the stream
+     * ends, before the baton is freed (NULL: nothing to do): a SockJS
+     * WebSocket's session ends with its connection */
+    void (*on_end)(void *baton);
     /** hixie-76 instead (comet_ws_create_hixie): its keys' numbers, and the
      * bytes to send once its handshake ends (copied) */
     int hixie;

@@ -116,6 +116,17 @@ apr_status_t comet_sup_send(comet_store_t *st, const char *sid, const char *data
     return st->publish(st, up, n, data, len, 0, &lim, &res);
 }
 
+apr_status_t comet_sup_hangup(comet_store_t *st, const char *sid)
+{
+    char up[COMET_CHANNEL_MAX + 8];
+    comet_limits_t lim = { (apr_uint32_t)-1, 0, 64, 0 };
+    comet_publish_result_t res;
+    apr_size_t n = comet_sup_channel(up, sizeof(up), 'u', sid);
+
+    /* the upstream's last message: nothing follows it (sess_pump_up) */
+    return st->publish(st, up, n, "", 0, COMET_MSG_CLOSE, &lim, &res);
+}
+
 apr_status_t comet_sup_configure(comet_store_t *st, const comet_source_t *sources,
                                  apr_size_t n)
 {

@@ -54,6 +54,14 @@ apr_status_t comet_sup_send(comet_store_t *st, const char *sid, const char *data
                             apr_size_t len, apr_size_t max_size, apr_size_t max_queue);
 
 /**
+ * The browser is gone for good (its WebSocket, a session of its own, ended):
+ * the supervisor ends the session now rather than after
+ * CometSocketDisconnectDelay; its backend gets EOF on its input.
+ * @return APR_SUCCESS; APR_EOF if the session was already closed
+ */
+apr_status_t comet_sup_hangup(comet_store_t *st, const char *sid);
+
+/**
  * Replace the supervisor's list of channel sources (unchanged ones keep
  * running, removed ones are stopped, new ones start): the parent, after a
  * graceful restart.

@@ -681,6 +681,15 @@ static void sess_pump_up(sup_t *u, sess_t *s)
         s->up_cursor = u->fetched_id;
         u->st->session.ack(u->st, &s->up_ref, u->fetched_id, 0);
         if (u->fetched_flags & COMET_MSG_CLOSE) {
+            /* ours (sess_close), or the browser's last word
+             * (comet_sup_hangup): its WebSocket ended, nobody comes back */
+            if (!s->closed) {
+                slog(u, COMET_LOG_DEBUG, 0, "comet supervisor: session %s: its client "
+                     "left, ending it", s->sid);
+                s->ending = 1;
+                sess_close(u, s);
+                prog_stop(u, &s->prog, apr_time_now());
+            }
             return;
         }
         if (s->prog.backend == B_ECHO) {

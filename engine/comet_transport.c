@@ -710,7 +710,10 @@ static int sjs_ws_open(comet_buf_t *out, const comet_stream_params_t *p)
 
 static int sjs_ws_heartbeat(comet_buf_t *out, const comet_stream_params_t *p)
 {
-    return comet_ws_frame(out, COMET_WS_TEXT, "h", 1);
+    /* and a ping: its answer tells the loop the client is there
+     * (sockjs-client's "h" asks for none) */
+    return comet_ws_frame(out, COMET_WS_TEXT, "h", 1) || comet_ws_frame(out, COMET_WS_PING, NULL, 0)
+           ? -1 : 0;
 }
 
 static int sjs_ws_message(comet_buf_t *out, comet_id_t id, const char *chan, apr_size_t clen,

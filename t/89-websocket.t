@@ -13,7 +13,7 @@ use Comet::WS;
 use Encode qw(encode_utf8);
 use Time::HiRes qw(time sleep);
 
-plan tests => 98, need_module('comet');
+plan tests => 109, need_module('comet');
 
 sub sid { join '', map { ('a' .. 'z', 0 .. 9)[rand 36] } 1 .. 12 }
 sub wspath { ($_[1] // '/echo') . '/000/' . ($_[0] // sid()) . '/websocket' }
@@ -391,4 +391,91 @@ for my $case (
     my $f = next_data($ws, 10);
     is $f && $f->{payload}, 'c[3000,"Go away!"]',
         'a program that cannot be run: the session closes (c[3000,"Go away!"])';
+}
+
+# --- a SockJS WebSocket is its session: when it ends, so does the session -------
+{
+    my $statedir = Apache::Test::config()->{vars}{t_logs} . '/prog';
+    my $notes = sub {
+        open my $f, '<', "$statedir/$_[0]" or return '';
+        local $/;
+        my $t = <$f> // '';
+        return join ' ', split /\n/, $t;
+    };
+    for my $how ('cut', 'close frame') {
+        my $ws = sjs_ws(base => '/sock-exec');
+        ws_send($ws, WS_TEXT, '["pid"]');
+        my $f = next_data($ws);
+        my ($pid) = ($f ? $f->{payload} : '') =~ /^a\["pid (\d+)"\]$/;
+        ok $pid, "exec: the program of a WebSocket session (pid " . ($pid // '?') . ")";
+        my $t0 = time;
+        if ($how eq 'cut') {
+            $ws->{conn}->close;
+        }
+        else {
+            ws_send($ws, WS_CLOSE, pack('n', 1000));
+            $f = ws_recv($ws, 5);
+            ok $f && $f->{op} == WS_CLOSE && $f->{code} == 1000, '... the client\'s close frame answered';
+            $ws->{conn}->close;
+        }
+        # CometSocketDisconnectDelay is 2 s here: at once means well before
+        ok wait_until(sub { $notes->($pid // 0) =~ /\beof\b/ }, 1.5),
+            "... its connection ends ($how): the program gets EOF at once, not after "
+            . 'CometSocketDisconnectDelay (' . $notes->($pid // 0) . sprintf(', %.2f s)', time - $t0);
+    }
+}
+
+# --- a WebSocket client that answers nothing, not even pings, is closed ----------
+{
+    # channels: CometHeartbeat 1 at /comet-fast: pings once it is silent
+    # for 1 s, the end at 2.5 s of silence, while messages flow too
+    my $chan = new_channel('wsidle');
+    my $silent = ws_open("/comet-fast/$chan");
+    my $alive = ws_open("/comet-fast/$chan");
+    ws_recv($_, 5) for $silent, $alive;
+    my $t0 = time;
+    my (%pings, %msgs, $ended);
+    while (time - $t0 < 6) {
+        publish($chan, 'tick') if int((time - $t0) * 4) % 2 == 0;   # a message now and then
+        for my $w ([silent => $silent], [alive => $alive]) {
+            my ($name, $ws) = @$w;
+            next if $ws->{conn}{eof};
+            while (my $f = ws_recv($ws, 0.1)) {
+                if ($f->{op} == WS_PING) {
+                    $pings{$name}++;
+                    ws_send($ws, WS_PONG, $f->{payload}) if $name eq 'alive';
+                }
+                $msgs{$name}++ if $f->{op} == WS_TEXT;
+            }
+            $ended //= time - $t0 if $name eq 'silent' && $ws->{conn}{eof};
+        }
+    }
+    ok $pings{silent} && $msgs{silent}, "a silent channel client gets pings among its messages "
+        . "($pings{silent} pings, $msgs{silent} messages)";
+    ok defined $ended && $ended >= 2 && $ended < 4,
+        '... and is closed after 2.5 heartbeats without a word from it (' . ($ended // 'never') . ' s)';
+    ok !$alive->{conn}{eof} && $pings{alive} >= 3,
+        "... one that answers them stays (6 s, $pings{alive} pings answered)";
+    my $id = publish($chan, 'still')->{json}{id};
+    my $got;
+    while (my $f = ws_recv($alive, 5)) {
+        ws_send($alive, WS_PONG, '') if $f->{op} == WS_PING;
+        next unless $f->{op} == WS_TEXT;
+        $got = json($f->{payload});
+        last if $got->{id} && $got->{id} == $id;
+    }
+    is $got && $got->{data}, 'still', '... and gets what follows';
+    $alive->{conn}->close;
+
+    # SockJS (CometSocketHeartbeat 1 at /sock-small): "h" and a ping
+    my $ws = sjs_ws(base => '/sock-small');
+    my @seen;
+    $t0 = time;
+    while (my $f = ws_recv($ws, 5)) {
+        push @seen, $f->{op} == WS_PING ? 'ping' : $f->{op} == WS_TEXT ? $f->{payload} : "op$f->{op}";
+    }
+    my $took = time - $t0;
+    is_deeply [@seen[0, 1]], ['h', 'ping'], 'SockJS: a heartbeat is "h" and a ping (' . "@seen)";
+    ok $ws->{conn}{eof} && $took >= 2 && $took < 4,
+        sprintf('... a client that answers none is closed after 2.5 heartbeats (%.2f s)', $took);
 }
