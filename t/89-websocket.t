@@ -243,8 +243,8 @@ for my $case (
         }
         $ws[$i]{conn}->close;
     }
-    # the loop lets go of each receiver; its session then ends after
-    # CometSocketDisconnectDelay (2 s here), its channels with it
+    # the loop lets go of each receiver; its session ends with it, its
+    # channels with it
     ok wait_until(sub { store_info()->{channels} <= $before->{channels} }, 20),
         'clients that vanish (cut, reset): their sessions end ('
         . store_info()->{channels} . " channels, $before->{channels} before)";
