@@ -760,6 +760,7 @@ static int sjs_websocket(sjs_req_t *q, int raw)
     comet_sub_spec_t spec;
     sjs_receiver_t rcv;
     sjs_ws_up_t *u;
+    const char *ext;
     apr_status_t rv;
     int rc, taken = 0;
 
@@ -793,7 +794,9 @@ static int sjs_websocket(sjs_req_t *q, int raw)
     if (hixie) {
         t = &comet_transport_sockjs_hixie;
     }
-    if (comet_websocket_upgrade(r, hixie) != OK) {
+    ext = hixie ? NULL : comet_websocket_deflate(r, (int)COMET_CONF(q->conf,
+                                                                   COMET_CONF_WEBSOCKET_DEFLATE));
+    if (comet_websocket_upgrade(r, hixie, ext) != OK) {
         sjs_release(&rcv);
         return OK;
     }
@@ -814,6 +817,12 @@ static int sjs_websocket(sjs_req_t *q, int raw)
         spec.hixie_keys[1] = keys[1];
         spec.hixie_greeting = apr_pmemdup(r->pool, out.data, out.len);
         spec.hixie_greeting_len = out.len;
+    }
+    if (ext) {
+        /* the same frames; messages compressed */
+        spec.transport = raw ? &comet_transport_sockjs_rawws_deflate
+                             : &comet_transport_sockjs_websocket_deflate;
+        spec.ws_deflate = 1;
     }
     comet_buf_free(&out);
     ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "session %s: websocket", q->sid);

@@ -1981,6 +1981,8 @@ static void *reactor_main(void *arg)
     pthread_mutex_unlock(&r->cmd_mu);
     on_cmd(r);
     reap(r);
+    /* permessage-deflate's (de)compressor of this thread */
+    comet_ws_deflate_release();
     return NULL;
 }
 
@@ -2143,6 +2145,9 @@ static sub_t *sub_create(comet_reactor_t *r, const comet_sub_spec_t *spec)
                                           spec->upstream_baton)) != APR_SUCCESS) {
         sub_free(s);
         return NULL;
+    }
+    if (s->ws && spec->ws_deflate) {
+        comet_ws_set_deflate(s->ws);
     }
     s->pings = spec->websocket && !spec->hixie && spec->heartbeat;
     if (spec->input_len) {

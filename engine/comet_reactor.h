@@ -68,6 +68,9 @@ typedef struct comet_sub_spec_t {
     /** WebSocket: the client's frames are read (comet_ws.h), each message
      * goes to `upstream` (NULL: ignored; non-zero return: a close code) */
     int websocket;
+    /** permessage-deflate negotiated: the client may compress (the
+     * transport, a _deflate one, compresses what goes to it) */
+    int ws_deflate;
     apr_size_t ws_max_message;
     comet_ws_message_fn *upstream;
     /** for upstream; the reactor free()s it when the stream ends */

@@ -604,9 +604,12 @@ const comet_transport_t comet_transport_sockjs_jsonp = {
  * (comet_ws.h), after the end line for channel streams.
  ******************************************************************************/
 
-/* What fill() appends, as one text frame. */
-static int ws_text(comet_buf_t *out, frame_fill_fn *fill, const void *a, apr_size_t b,
-                   int strip_newline)
+/* comet_ws_frame, or comet_ws_frame_deflate (permessage-deflate) */
+typedef int ws_framer_fn(comet_buf_t *out, int opcode, const char *data, apr_size_t len);
+
+/* What fill() appends, as one text frame made by `framer`. */
+static int ws_text_by(comet_buf_t *out, frame_fill_fn *fill, const void *a, apr_size_t b,
+                      int strip_newline, ws_framer_fn *framer)
 {
     comet_buf_t frame = { 0 };
     int rv = fill(&frame, a, b);
@@ -615,10 +618,16 @@ static int ws_text(comet_buf_t *out, frame_fill_fn *fill, const void *a, apr_siz
         frame.len--;
     }
     if (rv == 0) {
-        rv = comet_ws_frame(out, COMET_WS_TEXT, frame.data, frame.len);
+        rv = framer(out, COMET_WS_TEXT, frame.data, frame.len);
     }
     comet_buf_free(&frame);
     return rv ? -1 : 0;
+}
+
+static int ws_text(comet_buf_t *out, frame_fill_fn *fill, const void *a, apr_size_t b,
+                   int strip_newline)
+{
+    return ws_text_by(out, fill, a, b, strip_newline, comet_ws_frame);
 }
 
 /* The close frame of a session's close message: its code, and the reason
@@ -701,6 +710,20 @@ const comet_transport_t comet_transport_websocket = {
     .end = ws_json_end
 };
 
+/* permessage-deflate: the messages compressed (the rest is short) */
+static int ws_json_message_z(comet_buf_t *out, comet_id_t id, const char *chan, apr_size_t clen,
+                             const char *data, apr_size_t len)
+{
+    comet_frame_msg_t m = { id, chan, clen, data, len };
+    return ws_text_by(out, fill_json_message, &m, 0, 1, comet_ws_frame_deflate);
+}
+
+const comet_transport_t comet_transport_websocket_deflate = {
+    .name = "websocket", .index = 14, .content_type = "application/json",
+    .prelude = ws_json_open, .message = ws_json_message_z, .heartbeat = ws_ping,
+    .end = ws_json_end
+};
+
 /* --- SockJS over WebSocket: o, h, a[...], c[...] as text frames --- */
 
 static int sjs_ws_open(comet_buf_t *out, const comet_stream_params_t *p)
@@ -737,6 +760,19 @@ static int sjs_ws_end(comet_buf_t *out, const comet_stream_params_t *p, comet_en
 const comet_transport_t comet_transport_sockjs_websocket = {
     .name = "websocket", .index = 11, .content_type = "application/json", .session = 1,
     .message = sjs_ws_message, .heartbeat = sjs_ws_heartbeat, .end = sjs_ws_end,
+    .open = sjs_ws_open, .close = sjs_ws_close
+};
+
+static int sjs_ws_message_z(comet_buf_t *out, comet_id_t id, const char *chan, apr_size_t clen,
+                            const char *data, apr_size_t len)
+{
+    comet_frame_msg_t m = { id, chan, clen, data, len };
+    return ws_text_by(out, fill_one, &m, 0, 0, comet_ws_frame_deflate);
+}
+
+const comet_transport_t comet_transport_sockjs_websocket_deflate = {
+    .name = "websocket", .index = 15, .content_type = "application/json", .session = 1,
+    .message = sjs_ws_message_z, .heartbeat = sjs_ws_heartbeat, .end = sjs_ws_end,
     .open = sjs_ws_open, .close = sjs_ws_close
 };
 
@@ -797,23 +833,35 @@ static int raw_ws_open(comet_buf_t *out, const comet_stream_params_t *p)
     return 0;
 }
 
-static int raw_ws_message(comet_buf_t *out, comet_id_t id, const char *chan, apr_size_t clen,
-                          const char *data, apr_size_t len)
+static int raw_ws_message_by(comet_buf_t *out, const char *data, apr_size_t len,
+                             ws_framer_fn *framer)
 {
     comet_buf_t clean = { 0 };
     int rv;
 
     if (comet_json_utf8_valid(data, len)) {
-        return comet_ws_frame(out, COMET_WS_TEXT, data, len);
+        return framer(out, COMET_WS_TEXT, data, len);
     }
     /* a text frame must be UTF-8, or the client fails the connection: a
      * program's bytes that are not get U+FFFD, as in the JSON of the others */
     rv = comet_json_utf8_clean(&clean, data, len);
     if (rv == 0) {
-        rv = comet_ws_frame(out, COMET_WS_TEXT, clean.data, clean.len);
+        rv = framer(out, COMET_WS_TEXT, clean.data, clean.len);
     }
     comet_buf_free(&clean);
     return rv;
+}
+
+static int raw_ws_message(comet_buf_t *out, comet_id_t id, const char *chan, apr_size_t clen,
+                          const char *data, apr_size_t len)
+{
+    return raw_ws_message_by(out, data, len, comet_ws_frame);
+}
+
+static int raw_ws_message_z(comet_buf_t *out, comet_id_t id, const char *chan, apr_size_t clen,
+                            const char *data, apr_size_t len)
+{
+    return raw_ws_message_by(out, data, len, comet_ws_frame_deflate);
 }
 
 static int raw_ws_close(comet_buf_t *out, const comet_stream_params_t *p, const char *data,
@@ -826,6 +874,13 @@ const comet_transport_t comet_transport_sockjs_rawws = {
     .name = "websocket-raw", .index = 12, .content_type = "application/octet-stream",
     .session = 1,
     .message = raw_ws_message, .heartbeat = ws_ping, .end = sjs_ws_end,
+    .open = raw_ws_open, .close = raw_ws_close
+};
+
+const comet_transport_t comet_transport_sockjs_rawws_deflate = {
+    .name = "websocket-raw", .index = 16, .content_type = "application/octet-stream",
+    .session = 1,
+    .message = raw_ws_message_z, .heartbeat = ws_ping, .end = sjs_ws_end,
     .open = raw_ws_open, .close = raw_ws_close
 };
 
@@ -847,6 +902,11 @@ const comet_transport_t *const comet_transports[] = {
     &comet_transport_sockjs_websocket,
     &comet_transport_sockjs_rawws,
     &comet_transport_sockjs_hixie,
+    /* permessage-deflate: chosen by the handshake, never by name (the
+     * plain ones above, of the same names, are found first) */
+    &comet_transport_websocket_deflate,
+    &comet_transport_sockjs_websocket_deflate,
+    &comet_transport_sockjs_rawws_deflate,
     NULL
 };
 

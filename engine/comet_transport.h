@@ -109,6 +109,12 @@ extern const comet_transport_t comet_transport_sockjs_hixie;
 /** SockJS's raw WebSocket (/websocket): each message as it is. */
 extern const comet_transport_t comet_transport_sockjs_rawws;
 
+/** The three WebSockets above with permessage-deflate negotiated: their
+ * messages compressed (comet_ws_frame_deflate), the rest the same. */
+extern const comet_transport_t comet_transport_websocket_deflate;
+extern const comet_transport_t comet_transport_sockjs_websocket_deflate;
+extern const comet_transport_t comet_transport_sockjs_rawws_deflate;
+
 /** SockJS: the body of the close message a backend's end publishes. */
 #define COMET_SOCKJS_GO_AWAY "3000,\"Go away!\""
 
@@ -123,7 +129,7 @@ extern const comet_transport_t comet_transport_sockjs_rawws;
 extern const comet_transport_t *const comet_transports[];
 
 /** Number of transports (size of per-message frame caches). */
-#define COMET_TRANSPORTS_MAX 14
+#define COMET_TRANSPORTS_MAX 17
 
 /** Find a transport by name; NULL if unknown. */
 const comet_transport_t *comet_transport_find(const char *name);

@@ -11,9 +11,15 @@
  * masked), fragments put back together, control frames between them, a
  * pong for each ping, the close handshake, the longest message. What it
  * leaves to us: text must be UTF-8 (1007), and what a message means.
+ *
+ * permessage-deflate (RFC 7692): wslay lets RSV1 through on data frames
+ * once negotiated; the message is inflated here, by the thread's one
+ * decompressor (no context takeover: each message stands alone).
  */
 
+#include <ctype.h>
 #include <string.h>
+#include <zlib.h>
 
 #include <openssl/evp.h>
 #include <wslay/wslay.h>
@@ -45,6 +51,7 @@ struct comet_ws_t {
     hixie_t *hx;                      /* or the draft of 2010 */
     comet_ws_message_fn *on_message;
     void *baton;
+    int deflate;                      /* permessage-deflate negotiated */
     /* during comet_ws_feed: the bytes wslay has not taken yet, and where
      * its replies go */
     const char *in;
@@ -90,28 +97,288 @@ static void ws_fail(comet_ws_t *ws, int code, const char *reason)
     wslay_event_shutdown_read(ws->ctx);
 }
 
+/*******************************************************************************
+ * permessage-deflate
+ ******************************************************************************/
+
+/* The thread's (de)compressor: the loop's thread uses them, for each
+ * message in turn (no context takeover), so one of each is enough. */
+static __thread z_stream *tl_deflate, *tl_inflate;
+
+/* The 4 bytes a sync flush ends with, which the sender strips (RFC 7692, 7.2.1). */
+static const unsigned char DEFLATE_TAIL[4] = { 0x00, 0x00, 0xff, 0xff };
+
+/* Inflate a message into out, up to max bytes.
+ * @return 0, COMET_WS_TOO_BIG, COMET_WS_BAD_DATA, or COMET_WS_SERVER_ERROR */
+static int ws_inflate(const char *data, apr_size_t len, apr_size_t max, comet_buf_t *out)
+{
+    z_stream *z = tl_inflate;
+    int pass, zrv = Z_OK;
+
+    if (!z) {
+        if (!(z = calloc(1, sizeof(*z)))) {
+            return COMET_WS_SERVER_ERROR;
+        }
+        if (inflateInit2(z, -15) != Z_OK) {
+            free(z);
+            return COMET_WS_SERVER_ERROR;
+        }
+        tl_inflate = z;
+    }
+    else if (inflateReset(z) != Z_OK) {
+        return COMET_WS_SERVER_ERROR;
+    }
+    /* the message, then the tail its sender stripped */
+    for (pass = 0; pass < 2; pass++) {
+        z->next_in = (Bytef *)(pass ? DEFLATE_TAIL : (const unsigned char *)data);
+        z->avail_in = pass ? sizeof(DEFLATE_TAIL) : (uInt)len;
+        do {
+            apr_size_t room = out->len + 4096 > max + 1 ? max + 1 - out->len : 4096;
+            if (room == 0) {
+                return COMET_WS_TOO_BIG;
+            }
+            if (comet_buf_reserve(out, room) < 0) {
+                return COMET_WS_SERVER_ERROR;
+            }
+            z->next_out = (Bytef *)out->data + out->len;
+            z->avail_out = (uInt)room;
+            zrv = inflate(z, Z_SYNC_FLUSH);
+            out->len += room - z->avail_out;
+            if (out->len > max) {
+                return COMET_WS_TOO_BIG;
+            }
+            if (zrv == Z_STREAM_END && (z->avail_in || !pass)) {
+                /* a final block: the tail would follow nothing */
+                return pass || z->avail_in ? COMET_WS_BAD_DATA : 0;
+            }
+            if (zrv != Z_OK && zrv != Z_BUF_ERROR && zrv != Z_STREAM_END) {
+                return zrv == Z_MEM_ERROR ? COMET_WS_SERVER_ERROR : COMET_WS_BAD_DATA;
+            }
+            if (zrv == Z_BUF_ERROR && z->avail_out) {
+                break;                /* no progress possible: all was read */
+            }
+        } while (z->avail_in || z->avail_out == 0);
+    }
+    return 0;
+}
+
+/* Is s (n bytes) a window size of the RFC: 8..15, no leading zero? */
+static int window_bits_valid(const char *s, apr_size_t n)
+{
+    return (n == 1 && s[0] >= '8' && s[0] <= '9')
+           || (n == 2 && s[0] == '1' && s[1] >= '0' && s[1] <= '5');
+}
+
+/* One offer, "permessage-deflate; p1; p2=v" (n bytes). @return 1 if taken */
+static int deflate_offer_ok(const char *s, apr_size_t n)
+{
+    const char *end = s + n;
+    unsigned seen = 0;
+    int first = 1;
+
+    while (s < end) {
+        const char *p = s, *semi = memchr(s, ';', (apr_size_t)(end - s)), *eq;
+        const char *pe = semi ? semi : end, *v = NULL, *ve = NULL;
+        unsigned bit;
+
+        s = semi ? semi + 1 : end;
+        while (p < pe && (*p == ' ' || *p == '\t')) p++;
+        while (pe > p && (pe[-1] == ' ' || pe[-1] == '\t')) pe--;
+        if (first) {
+            if ((apr_size_t)(pe - p) != 18 || strncasecmp(p, "permessage-deflate", 18)) {
+                return 0;
+            }
+            first = 0;
+            continue;
+        }
+        if ((eq = memchr(p, '=', (apr_size_t)(pe - p))) != NULL) {
+            v = eq + 1;
+            ve = pe;
+            pe = eq;
+            while (pe > p && (pe[-1] == ' ' || pe[-1] == '\t')) pe--;
+            while (v < ve && (*v == ' ' || *v == '\t')) v++;
+            if (ve - v >= 2 && *v == '"' && ve[-1] == '"') {
+                v++;
+                ve--;
+            }
+        }
+#define PARAM(name) ((apr_size_t)(pe - p) == sizeof(name) - 1 && !strncasecmp(p, name, sizeof(name) - 1))
+        if (PARAM("server_no_context_takeover") && !v) {
+            bit = 1;
+        }
+        else if (PARAM("client_no_context_takeover") && !v) {
+            bit = 2;
+        }
+        else if (PARAM("server_max_window_bits") && v
+                 && window_bits_valid(v, (apr_size_t)(ve - v))) {
+            /* a smaller window for our frames than the others get: no */
+            if ((apr_size_t)(ve - v) != 2 || v[1] != '5') {
+                return 0;
+            }
+            bit = 4;
+        }
+        else if (PARAM("client_max_window_bits")
+                 && (!v || window_bits_valid(v, (apr_size_t)(ve - v)))) {
+            bit = 8;                  /* any window: we inflate with the largest */
+        }
+        else {
+            return 0;
+        }
+#undef PARAM
+        if (seen & bit) {
+            return 0;
+        }
+        seen |= bit;
+    }
+    return !first;
+}
+
+const char *comet_ws_deflate_answer(const char *extensions)
+{
+    const char *s = extensions;
+
+    while (s && *s) {
+        const char *comma = strchr(s, ',');
+        apr_size_t n = comma ? (apr_size_t)(comma - s) : strlen(s);
+        if (deflate_offer_ok(s, n)) {
+            /* (server_max_window_bits=15 asked for is what we use) */
+            return "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+        }
+        s = comma ? comma + 1 : NULL;
+    }
+    return NULL;
+}
+
+void comet_ws_set_deflate(comet_ws_t *ws)
+{
+    ws->deflate = 1;
+}
+
+/* Append a frame's header: the first byte as given, then the length. */
+static int frame_head(comet_buf_t *out, unsigned char b0, apr_size_t len)
+{
+    unsigned char h[10];
+    apr_size_t n = 2;
+    int i;
+
+    h[0] = b0;
+    if (len < 126) {
+        h[1] = (unsigned char)len;
+    }
+    else if (len <= 0xffff) {
+        h[1] = 126;
+        h[2] = (unsigned char)(len >> 8);
+        h[3] = (unsigned char)len;
+        n = 4;
+    }
+    else {
+        h[1] = 127;
+        for (i = 0; i < 8; i++) {
+            h[2 + i] = (unsigned char)((apr_uint64_t)len >> (56 - 8 * i));
+        }
+        n = 10;
+    }
+    return comet_buf_append(out, (const char *)h, n);
+}
+
+int comet_ws_frame_deflate(comet_buf_t *out, int opcode, const char *data, apr_size_t len)
+{
+    z_stream *z = tl_deflate;
+    unsigned char *buf;
+    apr_size_t cap, clen;
+    int rc;
+
+    if (len < COMET_WS_DEFLATE_MIN || len > (apr_size_t)UINT_MAX / 2) {
+        return comet_ws_frame(out, opcode, data, len);
+    }
+    if (!z) {
+        if (!(z = calloc(1, sizeof(*z)))) {
+            return -1;
+        }
+        if (deflateInit2(z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+            free(z);
+            return -1;
+        }
+        tl_deflate = z;
+    }
+    else if (deflateReset(z) != Z_OK) {
+        return -1;
+    }
+    /* a sync flush of what deflateBound allows, and its empty block */
+    cap = deflateBound(z, (uLong)len) + 16;
+    if (!(buf = malloc(cap))) {
+        return -1;
+    }
+    z->next_in = (Bytef *)data;
+    z->avail_in = (uInt)len;
+    z->next_out = buf;
+    z->avail_out = (uInt)cap;
+    rc = deflate(z, Z_SYNC_FLUSH);
+    clen = cap - z->avail_out;
+    if (rc != Z_OK || z->avail_in || clen < 4 || memcmp(buf + clen - 4, DEFLATE_TAIL, 4)) {
+        free(buf);
+        return rc == Z_MEM_ERROR ? -1 : comet_ws_frame(out, opcode, data, len);
+    }
+    clen -= 4;
+    if (clen >= len) {
+        rc = comet_ws_frame(out, opcode, data, len);     /* it did not pay */
+    }
+    else {
+        rc = frame_head(out, (unsigned char)(0xc0 | (opcode & 0x0f)), clen) < 0
+             || comet_buf_append(out, (const char *)buf, clen) < 0 ? -1 : 0;
+    }
+    free(buf);
+    return rc;
+}
+
+void comet_ws_deflate_release(void)
+{
+    if (tl_deflate) {
+        deflateEnd(tl_deflate);
+        free(tl_deflate);
+        tl_deflate = NULL;
+    }
+    if (tl_inflate) {
+        inflateEnd(tl_inflate);
+        free(tl_inflate);
+        tl_inflate = NULL;
+    }
+}
+
+/*******************************************************************************
+ * RFC 6455
+ ******************************************************************************/
+
 static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
                       void *user_data)
 {
     comet_ws_t *ws = user_data;
     int code;
+    comet_buf_t plain = { 0 };
+    const char *msg = (const char *)arg->msg;
+    apr_size_t len = arg->msg_length;
 
     if ((arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME)
         || !wslay_event_get_read_enabled(ctx)) {
         return;                   /* ping, pong, close: wslay answers; or over */
     }
-    if (arg->opcode == WSLAY_TEXT_FRAME
-        && !comet_json_utf8_valid((const char *)arg->msg, arg->msg_length)) {
+    if (wslay_get_rsv1(arg->rsv)) {
+        code = ws_inflate(msg, len, ws->max_message, &plain);
+        if (code) {
+            comet_buf_free(&plain);
+            ws_fail(ws, code, code == COMET_WS_TOO_BIG ? "message too big" : "bad deflate data");
+            return;
+        }
+        msg = plain.data ? plain.data : "";
+        len = plain.len;
+    }
+    if (arg->opcode == WSLAY_TEXT_FRAME && !comet_json_utf8_valid(msg, len)) {
         ws_fail(ws, COMET_WS_BAD_DATA, "invalid UTF-8");
-        return;
     }
-    if (!ws->on_message) {
-        return;
-    }
-    code = ws->on_message(ws->baton, arg->opcode, (const char *)arg->msg, arg->msg_length);
-    if (code) {
+    else if (ws->on_message && (code = ws->on_message(ws->baton, arg->opcode, msg, len)) != 0) {
         ws_fail(ws, code, "");
     }
+    comet_buf_free(&plain);
 }
 
 apr_status_t comet_ws_create(comet_ws_t **wsp, apr_size_t max_message,
@@ -145,7 +412,11 @@ static int ws_ctx(comet_ws_t *ws)
         ws->ctx = NULL;
         return -1;
     }
+    /* compressed: the inflated length is checked too (ws_inflate) */
     wslay_event_config_set_max_recv_msg_length(ws->ctx, ws->max_message);
+    if (ws->deflate) {
+        wslay_event_config_set_allowed_rsv_bits(ws->ctx, WSLAY_RSV1_BIT);
+    }
     return 0;
 }
 
@@ -408,28 +679,7 @@ int comet_ws_closing(const comet_ws_t *ws)
 
 int comet_ws_frame(comet_buf_t *out, int opcode, const char *data, apr_size_t len)
 {
-    unsigned char h[10];
-    apr_size_t n = 2;
-    int i;
-
-    h[0] = (unsigned char)(0x80 | (opcode & 0x0f));
-    if (len < 126) {
-        h[1] = (unsigned char)len;
-    }
-    else if (len <= 0xffff) {
-        h[1] = 126;
-        h[2] = (unsigned char)(len >> 8);
-        h[3] = (unsigned char)len;
-        n = 4;
-    }
-    else {
-        h[1] = 127;
-        for (i = 0; i < 8; i++) {
-            h[2 + i] = (unsigned char)((apr_uint64_t)len >> (56 - 8 * i));
-        }
-        n = 10;
-    }
-    if (comet_buf_append(out, (const char *)h, n) < 0
+    if (frame_head(out, (unsigned char)(0x80 | (opcode & 0x0f)), len) < 0
         || (len && comet_buf_append(out, data, len) < 0)) {
         return -1;
     }

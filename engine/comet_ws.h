@@ -125,4 +125,39 @@ int comet_ws_close_frame(comet_buf_t *out, int code, const char *reason);
  */
 void comet_ws_accept_key(const char *key, char accept[29]);
 
+/*
+ * permessage-deflate (RFC 7692), always without context takeover either
+ * way: each message is compressed on its own, so a message's compressed
+ * frame is the same for every subscriber (built once, as the plain one), and
+ * a connection keeps no compressor of its own; the client's messages are
+ * inflated by one decompressor per thread, reset for each.
+ */
+
+/** Messages shorter than this go uncompressed (deflate would not pay). */
+#define COMET_WS_DEFLATE_MIN 64
+
+/**
+ * Take a permessage-deflate offer of a Sec-WebSocket-Extensions header, the
+ * first this server can: not one that asks for a server window under 2^15
+ * (the compressed frames are shared), nor one with a parameter the RFC does
+ * not define, given twice or with a bad value (RFC 7692, 7.1).
+ * @return the answer's Sec-WebSocket-Extensions (a static string), or NULL
+ */
+const char *comet_ws_deflate_answer(const char *extensions);
+
+/** The endpoint's client may send compressed messages (RSV1): they are
+ * inflated before its callback sees them, up to its longest message. */
+void comet_ws_set_deflate(comet_ws_t *ws);
+
+/**
+ * Append one message frame, compressed (RSV1) when that makes it shorter
+ * and it is at least COMET_WS_DEFLATE_MIN bytes, else as comet_ws_frame.
+ * @return 0, or -1 (out of memory)
+ */
+int comet_ws_frame_deflate(comet_buf_t *out, int opcode, const char *data, apr_size_t len);
+
+/** Free the calling thread's compressor and decompressor, if any (a
+ * thread that used them calls it before it ends). */
+void comet_ws_deflate_release(void);
+
 #endif /* COMET_WS_H */

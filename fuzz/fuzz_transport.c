@@ -10,7 +10,12 @@
  *    at the end, and every line is "id: ", "event: " or "data: ";
  *  - WebSocket transports: a message is one whole unmasked text frame (or
  *    one 0x00..0xFF frame of the 2010 draft) whose payload is valid UTF-8
+ *    (with permessage-deflate: a frame with RSV1 set inflates, with zlib
+ *    here, to such a payload)
  *    and, but for the raw one, adds no structural character either. */
+#include <string.h>
+#include <zlib.h>
+
 #include "comet_transport.h"
 #include "fuzz.h"
 
@@ -42,8 +47,34 @@ static void count(const comet_buf_t *b, size_t start, size_t *n)
     }
 }
 
-/* A WebSocket message: one frame; its payload in *p (of *n bytes). */
-static void ws_payload(const comet_buf_t *b, int hixie, const char **p, size_t *n)
+/* A compressed payload (RFC 7692: the sync flush's tail stripped), inflated. */
+static void ws_inflate(const char *in, size_t len, comet_buf_t *out)
+{
+    static const unsigned char tail[4] = { 0, 0, 0xff, 0xff };
+    comet_buf_t all = { 0 };
+    z_stream z;
+    int rc;
+
+    memset(&z, 0, sizeof(z));
+    FUZZ_CHECK(inflateInit2(&z, -15) == Z_OK, "ws: inflateInit2");
+    comet_buf_append(&all, in, len);
+    comet_buf_append(&all, (const char *)tail, sizeof(tail));
+    comet_buf_reserve(out, len * 1100 + 64);
+    z.next_in = (Bytef *)all.data;
+    z.avail_in = (uInt)all.len;
+    z.next_out = (Bytef *)out->data;
+    z.avail_out = (uInt)(len * 1100 + 64);
+    rc = inflate(&z, Z_SYNC_FLUSH);
+    FUZZ_CHECK(rc == Z_OK && z.avail_in == 0, "ws: RSV1 payload inflates");
+    out->len = len * 1100 + 64 - z.avail_out;
+    inflateEnd(&z);
+    comet_buf_free(&all);
+}
+
+/* A WebSocket message: one frame; its payload in *p (of *n bytes), inflated
+ * into scratch if compressed (only where deflate is negotiated). */
+static void ws_payload(const comet_buf_t *b, int hixie, int deflate, comet_buf_t *scratch,
+                       const char **p, size_t *n)
 {
     const unsigned char *u = (const unsigned char *)b->data;
     size_t h = 2, len;
@@ -55,7 +86,8 @@ static void ws_payload(const comet_buf_t *b, int hixie, const char **p, size_t *
         *n = b->len - 2;
         return;
     }
-    FUZZ_CHECK(b->len >= 2 && u[0] == 0x81 && !(u[1] & 0x80), "ws: FIN, text, not masked");
+    FUZZ_CHECK(b->len >= 2 && (u[0] == 0x81 || (deflate && u[0] == 0xc1)) && !(u[1] & 0x80),
+               "ws: FIN, text, not masked (RSV1 only with deflate)");
     len = u[1] & 0x7f;
     if (len == 126) {
         FUZZ_CHECK(b->len >= 4, "ws: 16-bit length");
@@ -73,6 +105,13 @@ static void ws_payload(const comet_buf_t *b, int hixie, const char **p, size_t *
     FUZZ_CHECK(b->len == h + len, "ws: one whole frame");
     *p = b->data + h;
     *n = len;
+    if (u[0] == 0xc1) {
+        scratch->len = 0;
+        ws_inflate(b->data + h, len, scratch);
+        FUZZ_CHECK(scratch->len > len, "ws: compressed only when shorter");
+        *p = scratch->data;
+        *n = scratch->len;
+    }
 }
 
 static void check_sse(const comet_buf_t *b, size_t start)
@@ -104,7 +143,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *cb = "cb", *chan = "c", *msg = "x";
     size_t chan_len = 1, msg_len = 1;
     comet_id_t id = 0;
-    int sse, ws, hixie, raw, why;
+    int sse, ws, hixie, raw, deflate, why;
 
     while (comet_transports[nt]) {
         nt++;
@@ -140,6 +179,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ws = !strncmp(t->name, "websocket", 9);
         hixie = !strcmp(t->name, "websocket-hixie76");
         raw = !strcmp(t->name, "websocket-raw");
+        deflate = t == &comet_transport_websocket_deflate
+                  || t == &comet_transport_sockjs_websocket_deflate
+                  || t == &comet_transport_sockjs_rawws_deflate;
         memset(&p, 0, sizeof(p));
         p.callback = cb;
         p.heartbeat = 25000000;
@@ -162,15 +204,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             comet_buf_free(&one);
         }
         else if (ws) {
-            comet_buf_t one = { 0 }, pay = { 0 }, rpay = { 0 };
+            comet_buf_t one = { 0 }, pay = { 0 }, rpay = { 0 }, z1 = { 0 }, z2 = { 0 };
             const char *pp;
             size_t pn;
             t->message(&one, id, chan, chan_len, msg, msg_len);
-            ws_payload(&one, hixie, &pp, &pn);
+            ws_payload(&one, hixie, deflate, &z1, &pp, &pn);
             FUZZ_CHECK(fuzz_utf8_valid((const unsigned char *)pp, pn), "ws: text is UTF-8");
             if (!raw) {
                 comet_buf_append(&pay, pp, pn);
-                ws_payload(&ref, hixie, &pp, &pn);
+                ws_payload(&ref, hixie, deflate, &z2, &pp, &pn);
                 comet_buf_append(&rpay, pp, pn);
                 count(&pay, 0, got);
                 count(&rpay, 0, want);
@@ -181,6 +223,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             comet_buf_free(&pay);
             comet_buf_free(&rpay);
             comet_buf_free(&one);
+            comet_buf_free(&z1);
+            comet_buf_free(&z2);
         }
         else {
             comet_buf_t one = { 0 };

@@ -8,7 +8,9 @@
  *    and at most one close, control payloads of 125 bytes at most;
  *  - once the endpoint says APR_EOF it says so again and hands on nothing;
  *  - the draft of 2010 (hixie-76, first byte >= 0x80): the same for its
- *    messages, and it answers its handshake once, then at most a close. */
+ *    messages, and it answers its handshake once, then at most a close;
+ *  - permessage-deflate (RFC 6455 endpoints whose first byte has 0x40):
+ *    compressed messages (RSV1) inflate within the limit, or end it. */
 #include "comet_ws.h"
 #include "fuzz.h"
 
@@ -89,6 +91,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                        on_message, NULL)
                : comet_ws_create(&ws, MAX_MESSAGE, on_message, NULL)) != APR_SUCCESS) {
         return 0;
+    }
+    if (!hixie && (data[0] & 0x40)) {
+        comet_ws_set_deflate(ws);
     }
     ended = 0;
     step = (size_t)(data[0] % 17) + 1;

@@ -312,11 +312,19 @@ int comet_subscribe_handle(request_rec *r, const comet_dir_conf_t *conf, const c
         unsubscribe_first(&spec, spec.nchannels);
         return OK;
     }
-    if (t == &comet_transport_websocket
-        && (ws_spec(r, conf, &spec) < 0 || comet_websocket_upgrade(r, 0) != OK)) {
-        free(spec.upstream_baton);
-        unsubscribe_first(&spec, spec.nchannels);
-        return OK;
+    if (t == &comet_transport_websocket) {
+        const char *ext = comet_websocket_deflate(r, (int)COMET_CONF(conf,
+                                                                     COMET_CONF_WEBSOCKET_DEFLATE));
+        if (ws_spec(r, conf, &spec) < 0 || comet_websocket_upgrade(r, 0, ext) != OK) {
+            free(spec.upstream_baton);
+            unsubscribe_first(&spec, spec.nchannels);
+            return OK;
+        }
+        if (ext) {
+            /* the same open line; messages compressed */
+            spec.transport = &comet_transport_websocket_deflate;
+            spec.ws_deflate = 1;
+        }
     }
     if ((rc = send_prelude(r, t, &spec.params)) != OK) {
         free(spec.upstream_baton);

@@ -96,7 +96,20 @@ int comet_websocket_check(request_rec *r, int stream_mode, int hixie, const char
     return OK;
 }
 
-int comet_websocket_upgrade(request_rec *r, int hixie)
+const char *comet_websocket_deflate(request_rec *r, int enabled)
+{
+    const char *offer = apr_table_get(r->headers_in, "Sec-WebSocket-Extensions");
+    const char *answer = enabled && offer ? comet_ws_deflate_answer(offer) : NULL;
+
+    if (offer) {
+        ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "websocket extensions offered: %s; %s",
+                      offer, answer ? "permessage-deflate taken"
+                                    : enabled ? "none taken" : "CometWebSocketCompression Off");
+    }
+    return answer;
+}
+
+int comet_websocket_upgrade(request_rec *r, int hixie, const char *extensions)
 {
     conn_rec *c = r->connection;
     char accept[29];
@@ -124,6 +137,9 @@ int comet_websocket_upgrade(request_rec *r, int hixie)
         apr_table_setn(r->headers_out, "Upgrade", "websocket");
         apr_table_setn(r->headers_out, "Connection", "Upgrade");
         apr_table_setn(r->headers_out, "Sec-WebSocket-Accept", apr_pstrdup(r->pool, accept));
+        if (extensions) {
+            apr_table_setn(r->headers_out, "Sec-WebSocket-Extensions", extensions);
+        }
         r->status_line = ap_get_status_line(r->status);
     }
     ap_send_interim_response(r, 1);

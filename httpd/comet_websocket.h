@@ -41,12 +41,21 @@ int comet_websocket_check(request_rec *r, int stream_mode, int hixie, const char
 int comet_websocket_hixie(request_rec *r, apr_uint32_t keys[2]);
 
 /**
+ * Does the client offer permessage-deflate in a form this server takes
+ * (engine/comet_ws.h, comet_ws_deflate_answer)?
+ * @param enabled  CometWebSocketCompression
+ * @return the Sec-WebSocket-Extensions to answer, or NULL: none
+ */
+const char *comet_websocket_deflate(request_rec *r, int enabled);
+
+/**
  * Answer 101 Switching Protocols with the accept key, and make the rest of
  * the response raw: no HTTP header, no chunking, no keep-alive, no request
  * timeout. hixie: the draft of 2010's head (its last 16 bytes are the
  * loop's to send, comet_ws_create_hixie).
+ * @param extensions  Sec-WebSocket-Extensions of the answer, or NULL
  * @return OK, or -1 if the client is gone
  */
-int comet_websocket_upgrade(request_rec *r, int hixie);
+int comet_websocket_upgrade(request_rec *r, int hixie, const char *extensions);
 
 #endif /* COMET_WEBSOCKET_H */

@@ -13,7 +13,7 @@ use Comet::WS;
 use Encode qw(encode_utf8);
 use Time::HiRes qw(time sleep);
 
-plan tests => 109, need_module('comet');
+plan tests => 127, need_module('comet');
 
 sub sid { join '', map { ('a' .. 'z', 0 .. 9)[rand 36] } 1 .. 12 }
 sub wspath { ($_[1] // '/echo') . '/000/' . ($_[0] // sid()) . '/websocket' }
@@ -478,4 +478,93 @@ for my $case (
     is_deeply [@seen[0, 1]], ['h', 'ping'], 'SockJS: a heartbeat is "h" and a ping (' . "@seen)";
     ok $ws->{conn}{eof} && $took >= 2 && $took < 4,
         sprintf('... a client that answers none is closed after 2.5 heartbeats (%.2f s)', $took);
+}
+
+# --- permessage-deflate (RFC 7692) ------------------------------------------------
+{
+    my $offer = { 'Sec-WebSocket-Extensions' => 'permessage-deflate; client_max_window_bits' };
+    my $answer = 'permessage-deflate; server_no_context_takeover; client_no_context_takeover';
+    my $chan = new_channel('wsz');
+    my $ws = ws_open("/comet-wspub/$chan", headers => $offer);
+    is $ws->{res}{headers}{'sec-websocket-extensions'}, $answer,
+        'Chrome\'s permessage-deflate offer: taken, without context takeover either way';
+    my $f = ws_recv($ws, 5);
+    ok $f && $f->{rsv} == 0 && eval { json($f->{payload}) }->{open}, '... the open line, plain';
+    my $long = 'news ' x 40;
+    my $id = publish($chan, $long)->{json}{id};
+    $f = ws_recv($ws, 5);
+    my $plain = $f && $f->{rsv} == 4 ? ws_inflate($f->{payload}) : undef;
+    ok $f && $f->{rsv} == 4 && length $f->{payload} < length $long,
+        '... a message of ' . length($long) . ' bytes: compressed (RSV1, '
+        . ($f ? length $f->{payload} : '?') . ' bytes)';
+    is_deeply $plain && json($plain), { id => $id, channel => $chan, data => $long },
+        '... which inflates to the stream transport\'s JSON';
+    # a short one: compressed only if that makes it shorter
+    $id = publish($chan, 'hi')->{json}{id};
+    $f = ws_recv($ws, 5);
+    $plain = $f && ($f->{rsv} == 4 ? ws_inflate($f->{payload}) : $f->{payload});
+    ok $plain && json($plain)->{data} eq 'hi'
+       && ($f->{rsv} == 0 || length $f->{payload} < length $plain),
+        '... a short one: plain, or compressed only if shorter (' . ($f ? length $f->{payload} : '?')
+        . ' bytes, RSV ' . ($f ? $f->{rsv} : '?') . ')';
+    # what the client sends, compressed: published as it was written
+    my $sse = subscribe("/comet/$chan?transport=sse");
+    $sse->prelude;
+    my $up = encode_utf8("from the socket \x{263a} ") x 10;
+    $ws->{conn}->send_bytes(ws_frame(WS_TEXT, ws_deflate($up), rsv => 4));
+    ok defined $sse->upto("data: $up\n", 5),
+        '... a compressed message from the client: inflated, published';
+    $ws->{conn}->send_bytes(ws_frame(WS_TEXT, "\xff\xff\xff\xff", rsv => 4));
+    $f = ws_recv($ws, 5);
+    $f = ws_recv($ws, 5) while $f && $f->{op} != WS_CLOSE;
+    ok $f && $f->{code} == 1007, '... broken deflate data: close 1007';
+    $sse->close;
+
+    # a zip bomb: past CometMaxMessageSize (64K) once inflated
+    $ws = ws_open("/comet-wspub/$chan", headers => $offer);
+    ws_recv($ws, 5);
+    $ws->{conn}->send_bytes(ws_frame(WS_TEXT, ws_deflate('a' x 200_000), rsv => 4));
+    $f = ws_recv($ws, 5);
+    $f = ws_recv($ws, 5) while $f && $f->{op} != WS_CLOSE;
+    ok $f && $f->{code} == 1009, 'a message of 200,000 bytes compressed to a few hundred: 1009';
+
+    # offers not taken
+    $ws = ws_open("/comet-wspub/$chan",
+                  headers => { 'Sec-WebSocket-Extensions' => 'permessage-deflate; server_max_window_bits=10' });
+    ok $ws->{res}{status} == 101 && !exists $ws->{res}{headers}{'sec-websocket-extensions'},
+        'an offer for a smaller server window: 101 without the extension';
+    ws_recv($ws, 5);
+    $ws->{conn}->send_bytes(ws_frame(WS_TEXT, ws_deflate($up), rsv => 4));
+    $f = ws_recv($ws, 5);
+    ok $f && $f->{op} == WS_CLOSE && $f->{code} == 1002, '... so RSV1 from the client: 1002';
+    $ws = ws_open("/comet-wspub-plain/$chan", headers => $offer);
+    ok $ws->{res}{status} == 101 && !exists $ws->{res}{headers}{'sec-websocket-extensions'},
+        'CometWebSocketCompression Off: no extension';
+    ws_recv($ws, 5);
+    publish($chan, $long);
+    $f = ws_recv($ws, 5);
+    ok $f && $f->{rsv} == 0 && json($f->{payload})->{data} eq $long, '... messages plain';
+    $ws->{conn}->close;
+
+    # SockJS: the session URL and the raw one
+    $ws = ws_open(wspath(), headers => $offer);
+    is $ws->{res}{headers}{'sec-websocket-extensions'}, $answer, 'SockJS: taken too';
+    $f = ws_recv($ws, 5);
+    ok $f && $f->{rsv} == 0 && $f->{payload} eq 'o', '... "o", plain';
+    my $msg = '["' . ('echo me ' x 20) . '"]';
+    ws_send($ws, WS_TEXT, ws_deflate($msg), rsv => 4);
+    $f = next_data($ws);
+    ok $f && $f->{rsv} == 4 && ws_inflate($f->{payload}) eq 'a' . $msg,
+        '... a compressed message echoed compressed: a[...]';
+    ws_send($ws, WS_TEXT, '["x"]');
+    $f = next_data($ws);
+    ok $f && $f->{rsv} == 0 && $f->{payload} eq 'a["x"]', '... a short one plain';
+    $ws->{conn}->close;
+    $ws = ws_open('/echo/websocket', headers => $offer);
+    is $ws->{res}{headers}{'sec-websocket-extensions'}, $answer, 'raw /websocket: taken';
+    ws_send($ws, WS_TEXT, ws_deflate('raw ' x 30), rsv => 4);
+    $f = ws_recv($ws, 5);
+    ok $f && $f->{rsv} == 4 && ws_inflate($f->{payload}) eq 'raw ' x 30,
+        '... its echo compressed, as it was sent';
+    $ws->{conn}->close;
 }

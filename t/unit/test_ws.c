@@ -179,6 +179,138 @@ static void run(int bytewise)
     comet_buf_free(&out);
 }
 
+/* permessage-deflate (RFC 7692): the offers taken, the RFC's own bytes both
+ * ways, limits, broken data */
+static void deflate_tests(void)
+{
+    /* RFC 7692, 7.2.3.1: "Hello" compressed, as a client sends it (RSV1) */
+    static const char hello_z[] = "\xf2\x48\xcd\xc9\xc9\x07\x00";
+    const char *want = "permessage-deflate; server_no_context_takeover; "
+                       "client_no_context_takeover";
+    comet_buf_t out = { 0 }, in = { 0 };
+    char buf[4096], big[3000];
+    apr_size_t n;
+    comet_ws_t *ws;
+    int i;
+
+    IS_STR(comet_ws_deflate_answer("permessage-deflate"), want, "a bare offer: taken");
+    IS_STR(comet_ws_deflate_answer("permessage-deflate; client_max_window_bits"), want,
+           "Chrome's offer (client_max_window_bits): taken");
+    IS_STR(comet_ws_deflate_answer("x-webkit-deflate-frame, PerMessage-Deflate ; "
+                                   "client_max_window_bits=10;server_no_context_takeover"),
+           want, "the second offer of two, any case, spaces, parameters");
+    IS_STR(comet_ws_deflate_answer("permessage-deflate; server_max_window_bits=15"), want,
+           "server_max_window_bits=15: what we use");
+    OK(!comet_ws_deflate_answer("permessage-deflate; server_max_window_bits=10"),
+       "a smaller server window: not taken (our frames are shared)");
+    IS_STR(comet_ws_deflate_answer("permessage-deflate; server_max_window_bits=10, "
+                                   "permessage-deflate"), want,
+           "... the next offer then");
+    OK(!comet_ws_deflate_answer("permessage-deflate; client_max_window_bits=7")
+       && !comet_ws_deflate_answer("permessage-deflate; client_max_window_bits=08")
+       && !comet_ws_deflate_answer("permessage-deflate; server_max_window_bits")
+       && !comet_ws_deflate_answer("permessage-deflate; foo")
+       && !comet_ws_deflate_answer("permessage-deflate; server_no_context_takeover; "
+                                   "server_no_context_takeover")
+       && !comet_ws_deflate_answer("permessage-deflate; client_no_context_takeover=1")
+       && !comet_ws_deflate_answer("x-webkit-deflate-frame")
+       && !comet_ws_deflate_answer(""),
+       "bad values, unknown or repeated parameters, other extensions: not taken");
+
+    /* the client's compressed message */
+    ws = endpoint();
+    comet_ws_set_deflate(ws);
+    n = frame(buf, 1, COMET_WS_TEXT, hello_z, 7, 1);
+    buf[0] |= 0x40;
+    OK(comet_ws_feed(ws, buf, n, &out) == APR_SUCCESS && out.len == 0 && ngot == 1,
+       "RFC 7692's compressed \"Hello\": one message");
+    IS_STR(got[0], "tHello", "... inflated");
+    /* fragmented: RSV1 on the first frame only (7.2.3.2's example) */
+    n = frame(buf, 0, COMET_WS_TEXT, hello_z, 3, 1);
+    buf[0] |= 0x40;
+    n += frame(buf + n, 1, 0, hello_z + 3, 4, 1);
+    OK(comet_ws_feed(ws, buf, n, &out) == APR_SUCCESS && ngot == 2, "... and in two fragments");
+    IS_STR(got[1], "tHello", "... inflated as one");
+    n = frame(buf, 1, COMET_WS_TEXT, "plain", 5, 1);
+    OK(comet_ws_feed(ws, buf, n, &out) == APR_SUCCESS && ngot == 3, "an uncompressed one between");
+    IS_STR(got[2], "tplain", "... as it is");
+    /* more than the limit once inflated: 1009 */
+    memset(big, 'a', sizeof(big));
+    comet_ws_frame_deflate(&in, COMET_WS_TEXT, big, MAX + 1);
+    OK((unsigned char)in.data[0] == 0xc1 && in.len < MAX, "%d bytes of 'a' compress to %d",
+       MAX + 1, (int)in.len);
+    n = frame(buf, 1, COMET_WS_TEXT, in.data + 2, in.len - 2, 1);
+    buf[0] |= 0x40;
+    OK(comet_ws_feed(ws, buf, n, &out) == APR_EOF && close_code(&out) == COMET_WS_TOO_BIG
+       && ngot == 3, "... past the longest message once inflated: 1009, not handed on");
+    comet_ws_destroy(ws);
+    out.len = 0;
+    /* not deflate data */
+    ws = endpoint();
+    comet_ws_set_deflate(ws);
+    n = frame(buf, 1, COMET_WS_TEXT, "\xff\xff\xff\xff", 4, 1);
+    buf[0] |= 0x40;
+    OK(comet_ws_feed(ws, buf, n, &out) == APR_EOF && close_code(&out) == COMET_WS_BAD_DATA
+       && ngot == 0, "RSV1 with broken deflate data: 1007");
+    comet_ws_destroy(ws);
+    out.len = 0;
+    /* RSV1 where it was not negotiated: 1002 (wslay) */
+    ws = endpoint();
+    n = frame(buf, 1, COMET_WS_TEXT, hello_z, 7, 1);
+    buf[0] |= 0x40;
+    OK(comet_ws_feed(ws, buf, n, &out) == APR_EOF && close_code(&out) == 1002 && ngot == 0,
+       "RSV1 without permessage-deflate: 1002");
+    comet_ws_destroy(ws);
+    out.len = 0;
+    /* RSV1 on a control frame: 1002 even with it */
+    ws = endpoint();
+    comet_ws_set_deflate(ws);
+    n = frame(buf, 1, COMET_WS_PING, "", 0, 1);
+    buf[0] |= 0x40;
+    OK(comet_ws_feed(ws, buf, n, &out) == APR_EOF && close_code(&out) == 1002,
+       "RSV1 on a ping: 1002");
+    comet_ws_destroy(ws);
+    out.len = 0;
+
+    /* the server's frames: short ones plain, others compressed if shorter */
+    in.len = 0;
+    comet_ws_frame_deflate(&in, COMET_WS_TEXT, "Hello", 5);
+    OK(in.len == 7 && !memcmp(in.data, "\x81\x05Hello", 7),
+       "under COMET_WS_DEFLATE_MIN: a plain frame");
+    for (i = 0; i < (int)sizeof(big); i++) {
+        big[i] = "{\"id\": 1, \"data\": \"news\"}\n"[i % 29];
+    }
+    in.len = 0;
+    comet_ws_frame_deflate(&in, COMET_WS_TEXT, big, sizeof(big));
+    OK((unsigned char)in.data[0] == 0xc1 && (unsigned char)in.data[1] < 126 && in.len < 200,
+       "3000 repetitive bytes: RSV1, %d bytes", (int)in.len);
+    /* back through a client endpoint's inflater: the same bytes (as a
+     * client would, with the frame masked) */
+    ws = NULL;
+    ngot = 0;
+    OK(comet_ws_create(&ws, sizeof(big), NULL, NULL) == APR_SUCCESS, "an endpoint for them");
+    comet_ws_set_deflate(ws);
+    n = frame(buf, 1, COMET_WS_TEXT, in.data + 2, in.len - 2, 1);
+    buf[0] |= 0x40;
+    OK(comet_ws_feed(ws, buf, n, &out) == APR_SUCCESS && out.len == 0,
+       "... which inflate within the limit");
+    comet_ws_destroy(ws);
+    {
+        char noise[256];
+        for (i = 0; i < (int)sizeof(noise); i++) {
+            noise[i] = (char)(0x21 + (i * 7919 + (i >> 3) * 104729) % 90);
+        }
+        in.len = 0;
+        comet_ws_frame_deflate(&in, COMET_WS_TEXT, noise, sizeof(noise));
+        OK((unsigned char)in.data[0] == 0xc1 ? in.len < sizeof(noise) + 4
+           : in.len == sizeof(noise) + 4, "what does not shrink goes plain (%d bytes)",
+           (int)in.len);
+    }
+    comet_ws_deflate_release();
+    comet_buf_free(&in);
+    comet_buf_free(&out);
+}
+
 int main(void)
 {
     comet_buf_t out = { 0 };
@@ -251,6 +383,7 @@ int main(void)
            && !memcmp(out.data, "\xff\x00", 2), "0xFF 0x00: closed, answered");
         comet_ws_destroy(ws);
     }
+    deflate_tests();
     comet_buf_free(&out);
     return UNIT_DONE();
 }

@@ -9,9 +9,10 @@ use warnings;
 use Exporter 'import';
 use MIME::Base64 qw(encode_base64);
 use Digest::SHA qw(sha1_base64);
+use Compress::Raw::Zlib;
 use Comet::Test ();
 
-our @EXPORT = qw(ws_open ws_request ws_frame ws_send ws_recv ws_accept_of
+our @EXPORT = qw(ws_open ws_request ws_frame ws_send ws_recv ws_accept_of ws_deflate ws_inflate
                  WS_TEXT WS_BINARY WS_CLOSE WS_PING WS_PONG);
 
 use constant { WS_CONT => 0, WS_TEXT => 1, WS_BINARY => 2, WS_CLOSE => 8, WS_PING => 9,
@@ -100,6 +101,26 @@ sub ws_recv {
         $f->{reason} = substr $f->{payload}, 2;
     }
     return $f;
+}
+
+# permessage-deflate (RFC 7692) as a client does it, with zlib: a message's
+# compressed payload (the sync flush's 4-byte tail stripped), and back.
+sub ws_deflate {
+    my ($d, $st) = Compress::Raw::Zlib::Deflate->new(-WindowBits => -15, -AppendOutput => 1);
+    my $out = '';
+    $d->deflate($_[0], $out);
+    $d->flush($out, Z_SYNC_FLUSH);
+    $out =~ s/\x00\x00\xff\xff\z// or die "no sync flush tail\n";
+    return $out;
+}
+
+sub ws_inflate {
+    my ($i) = Compress::Raw::Zlib::Inflate->new(-WindowBits => -15, -AppendOutput => 1,
+                                                  -ConsumeInput => 1);
+    my $in = $_[0] . "\x00\x00\xff\xff";
+    my $out = '';
+    my $st = $i->inflate($in, $out);
+    return ($st == Z_OK || $st == Z_STREAM_END || $st == Z_BUF_ERROR) ? $out : undef;
 }
 
 1;
