@@ -210,6 +210,19 @@ static const char *setting_slot(cmd_parms *cmd, void *cv, apr_int64_t **slot)
     return NULL;
 }
 
+/* Digits and one of httpd's units: ap_timeout_parameter_parse() reads only
+ * the first letters, and takes "soon" for 0 seconds. */
+static int duration_syntax(const char *arg)
+{
+    const char *u = arg;
+
+    while (apr_isdigit(*u)) {
+        u++;
+    }
+    return u > arg && (!*u || !strcmp(u, "s") || !strcmp(u, "ms") || !strcmp(u, "mi")
+                       || !strcmp(u, "min") || !strcmp(u, "h"));
+}
+
 static int parse_setting(const setting_t *row, const char *arg, apr_int64_t *v)
 {
     apr_uint64_t u;
@@ -229,7 +242,8 @@ static int parse_setting(const setting_t *row, const char *arg, apr_int64_t *v)
         *v = (apr_int64_t)u;
         break;
     case KIND_DURATION:
-        if (ap_timeout_parameter_parse(arg, &t, "s") != APR_SUCCESS || t < 0) {
+        if (!duration_syntax(arg)
+            || ap_timeout_parameter_parse(arg, &t, "s") != APR_SUCCESS || t < 0) {
             return 0;
         }
         *v = t;
