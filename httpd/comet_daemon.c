@@ -374,9 +374,12 @@ int comet_daemon_post_config(apr_pool_t *pconf, server_rec *s)
         sup->running = 0;
     }
     if (sup->running && sup->failures > 0) {
-        /* it kept failing (the User, say): a restart, maybe with that fixed,
-         * tries again at once */
-        sup_end(sup);
+        if (apr_time_now() < sup->started + sup->delay + QUICK_DEATH) {
+            /* it kept failing (the User, say) and this one is still waiting
+             * or has just begun: a restart, maybe with that fixed, tries
+             * again at once */
+            sup_end(sup);
+        }
         sup->failures = 0;
     }
     if (sup->running && kill(sup->proc.pid, 0) == 0) {
