@@ -24,7 +24,10 @@
 
 /* The layout of daemon_t is part of the key: a new module version loaded
  * by a graceful restart must not read an old one's. */
-#define KEY_SUPERVISOR "mod_comet/supervisor/2"
+#define KEY_SUPERVISOR "mod_comet/supervisor/1"
+/* (the back-off has a record of its own: daemon_t keeps the layout a
+ * running older version shares) */
+#define KEY_BACKOFF "mod_comet/supervisor-backoff/1"
 
 /* How a supervisor that cannot start exits (above the signal numbers: httpd
  * hands other children's exit code or signal number alike). */
@@ -44,10 +47,16 @@ typedef struct {
     pid_t owner;                  /* the parent: the only process that stops it */
     char store[64];               /* the store it was started on */
     server_rec *s;
+} daemon_t;
+
+/* Its starts, kept in the process pool too. */
+typedef struct {
     int failures;                 /* starts in a row that failed */
     apr_time_t started;           /* when it was forked */
     apr_interval_time_t delay;    /* how long it waited before starting */
-} daemon_t;
+} backoff_t;
+
+static backoff_t *bo;
 
 static daemon_t *sup;
 
@@ -160,7 +169,7 @@ static apr_interval_time_t sup_backoff(int failures)
  * failed starts it waits first (sup_backoff). */
 static apr_status_t sup_spawn(server_rec *s)
 {
-    apr_interval_time_t delay = sup_backoff(sup->failures);
+    apr_interval_time_t delay = sup_backoff(bo->failures);
     int fds[2];
     pid_t pid;
 
@@ -176,7 +185,7 @@ static apr_status_t sup_spawn(server_rec *s)
     }
     if (pid == 0) {
         close(fds[1]);
-        sup_run(s, fds[0], delay, sup->failures > 0);
+        sup_run(s, fds[0], delay, bo->failures > 0);
     }
     close(fds[0]);
     apr_cpystrn(sup->store, comet_store_shm_instance(comet_proc.base), sizeof(sup->store));
@@ -184,8 +193,8 @@ static apr_status_t sup_spawn(server_rec *s)
     sup->proc.in = sup->proc.out = sup->proc.err = NULL;
     sup->parent_fd = fds[1];
     sup->running = 1;
-    sup->started = apr_time_now();
-    sup->delay = delay;
+    bo->started = apr_time_now();
+    bo->delay = delay;
     if (delay) {
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, COMET_LOGNO(00203)
                      "comet supervisor started (pid %d), to begin in %" APR_TIME_T_FMT " s",
@@ -222,7 +231,7 @@ static void sup_log_failure(daemon_t *h, int status, apr_interval_time_t next)
                      "lines before. Trying again in %" APR_TIME_T_FMT " s, %s",
                      (int)h->proc.pid, status == SUP_EXIT_STORE ? "cannot open the channel "
                      "store" : "died", status,
-                     apr_time_sec(apr_time_now() - h->started - h->delay),
+                     apr_time_sec(apr_time_now() - bo->started - bo->delay),
                      apr_time_sec(next), then);
     }
 }
@@ -249,26 +258,26 @@ static void sup_maintenance(int reason, void *data, apr_wait_t status)
         && mpm_state == AP_MPMQ_STOPPING) {
         return;
     }
-    lived = apr_time_now() - h->started - h->delay;
+    lived = apr_time_now() - bo->started - bo->delay;
     if (reason == APR_OC_REASON_DEATH
         && (status == SUP_EXIT_SWITCH || status == SUP_EXIT_STORE || lived < QUICK_DEATH)) {
-        h->failures++;
+        bo->failures++;
     }
     else {
-        h->failures = 0;
+        bo->failures = 0;
     }
-    if (h->failures == 0) {
+    if (bo->failures == 0) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, h->s, COMET_LOGNO(00204)
                      "comet supervisor (pid %d) died: starting a new one", (int)h->proc.pid);
     }
-    else if (h->failures == 1) {
+    else if (bo->failures == 1) {
         sup_log_failure(h, status, sup_backoff(1));
     }
     else {
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, h->s, COMET_LOGNO(00442)
                      "comet supervisor (pid %d) failed again (%d in a row, status %d): next "
-                     "try in %" APR_TIME_T_FMT " s", (int)h->proc.pid, h->failures, status,
-                     apr_time_sec(sup_backoff(h->failures)));
+                     "try in %" APR_TIME_T_FMT " s", (int)h->proc.pid, bo->failures, status,
+                     apr_time_sec(sup_backoff(bo->failures)));
     }
     if (sup_spawn(h->s) == APR_SUCCESS && sup_pconf) {
         apr_proc_other_child_register(&h->proc, sup_maintenance, h, NULL, sup_pconf);
@@ -354,6 +363,12 @@ int comet_daemon_post_config(apr_pool_t *pconf, server_rec *s)
     void *data = NULL;
     apr_status_t rv;
 
+    apr_pool_userdata_get(&data, KEY_BACKOFF, pproc);
+    if (!(bo = data)) {
+        bo = apr_pcalloc(pproc, sizeof(*bo));
+        apr_pool_userdata_set(bo, KEY_BACKOFF, apr_pool_cleanup_null, pproc);
+    }
+    data = NULL;
     apr_pool_userdata_get(&data, KEY_SUPERVISOR, pproc);
     sup = data;
     if (!sup) {
@@ -373,14 +388,14 @@ int comet_daemon_post_config(apr_pool_t *pconf, server_rec *s)
         kill(sup->proc.pid, SIGTERM);
         sup->running = 0;
     }
-    if (sup->running && sup->failures > 0) {
-        if (apr_time_now() < sup->started + sup->delay + QUICK_DEATH) {
+    if (sup->running && bo->failures > 0) {
+        if (apr_time_now() < bo->started + bo->delay + QUICK_DEATH) {
             /* it kept failing (the User, say) and this one is still waiting
              * or has just begun: a restart, maybe with that fixed, tries
              * again at once */
             sup_end(sup);
         }
-        sup->failures = 0;
+        bo->failures = 0;
     }
     if (sup->running && kill(sup->proc.pid, 0) == 0) {
         sup_reconfigure(pconf, s);
