@@ -14,6 +14,7 @@
  * This file is the module: its record, its hooks and their order, its life
  * cycle. The work is done elsewhere (HACKING.md has the map):
  *   httpd/comet_config     the directives
+ *   httpd/comet_check      checks of the whole configuration, the MPM's settings
  *   httpd/comet_proc       shared memory, mutex, the child's store and loop
  *   httpd/comet_daemon     the supervisor process, parent side
  *   httpd/comet_subscribe  streams; comet_stream hands them to the loop
@@ -30,6 +31,7 @@
 
 #include "mod_comet.h"
 #include "comet_assets.h"
+#include "comet_check.h"
 #include "comet_config.h"
 #include "comet_daemon.h"
 #include "comet_proc.h"
@@ -59,6 +61,13 @@ static int comet_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *pte
     return comet_proc_pre_config(pconf);
 }
 
+/* What needs the whole configuration (httpd -t runs this, not post_config). */
+static int comet_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                              server_rec *s)
+{
+    return comet_check_programs(pconf, ptemp, s);
+}
+
 static int comet_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                              server_rec *s)
 {
@@ -68,6 +77,7 @@ static int comet_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *pt
     if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
         return OK;
     }
+    comet_check_mpm(s);
     if ((rc = comet_proc_post_config(pconf, s)) != OK) {
         return rc;
     }
@@ -146,6 +156,7 @@ static int comet_handler(request_rec *r)
 static void comet_register_hooks(apr_pool_t *p)
 {
     ap_hook_pre_config(comet_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_check_config(comet_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(comet_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(comet_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_stopping(comet_child_stopping, NULL, NULL, APR_HOOK_MIDDLE);

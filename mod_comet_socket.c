@@ -295,8 +295,16 @@ static void sjs_start_backend(sjs_req_t *q)
                       "session %s opened (%s)", q->sid, backend);
         return;
     }
-    ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, COMET_LOGNO(00211)
-                  "session %s: the supervisor cannot start its backend", q->sid);
+    if (rv == APR_ENOPROC) {
+        /* comet_daemon.c has said why, once */
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, COMET_LOGNO(00211)
+                      "session %s closed: no comet supervisor is running to start its "
+                      "backend (see its error at start-up)", q->sid);
+    }
+    else {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, COMET_LOGNO(00211)
+                      "session %s: the supervisor cannot start its backend", q->sid);
+    }
     comet_proc.store->publish(comet_proc.store, q->down, q->down_len, COMET_SOCKJS_GO_AWAY,
                               strlen(COMET_SOCKJS_GO_AWAY), COMET_MSG_CLOSE, &lim, &res);
 }

@@ -211,6 +211,19 @@ static const char *setting_slot(cmd_parms *cmd, void *cv, apr_int64_t **slot)
     return NULL;
 }
 
+/* Digits and one of httpd's units: ap_timeout_parameter_parse() reads only
+ * the first letters, and takes "soon" for 0 seconds. */
+static int duration_syntax(const char *arg)
+{
+    const char *u = arg;
+
+    while (apr_isdigit(*u)) {
+        u++;
+    }
+    return u > arg && (!*u || !strcmp(u, "s") || !strcmp(u, "ms") || !strcmp(u, "mi")
+                       || !strcmp(u, "min") || !strcmp(u, "h"));
+}
+
 static int parse_setting(const setting_t *row, const char *arg, apr_int64_t *v)
 {
     apr_uint64_t u;
@@ -230,7 +243,8 @@ static int parse_setting(const setting_t *row, const char *arg, apr_int64_t *v)
         *v = (apr_int64_t)u;
         break;
     case KIND_DURATION:
-        if (ap_timeout_parameter_parse(arg, &t, "s") != APR_SUCCESS || t < 0) {
+        if (!duration_syntax(arg)
+            || ap_timeout_parameter_parse(arg, &t, "s") != APR_SUCCESS || t < 0) {
             return 0;
         }
         *v = t;
@@ -241,22 +255,25 @@ static int parse_setting(const setting_t *row, const char *arg, apr_int64_t *v)
     return *v >= row->min;
 }
 
-static const char *setting_error(cmd_parms *cmd, const setting_t *row)
+/* What was wrong and what to give instead (httpd adds the file and line). */
+static const char *setting_error(cmd_parms *cmd, const setting_t *row, const char *arg)
 {
     const char *name = cmd->cmd->name;
 
     switch (row->kind) {
     case KIND_SIZE:
-        return apr_psprintf(cmd->pool, "%s: a size such as 64K or 1M, from %" APR_INT64_T_FMT
-                            " to %" APR_INT64_T_FMT " bytes", name, row->min, row->max);
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a size it takes: give one such as "
+                            "64K or 1M, from %" APR_INT64_T_FMT " to %" APR_INT64_T_FMT
+                            " bytes", name, arg, row->min, row->max);
     case KIND_DURATION:
-        return apr_psprintf(cmd->pool, "%s: a duration such as 30, 30s, 500ms, 5mi or 1h%s",
-                            name, row->min == 0 ? " (0: none)" : "");
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a duration it takes: give one such "
+                            "as 30, 30s, 500ms, 5mi or 1h%s", name, arg,
+                            row->min == 0 ? " (0: none)" : " (more than 0)");
     default:
-        return apr_psprintf(cmd->pool, "%s: a number from %" APR_INT64_T_FMT " to %"
-                            APR_INT64_T_FMT "%s%s%s", name, row->min, row->max,
-                            row->zero ? " (0: " : "", row->zero ? row->zero : "",
-                            row->zero ? ")" : "");
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a number it takes: give one from %"
+                            APR_INT64_T_FMT " to %" APR_INT64_T_FMT "%s%s%s", name, arg,
+                            row->min, row->max, row->zero ? " (0: " : "",
+                            row->zero ? row->zero : "", row->zero ? ")" : "");
     }
 }
 
@@ -271,7 +288,7 @@ static const char *set_number(cmd_parms *cmd, void *cv, const char *arg)
         return err;
     }
     if (!parse_setting(row, arg, &v)) {
-        return setting_error(cmd, row);
+        return setting_error(cmd, row, arg);
     }
     *slot = v;
     return NULL;
@@ -360,18 +377,66 @@ static const char *set_translate(cmd_parms *cmd, void *cv, const char *a1, const
     return NULL;
 }
 
+/* The programs of this configuration, for the checks that need httpd's
+ * User (comet_check.c): kept on the configuration pool, so each reading of
+ * the configuration starts a new list. */
+#define KEY_PROGRAMS "mod_comet/programs"
+
+apr_array_header_t *comet_config_programs(apr_pool_t *pconf)
+{
+    void *list = NULL;
+
+    apr_pool_userdata_get(&list, KEY_PROGRAMS, pconf);
+    if (!list) {
+        list = apr_array_make(pconf, 8, sizeof(comet_program_t));
+        apr_pool_userdata_setn(list, KEY_PROGRAMS, apr_pool_cleanup_null, pconf);
+    }
+    return list;
+}
+
 /* "/path/prog a b" -> argv; the program must be an absolute path. */
 static const char *parse_exec(cmd_parms *cmd, const char *spec, const char *const **argv)
 {
+    comet_program_t *prog;
     char **args;
 
     if (apr_tokenize_to_argv(spec, &args, cmd->pool) != APR_SUCCESS || !args[0]) {
-        return "exec: a program expected";
+        return apr_psprintf(cmd->pool, "%s: a program expected after exec:, e.g. "
+                            "exec:/usr/local/bin/chat-backend", cmd->cmd->name);
     }
     if (args[0][0] != '/') {
-        return apr_psprintf(cmd->pool, "exec:%s: give the program's absolute path", args[0]);
+        return apr_psprintf(cmd->pool, "%s: exec:%s: give the program's absolute path, "
+                            "e.g. exec:/usr/local/bin/%s", cmd->cmd->name, args[0], args[0]);
     }
     *argv = (const char *const *)args;
+    prog = apr_array_push(comet_config_programs(cmd->pool));
+    prog->directive = cmd->cmd->name;
+    prog->file = cmd->directive && cmd->directive->filename ? cmd->directive->filename
+               : "(command line)";
+    prog->line = cmd->directive ? cmd->directive->line_num : 0;
+    prog->argv = *argv;
+    return NULL;
+}
+
+/* "unix:<path>" or "tcp:<host>:<port>" as the supervisor can connect. */
+static const char *check_server(cmd_parms *cmd, const char *spec)
+{
+    const char *colon, *p;
+    long port = 0;
+
+    if (!strncmp(spec, "unix:", 5)) {
+        /* sockaddr_un's sun_path: 108 bytes on Linux, the NUL included */
+        return strlen(spec + 5) < 108 ? NULL
+             : "CometSocketBackend: unix:<path>: a path of at most 107 bytes";
+    }
+    colon = strrchr(spec + 4, ':');
+    for (p = colon + 1; apr_isdigit(*p) && port <= 65535; p++) {
+        port = port * 10 + (*p - '0');
+    }
+    if (colon == spec + 4 || colon - (spec + 4) > 255 || *p || port < 1 || port > 65535) {
+        return apr_psprintf(cmd->pool, "CometSocketBackend: %s: give tcp:<host>:<port>, a "
+                            "host and a port from 1 to 65535, e.g. tcp:127.0.0.1:9000", spec);
+    }
     return NULL;
 }
 
@@ -393,12 +458,17 @@ static const char *set_backend(cmd_parms *cmd, void *cv, const char *args)
     }
     if (!strcmp(args, "echo") || !strcmp(args, "close") || !strncmp(args, "unix:/", 6)
         || (!strncmp(args, "tcp:", 4) && strrchr(args + 4, ':'))) {
+        if (strcmp(args, "echo") && strcmp(args, "close")
+            && (err = check_server(cmd, args)) != NULL) {
+            return err;
+        }
         *backend = args;
         c->backend_argv = NULL;
         return NULL;
     }
-    return "CometSocketBackend: echo, close, exec:<program> [args], unix:<path> or "
-           "tcp:<host>:<port>";
+    return apr_psprintf(cmd->pool, "CometSocketBackend: '%s' is not a backend: give echo, "
+                        "close, exec:<program> [args], unix:<absolute path> or "
+                        "tcp:<host>:<port>", args);
 }
 
 static const char *set_client_url(cmd_parms *cmd, void *cv, const char *arg)
@@ -416,14 +486,16 @@ static const char *set_source(cmd_parms *cmd, void *cv, const char *args)
     comet_server_conf_t *sc = ap_get_module_config(cmd->server->module_config, &comet_module);
     const char *name;
     comet_source_t *src;
-    int on_demand = 0;
+    int on_demand = 0, n;
 
     if (err) {
         return err;
     }
     name = ap_getword_white(cmd->pool, &args);
     if (!comet_channel_valid(name, strlen(name))) {
-        return "CometChannelSource: a channel id (1 to 128 of A-Z a-z 0-9 _ -) first";
+        return apr_psprintf(cmd->pool, "CometChannelSource: '%s' is not a channel a source "
+                            "can publish to: give a channel id first, 1 to %d of A-Z a-z "
+                            "0-9 _ - (e.g. news_fr)", name, COMET_CHANNEL_MAX);
     }
     while (apr_isspace(*args)) {
         args++;
@@ -436,12 +508,28 @@ static const char *set_source(cmd_parms *cmd, void *cv, const char *args)
         }
     }
     if (strncmp(args, "exec:", 5)) {
-        return "CometChannelSource: <channel> [ondemand] exec:<program> [args]";
+        return apr_psprintf(cmd->pool, "CometChannelSource %s: '%s' is not a program: give "
+                            "<channel> [ondemand] exec:<program> [args]", name, args);
+    }
+    /* what the supervisor takes of a new list at a graceful restart
+     * (comet_supervisor.c, sources_from_ctl) */
+    if (sc->sources->nelts >= COMET_CONFIG_MAX_SOURCES) {
+        return apr_psprintf(cmd->pool, "CometChannelSource %s: at most %d channel sources",
+                            name, COMET_CONFIG_MAX_SOURCES);
     }
     src = apr_array_push(sc->sources);
     src->channel = name;
     src->on_demand = on_demand;
-    return parse_exec(cmd, args + 5, &src->argv);
+    if ((err = parse_exec(cmd, args + 5, &src->argv)) != NULL) {
+        return err;
+    }
+    for (n = 0; src->argv[n]; n++) {
+    }
+    if (n > COMET_CONFIG_MAX_SOURCE_ARGS) {
+        return apr_psprintf(cmd->pool, "CometChannelSource %s: at most %d words (the program "
+                            "and its arguments), not %d", name, COMET_CONFIG_MAX_SOURCE_ARGS, n);
+    }
+    return NULL;
 }
 
 /*******************************************************************************

@@ -108,6 +108,27 @@ extern const comet_transport_t *const comet_config_transports[];
 /** A transport's bit in COMET_CONF_TRANSPORTS (0: not a channel transport). */
 apr_int64_t comet_config_transport_bit(const comet_transport_t *t);
 
+/** Most CometChannelSource lines, and most words (program and arguments)
+ * of one: what the supervisor takes of a new list (comet_supervisor.c). */
+#define COMET_CONFIG_MAX_SOURCES 256
+#define COMET_CONFIG_MAX_SOURCE_ARGS 32
+
+/** A program the configuration names (exec: of CometSocketBackend or
+ * CometChannelSource), where it names it. */
+typedef struct comet_program_t {
+    const char *directive;            /**< CometSocketBackend or CometChannelSource */
+    const char *file;                 /**< the configuration file */
+    int line;                         /**< its line */
+    const char *const *argv;          /**< the program (absolute) and its arguments */
+} comet_program_t;
+
+/**
+ * Every program the configuration being read names, in order
+ * (comet_program_t), kept on its pool: comet_check.c checks them against
+ * httpd's User once every directive is read.
+ */
+apr_array_header_t *comet_config_programs(apr_pool_t *pconf);
+
 /** The directives (the module record's command table). */
 extern const command_rec comet_config_cmds[];
 

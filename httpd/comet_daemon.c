@@ -3,16 +3,19 @@
 /* The supervisor's life cycle, parent side; see comet_daemon.h. */
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 #include <sys/wait.h>
 
+#include <apr_signal.h>
 #include <apr_strings.h>
 
 #include <http_core.h>
 #include <ap_listen.h>
 #include <ap_mpm.h>
 #include <mod_unixd.h>
+#include <unixd.h>
 
 #include "comet_daemon.h"
 #include "comet_config.h"
@@ -22,6 +25,19 @@
 /* The layout of daemon_t is part of the key: a new module version loaded
  * by a graceful restart must not read an old one's. */
 #define KEY_SUPERVISOR "mod_comet/supervisor/1"
+/* (the back-off has a record of its own: daemon_t keeps the layout a
+ * running older version shares) */
+#define KEY_BACKOFF "mod_comet/supervisor-backoff/1"
+
+/* How a supervisor that cannot start exits (above the signal numbers: httpd
+ * hands other children's exit code or signal number alike). */
+#define SUP_EXIT_SWITCH 80        /* cannot become httpd's User and Group */
+#define SUP_EXIT_STORE  81        /* cannot open the store */
+
+/* One that dies sooner than this after starting failed to start: the next
+ * waits 1 s, then twice as long each time, up to BACKOFF_MAX. */
+#define QUICK_DEATH apr_time_from_sec(10)
+#define BACKOFF_MAX apr_time_from_sec(300)
 
 /* The supervisor, as the parent knows it: kept in the process pool. */
 typedef struct {
@@ -32,6 +48,15 @@ typedef struct {
     char store[64];               /* the store it was started on */
     server_rec *s;
 } daemon_t;
+
+/* Its starts, kept in the process pool too. */
+typedef struct {
+    int failures;                 /* starts in a row that failed */
+    apr_time_t started;           /* when it was forked */
+    apr_interval_time_t delay;    /* how long it waited before starting */
+} backoff_t;
+
+static backoff_t *bo;
 
 static daemon_t *sup;
 
@@ -69,8 +94,33 @@ static void sup_conf(server_rec *s, comet_supervisor_conf_t *c)
     c->uid = c->gid = -1;
 }
 
-/* In the forked process: become the supervisor, never return. */
-static void sup_run(server_rec *s, int parent_fd)
+/* A supervisor started again after failures first waits, as root still:
+ * until `delay` is over, or the parent is gone (its pipe's end-of-file).
+ * httpd's stop (SIGTERM) ends it at once. */
+static void sup_wait(int parent_fd, apr_interval_time_t delay)
+{
+    apr_time_t end = apr_time_now() + delay, now;
+    struct pollfd pfd;
+    sigset_t set;
+
+    apr_signal(SIGTERM, SIG_DFL);
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    while ((now = apr_time_now()) < end) {
+        pfd.fd = parent_fd;
+        pfd.events = POLLIN;
+        pfd.revents = 0;
+        if (poll(&pfd, 1, (int)apr_time_as_msec(end - now) + 1) > 0) {
+            _exit(0);
+        }
+    }
+}
+
+/* In the forked process: become the supervisor, never return. After the
+ * first failure in a row, its own lines go at debug level: the parent
+ * says it once. */
+static void sup_run(server_rec *s, int parent_fd, apr_interval_time_t delay, int quiet)
 {
     comet_supervisor_conf_t conf;
     comet_store_t *st;
@@ -78,28 +128,48 @@ static void sup_run(server_rec *s, int parent_fd)
 
     apr_pool_create(&p, NULL);
     ap_close_listeners();
+    if (delay > 0) {
+        sup_wait(parent_fd, delay);
+    }
     if (ap_unixd_setup_child() != 0) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, COMET_LOGNO(00201)
+        /* the parent says it, with what to do (sup_log_failure) */
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, COMET_LOGNO(00201)
                      "comet supervisor: cannot switch to the User and Group of httpd");
-        _exit(1);
+        _exit(SUP_EXIT_SWITCH);
     }
     if (apr_global_mutex_child_init(&comet_proc.mutex,
                                     apr_global_mutex_lockfile(comet_proc.mutex), p)
         != APR_SUCCESS
         || comet_store_shm_open(&st, p, comet_proc.base, comet_proc.mutex) != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, COMET_LOGNO(00202)
+        ap_log_error(APLOG_MARK, quiet ? APLOG_DEBUG : APLOG_CRIT, 0, s, COMET_LOGNO(00202)
                      "comet supervisor: cannot open the store");
-        _exit(1);
+        _exit(SUP_EXIT_STORE);
     }
     sup_conf(s, &conf);
     comet_supervisor_main(st, &conf, parent_fd, sup_log, s);
     _exit(0);
 }
 
+/* The wait before the next start after `failures` failed ones. */
+static apr_interval_time_t sup_backoff(int failures)
+{
+    apr_interval_time_t d = apr_time_from_sec(1);
+
+    if (failures <= 0) {
+        return 0;
+    }
+    while (--failures > 0 && d < BACKOFF_MAX) {
+        d *= 2;
+    }
+    return d < BACKOFF_MAX ? d : BACKOFF_MAX;
+}
+
 /* Fork the supervisor: it runs as the children's user, holds no listener
- * and watches a pipe whose end-of-file means the parent is gone. */
+ * and watches a pipe whose end-of-file means the parent is gone. After
+ * failed starts it waits first (sup_backoff). */
 static apr_status_t sup_spawn(server_rec *s)
 {
+    apr_interval_time_t delay = sup_backoff(bo->failures);
     int fds[2];
     pid_t pid;
 
@@ -115,7 +185,7 @@ static apr_status_t sup_spawn(server_rec *s)
     }
     if (pid == 0) {
         close(fds[1]);
-        sup_run(s, fds[0]);
+        sup_run(s, fds[0], delay, bo->failures > 0);
     }
     close(fds[0]);
     apr_cpystrn(sup->store, comet_store_shm_instance(comet_proc.base), sizeof(sup->store));
@@ -123,17 +193,57 @@ static apr_status_t sup_spawn(server_rec *s)
     sup->proc.in = sup->proc.out = sup->proc.err = NULL;
     sup->parent_fd = fds[1];
     sup->running = 1;
-    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, COMET_LOGNO(00203)
-                 "comet supervisor started (pid %d)", (int)pid);
+    bo->started = apr_time_now();
+    bo->delay = delay;
+    if (delay) {
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, COMET_LOGNO(00203)
+                     "comet supervisor started (pid %d), to begin in %" APR_TIME_T_FMT " s",
+                     (int)pid, apr_time_sec(delay));
+    }
+    else {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, COMET_LOGNO(00203)
+                     "comet supervisor started (pid %d)", (int)pid);
+    }
     return APR_SUCCESS;
 }
 
+/* The one line that says why the supervisor does not run, and what to do. */
+static void sup_log_failure(daemon_t *h, int status, apr_interval_time_t next)
+{
+    const char *then = "then less and less often while it fails (up to every 5 minutes)";
+
+    if (status == SUP_EXIT_SWITCH) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, h->s, COMET_LOGNO(00441)
+                     "the comet supervisor cannot switch to httpd's User %s (uid %ld) and "
+                     "Group (gid %ld): SockJS sessions are closed at once (c[3000]) and "
+                     "channel sources do not run. Set User and Group to an account that "
+                     "exists, e.g. User www-data and Group www-data (Debian's apache2ctl "
+                     "takes them from /etc/apache2/envvars), then restart. Trying again in %"
+                     APR_TIME_T_FMT " s, %s", ap_unixd_config.user_name,
+                     (long)ap_unixd_config.user_id, (long)ap_unixd_config.group_id,
+                     apr_time_sec(next), then);
+    }
+    else {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, h->s, COMET_LOGNO(00441)
+                     "the comet supervisor (pid %d) %s (exit code or signal %d), %"
+                     APR_TIME_T_FMT " s after it began: SockJS sessions are closed at once "
+                     "(c[3000]) and channel sources do not run until it stays up; see the "
+                     "lines before. Trying again in %" APR_TIME_T_FMT " s, %s",
+                     (int)h->proc.pid, status == SUP_EXIT_STORE ? "cannot open the channel "
+                     "store" : "died", status,
+                     apr_time_sec(apr_time_now() - bo->started - bo->delay),
+                     apr_time_sec(next), then);
+    }
+}
+
 /* httpd noticed the supervisor died: start another (its sessions are lost:
- * their browsers get c[3000]; channel sources restart). */
+ * their browsers get c[3000]; channel sources restart). One that could not
+ * start is tried again later and later, and said once. */
 static void sup_maintenance(int reason, void *data, apr_wait_t status)
 {
     daemon_t *h = data;
     int mpm_state = AP_MPMQ_RUNNING;
+    apr_interval_time_t lived;
 
     if (reason != APR_OC_REASON_DEATH && reason != APR_OC_REASON_LOST) {
         return;
@@ -148,8 +258,27 @@ static void sup_maintenance(int reason, void *data, apr_wait_t status)
         && mpm_state == AP_MPMQ_STOPPING) {
         return;
     }
-    ap_log_error(APLOG_MARK, APLOG_ERR, 0, h->s, COMET_LOGNO(00204)
-                 "comet supervisor (pid %d) died: starting a new one", (int)h->proc.pid);
+    lived = apr_time_now() - bo->started - bo->delay;
+    if (reason == APR_OC_REASON_DEATH
+        && (status == SUP_EXIT_SWITCH || status == SUP_EXIT_STORE || lived < QUICK_DEATH)) {
+        bo->failures++;
+    }
+    else {
+        bo->failures = 0;
+    }
+    if (bo->failures == 0) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, h->s, COMET_LOGNO(00204)
+                     "comet supervisor (pid %d) died: starting a new one", (int)h->proc.pid);
+    }
+    else if (bo->failures == 1) {
+        sup_log_failure(h, status, sup_backoff(1));
+    }
+    else {
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, h->s, COMET_LOGNO(00442)
+                     "comet supervisor (pid %d) failed again (%d in a row, status %d): next "
+                     "try in %" APR_TIME_T_FMT " s", (int)h->proc.pid, bo->failures, status,
+                     apr_time_sec(sup_backoff(bo->failures)));
+    }
     if (sup_spawn(h->s) == APR_SUCCESS && sup_pconf) {
         apr_proc_other_child_register(&h->proc, sup_maintenance, h, NULL, sup_pconf);
     }
@@ -191,6 +320,22 @@ static apr_status_t sup_stop(void *data)
     return APR_SUCCESS;
 }
 
+/* End a supervisor that has not proven itself: SIGTERM, a second at most. */
+static void sup_end(daemon_t *h)
+{
+    int i;
+
+    kill(h->proc.pid, SIGTERM);
+    for (i = 0; i < 50 && waitpid(h->proc.pid, NULL, WNOHANG) == 0; i++) {
+        apr_sleep(apr_time_from_msec(20));
+    }
+    h->running = 0;
+    if (h->parent_fd >= 0) {
+        close(h->parent_fd);
+        h->parent_fd = -1;
+    }
+}
+
 /* A graceful restart: the running supervisor takes the new channel sources. */
 static void sup_reconfigure(apr_pool_t *pconf, server_rec *s)
 {
@@ -218,6 +363,12 @@ int comet_daemon_post_config(apr_pool_t *pconf, server_rec *s)
     void *data = NULL;
     apr_status_t rv;
 
+    apr_pool_userdata_get(&data, KEY_BACKOFF, pproc);
+    if (!(bo = data)) {
+        bo = apr_pcalloc(pproc, sizeof(*bo));
+        apr_pool_userdata_set(bo, KEY_BACKOFF, apr_pool_cleanup_null, pproc);
+    }
+    data = NULL;
     apr_pool_userdata_get(&data, KEY_SUPERVISOR, pproc);
     sup = data;
     if (!sup) {
@@ -236,6 +387,15 @@ int comet_daemon_post_config(apr_pool_t *pconf, server_rec *s)
                      "new channel store: restarting the comet supervisor");
         kill(sup->proc.pid, SIGTERM);
         sup->running = 0;
+    }
+    if (sup->running && bo->failures > 0) {
+        if (apr_time_now() < bo->started + bo->delay + QUICK_DEATH) {
+            /* it kept failing (the User, say) and this one is still waiting
+             * or has just begun: a restart, maybe with that fixed, tries
+             * again at once */
+            sup_end(sup);
+        }
+        bo->failures = 0;
     }
     if (sup->running && kill(sup->proc.pid, 0) == 0) {
         sup_reconfigure(pconf, s);

@@ -12,6 +12,11 @@ package Comet::Private;
 #   my $srv = Comet::Private->start('faults', conf => "CometMaxChannels 10\n");
 #   local $Comet::Test::PORT = $srv->port;     # the helpers talk to it
 #   ... $srv->children, $srv->graceful, $srv->graceful_stop, $srv->stop
+#
+# wrap => 'unshare --user --map-root-user' starts httpd under that command
+# (as root of a user namespace: User and Group then apply, and fail).
+# Comet::Private->configtest('name', conf => ...) runs httpd -t on such a
+# configuration without starting it: {status, out, conf}.
 
 use strict;
 use warnings;
@@ -60,7 +65,8 @@ sub start {
     my $dir = t_dir() . "/logs/private-$name";
     remove_tree($dir);
     make_path($dir);
-    my $self = bless { name => $name, dir => $dir, conf_extra => $o{conf} // '' }, $class;
+    my $self = bless { name => $name, dir => $dir, conf_extra => $o{conf} // '',
+                       wrap => $o{wrap} // '' }, $class;
     for my $try (1 .. 3) {
         $self->{port} = free_port();
         $self->write_conf;
@@ -122,11 +128,28 @@ sub env_prefix {
     return $e =~ /\S/ ? "env $e " : '';
 }
 
+sub httpd_bin { -x '/usr/sbin/apache2' ? '/usr/sbin/apache2' : 'httpd' }
+
+# httpd -t on a private configuration (not started): {status, out, conf}.
+sub configtest {
+    my ($class, $name, %o) = @_;
+    my $dir = t_dir() . "/logs/private-$name";
+    remove_tree($dir);
+    make_path($dir);
+    my $self = bless { name => $name, dir => $dir, conf_extra => $o{conf} // '',
+                       port => free_port() }, $class;
+    $self->write_conf;
+    my $wrap = $o{wrap} ? "$o{wrap} " : '';
+    my $out = `${\ env_prefix()}$wrap${\ httpd_bin()} -t -f $dir/httpd.conf 2>&1`;
+    return { status => $? >> 8, out => $out, conf => "$dir/httpd.conf" };
+}
+
 # httpd -k start|graceful|graceful-stop|stop: true if httpd said yes.
 sub run_httpd {
     my ($self, $what) = @_;
-    my $httpd = -x '/usr/sbin/apache2' ? '/usr/sbin/apache2' : 'httpd';
-    my $cmd = env_prefix() . "$httpd -f $self->{dir}/httpd.conf -k $what";
+    my $httpd = httpd_bin();
+    my $wrap = $what eq 'start' && $self->{wrap} ? "$self->{wrap} " : '';
+    my $cmd = env_prefix() . "$wrap$httpd -f $self->{dir}/httpd.conf -k $what";
     my $out = `$cmd 2>&1`;
     $self->{last_out} = $out;
     if ($?) {
