@@ -2,7 +2,10 @@
  * and chat, and a Pxxo_Widget_Socket for what this tab says in the chat.
  * Every sentence comes from the module's string tables through
  * Pxxo_Widget_Comet.t(): the built-in keys, and the demo's own (DEMO_...)
- * that conf/demo.conf.in adds with CometTranslate. */
+ * that conf/demo.conf.in adds with CometTranslate. The page speaks the
+ * tab's language (navigator.languages, or the one picked here last time),
+ * times included (Intl.DateTimeFormat); what is shown already is told
+ * again when the language changes. */
 (function () {
     'use strict';
 
@@ -61,6 +64,36 @@
         if (nick !== null) {
             $('chat-nick').textContent = t('YOUR_NICK_IS', nick);
         }
+        /* the board and the chat lines shown so far, times included */
+        redo($('posts'));
+        redo($('chat-lines'));
+    }
+
+    function redo(list) {
+        var n;
+        for (n = list.firstChild; n; n = n.nextSibling) {
+            if (n.redo) {
+                n.redo();
+            }
+        }
+    }
+
+    /* The first of the browser's languages (navigator.languages: what
+     * Accept-Language says, unless something on the way changed it) that
+     * the module has a table for (the picker's options), or null. */
+    function browserLang() {
+        var langs = navigator.languages && navigator.languages.length ? navigator.languages
+                                                                       : [navigator.language || ''],
+            opts = $('lang').options, i, j, base;
+        for (i = 0; i < langs.length; i++) {
+            base = String(langs[i]).toLowerCase().split('-')[0];
+            for (j = 0; j < opts.length; j++) {
+                if (opts[j].value === base) {
+                    return base;
+                }
+            }
+        }
+        return null;
     }
 
     /* another language: the module serves its table as i18n/<lang>.js, which
@@ -79,9 +112,45 @@
         useLanguage(this.value);
     };
 
+    /* Dates and times in the page's language, as the browser writes it
+     * when it asks for that language (en-GB: 24-hour, en-US: AM/PM). */
+    function locale() {
+        var langs = navigator.languages || [navigator.language], i;
+        for (i = 0; langs && i < langs.length; i++) {
+            if (String(langs[i]).toLowerCase().split('-')[0] === Comet.lang) {
+                return String(langs[i]);
+            }
+        }
+        return Comet.lang;
+    }
+
+    var timeFormat = null;
+
+    function time(d) {
+        var loc = locale();
+        if (!timeFormat || timeFormat.loc !== loc) {
+            timeFormat = new Intl.DateTimeFormat(loc, { timeStyle: 'medium' });
+            timeFormat.loc = loc;
+        }
+        return timeFormat.format(d);
+    }
+
     function when(id) {
         /* ids are the server's clock in microseconds */
-        return new Date(Math.floor(id / 1000)).toLocaleTimeString(Comet.lang);
+        return time(new Date(Math.floor(id / 1000)));
+    }
+
+    /* li says `key` with `parts` (see fill()), after the time of message
+     * `id` if given; li.redo() says it again in the language now in use */
+    function localized(li, key, parts, id) {
+        li.redo = function () {
+            fill(li, key, parts);
+            if (id) {
+                li.insertBefore(span('when', when(id)), li.firstChild);
+            }
+        };
+        li.redo();
+        return li;
     }
 
     function span(cls, text) {
@@ -115,10 +184,6 @@
         }
     });
 
-    function pad(n) {
-        return (n < 10 ? '0' : '') + n;
-    }
-
     /* clock: published every second by demo/clock, a channel source */
     channels.clock = function (data, id) {
         var d = new Date(data), el = $('clock-time'), date = $('clock-date');
@@ -128,9 +193,9 @@
             date.textContent = '';
         }
         else {
-            el.textContent = pad(d.getHours()) + ':' + pad(d.getMinutes()) + ':' + pad(d.getSeconds());
-            date.textContent = d.toLocaleDateString(Comet.lang, { weekday: 'long', year: 'numeric',
-                                                                  month: 'long', day: 'numeric' });
+            el.textContent = time(d);
+            date.textContent = d.toLocaleDateString(locale(), { weekday: 'long', year: 'numeric',
+                                                                month: 'long', day: 'numeric' });
         }
         $('clock-id').textContent = t('DEMO_CLOCK_ID', id);
         el.className = 'time';
@@ -150,8 +215,7 @@
         if (!post || typeof post.text !== 'string') {
             post = { name: 'curl', text: data };    /* a plain-text publish */
         }
-        fill(li, 'SAYS', [span('who', String(post.name || '?')), String(post.text)]);
-        li.insertBefore(span('when', when(id)), li.firstChild);
+        localized(li, 'SAYS', [span('who', String(post.name || '?')), String(post.text)], id);
         if (fresh) {
             li.className = 'new';
         }
@@ -194,12 +258,10 @@
      * publishes it there; the socket brings back what concerns this tab */
     var nick = null, myNicks = {}, lines = $('chat-lines');
 
-    function chatLine(cls, li, id) {
-        var atEnd = lines.scrollTop + lines.clientHeight >= lines.scrollHeight - 4;
+    function chatLine(cls, key, args, id) {
+        var atEnd = lines.scrollTop + lines.clientHeight >= lines.scrollHeight - 4,
+            li = localized(document.createElement('li'), key, args, id);
         li.className = cls;
-        if (id) {
-            li.insertBefore(span('when', when(id)), li.firstChild);
-        }
         /* follow the conversation unless the reader scrolled up */
         lines.appendChild(li);
         while (lines.childNodes.length > 200) {
@@ -208,10 +270,6 @@
         if (atEnd) {
             lines.scrollTop = lines.scrollHeight;
         }
-    }
-
-    function said(key, args) {
-        return fill(document.createElement('li'), key, args);
     }
 
     channels.chat = function (data, id) {
@@ -227,16 +285,16 @@
         }
         switch (ev.type) {
         case 'say':
-            chatLine(myNicks[ev.nick] ? 'mine' : '', said('SAYS', [span('who', String(ev.nick)), String(ev.text)]), id);
+            chatLine(myNicks[ev.nick] ? 'mine' : '', 'SAYS', [span('who', String(ev.nick)), String(ev.text)], id);
             break;
         case 'join':
-            chatLine('event', said('JOINED', [String(ev.nick)]), id);
+            chatLine('event', 'JOINED', [String(ev.nick)], id);
             break;
         case 'leave':
-            chatLine('event', said('LEFT', [String(ev.nick)]), id);
+            chatLine('event', 'LEFT', [String(ev.nick)], id);
             break;
         case 'nick':
-            chatLine('event', said('DEMO_RENAMED', [String(ev.old), String(ev.nick)]), id);
+            chatLine('event', 'DEMO_RENAMED', [String(ev.old), String(ev.nick)], id);
             break;
         }
     };
@@ -317,12 +375,15 @@
 
     render();
     streams.connect();
-    /* the language picked here last time, if not the browser's */
+    /* the language picked here last time, else the tab's: the table the
+     * server sent follows Accept-Language, which may not be the tab's */
+    var wanted = null;
     try {
-        var saved = localStorage.getItem('comet-demo-lang');
-        if (saved && saved !== Comet.lang) {
-            useLanguage(saved);
-        }
+        wanted = localStorage.getItem('comet-demo-lang');
     }
     catch (x) {}
+    wanted = wanted || browserLang();
+    if (wanted && wanted !== Comet.lang) {
+        useLanguage(wanted);
+    }
 })();

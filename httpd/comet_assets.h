@@ -7,6 +7,8 @@
  *        the location's settings, and the widgets' strings per language.
  *
  *   GET <location>/comet.js, socket.js      the classes
+ *   GET <location>/comet.mjs, socket.mjs    the same as ES modules
+ *   GET <location>/comet.d.ts, socket.d.ts  their TypeScript declarations
  *   GET <location>/i18n/<lang>.js|.json     the strings of a language
  *   GET <location>/i18n.js|.json            those Accept-Language prefers
  */

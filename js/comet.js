@@ -16,7 +16,10 @@
  *   (function (global) { var COMET = { version, classId, base, heartbeat,
  *       transports, lang, strings }; <this file> })(this);
  * so the class is named by CometClassID, knows its <Location>, the transports
- * that location allows and the strings of the request's language.
+ * that location allows and the strings of the request's language. As an ES
+ * module, <location>/comet.mjs, the same with globalThis for `this`, the
+ * module's URL in COMET.src, and `export { <ClassID>, <ClassID> as default }`
+ * after it (js/comet.d.ts: its types).
  *
  * Transports, all on GET <url>/<channels>, best first:
  *   websocket a WebSocket (wss: from an https: page), ?transport=websocket:
@@ -131,10 +134,11 @@ function queryArg(query, name) {
 
 /* Defaults from this script's own URL (.../comet.js?channel=news), read now:
  * document.currentScript only exists while the script runs. Without it (old
- * browsers, loaders), the last comet.js script in the page is ours. */
+ * browsers, loaders), the last comet.js script in the page is ours. The ES
+ * module (comet.mjs) has no script element: its wrapper passes its URL. */
 function scriptDefaults() {
     var d = { url: COMET.base, channel: null };
-    var s = doc && doc.currentScript, src = s && s.src, all, i, m;
+    var s = doc && doc.currentScript, src = COMET.src || (s && s.src), all, i, m;
 
     if (!src && doc) {
         all = doc.getElementsByTagName('script');
@@ -144,7 +148,7 @@ function scriptDefaults() {
             }
         }
     }
-    m = src && /^([^?#]*)\/comet\.js(?:\?([^#]*))?/.exec(src);
+    m = src && /^([^?#]*)\/comet\.m?js(?:\?([^#]*))?/.exec(src);
     if (m) {
         d.url = m[1];
         d.channel = queryArg(m[2] || '', 'channel');

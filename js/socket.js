@@ -13,6 +13,8 @@
  *
  * The module serves this file wrapped like comet.js, as
  *   (function (global) { var COMET = { version, classId, ... }; <this file> })(this);
+ * and as an ES module, <location>/socket.mjs, exporting the class by its
+ * name and as default (js/socket.d.ts: its types).
  * The class is named after CometClassID with its trailing "Comet" turned
  * into "Socket" (Pxxo_Widget_Comet -> Pxxo_Widget_Socket, My_Comet ->
  * My_Socket); a class id not ending in "Comet" gets "_Socket" appended.
