@@ -9,6 +9,8 @@
  *   GET  /comet-publish/<channel>   channel info (JSON)
  *   DELETE /comet-publish/<channel> delete the channel, end its streams
  *   GET  /comet-publish/            store figures (JSON)
+ *   GET  <comet-status location>    every child's figures (JSON, Prometheus);
+ *                                   also a section of mod_status' page
  *   /chat/...                       SockJS sessions (mod_comet_socket.c)
  *
  * This file is the module: its record, its hooks and their order, its life
@@ -20,6 +22,7 @@
  *   httpd/comet_subscribe  streams; comet_stream hands them to the loop
  *   httpd/comet_publish    the publish API
  *   httpd/comet_assets     the browser classes and their strings
+ *   httpd/comet_status     mod_status' section, the comet-status handler
  *   engine/                the store, the loop, the framing, the supervisor
  */
 
@@ -37,6 +40,7 @@
 #include "comet_proc.h"
 #include "comet_publish.h"
 #include "comet_request.h"
+#include "comet_status.h"
 #include "comet_subscribe.h"
 
 static void comet_register_hooks(apr_pool_t *p);
@@ -113,7 +117,7 @@ static int comet_translate(request_rec *r)
     }
     h = ap_expr_str_exec(r, cd->expr_handler, &err);
     if (h && !err && (!strcmp(h, "comet") || !strcmp(h, "comet-publish")
-                      || !strcmp(h, "comet-socket"))) {
+                      || !strcmp(h, "comet-socket") || !strcmp(h, "comet-status"))) {
         ap_set_module_config(r->request_config, &comet_module, (void *)h);
         /* on every answer for these URLs, errors included (httpd sends
          * err_headers_out with error pages too, headers_out not) */
@@ -165,4 +169,5 @@ static void comet_register_hooks(apr_pool_t *p)
     ap_hook_handler(comet_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(comet_publish_handler, NULL, NULL, APR_HOOK_MIDDLE);
     comet_socket_register_hooks(p);
+    comet_status_register_hooks(p);
 }

@@ -191,9 +191,11 @@ struct comet_reactor_t {
     apr_time_t next_maint;
     lmsg_t *batch, **batch_tail;
 
-    /* written by the loop thread alone, read by any (apr_atomic_*) */
-    apr_uint32_t n_subs, n_held, n_chans;
-    apr_uint64_t n_delivered, n_dropped, n_gaps;
+    /* written by the loop thread alone, read by any (apr_atomic_*): the
+     * slot's counters in the store, where every process sees them (own:
+     * when the store keeps none) */
+    comet_slot_counters_t *cnt;
+    comet_slot_counters_t own_cnt;
     apr_time_t gap_logged;
 };
 
@@ -501,7 +503,8 @@ static int sub_queue_msg(sub_t *s, lmsg_t *m, const lchan_t *ch)
     q->len = f->len;
     sub_push(s, q);
     s->sent_batch = 1;
-    apr_atomic_inc64(&s->r->n_delivered);
+    apr_atomic_inc64(&s->r->cnt->delivered);
+    apr_atomic_add64(&s->r->cnt->delivered_bytes, m->len);
     return 0;
 }
 
@@ -575,6 +578,7 @@ static void sub_flush_batch(sub_t *s)
     comet_frame_msg_t msgs[BATCH_MAX];
     comet_buf_t b = { 0 };
     apr_size_t i;
+    apr_uint64_t bytes = 0;
     comet_id_t last = 0;
 
     for (i = 0; i < s->nbatch; i++) {
@@ -583,11 +587,13 @@ static void sub_flush_batch(sub_t *s)
         msgs[i].clen = s->links[0].ch ? s->links[0].ch->name_len : 0;
         msgs[i].data = s->batch[i]->data;
         msgs[i].len = s->batch[i]->len;
+        bytes += msgs[i].len;
         last = msgs[i].id;
     }
     if (s->t->batch(&b, &s->params, msgs, s->nbatch) == 0) {
         sub_queue_acked(s, &b, last);
-        apr_atomic_add64(&s->r->n_delivered, s->nbatch);
+        apr_atomic_add64(&s->r->cnt->delivered, s->nbatch);
+        apr_atomic_add64(&s->r->cnt->delivered_bytes, bytes);
     }
     comet_buf_free(&b);
     for (i = 0; i < s->nbatch; i++) {
@@ -741,7 +747,7 @@ static void held_flush(sub_t *s)
     if (rc > 0) {
         rlog(s->r, COMET_LOG_INFO, APR_ENOSPC,
              "comet: dropping held subscriber %s: its client reads too slowly", s->peer);
-        apr_atomic_inc64(&s->r->n_dropped);
+        apr_atomic_inc64(&s->r->cnt->dropped);
         sub_close(s, 1);
     }
     else if (s->closing && !s->qhead) {
@@ -908,7 +914,7 @@ static void sub_check_queue(sub_t *s)
         rlog(s->r, COMET_LOG_INFO, APR_ENOSPC,
              "comet: dropping subscriber %s: %" APR_SIZE_T_FMT " bytes wait for a client "
              "that reads too slowly (CometClientBuffer)", s->peer, s->queued);
-        apr_atomic_inc64(&s->r->n_dropped);
+        apr_atomic_inc64(&s->r->cnt->dropped);
         sub_close(s, 1);
         return;
     }
@@ -1078,11 +1084,11 @@ static void sub_reap(comet_reactor_t *r, sub_t *s)
         s->next->prev = s->prev;
     }
     if (s->held) {
-        apr_atomic_dec32(&r->n_held);
+        apr_atomic_dec32(&r->cnt->held);
         s->held->sub = NULL;
         held_unref(s->held);
     }
-    apr_atomic_dec32(&r->n_subs);
+    apr_atomic_dec32(&r->cnt->subscribers);
     sub_free(s);
 }
 
@@ -1104,7 +1110,7 @@ static void lchan_reap(comet_reactor_t *r)
         c->unsub = 0;
         if (c->nlinks == 0 && !c->dirty) {
             lchan_unhash(r, c);
-            apr_atomic_dec32(&r->n_chans);
+            apr_atomic_dec32(&r->cnt->channels);
             free(c);
         }
     }
@@ -1179,7 +1185,7 @@ static apr_size_t lchan_fetch(comet_reactor_t *r, lchan_t *c)
         /* the buffer turned over before this process could read it: its
          * streams miss messages (their clients can catch up with `since`
          * only if the buffer still holds them) */
-        apr_atomic_inc64(&r->n_gaps);
+        apr_atomic_inc64(&r->cnt->gaps);
         if (apr_time_now() - r->gap_logged > apr_time_from_sec(10)) {
             r->gap_logged = apr_time_now();
             rlog(r, COMET_LOG_WARN, 0, "comet: channel %.*s published faster than this "
@@ -1396,9 +1402,9 @@ static void sub_enlist(comet_reactor_t *r, sub_t *s)
         r->subs->prev = s;
     }
     r->subs = s;
-    apr_atomic_inc32(&r->n_subs);
+    apr_atomic_inc32(&r->cnt->subscribers);
     if (s->held) {
-        apr_atomic_inc32(&r->n_held);
+        apr_atomic_inc32(&r->cnt->held);
     }
 }
 
@@ -1476,7 +1482,7 @@ static void lchan_hash(comet_reactor_t *r, lchan_t *c)
     r->by_name[c->hash % LCHAN_BUCKETS] = c;
     c->hnext_idx = r->by_idx[c->ref.idx % LCHAN_BUCKETS];
     r->by_idx[c->ref.idx % LCHAN_BUCKETS] = c;
-    apr_atomic_inc32(&r->n_chans);
+    apr_atomic_inc32(&r->cnt->channels);
 }
 
 static void link_join(link_t *l, sub_t *s, lchan_t *c)
@@ -2002,6 +2008,10 @@ apr_status_t comet_reactor_create(comet_reactor_t **rp, comet_store_t *store,
     }
     r->store = store;
     r->slot = slot;
+    r->cnt = store->slot_counters ? store->slot_counters(store, slot) : NULL;
+    if (!r->cnt) {
+        r->cnt = &r->own_cnt;
+    }
     r->log = log;
     r->log_baton = log_baton;
     r->batch_tail = &r->batch;
@@ -2250,11 +2260,11 @@ apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
 
 void comet_reactor_counts(comet_reactor_t *r, comet_reactor_counts_t *c)
 {
-    c->subscribers = apr_atomic_read32(&r->n_subs);
-    c->held = apr_atomic_read32(&r->n_held);
-    c->channels = apr_atomic_read32(&r->n_chans);
-    c->delivered = apr_atomic_read64(&r->n_delivered);
-    c->dropped = apr_atomic_read64(&r->n_dropped);
+    c->subscribers = apr_atomic_read32(&r->cnt->subscribers);
+    c->held = apr_atomic_read32(&r->cnt->held);
+    c->channels = apr_atomic_read32(&r->cnt->channels);
+    c->delivered = apr_atomic_read64(&r->cnt->delivered);
+    c->dropped = apr_atomic_read64(&r->cnt->dropped);
 }
 
 apr_status_t comet_held_wait(comet_held_t *h, int client_fd,

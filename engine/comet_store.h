@@ -80,16 +80,61 @@ typedef struct comet_fetch_result_t {
     apr_uint32_t count;              /**< messages handed to the callback */
 } comet_fetch_result_t;
 
+/** What a slot's process is, for status pages (comet_slot_counters_t.kind). */
+#define COMET_SLOT_CHILD       0     /**< an httpd child and its loop */
+#define COMET_SLOT_SUPERVISOR  1     /**< the supervisor (comet_supervisor.h) */
+
+/**
+ * A slot's figures, kept where every process can read them (the shared
+ * segment), so that a status page served by one child shows them all.
+ * Written by the slot's own process alone, with apr_atomic_* (no lock):
+ * its loop thread counts as it goes. The store zeroes them when the slot is
+ * claimed, and adds the counters of a slot given back (or of a process that
+ * died) to its totals, so that the totals of comet_store_stats_t never go
+ * down.
+ */
+typedef struct comet_slot_counters_t {
+    apr_uint32_t kind;               /**< COMET_SLOT_* */
+    apr_uint32_t subscribers;        /**< streams open now */
+    apr_uint32_t held;               /**< of which held by a handler thread */
+    apr_uint32_t channels;           /**< channels followed */
+    apr_uint32_t backends;           /**< the supervisor: session backends running */
+    apr_uint32_t sources;            /**< the supervisor: channel sources running */
+    apr_uint64_t delivered;          /**< messages queued to streams */
+    apr_uint64_t delivered_bytes;    /**< bytes of those messages' bodies */
+    apr_uint64_t dropped;            /**< streams dropped for a client too slow */
+    apr_uint64_t gaps;               /**< streams that missed messages (buffer) */
+} comet_slot_counters_t;
+
+/** One live slot, as comet_store_t.slot_list reports it. */
+typedef struct comet_slot_info_t {
+    int slot;
+    apr_int32_t pid;
+    apr_uint32_t held;               /**< streams keeping a thread (slot_held) */
+    comet_slot_counters_t counters;  /**< a copy */
+} comet_slot_info_t;
+
 /** Store-wide figures, for status pages and benchmarks. */
 typedef struct comet_store_stats_t {
     apr_uint32_t channels, channels_max;
     apr_uint32_t blocks_used, blocks_max;
     apr_size_t block_size;
+    apr_uint64_t size;               /**< bytes of the store (the segment) */
     apr_uint32_t slots_used, slots_max;
     apr_uint64_t published;          /**< messages published since creation */
+    apr_uint64_t published_bytes;    /**< bytes of their bodies */
     apr_uint32_t repairs;            /**< recoveries from a holder that died */
     apr_uint32_t sessions;           /**< session channels */
     apr_uint32_t held;               /**< streams keeping a thread, every live slot */
+    /* every slot's counters: the live ones added up, plus those of the
+     * slots given back since creation (totals) */
+    apr_uint32_t subscribers;        /**< streams open, every live slot */
+    apr_uint32_t backends;           /**< session backends running */
+    apr_uint32_t sources;            /**< channel sources running */
+    apr_uint64_t delivered;          /**< messages queued to streams (total) */
+    apr_uint64_t delivered_bytes;    /**< bytes of their bodies (total) */
+    apr_uint64_t dropped;            /**< streams dropped for slowness (total) */
+    apr_uint64_t gaps;               /**< streams that missed messages (total) */
 } comet_store_stats_t;
 
 /**
@@ -234,6 +279,20 @@ struct comet_store_t {
 
     /** Store-wide figures. */
     apr_status_t (*stats)(comet_store_t *st, comet_store_stats_t *stats);
+
+    /**
+     * The counters of a slot this process claimed, for its own process to
+     * update with apr_atomic_* (see comet_slot_counters_t); valid until the
+     * slot is released. NULL if `slot` is out of range.
+     */
+    comet_slot_counters_t *(*slot_counters)(comet_store_t *st, int slot);
+
+    /**
+     * Describe the live slots into out[0..max), in slot order.
+     * @param n receives how many were written
+     */
+    apr_status_t (*slot_list)(comet_store_t *st, comet_slot_info_t *out, apr_size_t max,
+                              apr_size_t *n);
 
     /** Sessions (see comet_store_session_ops_t). */
     comet_store_session_ops_t session;

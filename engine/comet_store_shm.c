@@ -13,7 +13,8 @@
  *  |             `writer`: pid of a process in the middle of a change      |
  *  +-----------------------------------------------------------------------+
  *  | slots[1..nslots]   one per process holding subscribers               |
- *  |    state, pid | inbox ring of channel refs (head, tail, overflow)    |
+ *  |    state, pid | its process' counters (atomics, comet_store.h) |    |
+ *  |    inbox ring of channel refs (head, tail, overflow)                 |
  *  +-----------------------------------------------------------------------+
  *  | buckets[nbuckets]  channel name hash -> first channel of the bucket   |
  *  +-----------------------------------------------------------------------+
@@ -65,12 +66,13 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <apr_atomic.h>
 #include <apr_strings.h>
 
 #include "comet_store_shm.h"
 
 #define SHM_MAGIC        "COMETSH1"
-#define SHM_VERSION      6
+#define SHM_VERSION      7
 #define BLOCK_SIZE       128
 #define INBOX_LEN        1024
 #define SLOTS_MAX        4096
@@ -127,6 +129,9 @@ typedef struct {
     apr_uint32_t max_chans;       /* configured cap, 0: the table's size */
     apr_time_t next_maint;
     apr_uint64_t published;
+    apr_uint64_t published_bytes;
+    /* the counters of slots given back, so that totals never go down */
+    apr_uint64_t gone_delivered, gone_delivered_bytes, gone_dropped, gone_gaps;
 } shm_header_t;
 
 typedef struct {
@@ -135,6 +140,7 @@ typedef struct {
     apr_uint32_t head, tail;      /* ring positions, free running */
     apr_uint32_t overflow;
     apr_uint32_t held;            /* its streams that keep a thread */
+    comet_slot_counters_t counters; /* written by its process (atomics) */
     comet_chan_ref_t ring[INBOX_LEN];
 } shm_slot_t;
 
@@ -833,6 +839,20 @@ static void wake_slots(shm_store_t *s, const int *wake, int n)
     }
 }
 
+/* Add a slot's counters to the totals of slots gone, and zero them. */
+static void slot_retire_counters(shm_store_t *s, shm_slot_t *sl)
+{
+    comet_slot_counters_t *c = &sl->counters;
+
+    if (sl->state == SLOT_ACTIVE) {
+        s->hdr->gone_delivered += apr_atomic_read64(&c->delivered);
+        s->hdr->gone_delivered_bytes += apr_atomic_read64(&c->delivered_bytes);
+        s->hdr->gone_dropped += apr_atomic_read64(&c->dropped);
+        s->hdr->gone_gaps += apr_atomic_read64(&c->gaps);
+    }
+    memset(c, 0, sizeof(*c));
+}
+
 /* Remove every subscription of a slot (its process is gone). */
 static void slot_forget(shm_store_t *s, apr_uint32_t slot)
 {
@@ -863,6 +883,7 @@ static void slot_forget(shm_store_t *s, apr_uint32_t slot)
             }
         }
     }
+    slot_retire_counters(s, sl);
     sl->state = SLOT_FREE;
     sl->pid = 0;
     sl->head = sl->tail = 0;
@@ -1173,6 +1194,7 @@ static apr_status_t shm_publish(comet_store_t *st, const char *name, apr_size_t 
     }
     chan_append(s, c, m, now);
     s->hdr->published++;
+    s->hdr->published_bytes += len;
     nwake = chan_notify(s, ci, wake, SLOTS_MAX);
     res->id = id;
     res->subscribers = c->subscribers;
@@ -1407,6 +1429,7 @@ static apr_status_t shm_slot_claim(comet_store_t *st, int *slot, int *wake_fd)
             sl->head = sl->tail = 0;
             sl->overflow = 0;
             sl->held = 0;
+            memset(&sl->counters, 0, sizeof(sl->counters));
             *slot = (int)i;
             *wake_fd = fd;
             break;
@@ -1555,16 +1578,77 @@ static apr_status_t shm_stats(comet_store_t *st, comet_store_stats_t *out)
     out->blocks_max = s->hdr->nblocks;
     out->blocks_used = s->hdr->nblocks - blocks_available(s);
     out->block_size = BLOCK_SIZE;
+    out->size = s->hdr->size;
     out->slots_max = s->hdr->nslots;
+    out->delivered = s->hdr->gone_delivered;
+    out->delivered_bytes = s->hdr->gone_delivered_bytes;
+    out->dropped = s->hdr->gone_dropped;
+    out->gaps = s->hdr->gone_gaps;
     for (i = 1; i <= s->hdr->nslots; i++) {
-        if (SLOT(s, i)->state == SLOT_ACTIVE) {
-            out->slots_used++;
-            out->held += SLOT(s, i)->held;
+        comet_slot_counters_t *c = &SLOT(s, i)->counters;
+        if (SLOT(s, i)->state != SLOT_ACTIVE) {
+            continue;
         }
+        out->slots_used++;
+        out->held += SLOT(s, i)->held;
+        out->subscribers += apr_atomic_read32(&c->subscribers);
+        out->backends += apr_atomic_read32(&c->backends);
+        out->sources += apr_atomic_read32(&c->sources);
+        out->delivered += apr_atomic_read64(&c->delivered);
+        out->delivered_bytes += apr_atomic_read64(&c->delivered_bytes);
+        out->dropped += apr_atomic_read64(&c->dropped);
+        out->gaps += apr_atomic_read64(&c->gaps);
     }
     out->published = s->hdr->published;
+    out->published_bytes = s->hdr->published_bytes;
     out->repairs = s->hdr->repairs;
     out->sessions = s->hdr->sessions;
+    unlock_store(s);
+    return APR_SUCCESS;
+}
+
+static comet_slot_counters_t *shm_slot_counters(comet_store_t *st, int slot)
+{
+    shm_store_t *s = (shm_store_t *)st;
+
+    if (slot < 1 || (apr_uint32_t)slot > s->hdr->nslots) {
+        return NULL;
+    }
+    return &SLOT(s, slot)->counters;
+}
+
+static apr_status_t shm_slot_list(comet_store_t *st, comet_slot_info_t *out, apr_size_t max,
+                                  apr_size_t *n)
+{
+    shm_store_t *s = (shm_store_t *)st;
+    apr_uint32_t i;
+    apr_status_t rv;
+
+    *n = 0;
+    if ((rv = lock_store(s)) != APR_SUCCESS) {
+        return rv;
+    }
+    for (i = 1; i <= s->hdr->nslots && *n < max; i++) {
+        shm_slot_t *sl = SLOT(s, i);
+        comet_slot_info_t *o;
+        if (sl->state != SLOT_ACTIVE) {
+            continue;
+        }
+        o = &out[(*n)++];
+        o->slot = (int)i;
+        o->pid = sl->pid;
+        o->held = sl->held;
+        o->counters.kind = apr_atomic_read32(&sl->counters.kind);
+        o->counters.subscribers = apr_atomic_read32(&sl->counters.subscribers);
+        o->counters.held = apr_atomic_read32(&sl->counters.held);
+        o->counters.channels = apr_atomic_read32(&sl->counters.channels);
+        o->counters.backends = apr_atomic_read32(&sl->counters.backends);
+        o->counters.sources = apr_atomic_read32(&sl->counters.sources);
+        o->counters.delivered = apr_atomic_read64(&sl->counters.delivered);
+        o->counters.delivered_bytes = apr_atomic_read64(&sl->counters.delivered_bytes);
+        o->counters.dropped = apr_atomic_read64(&sl->counters.dropped);
+        o->counters.gaps = apr_atomic_read64(&sl->counters.gaps);
+    }
     unlock_store(s);
     return APR_SUCCESS;
 }
@@ -1817,6 +1901,8 @@ apr_status_t comet_store_shm_open(comet_store_t **st, apr_pool_t *p, void *base,
     s->pub.drain = shm_drain;
     s->pub.maintain = shm_maintain;
     s->pub.stats = shm_stats;
+    s->pub.slot_counters = shm_slot_counters;
+    s->pub.slot_list = shm_slot_list;
     s->pub.session.open = shm_session_open;
     s->pub.session.claim = shm_receiver_claim;
     s->pub.session.release = shm_receiver_release;

@@ -33,6 +33,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include <apr_atomic.h>
 #include <apr_strings.h>
 #include <apr_tables.h>
 
@@ -103,6 +104,7 @@ typedef struct {
     comet_log_fn *log;
     void *log_baton;
     int slot, wake_fd, sig_fd, parent_fd;
+    comet_slot_counters_t *cnt;   /* our slot's, for status pages; or NULL */
     comet_loop_t *loop;
     comet_loop_io_t wake_io, sig_io, parent_io;
     comet_loop_timer_t tick;
@@ -1262,6 +1264,31 @@ static void on_prog_out(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t event
     }
 }
 
+/* How many programs run now, where status pages read it (our slot's
+ * counters): backends of sessions (programs and sockets), sources. */
+static void sup_count(sup_t *u)
+{
+    apr_uint32_t backends = 0, sources = 0;
+    const sess_t *s;
+    const src_t *c;
+
+    if (!u->cnt) {
+        return;
+    }
+    for (s = u->sessions; s; s = s->next) {
+        if ((s->prog.backend == B_EXEC || s->prog.backend == B_SOCK) && !prog_done(&s->prog)) {
+            backends++;
+        }
+    }
+    for (c = u->sources; c; c = c->next) {
+        if (c->prog.backend == B_EXEC && !prog_done(&c->prog)) {
+            sources++;
+        }
+    }
+    apr_atomic_set32(&u->cnt->backends, backends);
+    apr_atomic_set32(&u->cnt->sources, sources);
+}
+
 /* Every TICK: is each browser still there, each program done, each source
  * running; stop them all once stopping. */
 static void on_tick(comet_loop_t *l, comet_loop_timer_t *t, apr_time_t now)
@@ -1288,6 +1315,7 @@ static void on_tick(comet_loop_t *l, comet_loop_timer_t *t, apr_time_t now)
         src_check(u, c, now);
     }
     sources_reap(u);
+    sup_count(u);
     u->st->maintain(u->st, now);
 }
 
@@ -1407,6 +1435,10 @@ void comet_supervisor_main(comet_store_t *st, const comet_supervisor_conf_t *con
         slog(&u, COMET_LOG_ERR, rv, "comet supervisor: cannot start");
         comet_loop_destroy(u.loop);
         return;
+    }
+    u.cnt = st->slot_counters ? st->slot_counters(st, u.slot) : NULL;
+    if (u.cnt) {
+        apr_atomic_set32(&u.cnt->kind, COMET_SLOT_SUPERVISOR);
     }
     watch_add(&u, &u.wake_io, u.wake_fd, COMET_LOOP_READ, on_wake);
     watch_add(&u, &u.sig_io, u.sig_fd, COMET_LOOP_READ, on_signal);

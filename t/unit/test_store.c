@@ -545,6 +545,60 @@ static void test_sessions(void)
     OK(used_blocks() == 0, "no block left behind");
 }
 
+/* Status figures: bytes published; a slot's counters, written by its own
+ * process, seen by every process, and kept in the totals once it goes. */
+static void test_status_counters(void)
+{
+    comet_store_stats_t before, after;
+    comet_publish_result_t pr;
+    comet_slot_counters_t *c;
+    comet_slot_info_t list[8];
+    apr_size_t n = 0, i;
+    int slot = 0, fd = -1, found = 0;
+
+    st->stats(st, &before);
+    st->publish(st, "figures", 7, "12345", 5, 0, &lim, &pr);
+    st->publish(st, "figures", 7, "abc", 3, 0, &lim, &pr);
+    st->stats(st, &after);
+    OK(after.published == before.published + 2
+       && after.published_bytes == before.published_bytes + 8,
+       "stats: messages and bytes published (+2, +8)");
+    OK(after.size == 2 * 1024 * 1024, "stats: the segment's size");
+
+    OK(st->slot_claim(st, &slot, &fd) == APR_SUCCESS
+       && (c = st->slot_counters(st, slot)) != NULL, "counters: a claimed slot has some");
+    OK(st->slot_counters(st, 0) == NULL && st->slot_counters(st, 9) == NULL,
+       "counters: none out of range");
+    c->subscribers = 3;
+    c->delivered = 10;
+    c->delivered_bytes = 100;
+    c->dropped = 1;
+    st->stats(st, &after);
+    OK(after.subscribers == before.subscribers + 3
+       && after.delivered == before.delivered + 10
+       && after.delivered_bytes == before.delivered_bytes + 100
+       && after.dropped == before.dropped + 1, "stats: a live slot's counters are added up");
+    st->slot_list(st, list, 8, &n);
+    for (i = 0; i < n; i++) {
+        if (list[i].slot == slot) {
+            found = list[i].pid == (apr_int32_t)getpid() && list[i].counters.subscribers == 3
+                    && list[i].counters.delivered == 10;
+        }
+    }
+    OK(found, "slot_list: the slot, its pid and its counters");
+    st->slot_release(st, slot);
+    st->stats(st, &after);
+    OK(after.subscribers == before.subscribers && after.delivered == before.delivered + 10
+       && after.delivered_bytes == before.delivered_bytes + 100
+       && after.dropped == before.dropped + 1,
+       "stats: a released slot's counters stay in the totals, its gauges go");
+    st->slot_claim(st, &slot, &fd);
+    c = st->slot_counters(st, slot);
+    OK(c && c->delivered == 0 && c->subscribers == 0, "counters: a slot claimed again starts at 0");
+    st->slot_release(st, slot);
+    st->remove(st, "figures", 7, NULL);
+}
+
 int main(void)
 {
     apr_initialize();
@@ -564,5 +618,6 @@ int main(void)
     test_dead_slot();
     test_sessions();
     test_lagging_process();
+    test_status_counters();
     return UNIT_DONE();
 }
