@@ -114,6 +114,7 @@ typedef struct {
     src_t *sources;
     int stopping;
     apr_time_t stop_deadline;
+    apr_time_t orphan_at;         /* a restart began: no new generation by then, stop */
     comet_buf_t fetched;          /* scratch for fetches */
     comet_id_t fetched_id;
     apr_uint32_t fetched_flags;
@@ -1211,15 +1212,31 @@ static void on_signal(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t events)
     }
 }
 
-/* The parent's pipe: end of file when httpd is gone. */
+/* The parent's pipe: end of file when httpd is gone; COMET_SUP_RESTARTING
+ * when a restart begins, COMET_SUP_ADOPTED when the new configuration took
+ * us on. A restart whose configuration no longer loads the module never
+ * says the second: then we stop (COMET_SUP_ADOPT_WAIT later). */
 static void on_parent(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t events)
 {
     sup_t *u = comet_loop_baton(l);
-    char c;
+    char buf[64];
+    ssize_t n = read(io->fd, buf, sizeof(buf)), i;
 
-    if (read(io->fd, &c, 1) <= 0) {
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            return;
+        }
         u->stopping = 1;
         comet_loop_io_del(l, io);
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        if (buf[i] == COMET_SUP_RESTARTING) {
+            u->orphan_at = apr_time_now() + COMET_SUP_ADOPT_WAIT;
+        }
+        else if (buf[i] == COMET_SUP_ADOPTED) {
+            u->orphan_at = 0;
+        }
     }
 }
 
@@ -1298,6 +1315,12 @@ static void on_tick(comet_loop_t *l, comet_loop_timer_t *t, apr_time_t now)
     src_t *c;
 
     comet_loop_timer_set(l, t, now + TICK, on_tick);
+    if (u->orphan_at && now >= u->orphan_at && !u->stopping) {
+        slog(u, COMET_LOG_WARN, 0, "comet supervisor: httpd restarted without mod_comet "
+             "(no new configuration took it on in %" APR_TIME_T_FMT " s): stopping",
+             apr_time_sec(COMET_SUP_ADOPT_WAIT));
+        u->stopping = 1;
+    }
     for (s = u->sessions; s; s = snext) {
         snext = s->next;
         if (u->stopping && !s->ending) {

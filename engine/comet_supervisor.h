@@ -36,10 +36,20 @@ typedef struct comet_supervisor_conf_t {
     long uid, gid;
 } comet_supervisor_conf_t;
 
+/** What the parent writes on the pipe: a restart begins (its old
+ * configuration goes, and with it maybe the module) ... */
+#define COMET_SUP_RESTARTING 'r'
+/** ... the new configuration loads the module and keeps this supervisor. */
+#define COMET_SUP_ADOPTED    'a'
+/** A restart not followed by COMET_SUP_ADOPTED this soon: mod_comet is no
+ * longer loaded (a2dismod, then a graceful restart), the supervisor stops. */
+#define COMET_SUP_ADOPT_WAIT apr_time_from_sec(10)
+
 /**
  * Run the supervisor in the calling (freshly forked) process until
- * `parent_fd` reads end-of-file or SIGTERM arrives; then end every program
- * (stdin EOF, SIGTERM, SIGKILL after the grace) and return.
+ * `parent_fd` reads end-of-file, SIGTERM arrives, or a restart does not
+ * take it on (COMET_SUP_RESTARTING without COMET_SUP_ADOPTED); then end
+ * every program (stdin EOF, SIGTERM, SIGKILL after the grace) and return.
  * @param st  the store, opened in this process
  */
 void comet_supervisor_main(comet_store_t *st, const comet_supervisor_conf_t *conf,

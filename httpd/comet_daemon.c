@@ -112,7 +112,11 @@ static void sup_wait(int parent_fd, apr_interval_time_t delay)
         pfd.events = POLLIN;
         pfd.revents = 0;
         if (poll(&pfd, 1, (int)apr_time_as_msec(end - now) + 1) > 0) {
-            _exit(0);
+            char buf[64];
+            /* a restart's news (sup_tell) is no reason to go; EOF is */
+            if (read(parent_fd, buf, sizeof(buf)) <= 0) {
+                _exit(0);
+            }
         }
     }
 }
@@ -284,16 +288,30 @@ static void sup_maintenance(int reason, void *data, apr_wait_t status)
     }
 }
 
+/* A byte on the supervisor's pipe (comet_supervisor.h). */
+static void sup_tell(daemon_t *h, char what)
+{
+    if (h->parent_fd >= 0 && write(h->parent_fd, &what, 1) != 1) {
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, errno, h->s, "cannot tell the comet supervisor "
+                     "of the restart");
+    }
+}
+
 /* At httpd's exit: the supervisor ends its programs, then itself. Runs with
- * every configuration pool; a restart leaves the supervisor alone. */
+ * every configuration pool; a restart leaves the supervisor alone, but tells
+ * it: should the next configuration no longer load the module, nobody would
+ * take it on, and it ends by itself (COMET_SUP_ADOPT_WAIT). */
 static apr_status_t sup_stop(void *data)
 {
     daemon_t *h = data;
     apr_interval_time_t waited = 0, limit;
 
     /* children run this pool's cleanups too when they exit (apr_terminate) */
-    if (!h->running || getpid() != h->owner
-        || ap_state_query(AP_SQ_MAIN_STATE) != AP_SQ_MS_EXITING) {
+    if (!h->running || getpid() != h->owner) {
+        return APR_SUCCESS;
+    }
+    if (ap_state_query(AP_SQ_MAIN_STATE) != AP_SQ_MS_EXITING) {
+        sup_tell(h, COMET_SUP_RESTARTING);
         return APR_SUCCESS;
     }
     limit = 2 * COMET_CONF(comet_config_server(h->s), COMET_CONF_PROGRAM_GRACE)
@@ -398,6 +416,8 @@ int comet_daemon_post_config(apr_pool_t *pconf, server_rec *s)
         bo->failures = 0;
     }
     if (sup->running && kill(sup->proc.pid, 0) == 0) {
+        /* the restart (sup_stop) said so: this generation keeps it */
+        sup_tell(sup, COMET_SUP_ADOPTED);
         sup_reconfigure(pconf, s);
     }
     else if ((rv = sup_spawn(s)) != APR_SUCCESS) {

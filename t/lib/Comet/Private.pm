@@ -76,12 +76,17 @@ sub start {
     die "private server $name did not start: see $dir/error_log\n";
 }
 
+# without_comet => 1: the same server without mod_comet (its LoadModule
+# and its directives left out), as after a2dismod comet.
 sub write_conf {
-    my $self = shift;
+    my ($self, %o) = @_;
     my ($dir, $port, $t) = ($self->{dir}, $self->{port}, t_dir());
     my $mpm = mpm();
+    my @modules = grep { !$o{without_comet} || !/\bcomet_module\b/ } modules();
+    my $comet = $o{without_comet} ? '' : "CometSharedMemory 4M\n$self->{conf_extra}\n";
+    my $loglevel = $o{without_comet} ? 'info' : 'info comet:debug';
     open my $fh, '>', "$dir/httpd.conf" or die "$dir/httpd.conf: $!\n";
-    print $fh join("\n", modules()), "\n", <<"EOC";
+    print $fh join("\n", @modules), "\n", <<"EOC";
 ServerRoot "$t"
 ServerName 127.0.0.1:$port
 Listen 127.0.0.1:$port
@@ -90,9 +95,8 @@ ErrorLog "$dir/error_log"
 DefaultRuntimeDir "$dir"
 DocumentRoot "$dir"
 TypesConfig "$t/conf/mime.types"
-LogLevel info comet:debug
+LogLevel $loglevel
 KeepAlive On
-CometSharedMemory 4M
 <IfModule mpm_event_module>
     ServerLimit 4
     StartServers 2
@@ -118,7 +122,7 @@ CometSharedMemory 4M
     SetHandler comet-publish
     Require local
 </Location>
-$self->{conf_extra}
+$comet
 EOC
     close $fh or die "$dir/httpd.conf: $!\n";
 }
