@@ -516,8 +516,13 @@ HTML
     $s->bytes(2049, 5);
     $s->upto("\n", 5);
     $s->close;
-    sleep 0.3;
-    is http(POST => sjs_path('/echo-thread', $sid, 'xhr'))->{body}, qq(c[1002,"Connection interrupted"]\n),
+    for my $try (1 .. 50) {     # (until its thread has seen the client go)
+        $body = eval { http(POST => sjs_path('/echo-thread', $sid, 'xhr'), timeout => 8)->{body} }
+                // "no answer: $@";
+        last unless $body =~ /^c\[2010,/;
+        sleep 0.1;
+    }
+    is $body, qq(c[1002,"Connection interrupted"]\n),
         '... and one a thread writes (CometStreamMode thread)';
     # ?resume=1 (socket.js, whose watchdog replaces silent receivers): the
     # session goes on
