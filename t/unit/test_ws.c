@@ -278,7 +278,8 @@ static void deflate_tests(void)
     OK(in.len == 7 && !memcmp(in.data, "\x81\x05Hello", 7),
        "under COMET_WS_DEFLATE_MIN: a plain frame");
     for (i = 0; i < (int)sizeof(big); i++) {
-        big[i] = "{\"id\": 1, \"data\": \"news\"}\n"[i % 29];
+        static const char line[] = "{\"id\": 1, \"data\": \"news\"}\n";
+        big[i] = line[i % (sizeof(line) - 1)];
     }
     in.len = 0;
     comet_ws_frame_deflate(&in, COMET_WS_TEXT, big, sizeof(big));
