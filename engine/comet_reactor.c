@@ -424,6 +424,7 @@ static void lchan_mark_dirty(comet_reactor_t *r, lchan_t *c)
  ******************************************************************************/
 
 static void sub_close(sub_t *s, int hard);
+static void sub_interrupted(sub_t *s);
 
 static void sub_free(sub_t *s)
 {
@@ -828,6 +829,7 @@ static int sub_write_conn(sub_t *s)
         if (rv != APR_SUCCESS) {
             rlog(s->r, COMET_LOG_DEBUG, rv, "comet: %s write to %s failed", s->ops->name,
                  s->peer);
+            sub_interrupted(s);       /* its client left before the end */
             sub_close(s, 1);
             return -1;
         }
@@ -858,6 +860,7 @@ static int sub_write(sub_t *s)
                 break;
             }
             rlog(s->r, COMET_LOG_DEBUG, errno, "comet: write to %s failed", s->peer);
+            sub_interrupted(s);       /* its client left before the end */
             sub_close(s, 1);
             return -1;
         }
