@@ -480,16 +480,24 @@ HTML
     $s->close;
     # the server learns of the departure when it reads the FIN (or TLS's
     # close_notify): until then the session is still held (2010, which
-    # changes nothing), so a receiver that comes too early tries again
-    my ($s2, $line);
-    for my $try (1 .. 50) {
+    # changes nothing), so what comes too early tries again
+    my $released = sub {
+        my ($try) = @_;
+        my $got;
+        for (1 .. 50) {
+            $got = $try->();
+            last unless defined $got && $got =~ /^c\[2010,/;
+            sleep 0.1;
+        }
+        return $got;
+    };
+    my $s2;
+    my $line = $released->(sub {
+        $s2->close if $s2;
         $s2 = sjs_stream('/echo', $sid, 'xhr_streaming');
         $s2->bytes(2049, 5);
-        $line = $s2->upto("\n", 5);
-        last unless $line =~ /^c\[2010,/;
-        $s2->close;
-        sleep 0.1;
-    }
+        $s2->upto("\n", 5);
+    });
     is $line, qq(c[1002,"Connection interrupted"]\n),
         '... dropped by its client: the next one gets c[1002,"Connection interrupted"]';
     ok $s2->closed(5), '... and ends';
@@ -503,12 +511,7 @@ HTML
     is http(POST => sjs_path('/echo', $sid, 'xhr'))->{body}, qq(c[2010,"Another connection still open"]\n),
         'a waiting poll holds the session';
     $poll->close;
-    my $body;
-    for my $try (1 .. 50) {     # (as above: until the server has read the FIN)
-        $body = http(POST => sjs_path('/echo', $sid, 'xhr'))->{body};
-        last unless $body =~ /^c\[2010,/;
-        sleep 0.1;
-    }
+    my $body = $released->(sub { http(POST => sjs_path('/echo', $sid, 'xhr'))->{body} });
     is $body, qq(c[1002,"Connection interrupted"]\n),
         '... dropped by its client: the next poll gets c[1002,"Connection interrupted"]';
     # the same for a stream a thread writes (CometStreamMode thread)
@@ -517,12 +520,10 @@ HTML
     $s->bytes(2049, 5);
     $s->upto("\n", 5);
     $s->close;
-    for my $try (1 .. 50) {     # (until its thread has seen the client go)
-        $body = eval { http(POST => sjs_path('/echo-thread', $sid, 'xhr'), timeout => 8)->{body} }
-                // "no answer: $@";
-        last unless $body =~ /^c\[2010,/;
-        sleep 0.1;
-    }
+    $body = $released->(sub {   # (until its thread has seen the client go)
+        eval { http(POST => sjs_path('/echo-thread', $sid, 'xhr'), timeout => 8)->{body} }
+            // "no answer: $@";
+    });
     {
         # Known bug: under prefork, after the restarts and faults of the
         # files before this one, the thread sometimes lets the receiver go
