@@ -739,6 +739,10 @@ static void held_flush(sub_t *s)
     int rc = held_move(s);
 
     if (rc < 0) {
+        /* its handler gave up before the release reached us */
+        if (s->held->client_left) {
+            sub_interrupted(s);
+        }
         sub_close(s, 1);
         return;
     }
@@ -1831,7 +1835,10 @@ static void held_release_all(comet_held_t *rel)
     }
 }
 
-/* The commands of handler threads: releases, then new subscribers. */
+/* The commands of handler threads: new subscribers, then releases. In
+ * that order: a handler may give up a held subscriber whose addition waits
+ * in the same batch (a SockJS receiver whose client took "o" from the
+ * handler and left at once), and only an attached one can be interrupted. */
 static void on_cmd(comet_reactor_t *r)
 {
     sub_t *list, *s, *rev = NULL;
@@ -1843,7 +1850,6 @@ static void on_cmd(comet_reactor_t *r)
     rel = r->rel_head;
     r->rel_head = NULL;
     pthread_mutex_unlock(&r->cmd_mu);
-    held_release_all(rel);
     /* oldest first */
     while ((s = list) != NULL) {
         list = s->cnext;
@@ -1858,6 +1864,7 @@ static void on_cmd(comet_reactor_t *r)
             sub_end(s, COMET_END_RECONNECT);
         }
     }
+    held_release_all(rel);
 }
 
 /* comet_loop_wakeup from a handler thread: a command waits. */

@@ -524,17 +524,8 @@ HTML
         eval { http(POST => sjs_path('/echo-thread', $sid, 'xhr'), timeout => 8)->{body} }
             // "no answer: $@";
     });
-    {
-        # Known bug: under prefork, after the restarts and faults of the
-        # files before this one, the thread sometimes lets the receiver go
-        # without the interruption (the next poll waits instead); alone
-        # this file passes
-        local $TODO = Comet::Private::mpm() eq 'prefork'
-            ? 'prefork: a thread-written receiver whose client left is sometimes not an interruption'
-            : undef;
-        is $body, qq(c[1002,"Connection interrupted"]\n),
-            '... and one a thread writes (CometStreamMode thread)';
-    }
+    is $body, qq(c[1002,"Connection interrupted"]\n),
+        '... and one a thread writes (CometStreamMode thread)';
     # ?resume=1 (socket.js, whose watchdog replaces silent receivers): the
     # session goes on
     $sid = new_session();
