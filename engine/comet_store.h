@@ -210,6 +210,20 @@ struct comet_store_t {
                             const comet_limits_t *lim, comet_publish_result_t *res);
 
     /**
+     * Keep a message under an id given elsewhere (several servers: Redis
+     * gives the ids, comet_cluster.h), in id order whatever the order of
+     * arrival, and wake the children that follow the channel when it is
+     * the newest. `published` is when it was published (0: now).
+     * @return APR_SUCCESS; APR_EEXIST if the channel has it already, or it
+     *         is older than what a full buffer keeps (dropped); as publish
+     *         otherwise
+     */
+    apr_status_t (*import)(comet_store_t *st, const char *chan, apr_size_t clen,
+                           comet_id_t id, const char *data, apr_size_t len,
+                           apr_uint32_t flags, apr_time_t published,
+                           const comet_limits_t *lim, comet_publish_result_t *res);
+
+    /**
      * Hand every buffered message with an id above `since` to `alloc`, in
      * order. `since` COMET_ID_NONE hands nothing and just reports last_id.
      * @param slot  the fetching process' slot when this is its pull of what

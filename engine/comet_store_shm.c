@@ -1204,6 +1204,95 @@ done:
     return rv;
 }
 
+/* Link message m after `prev` (NIL: at the head) of c, then count it; the
+ * message's own link first, so that a crash leaves the list whole. */
+static void chan_insert(shm_store_t *s, shm_chan_t *c, apr_uint32_t prev, apr_uint32_t m,
+                        apr_time_t now)
+{
+    shm_msg_t *msg = MSG(s, m);
+
+    if (prev == c->tail) {          /* the newest (or the channel was empty) */
+        chan_append(s, c, m, now);
+        return;
+    }
+    msg->next_msg = prev == NIL ? c->head : MSG(s, prev)->next_msg;
+    if (prev == NIL) {
+        c->head = m;
+    }
+    else {
+        MSG(s, prev)->next_msg = m;
+    }
+    c->count++;
+    c->bytes += msg->len;
+    c->touched = now;
+}
+
+static apr_status_t shm_import(comet_store_t *st, const char *name, apr_size_t clen,
+                               comet_id_t id, const char *data, apr_size_t len,
+                               apr_uint32_t flags, apr_time_t published,
+                               const comet_limits_t *lim, comet_publish_result_t *res)
+{
+    shm_store_t *s = (shm_store_t *)st;
+    apr_uint32_t hash = comet_hash32(name, clen), ci, m, prev, at;
+    apr_time_t now = apr_time_now();
+    int wake[SLOTS_MAX];
+    int nwake = 0;
+    shm_chan_t *c;
+    apr_status_t rv;
+
+    if (len > lim->max_size || len > APR_UINT32_MAX || !comet_store_name_valid(name, clen)
+        || id == 0) {
+        return APR_EINVAL;
+    }
+    if ((rv = lock_store(s)) != APR_SUCCESS) {
+        return rv;
+    }
+    begin_change(s);
+    ci = chan_find_or_create(s, name, clen, hash, now);
+    if (ci == NIL) {
+        rv = chans_capped(s) ? APR_EAGAIN : APR_ENOSPC;
+        goto done;
+    }
+    c = CHAN(s, ci);
+    /* where it goes: after the last message with a lower id */
+    prev = NIL;
+    for (at = c->head; at != NIL && MSG(s, at)->id < id; at = MSG(s, at)->next_msg) {
+        prev = at;
+    }
+    if ((at != NIL && MSG(s, at)->id == id) || id <= c->evicted_id
+        || (prev == NIL && c->head != NIL && lim->buffer_length
+            && c->count >= lim->buffer_length)) {
+        rv = APR_EEXIST;          /* had it, or too old to keep */
+        goto done;
+    }
+    if ((rv = chan_make_room(s, c, len, lim, now)) != APR_SUCCESS) {
+        goto done;
+    }
+    c->touched = now;
+    m = msg_new(s, id, flags, published ? published : now, lim->ttl, data, len);
+    if (m == NIL) {
+        rv = APR_ENOSPC;
+        goto done;
+    }
+    /* again: making room (or msg_new's collection) may have dropped some */
+    prev = NIL;
+    for (at = c->head; at != NIL && MSG(s, at)->id < id; at = MSG(s, at)->next_msg) {
+        prev = at;
+    }
+    chan_insert(s, c, prev, m, now);
+    s->hdr->published++;
+    s->hdr->published_bytes += len;
+    if (id == c->last_id) {
+        nwake = chan_notify(s, ci, wake, SLOTS_MAX);
+    }
+    res->id = id;
+    res->subscribers = c->subscribers;
+done:
+    unlock_store(s);
+    wake_slots(s, wake, nwake);
+    return rv;
+}
+
 static apr_status_t shm_fetch(comet_store_t *st, const comet_chan_ref_t *ref, int slot,
                               comet_id_t since, comet_fetch_alloc_fn *alloc,
                               void *baton, comet_fetch_result_t *res)
@@ -1890,6 +1979,7 @@ apr_status_t comet_store_shm_open(comet_store_t **st, apr_pool_t *p, void *base,
 
     s->pub.name = "shm";
     s->pub.publish = shm_publish;
+    s->pub.import = shm_import;
     s->pub.fetch = shm_fetch;
     s->pub.info = shm_info;
     s->pub.remove = shm_remove;

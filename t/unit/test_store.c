@@ -599,6 +599,46 @@ static void test_status_counters(void)
     st->remove(st, "figures", 7, NULL);
 }
 
+/* Messages whose ids another server gave (Redis): kept in id order
+ * whatever the order they come in, each once. */
+static void test_import(void)
+{
+    comet_limits_t three = { 3, 0, 1000 };
+    comet_publish_result_t r;
+    comet_chan_ref_t ref;
+    comet_fetch_result_t res;
+    comet_channel_info_t info;
+
+    OK(st->import(st, "imp", 3, 100, "c", 1, 0, 0, &lim, &r) == APR_SUCCESS && r.id == 100,
+       "import: a new channel takes the given id");
+    OK(st->import(st, "imp", 3, 300, "e", 1, 0, 0, &lim, &r) == APR_SUCCESS, "a newer one");
+    OK(st->import(st, "imp", 3, 200, "d", 1, 0, 0, &lim, &r) == APR_SUCCESS,
+       "one older than the last (it came late)");
+    OK(st->import(st, "imp", 3, 50, "b", 1, 0, 0, &lim, &r) == APR_SUCCESS,
+       "one older than every other");
+    OK(st->import(st, "imp", 3, 200, "d", 1, 0, 0, &lim, &r) == APR_EEXIST,
+       "the same id again: dropped");
+    OK(st->subscribe(st, 1, "imp", 3, 1, 0, &ref) == APR_SUCCESS, "subscribe");
+    res = fetch(&ref, 0);
+    OK(res.count == 4 && sink.ids[0] == 50 && sink.ids[1] == 100 && sink.ids[2] == 200
+       && sink.ids[3] == 300 && res.last_id == 300, "fetched in id order, the last id the newest");
+    res = fetch(&ref, 100);
+    OK(res.count == 2 && sink.ids[0] == 200, "since an id: what follows it");
+    OK(st->info(st, "imp", 3, &info) == APR_SUCCESS && info.messages == 4 && info.first_id == 50
+       && info.last_id == 300, "info agrees");
+    OK(st->import(st, "imp", 3, 400, "f", 1, 0, 0, &three, &r) == APR_SUCCESS,
+       "a full buffer: the newest goes in");
+    OK(st->import(st, "imp", 3, 10, "a", 1, 0, 0, &three, &r) == APR_EEXIST,
+       "... one older than all it keeps is dropped");
+    res = fetch(&ref, 0);
+    OK(res.count == 3 && sink.ids[0] == 200 && sink.ids[2] == 400, "the buffer length holds");
+    OK(st->publish(st, "imp", 3, "g", 1, 0, &lim, &r) == APR_SUCCESS && r.id > 400,
+       "a local publish after imports: above them");
+    OK(st->unsubscribe(st, 1, &ref, 1) == APR_SUCCESS && st->remove(st, "imp", 3, NULL) == APR_SUCCESS,
+       "remove it");
+    OK(used_blocks() == 0, "every block given back");
+}
+
 int main(void)
 {
     apr_initialize();
@@ -619,5 +659,6 @@ int main(void)
     test_sessions();
     test_lagging_process();
     test_status_counters();
+    test_import();
     return UNIT_DONE();
 }
