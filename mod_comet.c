@@ -39,6 +39,7 @@
 #include "comet_daemon.h"
 #include "comet_proc.h"
 #include "comet_publish.h"
+#include "comet_redisconn.h"
 #include "comet_request.h"
 #include "comet_status.h"
 #include "comet_subscribe.h"
@@ -92,6 +93,7 @@ static void comet_child_init(apr_pool_t *pchild, server_rec *s)
 {
     comet_daemon_child_init();
     comet_proc_child_init(pchild, s);
+    comet_redisconn_child_init(pchild, s);
 }
 
 static void comet_child_stopping(apr_pool_t *pchild, int graceful)

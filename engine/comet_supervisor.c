@@ -37,6 +37,7 @@
 #include <apr_strings.h>
 #include <apr_tables.h>
 
+#include "comet_cluster.h"
 #include "comet_loop.h"
 #include "comet_supervisor.h"
 #include "comet_transport.h"
@@ -119,6 +120,8 @@ typedef struct {
     comet_id_t fetched_id;
     apr_uint32_t fetched_flags;
     apr_size_t fetched_n;
+    apr_pool_t *redis_pool;       /* CometRedis: the follower's */
+    comet_cluster_t *cluster;
 } sup_t;
 
 static void slog(sup_t *u, comet_log_level_t level, apr_status_t rv, const char *fmt, ...)
@@ -1469,6 +1472,17 @@ void comet_supervisor_main(comet_store_t *st, const comet_supervisor_conf_t *con
         watch_add(&u, &u.parent_io, parent_fd, COMET_LOOP_READ, on_parent);
     }
     sup_announce(&u);
+    if (conf->redis_url && *conf->redis_url) {
+        /* failing here leaves this server on its own, said in the log */
+        if ((rv = apr_pool_create_unmanaged_ex(&u.redis_pool, NULL, NULL)) == APR_SUCCESS) {
+            rv = comet_cluster_follow(&u.cluster, u.redis_pool, u.loop, st, conf->redis_url,
+                                      &conf->redis_limits, log, log_baton);
+        }
+        if (rv != APR_SUCCESS) {
+            slog(&u, COMET_LOG_ERR, rv, "comet supervisor: cannot follow Redis at %s: "
+                 "this server sees only its own messages", conf->redis_url);
+        }
+    }
     sources_set(&u, conf->sources, conf->nsources);
     slog(&u, COMET_LOG_INFO, 0, "comet supervisor %d: running, %" APR_SIZE_T_FMT
          " channel source(s)", (int)getpid(), conf->nsources);
@@ -1476,6 +1490,10 @@ void comet_supervisor_main(comet_store_t *st, const comet_supervisor_conf_t *con
     supervise(&u);
 
     sup_kill_all(&u);
+    comet_cluster_stop(u.cluster);
+    if (u.redis_pool) {
+        apr_pool_destroy(u.redis_pool);
+    }
     st->slot_release(st, u.slot);
     comet_loop_destroy(u.loop);
     comet_buf_free(&u.fetched);

@@ -34,6 +34,10 @@ typedef struct comet_supervisor_conf_t {
     apr_size_t nsources;
     /** run backends under this user and group if root (-1: as we are) */
     long uid, gid;
+    /** CometRedis (NULL: none): follow every server's channels there
+     * (comet_cluster.h); a catch-up keeps messages under redis_limits */
+    const char *redis_url;
+    comet_limits_t redis_limits;
 } comet_supervisor_conf_t;
 
 /** What the parent writes on the pipe: a restart begins (its old

@@ -12,6 +12,7 @@
 #include <http_core.h>
 
 #include "comet_config.h"
+#include "comet_redis.h"
 #include "comet_i18n.h"
 
 /*******************************************************************************
@@ -163,6 +164,7 @@ void *comet_config_server_merge(apr_pool_t *p, void *basev, void *addv)
     /* server-wide directives are refused in a virtual host: it has the
      * main server's */
     c->sources = base->sources;
+    c->redis = base->redis;
     for (i = 0; i < COMET_CONF_NUM_COUNT; i++) {
         c->num[i] = add->num[i] != COMET_UNSET ? add->num[i] : base->num[i];
     }
@@ -480,6 +482,29 @@ static const char *set_client_url(cmd_parms *cmd, void *cv, const char *arg)
     return NULL;
 }
 
+/* CometRedis: checked now, so that a typo stops the configuration test
+ * rather than leave a server on its own. */
+static const char *set_redis(cmd_parms *cmd, void *cv, const char *url)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    comet_server_conf_t *sc = ap_get_module_config(cmd->server->module_config, &comet_module);
+    comet_redis_url_t u;
+
+    (void)cv;
+    if (err) {
+        return err;
+    }
+    if (comet_redis_url_parse(cmd->pool, url, &u, &err) != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool, "CometRedis: %s (give redis://[user:password@]host"
+                            "[:port][/db] or unix:/path/to/redis.sock)", err);
+    }
+    if (u.kind == COMET_REDIS_SENTINEL) {
+        return "CometRedis: sentinel:// is not served yet";
+    }
+    sc->redis = url;
+    return NULL;
+}
+
 static const char *set_source(cmd_parms *cmd, void *cv, const char *args)
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
@@ -615,6 +640,9 @@ const command_rec comet_config_cmds[] = {
     /* programs */
     NUM("CometProgramGrace", COMET_CONF_PROGRAM_GRACE, RSRC_CONF,
         "time a program gets after stdin EOF, then after SIGTERM (default 3s)"),
+    AP_INIT_TAKE1("CometRedis", set_redis, NULL, RSRC_CONF,
+                  "redis://[user:password@]host[:port][/db] or unix:/path: share every "
+                  "channel with the other servers on this Redis (default none)"),
     AP_INIT_RAW_ARGS("CometChannelSource", set_source, NULL, RSRC_CONF,
                      "<channel> [ondemand] exec:<program> [args]: publish every line the "
                      "program prints"),

@@ -92,6 +92,8 @@ static void sup_conf(server_rec *s, comet_supervisor_conf_t *c)
     c->sources = (const comet_source_t *)sc->sources->elts;
     c->nsources = (apr_size_t)sc->sources->nelts;
     c->uid = c->gid = -1;
+    c->redis_url = sc->redis;
+    c->redis_limits = c->source_limits;
 }
 
 /* A supervisor started again after failures first waits, as root still:

@@ -14,6 +14,7 @@
 #include "comet_publish.h"
 #include "comet_config.h"
 #include "comet_proc.h"
+#include "comet_redisconn.h"
 #include "comet_request.h"
 
 /* A publisher often sends its next message as soon as it has the answer.
@@ -59,6 +60,60 @@ static int publish_status(request_rec *r, apr_status_t rv)
     return comet_request_error(r, HTTP_INTERNAL_SERVER_ERROR, APLOG_ERR, rv, "publish failed");
 }
 
+/* CometRedis: Redis could not be reached or refused: 503, the log naming it. */
+static int redis_status(request_rec *r, comet_cluster_conn_t *c, apr_status_t rv,
+                        const char *what, const char *err)
+{
+    if (!c) {
+        return comet_request_error(r, HTTP_SERVICE_UNAVAILABLE, APLOG_ERR, rv,
+                                   apr_psprintf(r->pool, "%s: no connection to Redis", what));
+    }
+    return comet_request_error(r, HTTP_SERVICE_UNAVAILABLE, APLOG_ERR, rv,
+                               apr_psprintf(r->pool, "%s: Redis at %s: %s", what,
+                                            comet_cluster_conn_display(c),
+                                            err ? err : "unavailable"));
+}
+
+/* CometRedis: the message is the channel's once Redis has it; every
+ * server's supervisor then brings it to its subscribers (this one's too). */
+static int publish_redis(request_rec *r, const comet_dir_conf_t *conf, const char *chan,
+                         apr_size_t clen, const char *data, apr_size_t len,
+                         const comet_limits_t *lim)
+{
+    comet_cluster_conn_t *c;
+    comet_channel_info_t info;
+    comet_buf_t b = { 0 };
+    comet_json_t j;
+    const char *err = NULL;
+    comet_id_t id = 0;
+    apr_uint32_t servers = 0;
+    apr_status_t rv;
+    int rc;
+
+    if (!(c = comet_redisconn_get(r, &rv))) {
+        return redis_status(r, NULL, rv, "publish refused", NULL);
+    }
+    rv = comet_cluster_publish(c, chan, clen, data, len, 0, lim, &id, &servers, &err);
+    if (rv != APR_SUCCESS) {
+        return redis_status(r, c, rv, "publish refused", err);
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "comet: published %" APR_UINT64_T_FMT
+                  " (%" APR_SIZE_T_FMT " bytes) through Redis to %u servers", id, len, servers);
+    comet_json_start(&j, &b, COMET_JSON_SPACED);
+    comet_json_open(&j, NULL, '{');
+    comet_json_str(&j, "channel", chan, clen);
+    comet_json_u64(&j, "id", id);
+    /* this server's: the others' are theirs to count */
+    comet_json_u64(&j, "subscribers",
+                   comet_proc.store->info(comet_proc.store, chan, clen, &info) == APR_SUCCESS
+                   ? info.subscribers : 0);
+    comet_json_u64(&j, "servers", servers);
+    comet_json_close(&j);
+    rc = comet_request_json(r, HTTP_CREATED, &j);
+    linger(r, COMET_CONF(conf, COMET_CONF_PUBLISH_LINGER));
+    return rc;
+}
+
 static int publish(request_rec *r, const comet_dir_conf_t *conf, const char *chan,
                    apr_size_t clen)
 {
@@ -82,6 +137,9 @@ static int publish(request_rec *r, const comet_dir_conf_t *conf, const char *cha
     }
     if (rc != OK) {
         return comet_request_error(r, rc, APLOG_INFO, 0, "cannot read the message body");
+    }
+    if (comet_redisconn_enabled(r)) {
+        return publish_redis(r, conf, chan, clen, data, len, &lim);
     }
     rv = comet_proc.store->publish(comet_proc.store, chan, clen, data, len, 0, &lim, &res);
     if (rv != APR_SUCCESS) {
@@ -117,7 +175,34 @@ static int channel_get(request_rec *r, const char *chan, apr_size_t clen)
     comet_json_t j;
     apr_status_t rv = comet_proc.store->info(comet_proc.store, chan, clen, &info);
 
-    if (rv != APR_SUCCESS) {
+    if (comet_redisconn_enabled(r)) {
+        /* the messages are Redis'; subscribers and dates this server's */
+        comet_channel_info_t local = info, shared;
+        comet_cluster_conn_t *c;
+        const char *err = NULL;
+
+        if (rv != APR_SUCCESS) {
+            memset(&local, 0, sizeof(local));
+        }
+        c = comet_redisconn_get(r, &rv);
+
+        if (!c || (rv = comet_cluster_info(c, chan, clen, &shared, &err)) != APR_SUCCESS) {
+            if (rv != APR_NOTFOUND) {
+                return redis_status(r, c, rv, "channel info failed", err);
+            }
+            if (!local.created) {
+                return channel_status(r, rv, "channel info failed");
+            }
+            /* followed here, nothing published yet */
+            memset(&shared, 0, sizeof(shared));
+        }
+        info = shared;
+        info.subscribers = local.subscribers;
+        info.bytes = local.bytes;
+        info.created = local.created;
+        info.last_publish = local.last_publish;
+    }
+    else if (rv != APR_SUCCESS) {
         return channel_status(r, rv, "channel info failed");
     }
     comet_json_start(&j, &b, COMET_JSON_SPACED);
@@ -139,8 +224,23 @@ static int channel_delete(request_rec *r, const char *chan, apr_size_t clen)
     apr_uint32_t subs = 0;
     comet_buf_t b = { 0 };
     comet_json_t j;
-    apr_status_t rv = comet_proc.store->remove(comet_proc.store, chan, clen, &subs);
+    apr_status_t rv;
 
+    if (comet_redisconn_enabled(r)) {
+        /* gone from Redis, then from every server (this one at once) */
+        comet_cluster_conn_t *c = comet_redisconn_get(r, &rv);
+        const char *err = NULL;
+
+        if (!c || (rv = comet_cluster_remove(c, chan, clen, &err)) != APR_SUCCESS) {
+            return rv == APR_NOTFOUND ? channel_status(r, rv, "delete failed")
+                                      : redis_status(r, c, rv, "delete failed", err);
+        }
+        comet_proc.store->remove(comet_proc.store, chan, clen, &subs);
+        rv = APR_SUCCESS;
+    }
+    else {
+        rv = comet_proc.store->remove(comet_proc.store, chan, clen, &subs);
+    }
     if (rv != APR_SUCCESS) {
         return channel_status(r, rv, "delete failed");
     }

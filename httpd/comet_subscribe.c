@@ -11,6 +11,7 @@
 #include <http_protocol.h>
 
 #include "comet_subscribe.h"
+#include "comet_redisconn.h"
 #include "comet_proc.h"
 #include "comet_request.h"
 #include "comet_stream.h"
@@ -171,8 +172,13 @@ static int subscribe_channels(request_rec *r, const comet_dir_conf_t *conf,
     comet_json_open(&j, NULL, '{');
     for (i = 0; i < spec->nchannels; i++) {
         comet_fetch_result_t res;
-        apr_status_t rv = st->subscribe(st, comet_proc.slot, spec->channels[i],
-                                        spec->channel_lens[i], 1, max, &spec->refs[i]);
+        apr_status_t rv;
+
+        /* several servers: what this one's copy lacks, from Redis */
+        comet_redisconn_backfill(r, conf, spec->channels[i], spec->channel_lens[i],
+                                 spec->since[i]);
+        rv = st->subscribe(st, comet_proc.slot, spec->channels[i], spec->channel_lens[i], 1,
+                           max, &spec->refs[i]);
         if (rv != APR_SUCCESS) {
             unsubscribe_first(spec, i);
             comet_buf_free(&b);

@@ -1,0 +1,191 @@
+# Several servers, one set of channels (CometRedis): two private Apaches on
+# one private redis-server. A message published on either reaches the
+# subscribers of both, once, in order, under Redis' ids; replay and figures
+# come from Redis; Redis stopped, killed or restarted: publishes get 503
+# with the Redis address in the log, streams stay, and every server catches
+# up once it is back.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+
+use Apache::Test qw(-withtestmore);
+use Comet::Test;
+use Comet::Private;
+use Comet::Redis;
+use POSIX ();
+use Time::HiRes qw(time sleep);
+
+plan skip_all => 'redis-server is not installed'
+    unless -x '/usr/bin/redis-server';
+plan tests => 35, need_module('comet');
+
+my $redis = Comet::Redis->start('97') or BAIL_OUT("private redis: $@");
+my $conf = 'CometRedis ' . $redis->url . "\nCometHeartbeat 1\n";
+my $A = Comet::Private->start('redis-a', conf => $conf);
+my $B = Comet::Private->start('redis-b', conf => $conf);
+ok $A && $B, 'two private servers (' . Comet::Private::mpm() . ') on one Redis';
+
+sub on {
+    my ($srv, $code) = @_;
+    local $Comet::Test::PORT = $srv->port;
+    return $code->();
+}
+sub pub_on {
+    my ($srv, $chan, $data) = @_;
+    return on($srv, sub { publish($chan, $data) });
+}
+# An ndjson stream (transport=stream) on a server, its prelude read.
+sub stream_on {
+    my ($srv, $chan, $query) = @_;
+    my $s = on($srv, sub { subscribe("/comet/$chan?transport=stream" . ($query // '')) });
+    $s->upto("\n", 5) for 1 .. 2;            # padding, then {"open": ...}
+    return $s;
+}
+# The next $n messages of an ndjson stream as "id:data", heartbeats skipped.
+sub lines {
+    my ($s, $n, $timeout) = @_;
+    my $deadline = time + ($timeout // 5);
+    my @got;
+    while (@got < $n && time < $deadline) {
+        my $l = $s->upto("\n", $deadline - time) // last;
+        next unless $l =~ /"id"/;
+        my $m = eval { json($l) } or do { push @got, "junk:$l"; last };
+        push @got, "$m->{id}:$m->{data}";
+    }
+    return @got;
+}
+sub wait_subs_on {
+    my ($srv, $chan, $n) = @_;
+    return on($srv, sub { wait_subscribers($chan, $n) });
+}
+sub sup_following {
+    my ($srv, $mark) = @_;
+    return $srv->wait_log($mark // 0, qr/following the channels of every server/, 10);
+}
+
+ok sup_following($A) && sup_following($B), "each server's supervisor follows Redis";
+
+# --- across servers ----------------------------------------------------------
+my $ch = new_channel('redis');
+{
+    my $sa = stream_on($A, $ch);
+    my $sb = stream_on($B, $ch);
+    ok wait_subs_on($A, $ch, 1) && wait_subs_on($B, $ch, 1), 'a subscriber on each server';
+    my $r = pub_on($A, $ch, 'from A');
+    is $r->{status}, 201, 'publish on A: 201 once Redis has it';
+    my $id = $r->{json}{id} // 0;
+    ok $id > 1e15 && $id < 2**53, "... an id from Redis' clock, exact in JavaScript ($id)";
+    is $r->{json}{servers}, 2, '... both servers told';
+    is_deeply [lines($sb, 1)], ["$id:from A"], "B's subscriber gets it, same id";
+    is_deeply [lines($sa, 1)], ["$id:from A"], "A's own subscriber too";
+    my $r2 = pub_on($B, $ch, 'from B');
+    ok $r2->{json}{id} > $id, 'publish on B: a higher id';
+    is_deeply [lines($sa, 1), lines($sb, 1)], ["$r2->{json}{id}:from B", "$r2->{json}{id}:from B"],
+        '... both subscribers get it';
+
+    # concurrent publishers on both servers: one order, everywhere
+    my @kids;
+    for my $srv ($A, $B) {
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            my $bad = 0;
+            for my $i (1 .. 50) {
+                my $res = eval { pub_on($srv, $ch, "$srv->{name} $i") };
+                $bad++ unless $res && $res->{status} == 201;
+            }
+            POSIX::_exit($bad ? 1 : 0);
+        }
+        push @kids, $pid;
+    }
+    my $fails = 0;
+    for (@kids) { waitpid $_, 0; $fails++ if $? }
+    is $fails, 0, '100 concurrent publishes, 50 on each server: all 201';
+    my @ga = lines($sa, 100, 15);
+    my @gb = lines($sb, 100, 15);
+    is scalar(@ga), 100, "A's subscriber gets the 100";
+    is_deeply \@gb, \@ga, "... B's the same, in the same order";
+    my @ids = map { /^(\d+):/ ? $1 : 0 } @ga;
+    ok !grep({ $ids[$_] <= $ids[$_ - 1] } 1 .. $#ids), '... ids strictly increasing';
+    my %seen;
+    my @each = map { /^\d+:(redis-\w) (\d+)$/ ? "$1 $2" : () } @ga;
+    my $inorder = 1;
+    for my $srvname ('redis-a', 'redis-b') {
+        my @n = map { /^$srvname (\d+)$/ ? $1 : () } @each;
+        $inorder = 0 unless "@n" eq join ' ', 1 .. 50;
+    }
+    ok $inorder, "... each publisher's 50 in its own order";
+
+    my $info = on($B, sub { channel_info($ch) });
+    ok $info && $info->{last_id} == $ids[-1] && $info->{messages} == 100,
+        "GET on B: Redis' figures (last_id, messages = CometMessageBuffer 100)";
+    $sa->close;
+    $sb->close;
+}
+
+# --- replay from Redis: a server that never saw the channel --------------------
+{
+    my $rc = new_channel('replay');
+    my @ids = map { pub_on($A, $rc, "r$_")->{json}{id} } 1 .. 5;
+    # B, started anew, has nothing of it in memory
+    $B->stop;
+    $B = Comet::Private->start('redis-b', conf => $conf);
+    ok sup_following($B), 'B restarted (its shared memory new)';
+    my $s = stream_on($B, $rc, "&since=$ids[1]");
+    is_deeply [lines($s, 3)], ["$ids[2]:r3", "$ids[3]:r4", "$ids[4]:r5"],
+        "since= on B: what followed, brought from Redis";
+    $s->close;
+}
+
+# --- DELETE spans the servers --------------------------------------------------
+{
+    my $dc = new_channel('del');
+    pub_on($A, $dc, 'x');
+    my $s = stream_on($B, $dc);
+    ok wait_subs_on($B, $dc, 1), 'a subscriber on B';
+    is on($A, sub { delete_channel($dc) })->{status}, 200, 'DELETE on A';
+    ok $s->closed(5), "... B's stream ends";
+    is on($B, sub { http(GET => "/comet-publish/$dc")->{status} }), 404, '... B answers 404 for it';
+}
+
+# --- Redis down and back -------------------------------------------------------
+{
+    my $fc = new_channel('fail');
+    my $s = stream_on($B, $fc);
+    ok wait_subs_on($B, $fc, 1), 'a subscriber on B';
+    my $before = pub_on($A, $fc, 'before')->{json}{id};
+    is_deeply [lines($s, 1)], ["$before:before"], '... gets a message';
+    my $mark = $A->log_mark;
+    ok $redis->stop, 'Redis stopped';
+    my $t0 = time;
+    my $r = pub_on($A, $fc, 'while down');
+    is $r->{status}, 503, 'a publish while Redis is down: 503';
+    ok time - $t0 < 3, '... within the time-out (' . sprintf('%.2f s', time - $t0) . ')';
+    my $sock = $redis->socket;
+    ok $A->wait_log($mark, qr/Redis at unix:\Q$sock\E/, 5), '... the log names Redis';
+    # the stream stays, heartbeats flowing (CometHeartbeat 1)
+    sleep 2.5;
+    ok !$s->closed(0.1), "B's stream stays open while Redis is down";
+    ok $redis->run, 'Redis started again';
+    my $after;
+    ok wait_until(sub { my $x = pub_on($A, $fc, 'after'); $after = $x->{json}{id} if $x->{status} == 201;
+                        $after }, 10), 'publishes work again';
+    is_deeply [lines($s, 1, 10)], ["$after:after"],
+        '... B gets what follows, not "before" again';
+
+    # killed: what Redis acknowledged is delivered once it is back
+    my $mark_b = $B->log_mark;
+    my @acked;
+    push @acked, pub_on($A, $fc, "k$_")->{json}{id} for 1 .. 5;
+    ok $redis->stop(kill => 1), 'Redis killed (-9)';
+    $redis->run;
+    ok $B->wait_log($mark_b, qr/following again: catching up/, 15), "B's supervisor follows again";
+    my @got = lines($s, 5, 10);
+    is_deeply \@got, [map { "$acked[$_ - 1]:k$_" } 1 .. 5],
+        "... B's subscriber has every acknowledged message, once";
+    $s->close;
+}
+
+$A->stop;
+$B->stop;
+$redis->stop;
