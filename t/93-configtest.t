@@ -14,7 +14,7 @@ use Apache::Test qw(-withtestmore);
 use Comet::Test;
 use Comet::Private;
 
-plan tests => 52, need_module('comet');
+plan tests => 58, need_module('comet');
 
 my $t = Comet::Private::t_dir();
 
@@ -54,6 +54,11 @@ refused('ct-dur', "CometHeartbeat soon\n", qr/^CometHeartbeat soon/,
 refused('ct-dur0', "CometSocketDisconnectDelay 0\n", qr/^CometSocketDisconnectDelay 0/,
         qr/CometSocketDisconnectDelay: '0' is not a duration it takes: .* \(more than 0\)/,
         'a duration that must not be 0');
+refused('ct-redis', "CometRedis http://127.0.0.1:6379\n", qr/^CometRedis http/,
+        qr{CometRedis: .*\(give redis://\[user:password\@\]host\[:port\]\[/db\] or unix:/path/to/redis.sock\)},
+        'a Redis URL of another scheme');
+refused('ct-redis-port', "CometRedis redis://127.0.0.1:99999\n", qr/^CometRedis redis/,
+        qr{CometRedis: .*port}i, 'a Redis URL with a bad port');
 refused('ct-count', "CometMessageBuffer many\n", qr/^CometMessageBuffer many/,
         qr/CometMessageBuffer: 'many' is not a number it takes: give one from 1 to 1000000/,
         'a bad count');
