@@ -86,6 +86,7 @@ typedef struct comet_dir_conf_t {
 /** Server-wide configuration (set in the main server, inherited by vhosts). */
 typedef struct comet_server_conf_t {
     apr_array_header_t *sources;      /**< CometChannelSource: comet_source_t */
+    const char *route;                /**< CometSocketRoute: NULL for none */
     apr_int64_t num[COMET_CONF_NUM_COUNT];
 } comet_server_conf_t;
 
