@@ -80,17 +80,24 @@ static apr_uint64_t sjs_token(void)
            | (apr_atomic_inc32(&counter) & 0xfffff);
 }
 
-/* The JSESSIONID the client sent, if it is one we may echo; else NULL. */
+/* The JSESSIONID the client sent, if it is one we may echo; else NULL.
+ * Under CometSocketRoute, without its route: from the first dot on, what
+ * mod_proxy_balancer reads as the route (this server's, or that of one
+ * which failed over to this one). */
 static const char *sjs_client_cookie(request_rec *r)
 {
     const char *cookie = apr_table_get(r->headers_in, "Cookie");
-    const char *p, *end;
+    const char *p, *end, *dot;
 
     if (!cookie || (p = ap_strstr_c(cookie, "JSESSIONID=")) == NULL
         || (p != cookie && p[-1] != ' ' && p[-1] != ';')) {
         return NULL;
     }
     for (end = p + 11; *end && *end != ';' && *end != ' ' && *end != '"' && *end != ','; end++) {
+    }
+    if (comet_config_server(r->server)->route
+        && (dot = memchr(p + 11, '.', (apr_size_t)(end - p - 11))) != NULL) {
+        end = dot;
     }
     if (!comet_channel_valid(p + 11, (apr_size_t)(end - p - 11))) {
         return NULL;
@@ -118,18 +125,22 @@ static apr_uint64_t sjs_owner(request_rec *r, const comet_dir_conf_t *conf)
 
 /* CometSocketCookie On, on session URLs only (as sockjs-node): the cookie a
  * load balancer may stick by, the client's own or "dummy", set every time
- * so that the balancer can add its own. */
+ * so that the balancer can add its own. CometSocketRoute adds ".<route>"
+ * for mod_proxy_balancer's stickysession=JSESSIONID: the session's next
+ * requests come back here, and after a fail-over the next server's route
+ * replaces the dead one's. */
 static void sjs_cookie(request_rec *r, const comet_dir_conf_t *conf)
 {
-    const char *v;
+    const char *v, *route;
 
     if (COMET_CONF(conf, COMET_CONF_SOCKET_COOKIE) != 1) {
         return;
     }
     v = sjs_client_cookie(r);
+    route = comet_config_server(r->server)->route;
     apr_table_setn(r->err_headers_out, "Set-Cookie",
-                   apr_pstrcat(r->pool, "JSESSIONID=", v ? v : "dummy", "; path=/; HttpOnly",
-                               NULL));
+                   apr_pstrcat(r->pool, "JSESSIONID=", v ? v : "dummy", route ? "." : "",
+                               route ? route : "", "; path=/; HttpOnly", NULL));
 }
 
 /* CORS, as sockjs-node answers it: the Origin echoed, "null" too (a page

@@ -165,6 +165,7 @@ void *comet_config_server_merge(apr_pool_t *p, void *basev, void *addv)
      * main server's */
     c->sources = base->sources;
     c->redis = base->redis;
+    c->route = base->route;
     for (i = 0; i < COMET_CONF_NUM_COUNT; i++) {
         c->num[i] = add->num[i] != COMET_UNSET ? add->num[i] : base->num[i];
     }
@@ -505,6 +506,25 @@ static const char *set_redis(cmd_parms *cmd, void *cv, const char *url)
     return NULL;
 }
 
+/* A name mod_proxy_balancer reads back after the first dot of the cookie:
+ * no dot, nothing a cookie value may not carry. */
+static const char *set_route(cmd_parms *cmd, void *cv, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    if (err) {
+        return err;
+    }
+    if (!comet_channel_valid(arg, strlen(arg))) {
+        return apr_psprintf(cmd->pool, "CometSocketRoute: '%s' is not a route: give the "
+                            "route= of this server's BalancerMember, 1 to %d of A-Z a-z 0-9 "
+                            "_ - (e.g. web1)", arg, COMET_CHANNEL_MAX);
+    }
+    ((comet_server_conf_t *)ap_get_module_config(cmd->server->module_config,
+                                                 &comet_module))->route = arg;
+    return NULL;
+}
+
 static const char *set_source(cmd_parms *cmd, void *cv, const char *args)
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
@@ -626,6 +646,9 @@ const command_rec comet_config_cmds[] = {
         "silence after which a session gets a heartbeat frame (default 25s)"),
     AP_INIT_TAKE1("CometSocketClientURL", set_client_url, NULL, DIR_CONF,
                   "URL of sockjs.js for the iframe page"),
+    AP_INIT_TAKE1("CometSocketRoute", set_route, NULL, RSRC_CONF,
+                  "this server's route for a sticky load balancer: JSESSIONID (CometSocketCookie) "
+                  "ends in .<route> (default none)"),
     NUM("CometSocketMaxSessions", COMET_CONF_MAX_SESSIONS, RSRC_CONF,
         "most sessions open at once, server-wide (default 10000)"),
     NUM("CometSocketDisconnectDelay", COMET_CONF_DISCONNECT_DELAY, RSRC_CONF,

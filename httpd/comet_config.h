@@ -87,6 +87,7 @@ typedef struct comet_dir_conf_t {
 typedef struct comet_server_conf_t {
     apr_array_header_t *sources;      /**< CometChannelSource: comet_source_t */
     const char *redis;                /**< CometRedis (NULL: this server alone) */
+    const char *route;                /**< CometSocketRoute: NULL for none */
     apr_int64_t num[COMET_CONF_NUM_COUNT];
 } comet_server_conf_t;
 

@@ -14,7 +14,7 @@ use Apache::Test qw(-withtestmore);
 use Comet::Test;
 use Comet::Private;
 
-plan tests => 58, need_module('comet');
+plan tests => 61, need_module('comet');
 
 my $t = Comet::Private::t_dir();
 
@@ -79,6 +79,10 @@ refused('ct-relative', "<Location /chat>\n    SetHandler comet-socket\n"
         qr/CometSocketBackend exec:/,
         qr/CometSocketBackend: exec:chat-backend: give the program's absolute path, e\.g\. exec:\/usr\/local\/bin\/chat-backend/,
         'a program without its path');
+# a route with a dot: mod_proxy_balancer would read the route after it
+refused('ct-route', "CometSocketRoute web.1\n", qr/^CometSocketRoute web\.1/,
+        qr/CometSocketRoute: 'web\.1' is not a route: give the route= of this server's BalancerMember, 1 to 128 of A-Z a-z 0-9 _ - \(e\.g\. web1\)/,
+        'a balancer route with a dot');
 
 # --- channel sources ---------------------------------------------------------
 refused('ct-chan', "CometChannelSource news.fr exec:$t/bin/source\n",
