@@ -15,6 +15,8 @@
  *                                   handshake: AUTH, SELECT | PING -> redisAsyncFormattedCommand
  *                                     (sentinel://: AUTH, SELECT, ROLE: master or drop)
  *                                   connect_timer (connect_timeout, each sentinel too)
+ *                                 [sentinel://, once up: watch_open: SUBSCRIBE +switch-master
+ *                                   on a sentinel; on_switch drops the connection]
  *   comet_loop_poll ------------> on_io -------------------------> redisAsyncHandleRead/Write
  *                                   <- ev_add/del_* (want) <------ (what it needs next)
  *                                   <- on_handshake, on_reply, <-- reply callbacks
@@ -60,11 +62,20 @@ typedef enum {
     ST_CLOSED                         /* being destroyed */
 } state_e;
 
-/* What the context in r->ac is, while connecting */
+/* What the context in r->link.ac is, while connecting */
 typedef enum {
     PH_SERVER = 0,                    /* the server's (the master's, through Sentinel) */
     PH_ASK                            /* a sentinel's, asked for the master's address */
 } phase_e;
+
+/* A hiredis context on the loop: the connection's, or the watch's (a
+ * sentinel's +switch-master) */
+typedef struct link_t {
+    comet_redis_t *r;
+    redisAsyncContext *ac;
+    comet_loop_io_t io;
+    apr_uint32_t want;                /* COMET_LOOP_READ | WRITE, as hiredis asks */
+} link_t;
 
 typedef struct cmd_t cmd_t;
 struct cmd_t {
@@ -100,9 +111,7 @@ struct comet_redis_t {
     void *log_baton;
 
     state_e state;
-    redisAsyncContext *ac;
-    comet_loop_io_t io;
-    apr_uint32_t want;                /* COMET_LOOP_READ | WRITE, as hiredis asks */
+    link_t link;                      /* the connection (or a sentinel asked) */
     comet_loop_timer_t retry_timer;
     comet_loop_timer_t connect_timer;
     apr_interval_time_t backoff;      /* the next wait between attempts */
@@ -132,6 +141,9 @@ struct comet_redis_t {
     int master_port;
     char master_up[300];              /* "host:port" of the last master we were up on */
     char display[600];                /* url.display + " (master host:port)" */
+    link_t watch;                     /* a sentinel's +switch-master, while up */
+    int watch_sentinel;               /* the sentinel watched, or to watch next */
+    comet_loop_timer_t watch_timer;   /* the watch made again */
 };
 
 #define DEF_CONNECT_TIMEOUT apr_time_from_sec(2)
@@ -143,6 +155,11 @@ struct comet_redis_t {
 
 static void start_connect(comet_redis_t *r);
 static void sentinel_gone(comet_redis_t *r, apr_status_t status);
+static void watch_gone(comet_redis_t *r, const char *why);
+static void watch_open(comet_redis_t *r, int i);
+static void on_watch_open(comet_loop_t *l, comet_loop_timer_t *t, apr_time_t now);
+static apr_status_t open_ctx(link_t *k, const char *host, int port, const char *path,
+                             char *why, apr_size_t wlen);
 
 static void rlog(comet_redis_t *r, comet_log_level_t level, apr_status_t rv, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -489,8 +506,8 @@ apr_status_t comet_redis_url_parse(apr_pool_t *p, const char *url, comet_redis_u
 
 static void on_io(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t events)
 {
-    comet_redis_t *r = COMET_LOOP_CONTAINER(io, comet_redis_t, io);
-    redisAsyncContext *ac = r->ac;
+    link_t *k = COMET_LOOP_CONTAINER(io, link_t, io);
+    redisAsyncContext *ac = k->ac;
 
     if (!ac) {
         return;
@@ -499,7 +516,7 @@ static void on_io(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t events)
      * socket's error (also for a connect that failed) and frees the context */
     if (events & (COMET_LOOP_READ | COMET_LOOP_HUP | COMET_LOOP_ERROR)) {
         redisAsyncHandleRead(ac);
-        if (r->ac != ac) {
+        if (k->ac != ac) {
             return;                   /* freed: ev_cleanup ran */
         }
     }
@@ -508,20 +525,21 @@ static void on_io(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t events)
     }
 }
 
-static void want(comet_redis_t *r, apr_uint32_t set, apr_uint32_t clear)
+static void want(link_t *k, apr_uint32_t set, apr_uint32_t clear)
 {
-    apr_uint32_t w = (r->want | set) & ~clear;
+    comet_redis_t *r = k->r;
+    apr_uint32_t w = (k->want | set) & ~clear;
     apr_status_t rv = APR_SUCCESS;
 
-    if (!r->ac || (w == r->want && comet_loop_io_watched(&r->io))) {
+    if (!k->ac || (w == k->want && comet_loop_io_watched(&k->io))) {
         return;
     }
-    r->want = w;
-    if (!comet_loop_io_watched(&r->io)) {
-        rv = comet_loop_io_add(r->loop, &r->io, r->ac->c.fd, w, on_io);
+    k->want = w;
+    if (!comet_loop_io_watched(&k->io)) {
+        rv = comet_loop_io_add(r->loop, &k->io, k->ac->c.fd, w, on_io);
     }
     else {
-        rv = comet_loop_io_set(r->loop, &r->io, w);
+        rv = comet_loop_io_set(r->loop, &k->io, w);
     }
     if (rv != APR_SUCCESS) {
         /* not watched, the connection would hang: it fails at its time-out */
@@ -607,13 +625,19 @@ static void attempt_failed(comet_redis_t *r, apr_status_t status, const char *wh
  * redisAsyncFree); its pending callbacks have had their NULL reply. */
 static void ev_cleanup(void *d)
 {
-    comet_redis_t *r = d;
-    redisAsyncContext *ac = r->ac;
+    link_t *k = d;
+    comet_redis_t *r = k->r;
+    redisAsyncContext *ac = r->link.ac;
     state_e was = r->state;
     apr_status_t status;
 
-    comet_loop_io_del(r->loop, &r->io);
-    r->want = 0;
+    if (k != &r->link) {
+        watch_gone(r, k->ac && k->ac->err && k->ac->errstr ? k->ac->errstr
+                                                            : "the sentinel closed it");
+        return;
+    }
+    comet_loop_io_del(r->loop, &r->link.io);
+    r->link.want = 0;
     comet_loop_timer_cancel(r->loop, &r->connect_timer);
     comet_loop_timer_cancel(r->loop, &r->ping_timer);
     comet_loop_timer_cancel(r->loop, &r->ping_wait);
@@ -624,7 +648,7 @@ static void ev_cleanup(void *d)
     status = r->drop_status ? r->drop_status
                             : (was == ST_UP ? APR_ECONNRESET : APR_ECONNREFUSED);
     r->drop_status = APR_SUCCESS;
-    r->ac = NULL;
+    r->link.ac = NULL;
     if (was == ST_CLOSED) {
         return;
     }
@@ -651,14 +675,14 @@ static void ev_cleanup(void *d)
 /* Drop the connection ourselves; new commands fail until the next attempt. */
 static void drop(comet_redis_t *r, apr_status_t status, const char *why)
 {
-    if (!r->ac) {
+    if (!r->link.ac) {
         return;
     }
     r->drop_status = status;
     apr_cpystrn(r->why, why, sizeof(r->why));
     /* from inside a hiredis callback the free waits for it to return:
      * the context refuses commands meanwhile */
-    redisAsyncFree(r->ac);
+    redisAsyncFree(r->link.ac);
 }
 
 /*******************************************************************************
@@ -686,7 +710,7 @@ static void on_reply(redisAsyncContext *ac, void *rep, void *privdata)
 
 static apr_status_t send_cmd(comet_redis_t *r, cmd_t *c)
 {
-    if (redisAsyncFormattedCommand(r->ac, on_reply, c, c->buf, (size_t)c->len) != REDIS_OK) {
+    if (redisAsyncFormattedCommand(r->link.ac, on_reply, c, c->buf, (size_t)c->len) != REDIS_OK) {
         return APR_ECONNRESET;        /* the context is being freed */
     }
     c->sent = 1;
@@ -865,7 +889,7 @@ static void on_sub(redisAsyncContext *ac, void *rep, void *privdata)
 
 static void send_sub(comet_redis_t *r, comet_redis_sub_t *s)
 {
-    if (redisAsyncCommand(r->ac, on_sub, s, "%s %b", s->pattern ? "PSUBSCRIBE" : "SUBSCRIBE",
+    if (redisAsyncCommand(r->link.ac, on_sub, s, "%s %b", s->pattern ? "PSUBSCRIBE" : "SUBSCRIBE",
                           s->name, s->nlen) == REDIS_OK) {
         s->in_hiredis = 1;
     }
@@ -920,7 +944,7 @@ void comet_redis_unsubscribe(comet_redis_t *r, comet_redis_sub_t *s)
         return;
     }
     /* freed on the "unsubscribe" reply, or when the context goes */
-    redisAsyncCommand(r->ac, NULL, NULL, "%s %b", s->pattern ? "PUNSUBSCRIBE" : "UNSUBSCRIBE",
+    redisAsyncCommand(r->link.ac, NULL, NULL, "%s %b", s->pattern ? "PUNSUBSCRIBE" : "UNSUBSCRIBE",
                       s->name, s->nlen);
 }
 
@@ -1004,6 +1028,11 @@ static void up(comet_redis_t *r)
             }
             apr_cpystrn(r->master_up, addr, sizeof(r->master_up));
         }
+        if (!r->watch.ac && !comet_loop_timer_armed(&r->watch_timer)) {
+            /* from a timer: its io may have gone in this very turn */
+            r->watch_sentinel = r->sentinel;
+            comet_loop_timer_set(r->loop, &r->watch_timer, apr_time_now(), on_watch_open);
+        }
     }
     rlog(r, r->connects > 1 ? COMET_LOG_WARN : COMET_LOG_INFO, APR_SUCCESS, "connected%s",
          r->connects > 1 ? " again" : "");
@@ -1025,6 +1054,90 @@ static void up(comet_redis_t *r)
     if (r->state == ST_UP && r->opts.state) {
         r->opts.state(r, 1, APR_SUCCESS, r->opts.state_baton);
     }
+}
+
+/*******************************************************************************
+ * the watch: a subscription to +switch-master on a sentinel, so that a
+ * failover that leaves the old master running (SENTINEL FAILOVER) moves us
+ * at once rather than when Sentinel turns that one into a replica and kills
+ * its clients (seconds later, writes going to it meanwhile). Best effort:
+ * a lost watch is made again with the next sentinel after retry_max.
+ ******************************************************************************/
+
+static void on_watch_open(comet_loop_t *l, comet_loop_timer_t *t, apr_time_t now)
+{
+    comet_redis_t *r = COMET_LOOP_CONTAINER(t, comet_redis_t, watch_timer);
+
+    if (r->state == ST_UP && !r->watch.ac) {
+        watch_open(r, r->watch_sentinel);
+    }
+}
+
+/* "+switch-master <name> <old ip> <old port> <new ip> <new port>" */
+static void on_switch(redisAsyncContext *ac, void *rep, void *privdata)
+{
+    comet_redis_t *r = privdata;
+    redisReply *reply = rep;
+    char name[256], oldip[256], newip[256], why[300];
+    int oldport, newport;
+
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || strcmp(reply->element[0]->str, "message")
+        || reply->element[2]->type != REDIS_REPLY_STRING
+        || sscanf(reply->element[2]->str, "%255s %255s %d %255s %d", name, oldip, &oldport,
+                  newip, &newport) != 5
+        || strcmp(name, r->url.master)) {
+        return;
+    }
+    if (r->state != ST_UP
+        || (!strcmp(newip, r->master_host) && newport == r->master_port)) {
+        return;                       /* asking the sentinels, or there already */
+    }
+    apr_snprintf(why, sizeof(why), "Sentinel switched master '%s' to %s:%d", name, newip,
+                 newport);
+    rlog(r, COMET_LOG_WARN, APR_SUCCESS, "%s: leaving %s:%d", why, r->master_host,
+         r->master_port);
+    drop(r, APR_ECONNRESET, why);
+}
+
+static void watch_open(comet_redis_t *r, int i)
+{
+    const comet_redis_addr_t *a = &r->url.sentinels[i];
+    char why[160];
+
+    r->watch_sentinel = i;
+    if (open_ctx(&r->watch, a->host, a->port, NULL, why, sizeof(why)) != APR_SUCCESS
+        || redisAsyncCommand(r->watch.ac, on_switch, r, "SUBSCRIBE +switch-master")
+           != REDIS_OK) {
+        if (r->watch.ac) {
+            apr_cpystrn(why, "cannot subscribe", sizeof(why));
+            redisAsyncFree(r->watch.ac);  /* watch_gone arms the retry */
+        }
+        else {
+            watch_gone(r, why);
+        }
+    }
+}
+
+/* ev_cleanup of the watch's context, or a watch that could not start */
+static void watch_gone(comet_redis_t *r, const char *why)
+{
+    const comet_redis_addr_t *a = &r->url.sentinels[r->watch_sentinel];
+
+    comet_loop_io_del(r->loop, &r->watch.io);
+    r->watch.want = 0;
+    r->watch.ac = NULL;
+    if (r->state == ST_CLOSED) {
+        return;
+    }
+    rlog(r, COMET_LOG_DEBUG, APR_SUCCESS, "+switch-master watch on sentinel %s%s%s:%d lost: "
+         "%s (the next sentinel in %" APR_TIME_T_FMT " ms)", strchr(a->host, ':') ? "[" : "",
+         a->host, strchr(a->host, ':') ? "]" : "", a->port, why,
+         apr_time_as_msec(r->opts.retry_max));
+    r->watch_sentinel = (r->watch_sentinel + 1) % r->url.nsentinels;
+    comet_loop_timer_set(r->loop, &r->watch_timer, apr_time_now() + r->opts.retry_max,
+                         on_watch_open);
 }
 
 /* ROLE's answer: ["master", ...] or ["slave", ...], ["sentinel", ...] */
@@ -1118,10 +1231,11 @@ static apr_status_t handshake(comet_redis_t *r, comet_redis_reply_fn *fn, const 
     return APR_SUCCESS;
 }
 
-/* A new context in r->ac on our hooks, or a failure (why filled, no context). */
-static apr_status_t open_ctx(comet_redis_t *r, const char *host, int port, const char *path,
+/* A new context in k->ac on our hooks, or a failure (why filled, no context). */
+static apr_status_t open_ctx(link_t *k, const char *host, int port, const char *path,
                              char *why, apr_size_t wlen)
 {
+    comet_redis_t *r = k->r;
     redisAsyncContext *ac = path ? redisAsyncConnectUnix(path) : redisAsyncConnect(host, port);
     apr_status_t rv;
 
@@ -1137,15 +1251,15 @@ static apr_status_t open_ctx(comet_redis_t *r, const char *host, int port, const
         return rv;
     }
     /* watched from now on, for errors at least; the hooks add the rest */
-    r->want = 0;
-    if ((rv = comet_loop_io_add(r->loop, &r->io, ac->c.fd, 0, on_io)) != APR_SUCCESS) {
+    k->want = 0;
+    if ((rv = comet_loop_io_add(r->loop, &k->io, ac->c.fd, 0, on_io)) != APR_SUCCESS) {
         apr_cpystrn(why, "cannot watch the socket", wlen);
         redisAsyncFree(ac);           /* no hooks yet: nothing of ours runs */
         return rv;
     }
-    r->ac = ac;
+    k->ac = ac;
     ac->data = r;
-    ac->ev.data = r;
+    ac->ev.data = k;
     ac->ev.addRead = ev_add_read;
     ac->ev.delRead = ev_del_read;
     ac->ev.addWrite = ev_add_write;
@@ -1170,7 +1284,7 @@ static void connect_server(comet_redis_t *r, const char *host, int port, const c
     char why[160];
 
     r->phase = PH_SERVER;
-    if ((rv = open_ctx(r, host, port, path, why, sizeof(why))) != APR_SUCCESS) {
+    if ((rv = open_ctx(&r->link, host, port, path, why, sizeof(why))) != APR_SUCCESS) {
         attempt_failed(r, rv, why);
         return;
     }
@@ -1308,7 +1422,7 @@ static void ask_sentinel(comet_redis_t *r)
         a = &r->url.sentinels[r->sentinel];
         r->phase = PH_ASK;
         r->found = 0;
-        if ((rv = open_ctx(r, a->host, a->port, NULL, why, sizeof(why))) != APR_SUCCESS) {
+        if ((rv = open_ctx(&r->link, a->host, a->port, NULL, why, sizeof(why))) != APR_SUCCESS) {
             skip_sentinel(r, rv, why);
             continue;
         }
@@ -1366,9 +1480,13 @@ static apr_status_t cleanup(void *d)
     comet_loop_timer_cancel(r->loop, &r->ping_timer);
     comet_loop_timer_cancel(r->loop, &r->ping_wait);
     comet_loop_timer_cancel(r->loop, &r->step_timer);
-    if (r->ac) {
+    comet_loop_timer_cancel(r->loop, &r->watch_timer);
+    if (r->watch.ac) {
+        redisAsyncFree(r->watch.ac);
+    }
+    if (r->link.ac) {
         /* what hiredis holds gets APR_ECONNABORTED (on_reply, NULL reply) */
-        redisAsyncFree(r->ac);
+        redisAsyncFree(r->link.ac);
     }
     fail_waiting(r, APR_ECONNABORTED);
     while ((s = r->subs)) {
@@ -1389,7 +1507,10 @@ apr_status_t comet_redis_create(comet_redis_t **rp, apr_pool_t *p, comet_loop_t 
     r->loop = loop;
     r->log = log;
     r->log_baton = log_baton;
-    r->io.fd = -1;
+    r->link.io.fd = -1;
+    r->link.r = r;
+    r->watch.io.fd = -1;
+    r->watch.r = r;
     if (opts) {
         r->opts = *opts;
     }

@@ -28,9 +28,12 @@
  * (a demoted one is left and the sentinels asked again, after the
  * back-off). The round through the sentinels, the master's handshake and
  * ROLE make one connection attempt: commands wait during it, as above.
- * A master lost or failed over is found by the connection dropping
- * (Sentinel kills the clients of an instance it reconfigures), a
- * command's time-out or the pings.
+ * While up, the client also holds a subscription to `+switch-master` on
+ * one sentinel (its *watch*, made again with the next sentinel after
+ * retry_max if it is lost): a failover that leaves the old master running
+ * (SENTINEL FAILOVER) drops the connection at once, as if it were lost.
+ * A master that fails is found by its connection dropping, a command's
+ * time-out or the pings; every loss starts a new round.
  *
  * What a command gets, in its callback, exactly once:
  *  - APR_SUCCESS and the reply;
