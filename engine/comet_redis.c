@@ -5,10 +5,18 @@
  *
  *   caller                        comet_redis.c                    hiredis (async.c)
  *   ------                        -------------                    -----------------
- *   comet_redis_create ---------> start_connect ----------------> redisAsyncConnect[Unix]
+ *   comet_redis_create ---------> start_connect
+ *                                 [sentinel://: ask_sentinel, each in turn --> redisAsyncConnect
+ *                                   SENTINEL get-master-addr-by-name ------> (a context each)
+ *                                   on_sentinel: the address, or skip_sentinel;
+ *                                   next step from step_timer]
+ *                                 connect_server ---------------> redisAsyncConnect[Unix]
  *                                   ev hooks = ev_add/del_read/write, ev_cleanup
  *                                   handshake: AUTH, SELECT | PING -> redisAsyncFormattedCommand
- *                                   connect_timer (connect_timeout)
+ *                                     (sentinel://: AUTH, SELECT, ROLE: master or drop)
+ *                                   connect_timer (connect_timeout, each sentinel too)
+ *                                 [sentinel://, once up: watch_open: SUBSCRIBE +switch-master
+ *                                   on a sentinel; on_switch drops the connection]
  *   comet_loop_poll ------------> on_io -------------------------> redisAsyncHandleRead/Write
  *                                   <- ev_add/del_* (want) <------ (what it needs next)
  *                                   <- on_handshake, on_reply, <-- reply callbacks
@@ -54,6 +62,21 @@ typedef enum {
     ST_CLOSED                         /* being destroyed */
 } state_e;
 
+/* What the context in r->link.ac is, while connecting */
+typedef enum {
+    PH_SERVER = 0,                    /* the server's (the master's, through Sentinel) */
+    PH_ASK                            /* a sentinel's, asked for the master's address */
+} phase_e;
+
+/* A hiredis context on the loop: the connection's, or the watch's (a
+ * sentinel's +switch-master) */
+typedef struct link_t {
+    comet_redis_t *r;
+    redisAsyncContext *ac;
+    comet_loop_io_t io;
+    apr_uint32_t want;                /* COMET_LOOP_READ | WRITE, as hiredis asks */
+} link_t;
+
 typedef struct cmd_t cmd_t;
 struct cmd_t {
     comet_loop_timer_t timer;         /* the caller's time-out */
@@ -88,9 +111,7 @@ struct comet_redis_t {
     void *log_baton;
 
     state_e state;
-    redisAsyncContext *ac;
-    comet_loop_io_t io;
-    apr_uint32_t want;                /* COMET_LOOP_READ | WRITE, as hiredis asks */
+    link_t link;                      /* the connection (or a sentinel asked) */
     comet_loop_timer_t retry_timer;
     comet_loop_timer_t connect_timer;
     apr_interval_time_t backoff;      /* the next wait between attempts */
@@ -105,6 +126,24 @@ struct comet_redis_t {
     comet_loop_timer_t ping_wait;     /* a subscriber's ping not answered yet */
     comet_redis_sub_t hb;             /* a subscriber's ping: SUBSCRIBE again */
     apr_uint64_t connects;
+    const char *last_step;            /* the handshake's step whose answer makes it up */
+
+    /* sentinel:// only */
+    phase_e phase;
+    int sentinel;                     /* the one asked now: a round starts with the
+                                         last that gave a master that said so */
+    int asked;                        /* sentinels asked in this round */
+    int unknown;                      /* of them, how many did not know the name */
+    int found;                        /* the one asked gave an address */
+    apr_status_t round_status;        /* the last sentinel's failure in this round */
+    comet_loop_timer_t step_timer;    /* the next step, out of hiredis' callbacks */
+    char master_host[256];            /* the address the sentinels gave */
+    int master_port;
+    char master_up[300];              /* "host:port" of the last master we were up on */
+    char display[600];                /* url.display + " (master host:port)" */
+    link_t watch;                     /* a sentinel's +switch-master, while up */
+    int watch_sentinel;               /* the sentinel watched, or to watch next */
+    comet_loop_timer_t watch_timer;   /* the watch made again */
 };
 
 #define DEF_CONNECT_TIMEOUT apr_time_from_sec(2)
@@ -115,6 +154,12 @@ struct comet_redis_t {
 #define HB_CHANNEL          "comet:ping"
 
 static void start_connect(comet_redis_t *r);
+static void sentinel_gone(comet_redis_t *r, apr_status_t status);
+static void watch_gone(comet_redis_t *r, const char *why);
+static void watch_open(comet_redis_t *r, int i);
+static void on_watch_open(comet_loop_t *l, comet_loop_timer_t *t, apr_time_t now);
+static apr_status_t open_ctx(link_t *k, const char *host, int port, const char *path,
+                             char *why, apr_size_t wlen);
 
 static void rlog(comet_redis_t *r, comet_log_level_t level, apr_status_t rv, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -128,7 +173,7 @@ static void rlog(comet_redis_t *r, comet_log_level_t level, apr_status_t rv, con
     if (!r->log) {
         return;
     }
-    n = apr_snprintf(msg, sizeof(msg), "comet redis %s: ", r->url.display);
+    n = apr_snprintf(msg, sizeof(msg), "comet redis %s: ", comet_redis_display(r));
     va_start(ap, fmt);
     apr_vsnprintf(msg + n, sizeof(msg) - n, fmt, ap);
     va_end(ap);
@@ -281,9 +326,48 @@ static const char *parse_db(const char *s, apr_size_t n, comet_redis_url_t *u)
     return NULL;
 }
 
+/* "host[:port][,host[:port]...]" from s to end: the sentinels. */
+static const char *parse_sentinels(apr_pool_t *p, const char *s, const char *end,
+                                   comet_redis_url_t *u)
+{
+    comet_redis_addr_t *a;
+    const char *c, *err;
+    int n = 1, i;
+
+    for (c = s; c < end; c++) {
+        n += *c == ',';
+    }
+    a = apr_pcalloc(p, sizeof(*a) * (apr_size_t)n);
+    for (i = 0; i < n; i++) {
+        comet_redis_url_t one;
+        c = memchr(s, ',', (apr_size_t)(end - s));
+        if (!c) {
+            c = end;
+        }
+        memset(&one, 0, sizeof(one));
+        if ((err = parse_hostport(p, s, (apr_size_t)(c - s), 26379, &one))) {
+            return n > 1 ? apr_psprintf(p, "sentinel %d of %d: %s", i + 1, n, err) : err;
+        }
+        a[i].host = one.host;
+        a[i].port = one.port;
+        s = c + 1;
+    }
+    u->sentinels = a;
+    u->nsentinels = n;
+    u->host = a[0].host;
+    u->port = a[0].port;
+    return NULL;
+}
+
+/* "host:port", "[v6]:port" */
+static const char *hostport(apr_pool_t *p, const char *host, int port)
+{
+    return apr_psprintf(p, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+}
+
 static const char *parse(apr_pool_t *p, const char *url, comet_redis_url_t *u)
 {
-    const char *s, *end, *slash, *at, *err;
+    const char *s, *end, *slash, *at, *err, *hosts;
 
     memset(u, 0, sizeof(*u));
     if (!url || !*url) {
@@ -358,8 +442,12 @@ static const char *parse(apr_pool_t *p, const char *url, comet_redis_url_t *u)
         }
         s = at;
     }
-    if ((err = parse_hostport(p, s, (apr_size_t)(slash - s),
-                              u->kind == COMET_REDIS_TCP ? 6379 : 26379, u))) {
+    if (u->kind == COMET_REDIS_TCP) {
+        if ((err = parse_hostport(p, s, (apr_size_t)(slash - s), 6379, u))) {
+            return err;
+        }
+    }
+    else if ((err = parse_sentinels(p, s, slash, u))) {
         return err;
     }
     if (u->kind == COMET_REDIS_TCP) {
@@ -378,11 +466,19 @@ static const char *parse(apr_pool_t *p, const char *url, comet_redis_url_t *u)
             return err;
         }
     }
-    u->display = apr_psprintf(p, "%s://%s%s%s%s%s:%d%s%s",
+    if (u->kind == COMET_REDIS_TCP) {
+        hosts = hostport(p, u->host, u->port);
+    }
+    else {
+        int i;
+        for (i = 0, hosts = ""; i < u->nsentinels; i++) {
+            hosts = apr_pstrcat(p, hosts, i ? "," : "",
+                                hostport(p, u->sentinels[i].host, u->sentinels[i].port), NULL);
+        }
+    }
+    u->display = apr_psprintf(p, "%s://%s%s%s%s%s",
                               u->kind == COMET_REDIS_TCP ? "redis" : "sentinel",
-                              u->user ? u->user : "", u->user ? "@" : "",
-                              strchr(u->host, ':') ? "[" : "", u->host,
-                              strchr(u->host, ':') ? "]" : "", u->port,
+                              u->user ? u->user : "", u->user ? "@" : "", hosts,
                               u->master ? "/" : "", u->master ? u->master : "");
     if (u->db) {
         u->display = apr_psprintf(p, "%s/%d", u->display, u->db);
@@ -410,8 +506,8 @@ apr_status_t comet_redis_url_parse(apr_pool_t *p, const char *url, comet_redis_u
 
 static void on_io(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t events)
 {
-    comet_redis_t *r = COMET_LOOP_CONTAINER(io, comet_redis_t, io);
-    redisAsyncContext *ac = r->ac;
+    link_t *k = COMET_LOOP_CONTAINER(io, link_t, io);
+    redisAsyncContext *ac = k->ac;
 
     if (!ac) {
         return;
@@ -420,7 +516,7 @@ static void on_io(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t events)
      * socket's error (also for a connect that failed) and frees the context */
     if (events & (COMET_LOOP_READ | COMET_LOOP_HUP | COMET_LOOP_ERROR)) {
         redisAsyncHandleRead(ac);
-        if (r->ac != ac) {
+        if (k->ac != ac) {
             return;                   /* freed: ev_cleanup ran */
         }
     }
@@ -429,20 +525,21 @@ static void on_io(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t events)
     }
 }
 
-static void want(comet_redis_t *r, apr_uint32_t set, apr_uint32_t clear)
+static void want(link_t *k, apr_uint32_t set, apr_uint32_t clear)
 {
-    apr_uint32_t w = (r->want | set) & ~clear;
+    comet_redis_t *r = k->r;
+    apr_uint32_t w = (k->want | set) & ~clear;
     apr_status_t rv = APR_SUCCESS;
 
-    if (!r->ac || (w == r->want && comet_loop_io_watched(&r->io))) {
+    if (!k->ac || (w == k->want && comet_loop_io_watched(&k->io))) {
         return;
     }
-    r->want = w;
-    if (!comet_loop_io_watched(&r->io)) {
-        rv = comet_loop_io_add(r->loop, &r->io, r->ac->c.fd, w, on_io);
+    k->want = w;
+    if (!comet_loop_io_watched(&k->io)) {
+        rv = comet_loop_io_add(r->loop, &k->io, k->ac->c.fd, w, on_io);
     }
     else {
-        rv = comet_loop_io_set(r->loop, &r->io, w);
+        rv = comet_loop_io_set(r->loop, &k->io, w);
     }
     if (rv != APR_SUCCESS) {
         /* not watched, the connection would hang: it fails at its time-out */
@@ -528,13 +625,19 @@ static void attempt_failed(comet_redis_t *r, apr_status_t status, const char *wh
  * redisAsyncFree); its pending callbacks have had their NULL reply. */
 static void ev_cleanup(void *d)
 {
-    comet_redis_t *r = d;
-    redisAsyncContext *ac = r->ac;
+    link_t *k = d;
+    comet_redis_t *r = k->r;
+    redisAsyncContext *ac = r->link.ac;
     state_e was = r->state;
     apr_status_t status;
 
-    comet_loop_io_del(r->loop, &r->io);
-    r->want = 0;
+    if (k != &r->link) {
+        watch_gone(r, k->ac && k->ac->err && k->ac->errstr ? k->ac->errstr
+                                                            : "the sentinel closed it");
+        return;
+    }
+    comet_loop_io_del(r->loop, &r->link.io);
+    r->link.want = 0;
     comet_loop_timer_cancel(r->loop, &r->connect_timer);
     comet_loop_timer_cancel(r->loop, &r->ping_timer);
     comet_loop_timer_cancel(r->loop, &r->ping_wait);
@@ -545,8 +648,12 @@ static void ev_cleanup(void *d)
     status = r->drop_status ? r->drop_status
                             : (was == ST_UP ? APR_ECONNRESET : APR_ECONNREFUSED);
     r->drop_status = APR_SUCCESS;
-    r->ac = NULL;
+    r->link.ac = NULL;
     if (was == ST_CLOSED) {
+        return;
+    }
+    if (r->phase == PH_ASK) {
+        sentinel_gone(r, status);
         return;
     }
     if (was == ST_UP) {
@@ -568,14 +675,14 @@ static void ev_cleanup(void *d)
 /* Drop the connection ourselves; new commands fail until the next attempt. */
 static void drop(comet_redis_t *r, apr_status_t status, const char *why)
 {
-    if (!r->ac) {
+    if (!r->link.ac) {
         return;
     }
     r->drop_status = status;
     apr_cpystrn(r->why, why, sizeof(r->why));
     /* from inside a hiredis callback the free waits for it to return:
      * the context refuses commands meanwhile */
-    redisAsyncFree(r->ac);
+    redisAsyncFree(r->link.ac);
 }
 
 /*******************************************************************************
@@ -603,7 +710,7 @@ static void on_reply(redisAsyncContext *ac, void *rep, void *privdata)
 
 static apr_status_t send_cmd(comet_redis_t *r, cmd_t *c)
 {
-    if (redisAsyncFormattedCommand(r->ac, on_reply, c, c->buf, (size_t)c->len) != REDIS_OK) {
+    if (redisAsyncFormattedCommand(r->link.ac, on_reply, c, c->buf, (size_t)c->len) != REDIS_OK) {
         return APR_ECONNRESET;        /* the context is being freed */
     }
     c->sent = 1;
@@ -782,7 +889,7 @@ static void on_sub(redisAsyncContext *ac, void *rep, void *privdata)
 
 static void send_sub(comet_redis_t *r, comet_redis_sub_t *s)
 {
-    if (redisAsyncCommand(r->ac, on_sub, s, "%s %b", s->pattern ? "PSUBSCRIBE" : "SUBSCRIBE",
+    if (redisAsyncCommand(r->link.ac, on_sub, s, "%s %b", s->pattern ? "PSUBSCRIBE" : "SUBSCRIBE",
                           s->name, s->nlen) == REDIS_OK) {
         s->in_hiredis = 1;
     }
@@ -837,7 +944,7 @@ void comet_redis_unsubscribe(comet_redis_t *r, comet_redis_sub_t *s)
         return;
     }
     /* freed on the "unsubscribe" reply, or when the context goes */
-    redisAsyncCommand(r->ac, NULL, NULL, "%s %b", s->pattern ? "PUNSUBSCRIBE" : "UNSUBSCRIBE",
+    redisAsyncCommand(r->link.ac, NULL, NULL, "%s %b", s->pattern ? "PUNSUBSCRIBE" : "UNSUBSCRIBE",
                       s->name, s->nlen);
 }
 
@@ -887,8 +994,15 @@ static void on_ping_due(comet_loop_t *l, comet_loop_timer_t *t, apr_time_t now)
 }
 
 /*******************************************************************************
- * connecting: AUTH, SELECT, then up
+ * connecting: (through Sentinel: the master's address, then) AUTH, SELECT,
+ * (ROLE,) then up
  ******************************************************************************/
+
+/* "host:port" or "[v6]:port" into buf */
+static void fmt_addr(char *buf, apr_size_t len, const char *host, int port)
+{
+    apr_snprintf(buf, len, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+}
 
 static void up(comet_redis_t *r)
 {
@@ -900,6 +1014,26 @@ static void up(comet_redis_t *r)
     r->backoff = r->opts.retry_min;
     r->failures = 0;
     r->connects++;
+    if (r->url.kind == COMET_REDIS_SENTINEL) {
+        char addr[sizeof(r->master_up)];
+        fmt_addr(addr, sizeof(addr), r->master_host, r->master_port);
+        if (strcmp(addr, r->master_up)) {
+            /* a failover (or the first master): worth a line of its own */
+            if (r->master_up[0]) {
+                rlog(r, COMET_LOG_WARN, APR_SUCCESS, "master '%s' changed: %s, was %s",
+                     r->url.master, addr, r->master_up);
+            }
+            else {
+                rlog(r, COMET_LOG_INFO, APR_SUCCESS, "master '%s' is %s", r->url.master, addr);
+            }
+            apr_cpystrn(r->master_up, addr, sizeof(r->master_up));
+        }
+        if (!r->watch.ac && !comet_loop_timer_armed(&r->watch_timer)) {
+            /* from a timer: its io may have gone in this very turn */
+            r->watch_sentinel = r->sentinel;
+            comet_loop_timer_set(r->loop, &r->watch_timer, apr_time_now(), on_watch_open);
+        }
+    }
     rlog(r, r->connects > 1 ? COMET_LOG_WARN : COMET_LOG_INFO, APR_SUCCESS, "connected%s",
          r->connects > 1 ? " again" : "");
     for (s = r->subs; s; s = s->next) {
@@ -922,15 +1056,119 @@ static void up(comet_redis_t *r)
     }
 }
 
-/* The replies of AUTH, SELECT, PING; the baton is the step's name, and the
- * last step's answer makes the connection up. */
+/*******************************************************************************
+ * the watch: a subscription to +switch-master on a sentinel, so that a
+ * failover that leaves the old master running (SENTINEL FAILOVER) moves us
+ * at once rather than when Sentinel turns that one into a replica and kills
+ * its clients (seconds later, writes going to it meanwhile). Best effort:
+ * a lost watch is made again with the next sentinel after retry_max.
+ ******************************************************************************/
+
+static void on_watch_open(comet_loop_t *l, comet_loop_timer_t *t, apr_time_t now)
+{
+    comet_redis_t *r = COMET_LOOP_CONTAINER(t, comet_redis_t, watch_timer);
+
+    if (r->state == ST_UP && !r->watch.ac) {
+        watch_open(r, r->watch_sentinel);
+    }
+}
+
+/* "+switch-master <name> <old ip> <old port> <new ip> <new port>" */
+static void on_switch(redisAsyncContext *ac, void *rep, void *privdata)
+{
+    comet_redis_t *r = privdata;
+    redisReply *reply = rep;
+    char name[256], oldip[256], newip[256], why[300];
+    int oldport, newport;
+
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || strcmp(reply->element[0]->str, "message")
+        || reply->element[2]->type != REDIS_REPLY_STRING
+        || sscanf(reply->element[2]->str, "%255s %255s %d %255s %d", name, oldip, &oldport,
+                  newip, &newport) != 5
+        || strcmp(name, r->url.master)) {
+        return;
+    }
+    if (r->state != ST_UP
+        || (!strcmp(newip, r->master_host) && newport == r->master_port)) {
+        return;                       /* asking the sentinels, or there already */
+    }
+    apr_snprintf(why, sizeof(why), "Sentinel switched master '%s' to %s:%d", name, newip,
+                 newport);
+    rlog(r, COMET_LOG_WARN, APR_SUCCESS, "%s: leaving %s:%d", why, r->master_host,
+         r->master_port);
+    drop(r, APR_ECONNRESET, why);
+}
+
+static void watch_open(comet_redis_t *r, int i)
+{
+    const comet_redis_addr_t *a = &r->url.sentinels[i];
+    char why[160];
+
+    r->watch_sentinel = i;
+    if (open_ctx(&r->watch, a->host, a->port, NULL, why, sizeof(why)) != APR_SUCCESS
+        || redisAsyncCommand(r->watch.ac, on_switch, r, "SUBSCRIBE +switch-master")
+           != REDIS_OK) {
+        if (r->watch.ac) {
+            apr_cpystrn(why, "cannot subscribe", sizeof(why));
+            redisAsyncFree(r->watch.ac);  /* watch_gone arms the retry */
+        }
+        else {
+            watch_gone(r, why);
+        }
+    }
+}
+
+/* ev_cleanup of the watch's context, or a watch that could not start */
+static void watch_gone(comet_redis_t *r, const char *why)
+{
+    const comet_redis_addr_t *a = &r->url.sentinels[r->watch_sentinel];
+
+    comet_loop_io_del(r->loop, &r->watch.io);
+    r->watch.want = 0;
+    r->watch.ac = NULL;
+    if (r->state == ST_CLOSED) {
+        return;
+    }
+    rlog(r, COMET_LOG_DEBUG, APR_SUCCESS, "+switch-master watch on sentinel %s%s%s:%d lost: "
+         "%s (the next sentinel in %" APR_TIME_T_FMT " ms)", strchr(a->host, ':') ? "[" : "",
+         a->host, strchr(a->host, ':') ? "]" : "", a->port, why,
+         apr_time_as_msec(r->opts.retry_max));
+    r->watch_sentinel = (r->watch_sentinel + 1) % r->url.nsentinels;
+    comet_loop_timer_set(r->loop, &r->watch_timer, apr_time_now() + r->opts.retry_max,
+                         on_watch_open);
+}
+
+/* ROLE's answer: ["master", ...] or ["slave", ...], ["sentinel", ...] */
+static void check_role(comet_redis_t *r, const redisReply *reply)
+{
+    const char *role = reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1
+                       && reply->element[0]->type == REDIS_REPLY_STRING
+                       ? reply->element[0]->str : "?";
+    char why[160];
+
+    if (!strcmp(role, "master")) {
+        up(r);
+        return;
+    }
+    /* demoted, or a sentinel late to learn of a failover: the next round
+     * starts with the next sentinel */
+    apr_snprintf(why, sizeof(why), "ROLE says '%s', not 'master': asking the sentinels again",
+                 role);
+    r->sentinel = (r->sentinel + 1) % r->url.nsentinels;
+    drop(r, APR_EAGAIN, why);
+}
+
+/* The replies of AUTH, SELECT, PING, ROLE; the baton is the step's name, and
+ * the last step's answer makes the connection up. */
 static void on_handshake(comet_redis_t *r, apr_status_t status, const redisReply *reply,
                          void *baton)
 {
     const char *step = baton;
     char why[160];
 
-    if (r->state != ST_CONNECTING) {
+    if (r->state != ST_CONNECTING || r->phase != PH_SERVER) {
         return;
     }
     if (status == APR_EGENERAL) {
@@ -942,13 +1180,14 @@ static void on_handshake(comet_redis_t *r, apr_status_t status, const redisReply
                 : !strncmp(reply->str, "LOADING", 7) ? APR_EAGAIN : APR_EINVAL, why);
         return;
     }
-    if (status != APR_SUCCESS) {
-        return;                       /* the connection is going: ev_cleanup tells */
+    if (status != APR_SUCCESS || strcmp(step, r->last_step)) {
+        return;                       /* going (ev_cleanup tells), or not the last */
     }
-    if (!strcmp(step, "PING") || (!strcmp(step, "SELECT"))
-        || (!strcmp(step, "AUTH") && !r->url.db)) {
-        up(r);
+    if (!strcmp(step, "ROLE")) {
+        check_role(r, reply);
+        return;
     }
+    up(r);
 }
 
 static void on_connect_timeout(comet_loop_t *l, comet_loop_timer_t *t, apr_time_t now)
@@ -956,11 +1195,16 @@ static void on_connect_timeout(comet_loop_t *l, comet_loop_timer_t *t, apr_time_
     comet_redis_t *r = COMET_LOOP_CONTAINER(t, comet_redis_t, connect_timer);
 
     if (r->state == ST_CONNECTING) {
-        drop(r, APR_TIMEUP, "no answer to connect, AUTH or SELECT in time");
+        drop(r, APR_TIMEUP, r->phase == PH_ASK ? "no answer in time"
+             : r->url.kind == COMET_REDIS_SENTINEL
+             ? "no answer to connect, AUTH, SELECT or ROLE in time"
+             : "no answer to connect, AUTH or SELECT in time");
     }
 }
 
-static apr_status_t handshake(comet_redis_t *r, const char *step, const char *fmt, ...)
+/* Queue one command of a connection's start, answered to fn (baton: step). */
+static apr_status_t handshake(comet_redis_t *r, comet_redis_reply_fn *fn, const char *step,
+                              const char *fmt, ...)
 {
     char *buf = NULL;
     cmd_t *c;
@@ -977,73 +1221,248 @@ static apr_status_t handshake(comet_redis_t *r, const char *step, const char *fm
     c->r = r;
     c->buf = buf;
     c->len = len;
-    c->fn = on_handshake;
+    c->fn = fn;
     c->baton = (void *)step;
     if (send_cmd(r, c) != APR_SUCCESS) {
         free_cmd(c);
         return APR_ECONNRESET;
     }
+    r->last_step = step;
     return APR_SUCCESS;
 }
 
-static void start_connect(comet_redis_t *r)
+/* A new context in k->ac on our hooks, or a failure (why filled, no context). */
+static apr_status_t open_ctx(link_t *k, const char *host, int port, const char *path,
+                             char *why, apr_size_t wlen)
 {
-    redisAsyncContext *ac;
-    apr_status_t rv = APR_SUCCESS;
+    comet_redis_t *r = k->r;
+    redisAsyncContext *ac = path ? redisAsyncConnectUnix(path) : redisAsyncConnect(host, port);
+    apr_status_t rv;
 
-    comet_loop_timer_cancel(r->loop, &r->retry_timer);
-    r->state = ST_CONNECTING;
-    r->drop_status = APR_SUCCESS;
-    ac = r->url.kind == COMET_REDIS_UNIX ? redisAsyncConnectUnix(r->url.path)
-                                         : redisAsyncConnect(r->url.host, r->url.port);
     if (!ac) {
-        attempt_failed(r, APR_ENOMEM, "out of memory");
-        return;
+        apr_cpystrn(why, "out of memory", wlen);
+        return APR_ENOMEM;
     }
     if (ac->err) {
         /* refused at once (a unix socket that is not there, ...) */
-        char why[160];
-        apr_status_t st = ac->c.err == REDIS_ERR_IO && errno ? APR_FROM_OS_ERROR(errno)
-                                                             : APR_ECONNREFUSED;
-        apr_cpystrn(why, ac->errstr ? ac->errstr : "error", sizeof(why));
+        rv = ac->c.err == REDIS_ERR_IO && errno ? APR_FROM_OS_ERROR(errno) : APR_ECONNREFUSED;
+        apr_cpystrn(why, ac->errstr ? ac->errstr : "error", wlen);
         redisAsyncFree(ac);
-        attempt_failed(r, st, why);
-        return;
+        return rv;
     }
-    r->ac = ac;
+    /* watched from now on, for errors at least; the hooks add the rest */
+    k->want = 0;
+    if ((rv = comet_loop_io_add(r->loop, &k->io, ac->c.fd, 0, on_io)) != APR_SUCCESS) {
+        apr_cpystrn(why, "cannot watch the socket", wlen);
+        redisAsyncFree(ac);           /* no hooks yet: nothing of ours runs */
+        return rv;
+    }
+    k->ac = ac;
     ac->data = r;
-    ac->ev.data = r;
+    ac->ev.data = k;
     ac->ev.addRead = ev_add_read;
     ac->ev.delRead = ev_del_read;
     ac->ev.addWrite = ev_add_write;
     ac->ev.delWrite = ev_del_write;
     ac->ev.cleanup = ev_cleanup;
-    r->want = 0;
-    /* watched from now on, for errors at least; the hooks add the rest */
-    if ((rv = comet_loop_io_add(r->loop, &r->io, ac->c.fd, 0, on_io)) != APR_SUCCESS) {
-        drop(r, rv, "cannot watch the socket");
-        return;
-    }
-    /* queued in hiredis' buffer, written once connect(2) completes */
-    if (r->url.password) {
-        rv = r->url.user ? handshake(r, "AUTH", "AUTH %s %s", r->url.user, r->url.password)
-                         : handshake(r, "AUTH", "AUTH %s", r->url.password);
-    }
-    if (rv == APR_SUCCESS && r->url.db) {
-        rv = handshake(r, "SELECT", "SELECT %d", r->url.db);
-    }
-    if (rv == APR_SUCCESS && !r->url.password && !r->url.db) {
-        rv = handshake(r, "PING", "PING");
-    }
-    if (rv != APR_SUCCESS) {
-        drop(r, rv, "cannot queue the handshake");
-        return;
-    }
+    return APR_SUCCESS;
+}
+
+static void arm_connect_timer(comet_redis_t *r)
+{
     if (comet_loop_timer_set(r->loop, &r->connect_timer,
                              apr_time_now() + r->opts.connect_timeout, on_connect_timeout)
         != APR_SUCCESS) {
         drop(r, APR_ENOMEM, "cannot arm the connect timer");
     }
+}
+
+/* Connect to the server (through Sentinel: the master the sentinels gave). */
+static void connect_server(comet_redis_t *r, const char *host, int port, const char *path)
+{
+    apr_status_t rv;
+    char why[160];
+
+    r->phase = PH_SERVER;
+    if ((rv = open_ctx(&r->link, host, port, path, why, sizeof(why))) != APR_SUCCESS) {
+        attempt_failed(r, rv, why);
+        return;
+    }
+    /* queued in hiredis' buffer, written once connect(2) completes */
+    if (r->url.password) {
+        rv = r->url.user ? handshake(r, on_handshake, "AUTH", "AUTH %s %s", r->url.user,
+                                     r->url.password)
+                         : handshake(r, on_handshake, "AUTH", "AUTH %s", r->url.password);
+    }
+    if (rv == APR_SUCCESS && r->url.db) {
+        rv = handshake(r, on_handshake, "SELECT", "SELECT %d", r->url.db);
+    }
+    if (rv == APR_SUCCESS && r->url.kind == COMET_REDIS_SENTINEL) {
+        /* what the sentinels said may be stale: the server knows */
+        rv = handshake(r, on_handshake, "ROLE", "ROLE");
+    }
+    else if (rv == APR_SUCCESS && !r->url.password && !r->url.db) {
+        rv = handshake(r, on_handshake, "PING", "PING");
+    }
+    if (rv != APR_SUCCESS) {
+        drop(r, rv, "cannot queue the handshake");
+        return;
+    }
+    arm_connect_timer(r);
+}
+
+/*******************************************************************************
+ * Sentinel: a round asks the sentinels in turn, from r->sentinel, until one
+ * gives the master's address. Each step starts from step_timer: hiredis
+ * calls us back from inside a context that is going, and the next one's
+ * socket may not be watched from there.
+ ******************************************************************************/
+
+static void ask_sentinel(comet_redis_t *r);
+
+static void on_step(comet_loop_t *l, comet_loop_timer_t *t, apr_time_t now)
+{
+    comet_redis_t *r = COMET_LOOP_CONTAINER(t, comet_redis_t, step_timer);
+
+    if (r->state != ST_CONNECTING) {
+        return;
+    }
+    if (r->found) {
+        r->found = 0;
+        connect_server(r, r->master_host, r->master_port, NULL);
+        return;
+    }
+    ask_sentinel(r);
+}
+
+static void next_step(comet_redis_t *r)
+{
+    if (comet_loop_timer_set(r->loop, &r->step_timer, apr_time_now(), on_step)
+        != APR_SUCCESS) {
+        attempt_failed(r, APR_ENOMEM, "cannot arm the step timer");
+    }
+}
+
+/* The sentinel asked now failed: say so, go to the next one. */
+static void skip_sentinel(comet_redis_t *r, apr_status_t status, const char *why)
+{
+    const comet_redis_addr_t *a = &r->url.sentinels[r->sentinel];
+
+    /* loud in the first round that fails, then quiet (every back-off) */
+    rlog(r, r->failures ? COMET_LOG_DEBUG : COMET_LOG_WARN, status,
+         "sentinel %s%s%s:%d skipped: %s", strchr(a->host, ':') ? "[" : "", a->host,
+         strchr(a->host, ':') ? "]" : "", a->port, why);
+    if (status != APR_ENOENT) {
+        r->round_status = status;
+    }
+    r->asked++;
+    r->sentinel = (r->sentinel + 1) % r->url.nsentinels;
+}
+
+/* SENTINEL get-master-addr-by-name: [host, port], or nil for a name the
+ * sentinel does not monitor. */
+static void on_sentinel(comet_redis_t *r, apr_status_t status, const redisReply *reply,
+                        void *baton)
+{
+    char why[200];
+    long port;
+
+    if (r->state != ST_CONNECTING || r->phase != PH_ASK) {
+        return;
+    }
+    if (status == APR_EGENERAL) {
+        apr_snprintf(why, sizeof(why), "SENTINEL refused: %s", reply->str);
+        drop(r, APR_EGENERAL, why);
+        return;
+    }
+    if (status != APR_SUCCESS) {
+        return;                       /* the context is going: ev_cleanup tells */
+    }
+    if (reply->type == REDIS_REPLY_NIL) {
+        r->unknown++;
+        apr_snprintf(why, sizeof(why), "it does not know master '%s'", r->url.master);
+        drop(r, APR_ENOENT, why);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[1]->type != REDIS_REPLY_STRING
+        || !reply->element[0]->len || reply->element[0]->len >= sizeof(r->master_host)
+        || (port = digits(reply->element[1]->str, reply->element[1]->len, 65535)) < 1) {
+        drop(r, APR_EGENERAL, "its answer is not a host and a port");
+        return;
+    }
+    if (strcmp(r->master_host, reply->element[0]->str) || r->master_port != (int)port) {
+        char addr[sizeof(r->master_up)];
+        apr_cpystrn(r->master_host, reply->element[0]->str, sizeof(r->master_host));
+        r->master_port = (int)port;
+        fmt_addr(addr, sizeof(addr), r->master_host, r->master_port);
+        apr_snprintf(r->display, sizeof(r->display), "%s (master %s)", r->url.display, addr);
+    }
+    r->found = 1;
+    drop(r, APR_SUCCESS, "asked");
+}
+
+/* ev_cleanup of a sentinel's context: the master next, or the next sentinel. */
+static void sentinel_gone(comet_redis_t *r, apr_status_t status)
+{
+    if (!r->found) {
+        skip_sentinel(r, status, r->why);
+    }
+    next_step(r);
+}
+
+static void ask_sentinel(comet_redis_t *r)
+{
+    const comet_redis_addr_t *a;
+    apr_status_t rv;
+    char why[200];
+
+    while (r->asked < r->url.nsentinels) {
+        a = &r->url.sentinels[r->sentinel];
+        r->phase = PH_ASK;
+        r->found = 0;
+        if ((rv = open_ctx(&r->link, a->host, a->port, NULL, why, sizeof(why))) != APR_SUCCESS) {
+            skip_sentinel(r, rv, why);
+            continue;
+        }
+        if ((rv = handshake(r, on_sentinel, "SENTINEL", "SENTINEL get-master-addr-by-name %s",
+                            r->url.master)) != APR_SUCCESS) {
+            drop(r, rv, "cannot queue the question");
+            return;
+        }
+        arm_connect_timer(r);
+        return;
+    }
+    /* every sentinel failed: one failed attempt, the back-off as for a server */
+    r->phase = PH_SERVER;
+    if (r->unknown) {
+        apr_snprintf(why, sizeof(why), "no sentinel knows master '%s' (%d of %d said so)",
+                     r->url.master, r->unknown, r->url.nsentinels);
+        attempt_failed(r, APR_ENOENT, why);
+    }
+    else {
+        apr_snprintf(why, sizeof(why), "no sentinel answered for master '%s' (%d asked)",
+                     r->url.master, r->url.nsentinels);
+        attempt_failed(r, r->round_status, why);
+    }
+}
+
+static void start_connect(comet_redis_t *r)
+{
+    comet_loop_timer_cancel(r->loop, &r->retry_timer);
+    r->state = ST_CONNECTING;
+    r->drop_status = APR_SUCCESS;
+    if (r->url.kind == COMET_REDIS_SENTINEL) {
+        r->asked = 0;
+        r->unknown = 0;
+        r->found = 0;
+        r->round_status = APR_ECONNREFUSED;
+        ask_sentinel(r);
+        return;
+    }
+    connect_server(r, r->url.host, r->url.port,
+                   r->url.kind == COMET_REDIS_UNIX ? r->url.path : NULL);
 }
 
 /*******************************************************************************
@@ -1060,9 +1479,14 @@ static apr_status_t cleanup(void *d)
     comet_loop_timer_cancel(r->loop, &r->connect_timer);
     comet_loop_timer_cancel(r->loop, &r->ping_timer);
     comet_loop_timer_cancel(r->loop, &r->ping_wait);
-    if (r->ac) {
+    comet_loop_timer_cancel(r->loop, &r->step_timer);
+    comet_loop_timer_cancel(r->loop, &r->watch_timer);
+    if (r->watch.ac) {
+        redisAsyncFree(r->watch.ac);
+    }
+    if (r->link.ac) {
         /* what hiredis holds gets APR_ECONNABORTED (on_reply, NULL reply) */
-        redisAsyncFree(r->ac);
+        redisAsyncFree(r->link.ac);
     }
     fail_waiting(r, APR_ECONNABORTED);
     while ((s = r->subs)) {
@@ -1083,7 +1507,10 @@ apr_status_t comet_redis_create(comet_redis_t **rp, apr_pool_t *p, comet_loop_t 
     r->loop = loop;
     r->log = log;
     r->log_baton = log_baton;
-    r->io.fd = -1;
+    r->link.io.fd = -1;
+    r->link.r = r;
+    r->watch.io.fd = -1;
+    r->watch.r = r;
     if (opts) {
         r->opts = *opts;
     }
@@ -1107,10 +1534,6 @@ apr_status_t comet_redis_create(comet_redis_t **rp, apr_pool_t *p, comet_loop_t 
         }
         return APR_EINVAL;
     }
-    if (r->url.kind == COMET_REDIS_SENTINEL) {
-        rlog(r, COMET_LOG_ERR, APR_ENOTIMPL, "Sentinel is not supported yet");
-        return APR_ENOTIMPL;
-    }
     apr_pool_cleanup_register(p, r, cleanup, apr_pool_cleanup_null);
     start_connect(r);
     *rp = r;
@@ -1129,7 +1552,7 @@ int comet_redis_is_up(const comet_redis_t *r)
 
 const char *comet_redis_display(const comet_redis_t *r)
 {
-    return r->url.display;
+    return r->display[0] ? r->display : r->url.display;
 }
 
 apr_uint64_t comet_redis_connects(const comet_redis_t *r)

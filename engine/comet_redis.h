@@ -4,8 +4,8 @@
  * @file comet_redis.h
  * @brief A Redis client on our own event loop (comet_loop.h): hiredis's
  *        asynchronous API driven through its adapter hooks, with time-outs,
- *        reconnection, AUTH and SELECT of our own (issue 14, in progress:
- *        not wired into the store yet).
+ *        reconnection, AUTH and SELECT of our own, Redis Sentinel (issue
+ *        14, in progress: not wired into the store yet).
  *
  * One comet_redis_t is one connection, made again whenever it is lost:
  *
@@ -20,6 +20,21 @@
  * last of them is answered; then the commands that waited go, in order, and
  * the subscriptions are made again.
  *
+ * Through Sentinel (`sentinel://`), every connection (the first and each
+ * one after a loss) starts by asking the sentinels, in turn, for the
+ * master's address (SENTINEL get-master-addr-by-name, each within the
+ * connect time-out; one that fails or does not know the name is skipped);
+ * then AUTH and SELECT on that master, and ROLE, which must say "master"
+ * (a demoted one is left and the sentinels asked again, after the
+ * back-off). The round through the sentinels, the master's handshake and
+ * ROLE make one connection attempt: commands wait during it, as above.
+ * While up, the client also holds a subscription to `+switch-master` on
+ * one sentinel (its *watch*, made again with the next sentinel after
+ * retry_max if it is lost): a failover that leaves the old master running
+ * (SENTINEL FAILOVER) drops the connection at once, as if it were lost.
+ * A master that fails is found by its connection dropping, a command's
+ * time-out or the pings; every loss starts a new round.
+ *
  * What a command gets, in its callback, exactly once:
  *  - APR_SUCCESS and the reply;
  *  - APR_EGENERAL and the reply when Redis answered an error (reply->str);
@@ -28,7 +43,10 @@
  *  - APR_ECONNRESET: the connection was lost after the command was sent
  *    (Redis may or may not have run it);
  *  - the status of the last failed connection attempt (APR_ECONNREFUSED,
- *    APR_ENOENT, APR_EACCES for a refused AUTH, APR_TIMEUP, ...) when the
+ *    APR_ENOENT for a unix socket that is not there or a master name that
+ *    no sentinel knows, APR_EACCES for a refused AUTH, APR_EAGAIN for a
+ *    server loading its data or, through Sentinel, a master that says it
+ *    is a replica, APR_TIMEUP, ...) when the
  *    command was given while no connection was up: a command waits while a
  *    connection attempt is in progress, and fails at once between attempts
  *    (during the back-off), so that a caller can answer "unavailable"
@@ -60,17 +78,26 @@ typedef struct comet_redis_sub_t comet_redis_sub_t;
 typedef enum {
     COMET_REDIS_TCP = 0,              /**< redis://host:port */
     COMET_REDIS_UNIX,                 /**< unix:/path */
-    COMET_REDIS_SENTINEL              /**< sentinel://host:port/name (not yet) */
+    COMET_REDIS_SENTINEL              /**< sentinel://host:port[,host:port...]/name */
 } comet_redis_kind_t;
+
+/** A host and a port (a sentinel's). */
+typedef struct comet_redis_addr_t {
+    const char *host;                 /**< without [] for IPv6 */
+    int port;
+} comet_redis_addr_t;
 
 /** A parsed Redis URL; strings live in the pool given to the parser. */
 typedef struct comet_redis_url_t {
     comet_redis_kind_t kind;
-    const char *host;                 /**< TCP, SENTINEL: without [] for IPv6 */
+    const char *host;                 /**< TCP, SENTINEL (the first): without [] for IPv6 */
     int port;                         /**< TCP, SENTINEL (default 6379, 26379) */
+    const comet_redis_addr_t *sentinels;  /**< SENTINEL: every sentinel, in order */
+    int nsentinels;                   /**< SENTINEL: how many (at least 1) */
     const char *path;                 /**< UNIX: the socket */
-    const char *user;                 /**< NULL: none (AUTH password) */
-    const char *password;             /**< NULL: no AUTH */
+    const char *user;                 /**< NULL: none (AUTH password); the master's */
+    const char *password;             /**< NULL: no AUTH; the master's, not the
+                                           sentinels' (they are asked without) */
     int db;                           /**< 0: no SELECT */
     const char *master;               /**< SENTINEL: the master's name */
     const char *display;              /**< the URL without its password, for logs */
@@ -119,7 +146,9 @@ typedef struct comet_redis_opts_t {
 /**
  * Parse `redis://[user:password@]host[:port][/db]`,
  * `unix:/path/to/redis.sock` or `unix://[user:password@]/path[?db=N]`,
- * and `sentinel://[user:password@]host[:port]/<master>[/db]`.
+ * and `sentinel://[user:password@]host[:port][,host[:port]...]/<master>[/db]`
+ * (one or more sentinels, asked in that order; the user, the password and
+ * the database are the master's).
  * A userinfo without a colon is a password (as redis-cli reads it); %XX
  * escapes are decoded in the user and the password; an IPv6 host is written
  * in brackets.
@@ -138,8 +167,7 @@ apr_status_t comet_redis_url_parse(apr_pool_t *p, const char *url, comet_redis_u
  * @param url   see comet_redis_url_parse
  * @param opts  may be NULL (defaults); copied
  * @param log   where failures are told (may be NULL); its baton `log_baton`
- * @return APR_SUCCESS, APR_EINVAL (a bad URL, logged), APR_ENOTIMPL
- *         (sentinel:// is parsed but not served yet)
+ * @return APR_SUCCESS, APR_EINVAL (a bad URL, logged)
  */
 apr_status_t comet_redis_create(comet_redis_t **r, apr_pool_t *p, comet_loop_t *loop,
                                 const char *url, const comet_redis_opts_t *opts,
@@ -191,7 +219,12 @@ void comet_redis_unsubscribe(comet_redis_t *r, comet_redis_sub_t *sub);
 /** @return 1 if the connection is up (AUTH and SELECT done), else 0. */
 int comet_redis_is_up(const comet_redis_t *r);
 
-/** @return the URL, without its password (for log lines). */
+/**
+ * @return the URL, without its password, for log lines; through Sentinel
+ *         followed, once the sentinels gave it, by the master's address:
+ *         `sentinel://127.0.0.1:26379/mymaster (master 10.0.0.5:6379)`.
+ *         The text changes with the master: copy it to keep it.
+ */
 const char *comet_redis_display(const comet_redis_t *r);
 
 /** @return how many connections came up since the client was created. */

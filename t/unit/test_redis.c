@@ -270,7 +270,8 @@ static void test_urls(void)
         "redis://h/x", "redis://h/1/2", "redis://:@h", "redis://p%zz@h", "redis://p%4@h",
         "redis://[::1", "redis://h h", "unix:relative.sock", "unix:", "unix:/",
         "unix://host/tmp/r.sock", "unix:/tmp/r.sock?db=x", "unix:/tmp/r.sock?pw=1",
-        "sentinel://h:1", "sentinel://h:1/", NULL
+        "sentinel://h:1", "sentinel://h:1/", "sentinel://h:1,/m", "sentinel://,h/m",
+        "sentinel://h:1,,h2/m", "sentinel://h,h2:0/m", "sentinel://h/m/x", NULL
     };
     int i, allbad = 1;
 
@@ -320,10 +321,22 @@ static void test_urls(void)
     comet_redis_url_parse(pool, "redis://h:99999", &u, &err);
     IS_STR(err, "the port is not a number from 1 to 65535", "url: the reason names the mistake");
 
+    OK(comet_redis_url_parse(pool, "sentinel://u:pw@10.0.0.1,[::1]:26380,s3:5000/mm/2", &u,
+                             &err) == APR_SUCCESS
+       && u.nsentinels == 3 && !strcmp(u.sentinels[0].host, "10.0.0.1")
+       && u.sentinels[0].port == 26379 && !strcmp(u.sentinels[1].host, "::1")
+       && u.sentinels[1].port == 26380 && !strcmp(u.sentinels[2].host, "s3")
+       && u.sentinels[2].port == 5000 && !strcmp(u.host, "10.0.0.1") && u.port == 26379
+       && !strcmp(u.master, "mm") && u.db == 2 && !strcmp(u.user, "u")
+       && !strcmp(u.password, "pw"), "url: several sentinels, the master's user, password, db");
+    IS_STR(u.display, "sentinel://u@10.0.0.1:26379,[::1]:26380,s3:5000/mm/2",
+           "url: the display form lists every sentinel, no password");
+    err = NULL;
+    comet_redis_url_parse(pool, "sentinel://a:1,b:99999/m", &u, &err);
+    IS_STR(err, "sentinel 2 of 2: the port is not a number from 1 to 65535",
+           "url: the reason names the sentinel");
+
     nlogs = 0;
-    OK(comet_redis_create(&r, pool, loop, "sentinel://127.0.0.1:26379/mymaster", NULL,
-                          on_log, NULL) == APR_ENOTIMPL && strstr(lastlog, "Sentinel"),
-       "create: sentinel:// is parsed, then APR_ENOTIMPL for now (logged)");
     OK(comet_redis_create(&r, pool, loop, "redis://h:0", NULL, on_log, NULL) == APR_EINVAL
        && strstr(lastlog, "bad URL: the port"), "create: a bad URL is APR_EINVAL, logged");
 }
