@@ -116,6 +116,8 @@ struct comet_cluster_conn_t {
     char sha[41];                 /* the publish script once loaded */
     char del_sha[41];
     apr_time_t retry_at;          /* until then, fail at once with last_rv */
+    int readonly;                 /* the last command met a demoted master */
+    int wait_replicas;            /* sentinel://: WAIT for a replica */
     apr_status_t last_rv;
     char err[256];
 };
@@ -135,11 +137,6 @@ apr_status_t comet_cluster_conn_create(comet_cluster_conn_t **cp,
     if ((rv = comet_redis_url_parse(p, opts->url, &c->url, err)) != APR_SUCCESS) {
         apr_pool_destroy(p);
         return rv;
-    }
-    if (c->url.kind == COMET_REDIS_SENTINEL) {
-        *err = "sentinel:// is not served yet";
-        apr_pool_destroy(p);
-        return APR_ENOTIMPL;
     }
     c->timeout = opts->timeout > 0 ? opts->timeout : apr_time_from_sec(2);
     c->inline_max = opts->inline_max ? opts->inline_max : COMET_CLUSTER_INLINE_MAX;
@@ -213,9 +210,60 @@ static apr_status_t conn_call(comet_cluster_conn_t *c, int argc, const char **ar
     if (r->type == REDIS_REPLY_ERROR) {
         apr_cpystrn(c->err, r->str, sizeof(c->err));
         *err = c->err;
+        if (!strncmp(r->str, "READONLY", 8) || !strncmp(r->str, "MASTERDOWN", 10)
+            || !strncmp(r->str, "LOADING", 7)) {
+            /* a master demoted by a failover (or one not ready): the next
+             * connection asks the sentinels again; refused, nothing written */
+            conn_drop(c);
+            c->readonly = 1;
+        }
         return APR_EGENERAL;
     }
     return APR_SUCCESS;
+}
+
+/* sentinel://: ask the sentinels in turn where the master is, each within
+ * the time-out; the first that knows it answers. @return APR_SUCCESS with
+ * host (static in c) and port, else the last failure */
+static apr_status_t conn_master(comet_cluster_conn_t *c, struct timeval tv, char *host,
+                                apr_size_t hlen, int *port, const char **err)
+{
+    apr_status_t rv = APR_ECONNREFUSED;
+    int i;
+
+    *err = "no sentinel answered";
+    for (i = 0; i < c->url.nsentinels; i++) {
+        const comet_redis_addr_t *a = &c->url.sentinels[i];
+        redisContext *sc = redisConnectWithTimeout(a->host, a->port, tv);
+        redisReply *r;
+
+        if (!sc || sc->err) {
+            rv = sc && sc->err == REDIS_ERR_IO && errno ? APR_FROM_OS_ERROR(errno)
+                                                        : APR_ECONNREFUSED;
+            if (sc) {
+                redisFree(sc);
+            }
+            continue;
+        }
+        redisSetTimeout(sc, tv);
+        r = redisCommand(sc, "SENTINEL get-master-addr-by-name %s", c->url.master);
+        if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2
+            && r->element[0]->type == REDIS_REPLY_STRING
+            && r->element[1]->type == REDIS_REPLY_STRING) {
+            apr_cpystrn(host, r->element[0]->str, hlen);
+            *port = atoi(r->element[1]->str);
+            freeReplyObject(r);
+            redisFree(sc);
+            return APR_SUCCESS;
+        }
+        rv = r ? APR_ENOENT : APR_TIMEUP;
+        *err = r ? "no sentinel knows the master's name" : "a sentinel did not answer";
+        if (r) {
+            freeReplyObject(r);
+        }
+        redisFree(sc);
+    }
+    return rv;
 }
 
 /* Connected, AUTH and SELECT done; or why not (then failing fast a while). */
@@ -242,8 +290,21 @@ static apr_status_t conn_ready(comet_cluster_conn_t *c, const char **err)
     }
     tv.tv_sec = apr_time_sec(c->timeout);
     tv.tv_usec = apr_time_usec(c->timeout);
-    c->c = c->url.kind == COMET_REDIS_UNIX ? redisConnectUnixWithTimeout(c->url.path, tv)
-                                           : redisConnectWithTimeout(c->url.host, c->url.port, tv);
+    if (c->url.kind == COMET_REDIS_SENTINEL) {
+        char host[256];
+        int port = 0;
+        if ((rv = conn_master(c, tv, host, sizeof(host), &port, err)) != APR_SUCCESS) {
+            apr_cpystrn(c->err, *err, sizeof(c->err));
+            *err = c->err;
+            goto failed;
+        }
+        c->c = redisConnectWithTimeout(host, port, tv);
+    }
+    else {
+        c->c = c->url.kind == COMET_REDIS_UNIX ? redisConnectUnixWithTimeout(c->url.path, tv)
+                                               : redisConnectWithTimeout(c->url.host,
+                                                                         c->url.port, tv);
+    }
     if (!c->c || c->c->err) {
         rv = conn_status(c, err);
         goto failed;
@@ -269,6 +330,30 @@ static apr_status_t conn_ready(comet_cluster_conn_t *c, const char **err)
         size_t lens[2] = { 6, 0 };
         lens[1] = (size_t)apr_snprintf(db, sizeof(db), "%d", c->url.db);
         rv = conn_call(c, 2, argv, lens, &r, err);
+        if (r) {
+            freeReplyObject(r);
+        }
+        if (rv != APR_SUCCESS) {
+            conn_drop(c);
+            goto failed;
+        }
+    }
+    if (c->url.kind == COMET_REDIS_SENTINEL) {
+        /* a master the sentinels have not demoted yet may be one no more */
+        const char *argv[1] = { "ROLE" };
+        size_t lens[1] = { 4 };
+        rv = conn_call(c, 1, argv, lens, &r, err);
+        if (rv == APR_SUCCESS && (r->type != REDIS_REPLY_ARRAY || r->elements < 3
+                                  || r->element[0]->type != REDIS_REPLY_STRING
+                                  || strcmp(r->element[0]->str, "master"))) {
+            *err = "the server the sentinels named is not a master (yet)";
+            rv = APR_EAGAIN;
+        }
+        else if (rv == APR_SUCCESS) {
+            /* with a replica, a publish is answered once it has it too */
+            c->wait_replicas = r->element[2]->type == REDIS_REPLY_ARRAY
+                               && r->element[2]->elements > 0;
+        }
         if (r) {
             freeReplyObject(r);
         }
@@ -336,6 +421,38 @@ static apr_status_t conn_eval(comet_cluster_conn_t *c, const char *script, char 
     return rv;
 }
 
+/* sentinel:// with a replica: the write is the group's once a replica has
+ * it (WAIT). A master that has lost its replicas, one a failover has left
+ * behind most likely, says 0: the publish is not acknowledged (what it
+ * wrote there goes when the sentinels demote it), the connection is
+ * dropped and the next asks the sentinels again. */
+static apr_status_t conn_replicated(comet_cluster_conn_t *c, const char **err)
+{
+    char ms[24];
+    const char *argv[3] = { "WAIT", "1", ms };
+    size_t lens[3] = { 4, 1, 0 };
+    /* a replica answers in a round trip; this long means it is gone */
+    apr_interval_time_t t = c->timeout < apr_time_from_msec(500) ? c->timeout
+                                                                : apr_time_from_msec(500);
+    redisReply *r = NULL;
+    apr_status_t rv;
+
+    lens[2] = (size_t)apr_snprintf(ms, sizeof(ms), "%" APR_INT64_T_FMT,
+                                   (apr_int64_t)apr_time_as_msec(t));
+    rv = conn_call(c, 3, argv, lens, &r, err);
+    if (rv == APR_SUCCESS && (r->type != REDIS_REPLY_INTEGER || r->integer < 1)) {
+        apr_cpystrn(c->err, "no replica took the message in time (a failover?)",
+                    sizeof(c->err));
+        *err = c->err;
+        conn_drop(c);
+        rv = APR_TIMEUP;
+    }
+    if (r) {
+        freeReplyObject(r);
+    }
+    return rv;
+}
+
 apr_status_t comet_cluster_publish(comet_cluster_conn_t *c, const char *chan, apr_size_t clen,
                                    const char *data, apr_size_t len, apr_uint32_t flags,
                                    const comet_limits_t *lim, comet_id_t *id,
@@ -366,7 +483,18 @@ apr_status_t comet_cluster_publish(comet_cluster_conn_t *c, const char *chan, ap
     args[4] = ttl;
     lens[5] = (size_t)apr_snprintf(inl, sizeof(inl), "%" APR_SIZE_T_FMT, c->inline_max);
     args[5] = inl;
+    c->readonly = 0;
     rv = conn_eval(c, PUBLISH_LUA, c->sha, key, 6, args, lens, &r, err);
+    if (rv == APR_EGENERAL && c->readonly) {
+        /* refused by a master demoted since: once more, on the new one */
+        if (r) {
+            freeReplyObject(r);
+            r = NULL;
+        }
+        if ((rv = conn_ready(c, err)) == APR_SUCCESS) {
+            rv = conn_eval(c, PUBLISH_LUA, c->sha, key, 6, args, lens, &r, err);
+        }
+    }
     if (rv == APR_SUCCESS) {
         if (r->type != REDIS_REPLY_ARRAY || r->elements != 2
             || !(*id = entry_id(r->element[0]))) {
@@ -380,6 +508,10 @@ apr_status_t comet_cluster_publish(comet_cluster_conn_t *c, const char *chan, ap
     }
     if (r) {
         freeReplyObject(r);
+        r = NULL;
+    }
+    if (rv == APR_SUCCESS && c->wait_replicas) {
+        rv = conn_replicated(c, err);
     }
     return rv;
 }

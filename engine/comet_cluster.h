@@ -60,8 +60,10 @@ typedef int comet_cluster_msg_fn(void *baton, comet_id_t id, apr_uint32_t flags,
  * A blocking connection for one thread (not connected yet: the first use
  * connects). After a failure to connect, every call fails at once with the
  * same status for a second, so that publishers get their 503 quickly.
- * @return APR_SUCCESS, APR_EINVAL (a bad URL: `err` says why),
- *         APR_ENOTIMPL (sentinel://, not on this path yet)
+ * sentinel://: the sentinels are asked where the master is at each
+ * connection, and what they name must say it is a master (ROLE); a command
+ * that fails drops the connection, so the next asks again.
+ * @return APR_SUCCESS, APR_EINVAL (a bad URL: `err` says why)
  */
 apr_status_t comet_cluster_conn_create(comet_cluster_conn_t **c,
                                        const comet_cluster_opts_t *opts,

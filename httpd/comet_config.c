@@ -497,10 +497,8 @@ static const char *set_redis(cmd_parms *cmd, void *cv, const char *url)
     }
     if (comet_redis_url_parse(cmd->pool, url, &u, &err) != APR_SUCCESS) {
         return apr_psprintf(cmd->pool, "CometRedis: %s (give redis://[user:password@]host"
-                            "[:port][/db] or unix:/path/to/redis.sock)", err);
-    }
-    if (u.kind == COMET_REDIS_SENTINEL) {
-        return "CometRedis: sentinel:// is not served yet";
+                            "[:port][/db], unix:/path/to/redis.sock or "
+                            "sentinel://host:port[,host:port...]/<master>)", err);
     }
     sc->redis = url;
     return NULL;

@@ -55,7 +55,7 @@ refused('ct-dur0', "CometSocketDisconnectDelay 0\n", qr/^CometSocketDisconnectDe
         qr/CometSocketDisconnectDelay: '0' is not a duration it takes: .* \(more than 0\)/,
         'a duration that must not be 0');
 refused('ct-redis', "CometRedis http://127.0.0.1:6379\n", qr/^CometRedis http/,
-        qr{CometRedis: .*\(give redis://\[user:password\@\]host\[:port\]\[/db\] or unix:/path/to/redis.sock\)},
+        qr{CometRedis: .*\(give redis://\[user:password\@\]host\[:port\]\[/db\], unix:/path/to/redis.sock or sentinel://host:port},
         'a Redis URL of another scheme');
 refused('ct-redis-port', "CometRedis redis://127.0.0.1:99999\n", qr/^CometRedis redis/,
         qr{CometRedis: .*port}i, 'a Redis URL with a bad port');
