@@ -9,6 +9,7 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <apr_strings.h>
 
@@ -662,6 +663,19 @@ typedef struct notice_t {
     char data[1];                 /* 'm': the message */
 } notice_t;
 
+/* A lease this server holds or wants. */
+typedef struct lease_t {
+    struct lease_t *next;
+    comet_cluster_t *cl;
+    char name[COMET_CHANNEL_MAX + 1];
+    char key[KEY_MAX];
+    int held;
+    int pending;                  /* a SET or a renewal is out */
+    apr_time_t asked_at;          /* when the pending one went */
+    apr_time_t valid_until;       /* held: counting from the last answer */
+    apr_time_t next_at;
+} lease_t;
+
 struct comet_cluster_t {
     apr_pool_t *pool;
     comet_loop_t *loop;
@@ -673,6 +687,9 @@ struct comet_cluster_t {
     notice_t *head, *tail;
     int ready;
     apr_uint64_t imported, dropped;
+    lease_t *leases;
+    char me[128];                 /* this server, as a lease names it */
+    apr_time_t publish_failed_at; /* the last publish failure logged */
 };
 
 static void cl_log(comet_cluster_t *cl, comet_log_level_t level, apr_status_t rv,
@@ -933,6 +950,143 @@ static void on_state(comet_redis_t *r, int up, apr_status_t why, void *baton)
     }
 }
 
+static void on_published(comet_redis_t *r, apr_status_t status, const redisReply *reply,
+                         void *baton)
+{
+    comet_cluster_t *cl = baton;
+    apr_time_t now;
+
+    (void)r;
+    (void)reply;
+    if (status == APR_SUCCESS || status == APR_ECONNABORTED) {
+        return;
+    }
+    /* a source printing while Redis is away: once a second in the log */
+    now = apr_time_now();
+    if (now - cl->publish_failed_at >= apr_time_from_sec(1)) {
+        cl->publish_failed_at = now;
+        cl_log(cl, COMET_LOG_ERR, status, "a source's line is lost: %s",
+               status == APR_EGENERAL && reply && reply->str ? reply->str : "no answer");
+    }
+}
+
+apr_status_t comet_cluster_publish_async(comet_cluster_t *cl, const char *chan,
+                                         apr_size_t clen, const char *data, apr_size_t len,
+                                         const comet_limits_t *lim)
+{
+    char key[KEY_MAX], name[COMET_CHANNEL_MAX + 1], buf[16], ttl[24], inl[24];
+    const char *argv[10];
+    apr_size_t lens[10];
+
+    if (clen > COMET_CHANNEL_MAX) {
+        return APR_EINVAL;
+    }
+    memcpy(name, chan, clen);
+    name[clen] = '\0';
+    argv[0] = "EVAL";
+    argv[1] = PUBLISH_LUA;
+    argv[2] = "1";
+    argv[3] = key;
+    argv[4] = name;
+    argv[5] = data;
+    argv[6] = "0";
+    argv[7] = buf;
+    argv[8] = ttl;
+    argv[9] = inl;
+    lens[0] = 4;
+    lens[1] = sizeof(PUBLISH_LUA) - 1;
+    lens[2] = 1;
+    lens[3] = (apr_size_t)key_of(key, chan, clen);
+    lens[4] = clen;
+    lens[5] = len;
+    lens[6] = 1;
+    lens[7] = (apr_size_t)apr_snprintf(buf, sizeof(buf), "%u",
+                                       lim->buffer_length ? lim->buffer_length : 1);
+    lens[8] = (apr_size_t)apr_snprintf(ttl, sizeof(ttl), "%" APR_INT64_T_FMT,
+                                       (apr_int64_t)lim->ttl);
+    lens[9] = (apr_size_t)apr_snprintf(inl, sizeof(inl), "%d", COMET_CLUSTER_INLINE_MAX);
+    return comet_redis_command_argv(cl->cmd, apr_time_from_sec(2), on_published, cl, 10,
+                                    argv, lens);
+}
+
+static const char RENEW_LUA[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+    "  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "  return 1\n"
+    "end\n"
+    "return 0\n";
+
+static void on_lease(comet_redis_t *r, apr_status_t status, const redisReply *reply,
+                     void *baton)
+{
+    lease_t *l = baton;
+    int ok;
+
+    (void)r;
+    if (status == APR_ECONNABORTED) {
+        return;                   /* stopping: freed with the follower */
+    }
+    l->pending = 0;
+    if (status != APR_SUCCESS) {
+        /* no answer: what we had lasts until it would have run out */
+        return;
+    }
+    ok = (reply->type == REDIS_REPLY_STATUS && !strcmp(reply->str, "OK"))
+         || (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1);
+    if (ok && !l->held) {
+        cl_log(l->cl, COMET_LOG_INFO, 0, "%s: this server holds it", l->key);
+    }
+    else if (!ok && l->held) {
+        cl_log(l->cl, COMET_LOG_WARN, 0, "%s: lost to another server", l->key);
+    }
+    l->held = ok;
+    /* counted from when it was asked: Redis' timer started no earlier */
+    l->valid_until = ok ? l->asked_at + COMET_CLUSTER_LEASE_TTL : 0;
+}
+
+int comet_cluster_lease(comet_cluster_t *cl, const char *name, apr_time_t now)
+{
+    lease_t *l;
+    char ttl[24];
+
+    for (l = cl->leases; l; l = l->next) {
+        if (!strcmp(l->name, name)) {
+            break;
+        }
+    }
+    if (!l) {
+        if (!(l = apr_pcalloc(cl->pool, sizeof(*l)))) {
+            return 0;
+        }
+        l->cl = cl;
+        apr_cpystrn(l->name, name, sizeof(l->name));
+        apr_snprintf(l->key, sizeof(l->key), "comet:lease:{%s}", name);
+        l->next = cl->leases;
+        cl->leases = l;
+    }
+    if (l->held && now >= l->valid_until) {
+        cl_log(cl, COMET_LOG_WARN, 0, "%s: not renewed in time: let go", l->key);
+        l->held = 0;
+    }
+    if (!l->pending && now >= l->next_at) {
+        apr_status_t rv;
+        apr_snprintf(ttl, sizeof(ttl), "%" APR_INT64_T_FMT,
+                     (apr_int64_t)apr_time_as_msec(COMET_CLUSTER_LEASE_TTL));
+        l->pending = 1;
+        l->asked_at = now;
+        l->next_at = now + COMET_CLUSTER_LEASE_TTL / 3;
+        rv = l->held
+           ? comet_redis_command(cl->cmd, COMET_CLUSTER_LEASE_TTL / 3, on_lease, l,
+                                 "EVAL %s 1 %s %s %s", RENEW_LUA, l->key, cl->me, ttl)
+           : comet_redis_command(cl->cmd, COMET_CLUSTER_LEASE_TTL / 3, on_lease, l,
+                                 "SET %s %s NX PX %s", l->key, cl->me, ttl);
+        if (rv != APR_SUCCESS) {
+            l->pending = 0;
+        }
+    }
+    return l->held && now < l->valid_until;
+}
+
 apr_status_t comet_cluster_follow(comet_cluster_t **clp, apr_pool_t *p, comet_loop_t *loop,
                                   comet_store_t *st, const char *url,
                                   const comet_limits_t *lim, comet_log_fn *log,
@@ -948,6 +1102,14 @@ apr_status_t comet_cluster_follow(comet_cluster_t **clp, apr_pool_t *p, comet_lo
     cl->lim = *lim;
     cl->log = log;
     cl->log_baton = log_baton;
+    {
+        char host[64] = "";
+        if (gethostname(host, sizeof(host) - 1) != 0) {
+            apr_cpystrn(host, "?", sizeof(host));
+        }
+        apr_snprintf(cl->me, sizeof(cl->me), "%s:%d:%" APR_TIME_T_FMT, host, (int)getpid(),
+                     apr_time_now());
+    }
     so.subscriber = 1;
     so.ping_interval = apr_time_from_sec(5);
     so.state = on_state;

@@ -120,6 +120,28 @@ apr_status_t comet_cluster_follow(comet_cluster_t **cl, apr_pool_t *p, comet_loo
                                   const comet_limits_t *lim, comet_log_fn *log,
                                   void *log_baton);
 
+/**
+ * Publish from the supervisor (a channel source's line) through Redis: the
+ * same script as comet_cluster_publish, without waiting; lines of one
+ * source keep their order (one connection). A failure is logged.
+ */
+apr_status_t comet_cluster_publish_async(comet_cluster_t *cl, const char *chan,
+                                         apr_size_t clen, const char *data, apr_size_t len,
+                                         const comet_limits_t *lim);
+
+/** A lease lasts this long unless renewed (every third of it). */
+#define COMET_CLUSTER_LEASE_TTL apr_time_from_sec(6)
+
+/**
+ * The lease of a program that must run on one server of the group at a time
+ * (a channel source): `comet:lease:{<name>}`, taken with SET NX PX and
+ * renewed by a script that checks it is still ours. Call it often (each
+ * tick): it asks or renews when due and answers from what Redis last said.
+ * @return 1 while this server holds it (a renewal not answered counts
+ *         until the lease would have run out), else 0
+ */
+int comet_cluster_lease(comet_cluster_t *cl, const char *name, apr_time_t now);
+
 /** Stop following; frees what the follower holds. */
 void comet_cluster_stop(comet_cluster_t *cl);
 

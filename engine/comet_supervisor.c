@@ -893,8 +893,15 @@ static void on_source_line(sup_t *u, void *owner, const char *line, apr_size_t l
              " bytes is over CometMaxMessageSize: dropped", c->channel, len);
         return;
     }
-    rv = u->st->publish(u->st, c->channel, strlen(c->channel), line, len, 0,
-                        &u->conf.source_limits, &res);
+    if (u->cluster) {
+        /* several servers: the line goes to every one through Redis */
+        rv = comet_cluster_publish_async(u->cluster, c->channel, strlen(c->channel), line,
+                                         len, &u->conf.source_limits);
+    }
+    else {
+        rv = u->st->publish(u->st, c->channel, strlen(c->channel), line, len, 0,
+                            &u->conf.source_limits, &res);
+    }
     if (rv != APR_SUCCESS) {
         slog(u, COMET_LOG_ERR, rv, "comet supervisor: source %s: cannot publish%s",
              c->channel, rv == APR_ENOSPC ? " (CometSharedMemory full)" : "");
@@ -961,6 +968,16 @@ static void src_check(sup_t *u, src_t *c, apr_time_t now)
         return;
     }
     prog_timers(u, &c->prog, now);
+    if (u->cluster && c->wanted && !u->stopping
+        && !comet_cluster_lease(u->cluster, c->channel, now)) {
+        /* several servers: the source runs where its lease is */
+        if (running && !c->prog.term_at) {
+            slog(u, COMET_LOG_WARN, 0, "comet supervisor: source %s: its lease is "
+                 "another server's now: stopped here", c->channel);
+            prog_stop(u, &c->prog, now);
+        }
+        return;
+    }
     if (!running && c->prog.backend == B_NONE && c->wanted && !u->stopping
         && now >= c->restart_at) {
         if (c->on_demand) {

@@ -18,7 +18,7 @@ use Time::HiRes qw(time sleep);
 
 plan skip_all => 'redis-server is not installed'
     unless -x '/usr/bin/redis-server';
-plan tests => 35, need_module('comet');
+plan tests => 40, need_module('comet');
 
 my $redis = Comet::Redis->start('97') or BAIL_OUT("private redis: $@");
 my $conf = 'CometRedis ' . $redis->url . "\nCometHeartbeat 1\n";
@@ -186,6 +186,51 @@ my $ch = new_channel('redis');
     $s->close;
 }
 
-$A->stop;
-$B->stop;
+# --- a channel source runs on one server of the group at a time -------------
+{
+    $A->stop;
+    $B->stop;
+    my $t = Comet::Private::t_dir();
+    my $state = "$t/logs/redis-97-lease.state";
+    unlink $state;
+    my $src = "CometChannelSource leased exec:$t/bin/source leased $state --every 0.2\n";
+    my $C = Comet::Private->start('redis-c', conf => $conf . $src);
+    my $D = Comet::Private->start('redis-d', conf => $conf . $src);
+    my $running = sub {
+        my ($srv) = @_;
+        my ($sup) = $srv->supervisors;
+        return $sup ? scalar grep { $_->{cmdline} =~ /\bleased\b/ && $_->{state} ne 'Z' }
+                                 Comet::Test::proc_children($sup) : 0;
+    };
+    ok wait_until(sub { $running->($C) + $running->($D) == 1 }, 15),
+        'two servers with the same CometChannelSource: its program runs on one only';
+    sleep 3;
+    is $running->($C) + $running->($D), 1, '... still one, 3 s later (the lease renewed)';
+    my ($holder, $other) = $running->($C) ? ($C, $D) : ($D, $C);
+    my $sc = stream_on($holder, 'leased');
+    my $so = stream_on($other, 'leased');
+    my @h = lines($sc, 5);
+    my @o = lines($so, 5);
+    ok @h == 5 && @o == 5 && $h[0] =~ /^\d+:leased \d+ \d+$/,
+        "its lines reach the subscribers of both servers";
+    my ($pid1) = $h[0] =~ /:leased \d+ (\d+)$/;
+    $sc->close;
+    $holder->stop;
+    my $t0 = time;
+    ok wait_until(sub { $running->($other) == 1 }, 15),
+        '... its server stopped: the other one takes it over ('
+        . sprintf('%.1f s', time - $t0) . ')';
+    # (what the first program printed before it stopped comes first)
+    my $pid2;
+    my $deadline = time + 10;
+    while (!$pid2 && time < $deadline) {
+        my ($l) = lines($so, 1, $deadline - time);
+        last unless defined $l;
+        $pid2 = $1 if $l =~ /:leased \d+ (\d+)$/ && $1 != $pid1;
+    }
+    ok $pid2, "... and its lines go on (from pid " . ($pid2 // '?') . ')';
+    $so->close;
+    $other->stop;
+}
+
 $redis->stop;
