@@ -11,6 +11,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <apr_hash.h>
 #include <apr_strings.h>
 
 #include <hiredis/hiredis.h>
@@ -688,6 +689,8 @@ struct comet_cluster_t {
     int ready;
     apr_uint64_t imported, dropped;
     lease_t *leases;
+    apr_hash_t *counted;          /* channel -> the count last told (apr_uint32_t) */
+    apr_time_t counted_at;
     char me[128];                 /* this server, as a lease names it */
     apr_time_t publish_failed_at; /* the last publish failure logged */
 };
@@ -1087,6 +1090,106 @@ int comet_cluster_lease(comet_cluster_t *cl, const char *name, apr_time_t now)
     return l->held && now < l->valid_until;
 }
 
+#define SUBS_FMT "comet:subs:{%.*s}"
+
+static void on_counted(comet_redis_t *r, apr_status_t status, const redisReply *reply,
+                       void *baton)
+{
+    (void)r;
+    (void)status;
+    (void)reply;
+    (void)baton;                  /* figures: the next tick tells again */
+}
+
+typedef struct {
+    comet_cluster_t *cl;
+    apr_time_t now;
+} count_ctx_t;
+
+static void count_one(void *baton, const char *name, apr_size_t len)
+{
+    count_ctx_t *x = baton;
+    comet_cluster_t *cl = x->cl;
+    comet_channel_info_t info;
+    apr_uint32_t *last;
+    char key[KEY_MAX + 8], val[48];
+
+    if (memchr(name, ':', len) || !comet_channel_valid(name, len)
+        || cl->st->info(cl->st, name, len, &info) != APR_SUCCESS
+        || (info.flags & COMET_CHAN_SESSION)) {
+        return;
+    }
+    last = apr_hash_get(cl->counted, name, (apr_ssize_t)len);
+    if (info.subscribers == 0 && !last) {
+        return;                   /* nobody here, and Redis knows it */
+    }
+    apr_snprintf(key, sizeof(key), SUBS_FMT, (int)len, name);
+    if (info.subscribers == 0) {
+        comet_redis_command(cl->cmd, apr_time_from_sec(2), on_counted, NULL, "HDEL %s %s",
+                            key, cl->me);
+        apr_hash_set(cl->counted, name, (apr_ssize_t)len, NULL);
+        return;
+    }
+    apr_snprintf(val, sizeof(val), "%u %" APR_TIME_T_FMT, info.subscribers,
+                 apr_time_sec(x->now));
+    comet_redis_command(cl->cmd, apr_time_from_sec(2), on_counted, NULL, "HSET %s %s %s",
+                        key, cl->me, val);
+    comet_redis_command(cl->cmd, apr_time_from_sec(2), on_counted, NULL, "PEXPIRE %s %d",
+                        key, (int)apr_time_as_msec(COMET_CLUSTER_COUNTS_STALE * 3));
+    if (!last) {
+        /* (pool memory: a channel counted once keeps its key until the
+         * supervisor ends; channels are few next to their subscribers) */
+        last = apr_palloc(cl->pool, sizeof(*last));
+        apr_hash_set(cl->counted, apr_pstrmemdup(cl->pool, name, len), (apr_ssize_t)len, last);
+    }
+    *last = info.subscribers;
+}
+
+void comet_cluster_tick(comet_cluster_t *cl, apr_time_t now)
+{
+    count_ctx_t x = { cl, now };
+
+    if (!cl || !cl->ready || now - cl->counted_at < COMET_CLUSTER_COUNTS_EVERY) {
+        return;
+    }
+    cl->counted_at = now;
+    cl->st->session.list(cl->st, "", count_one, &x);
+}
+
+apr_status_t comet_cluster_subscribers(comet_cluster_conn_t *c, const char *chan,
+                                       apr_size_t clen, apr_uint32_t *n, const char **err)
+{
+    char key[KEY_MAX + 8];
+    const char *argv[2] = { "HGETALL", key };
+    size_t lens[2] = { 7, 0 };
+    apr_int64_t now = apr_time_sec(apr_time_now());
+    redisReply *r = NULL;
+    apr_status_t rv;
+    apr_size_t i;
+
+    *n = 0;
+    if ((rv = conn_ready(c, err)) != APR_SUCCESS) {
+        return rv;
+    }
+    lens[1] = (size_t)apr_snprintf(key, sizeof(key), SUBS_FMT, (int)clen, chan);
+    rv = conn_call(c, 2, argv, lens, &r, err);
+    if (rv == APR_SUCCESS && r->type == REDIS_REPLY_ARRAY) {
+        for (i = 0; i + 1 < r->elements; i += 2) {
+            const redisReply *v = r->element[i + 1];
+            unsigned long count;
+            long long at;
+            if (v->type == REDIS_REPLY_STRING && sscanf(v->str, "%lu %lld", &count, &at) == 2
+                && now - at <= apr_time_sec(COMET_CLUSTER_COUNTS_STALE)) {
+                *n += (apr_uint32_t)count;
+            }
+        }
+    }
+    if (r) {
+        freeReplyObject(r);
+    }
+    return rv;
+}
+
 apr_status_t comet_cluster_follow(comet_cluster_t **clp, apr_pool_t *p, comet_loop_t *loop,
                                   comet_store_t *st, const char *url,
                                   const comet_limits_t *lim, comet_log_fn *log,
@@ -1100,6 +1203,7 @@ apr_status_t comet_cluster_follow(comet_cluster_t **clp, apr_pool_t *p, comet_lo
     cl->loop = loop;
     cl->st = st;
     cl->lim = *lim;
+    cl->counted = apr_hash_make(p);
     cl->log = log;
     cl->log_baton = log_baton;
     {

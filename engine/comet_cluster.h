@@ -142,6 +142,26 @@ apr_status_t comet_cluster_publish_async(comet_cluster_t *cl, const char *chan,
  */
 int comet_cluster_lease(comet_cluster_t *cl, const char *name, apr_time_t now);
 
+/** How often each server tells Redis its subscriber counts. */
+#define COMET_CLUSTER_COUNTS_EVERY apr_time_from_sec(2)
+/** A count older than this is a server's that went away. */
+#define COMET_CLUSTER_COUNTS_STALE apr_time_from_sec(10)
+
+/**
+ * The supervisor's tick: every COMET_CLUSTER_COUNTS_EVERY, this server's
+ * subscriber count of each channel goes to `comet:subs:{<channel>}` (a hash
+ * of the servers' "<count> <unix time>"; comet_cluster_subscribers adds
+ * them up).
+ */
+void comet_cluster_tick(comet_cluster_t *cl, apr_time_t now);
+
+/**
+ * The subscribers of a channel on every server (the fresh counts of
+ * comet:subs:{<channel>}). @return as comet_cluster_publish
+ */
+apr_status_t comet_cluster_subscribers(comet_cluster_conn_t *c, const char *chan,
+                                       apr_size_t clen, apr_uint32_t *n, const char **err);
+
 /** Stop following; frees what the follower holds. */
 void comet_cluster_stop(comet_cluster_t *cl);
 

@@ -1359,6 +1359,7 @@ static void on_tick(comet_loop_t *l, comet_loop_timer_t *t, apr_time_t now)
     }
     sources_reap(u);
     sup_count(u);
+    comet_cluster_tick(u->cluster, now);
     u->st->maintain(u->st, now);
 }
 

@@ -197,7 +197,15 @@ static int channel_get(request_rec *r, const char *chan, apr_size_t clen)
             memset(&shared, 0, sizeof(shared));
         }
         info = shared;
+        /* every server's, as each told Redis (every 2 s), this one's now */
         info.subscribers = local.subscribers;
+        {
+            apr_uint32_t all = 0;
+            if (comet_cluster_subscribers(c, chan, clen, &all, &err) == APR_SUCCESS
+                && all > info.subscribers) {
+                info.subscribers = all;
+            }
+        }
         info.bytes = local.bytes;
         info.created = local.created;
         info.last_publish = local.last_publish;

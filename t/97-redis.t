@@ -18,7 +18,7 @@ use Time::HiRes qw(time sleep);
 
 plan skip_all => 'redis-server is not installed'
     unless -x '/usr/bin/redis-server';
-plan tests => 40, need_module('comet');
+plan tests => 41, need_module('comet');
 
 my $redis = Comet::Redis->start('97') or BAIL_OUT("private redis: $@");
 my $conf = 'CometRedis ' . $redis->url . "\nCometHeartbeat 1\n";
@@ -72,6 +72,9 @@ my $ch = new_channel('redis');
     my $sa = stream_on($A, $ch);
     my $sb = stream_on($B, $ch);
     ok wait_subs_on($A, $ch, 1) && wait_subs_on($B, $ch, 1), 'a subscriber on each server';
+    my $n;
+    ok wait_until(sub { $n = (on($A, sub { channel_info($ch) }) // {})->{subscribers}; ($n // 0) == 2 }, 8),
+        'GET on A counts the subscribers of both servers (' . ($n // 'none') . ')';
     my $r = pub_on($A, $ch, 'from A');
     is $r->{status}, 201, 'publish on A: 201 once Redis has it';
     my $id = $r->{json}{id} // 0;
