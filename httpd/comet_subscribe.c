@@ -208,10 +208,40 @@ static int subscribe_channels(request_rec *r, const comet_dir_conf_t *conf,
 typedef struct {
     comet_store_t *store;
     comet_limits_t lim;
+    const char *redis;                /* CometRedis: publish there */
     int allowed;
     apr_size_t clen;
     char chan[COMET_CHANNEL_MAX];
 } ws_publish_t;
+
+/* CometRedis: the loop's thread has a connection of its own. Publishing
+ * waits for Redis' answer on the loop (a round trip, as a POST's thread
+ * does); a Redis that cannot be reached fails at once for a second after
+ * each failure (comet_cluster_conn_t), so the loop is held at most one
+ * time-out in a while, and the client is told to try later (1013). */
+static __thread comet_cluster_conn_t *loop_conn;
+
+static int ws_publish_redis(ws_publish_t *u, const char *data, apr_size_t len)
+{
+    const char *err = NULL;
+    comet_id_t id;
+    apr_uint32_t servers;
+
+    if (!loop_conn) {
+        comet_cluster_opts_t opts = { 0 };
+        opts.url = u->redis;
+        opts.timeout = apr_time_from_msec(500);
+        if (comet_cluster_conn_create(&loop_conn, &opts, &err) != APR_SUCCESS) {
+            loop_conn = NULL;
+            return COMET_WS_TRY_LATER;
+        }
+    }
+    if (len > u->lim.max_size) {
+        return COMET_WS_TOO_BIG;
+    }
+    return comet_cluster_publish(loop_conn, u->chan, u->clen, data, len, 0, &u->lim, &id,
+                                 &servers, &err) == APR_SUCCESS ? 0 : COMET_WS_TRY_LATER;
+}
 
 /* On the loop's thread: a message from a channel's WebSocket client, as a
  * POST to the channel would publish it (the stream's first channel). */
@@ -223,6 +253,9 @@ static int ws_publish(void *baton, int opcode, const char *data, apr_size_t len)
 
     if (!u->allowed) {
         return COMET_WS_POLICY;       /* CometWebSocketPublish Off */
+    }
+    if (u->redis) {
+        return ws_publish_redis(u, data, len);
     }
     rv = u->store->publish(u->store, u->chan, u->clen, data, len, 0, &u->lim, &res);
     return rv == APR_SUCCESS ? 0 : rv == APR_EINVAL ? COMET_WS_TOO_BIG : COMET_WS_TRY_LATER;
@@ -237,6 +270,7 @@ static int ws_spec(request_rec *r, const comet_dir_conf_t *conf, comet_sub_spec_
         return -1;
     }
     u->store = comet_proc.store;
+    u->redis = comet_config_server(r->server)->redis;
     u->allowed = COMET_CONF(conf, COMET_CONF_WEBSOCKET_PUBLISH) == 1;
     u->lim.buffer_length = (apr_uint32_t)COMET_CONF(conf, COMET_CONF_BUFFER_LENGTH);
     u->lim.ttl = COMET_CONF(conf, COMET_CONF_TTL);

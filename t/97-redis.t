@@ -13,15 +13,17 @@ use Apache::Test qw(-withtestmore);
 use Comet::Test;
 use Comet::Private;
 use Comet::Redis;
+use Comet::WS;
 use POSIX ();
 use Time::HiRes qw(time sleep);
 
 plan skip_all => 'redis-server is not installed'
     unless -x '/usr/bin/redis-server';
-plan tests => 41, need_module('comet');
+plan tests => 44, need_module('comet');
 
 my $redis = Comet::Redis->start('97') or BAIL_OUT("private redis: $@");
-my $conf = 'CometRedis ' . $redis->url . "\nCometHeartbeat 1\n";
+my $conf = 'CometRedis ' . $redis->url . "\nCometHeartbeat 1\n"
+         . "<Location /comet-wspub>\n    SetHandler comet\n    CometWebSocketPublish On\n</Location>\n";
 my $A = Comet::Private->start('redis-a', conf => $conf);
 my $B = Comet::Private->start('redis-b', conf => $conf);
 ok $A && $B, 'two private servers (' . Comet::Private::mpm() . ') on one Redis';
@@ -124,6 +126,21 @@ my $ch = new_channel('redis');
         "GET on B: Redis' figures (last_id, messages = CometMessageBuffer 100)";
     $sa->close;
     $sb->close;
+}
+
+# --- CometWebSocketPublish: what a WebSocket client sends, to every server ------
+{
+    my $wc = new_channel('wspub');
+    my $sa = stream_on($A, $wc);
+    ok wait_subs_on($A, $wc, 1), 'a subscriber on A';
+    my $ws = on($B, sub { ws_open("/comet-wspub/$wc") });
+    is $ws->{res}{status}, 101, 'a WebSocket on B (CometWebSocketPublish On)';
+    ws_recv($ws, 5);
+    ws_send($ws, WS_TEXT, 'from a socket on B');
+    my ($got) = lines($sa, 1);
+    ok $got && $got =~ /^\d+:from a socket on B$/, "... what it sends reaches A's subscriber";
+    $ws->{conn}->close;
+    $sa->close;
 }
 
 # --- replay from Redis: a server that never saw the channel --------------------
