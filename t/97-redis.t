@@ -19,7 +19,7 @@ use Time::HiRes qw(time sleep);
 
 plan skip_all => 'redis-server is not installed'
     unless -x '/usr/bin/redis-server';
-plan tests => 49, need_module('comet');
+plan tests => 52, need_module('comet');
 
 my $redis = Comet::Redis->start('97') or BAIL_OUT("private redis: $@");
 my $conf = 'CometRedis ' . $redis->url . "\nCometHeartbeat 1\n"
@@ -153,6 +153,24 @@ for my $tr (qw(iframe sse longpoll websocket)) {
         $s->close;
     }
     ok $got, "transport $tr on B gets a message published on A, with its id";
+}
+
+# --- a large message: copied only where the channel is ---------------------------
+{
+    my $big = join '', map { chr(65 + $_ % 26) } 1 .. 20000;
+    my $lc = new_channel('large');
+    my $s = stream_on($B, $lc);
+    ok wait_subs_on($B, $lc, 1), 'a subscriber on B';
+    my $nobody = new_channel('large-nobody');
+    my $before = on($B, sub { store_info() })->{channels};
+    my $id = pub_on($A, $lc, $big)->{json}{id};
+    pub_on($A, $nobody, $big);
+    my ($got) = lines($s, 1);
+    is $got, "$id:$big", 'a 20,000-byte message (over the 16 KiB inline limit) reaches B intact';
+    sleep 0.5;
+    is on($B, sub { store_info() })->{channels}, $before,
+        "... one to a channel B does not have is not copied there";
+    $s->close;
 }
 
 # --- CometWebSocketPublish: what a WebSocket client sends, to every server ------
