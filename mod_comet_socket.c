@@ -44,6 +44,7 @@
 #include "comet_config.h"
 #include "comet_json.h"
 #include "comet_proc.h"
+#include "comet_redisconn.h"
 #include "comet_request.h"
 #include "comet_stream.h"
 #include "comet_sup.h"
@@ -59,6 +60,8 @@
 /* the largest payload of one xhr_send or jsonp_send */
 #define MAX_PAYLOAD         (1 << 20)
 #define ANOTHER_CONNECTION  "2010,\"Another connection still open\""
+/* A session another server of the group held (CometRedis): that server is gone. */
+#define SESSION_LOST        "1001,\"Session lost: its server went away\""
 
 /*******************************************************************************
  * SockJS over HTTP
@@ -478,6 +481,54 @@ static int sjs_receive_stream(sjs_req_t *q, const comet_transport_t *t,
     return rc;
 }
 
+/* CometRedis: a receiver for a session this server does not have, which a
+ * server of the group held: its client was sent here because that server
+ * died (behind a balancer). It is told so, with a close frame, rather than
+ * given a new session that would not be the one it had. @return DECLINED
+ * if the session may be made here */
+static int sjs_receive_lost(sjs_req_t *q, const comet_transport_t *t,
+                            const comet_stream_params_t *params)
+{
+    request_rec *r = q->r;
+    comet_channel_info_t info;
+    comet_cluster_conn_t *c;
+    apr_bucket_brigade *bb;
+    comet_buf_t out = { 0 };
+    const char *err = NULL;
+    apr_status_t rv;
+    int known = 0;
+
+    if (!comet_redisconn_enabled(r)
+        || comet_proc.store->info(comet_proc.store, q->down, q->down_len, &info) == APR_SUCCESS
+        || !(c = comet_redisconn_get(r, &rv))) {
+        return DECLINED;
+    }
+    if ((rv = comet_cluster_session_known(c, q->down, q->down_len, &known, &err))
+        != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r, COMET_LOGNO(00453)
+                      "session %s: Redis at %s cannot say whether another server held it "
+                      "(%s): a new session", q->sid, comet_cluster_conn_display(c),
+                      err ? err : "");
+        return DECLINED;
+    }
+    if (!known) {
+        return DECLINED;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, COMET_LOGNO(00454)
+                  "session %s was another server's, gone: its client is told", q->sid);
+    sjs_common(r, 0);
+    comet_stream_headers(r, t->content_type, 1);
+    bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    if ((!t->prelude || t->prelude(&out, params) == 0)
+        && (!out.len || comet_stream_send(r, bb, out.data, out.len) == 0)) {
+        out.len = 0;
+        t->close(&out, params, SESSION_LOST, strlen(SESSION_LOST));
+        comet_stream_send(r, bb, out.data, out.len);
+    }
+    comet_buf_free(&out);
+    return OK;
+}
+
 /* A receiver: xhr, xhr_streaming, eventsource, htmlfile, jsonp. */
 static int sjs_receive(sjs_req_t *q, const comet_transport_t *t)
 {
@@ -502,6 +553,9 @@ static int sjs_receive(sjs_req_t *q, const comet_transport_t *t)
                             "invalid callback parameter");
         }
         params.callback = cb;
+    }
+    if ((rc = sjs_receive_lost(q, t, &params)) != DECLINED) {
+        return rc;
     }
     if ((rc = comet_stream_admit(r, q->conf)) != OK
         || (rc = sjs_session(q, 1, &rcv.ref)) != OK) {

@@ -1190,6 +1190,49 @@ apr_status_t comet_cluster_subscribers(comet_cluster_conn_t *c, const char *chan
     return rv;
 }
 
+#define SESS_FMT "comet:sess:{%.*s}"
+
+void comet_cluster_session(comet_cluster_t *cl, const char *name, apr_size_t len, int open)
+{
+    char key[KEY_MAX + 8];
+
+    if (!cl) {
+        return;
+    }
+    apr_snprintf(key, sizeof(key), SESS_FMT, (int)len, name);
+    if (open) {
+        comet_redis_command(cl->cmd, apr_time_from_sec(2), on_counted, NULL,
+                            "SET %s %s PX 86400000", key, cl->me);
+    }
+    else {
+        comet_redis_command(cl->cmd, apr_time_from_sec(2), on_counted, NULL, "DEL %s", key);
+    }
+}
+
+apr_status_t comet_cluster_session_known(comet_cluster_conn_t *c, const char *name,
+                                         apr_size_t len, int *known, const char **err)
+{
+    char key[KEY_MAX + 8];
+    const char *argv[2] = { "EXISTS", key };
+    size_t lens[2] = { 6, 0 };
+    redisReply *r = NULL;
+    apr_status_t rv;
+
+    *known = 0;
+    if ((rv = conn_ready(c, err)) != APR_SUCCESS) {
+        return rv;
+    }
+    lens[1] = (size_t)apr_snprintf(key, sizeof(key), SESS_FMT, (int)len, name);
+    rv = conn_call(c, 2, argv, lens, &r, err);
+    if (rv == APR_SUCCESS) {
+        *known = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
+    }
+    if (r) {
+        freeReplyObject(r);
+    }
+    return rv;
+}
+
 apr_status_t comet_cluster_follow(comet_cluster_t **clp, apr_pool_t *p, comet_loop_t *loop,
                                   comet_store_t *st, const char *url,
                                   const comet_limits_t *lim, comet_log_fn *log,

@@ -162,6 +162,21 @@ void comet_cluster_tick(comet_cluster_t *cl, apr_time_t now);
 apr_status_t comet_cluster_subscribers(comet_cluster_conn_t *c, const char *chan,
                                        apr_size_t clen, apr_uint32_t *n, const char **err);
 
+/**
+ * SockJS sessions: note in Redis that this server holds the session whose
+ * channel is `name` (open), or no more (!open), so that another server
+ * its client reaches (its server died) can tell it the session is lost
+ * rather than start a new one. `comet:sess:{<name>}`, kept a day at most.
+ */
+void comet_cluster_session(comet_cluster_t *cl, const char *name, apr_size_t len, int open);
+
+/**
+ * Whether a server of the group holds (or held until it died) the session
+ * whose channel is `name`. @return as comet_cluster_publish
+ */
+apr_status_t comet_cluster_session_known(comet_cluster_conn_t *c, const char *name,
+                                         apr_size_t len, int *known, const char **err);
+
 /** Stop following; frees what the follower holds. */
 void comet_cluster_stop(comet_cluster_t *cl);
 

@@ -645,6 +645,7 @@ static void sess_free(sup_t *u, sess_t *s)
     }
     u->st->remove(u->st, s->down, s->down_len, NULL);
     u->st->remove(u->st, s->up, s->up_len, NULL);
+    comet_cluster_session(u->cluster, s->down, s->down_len, 0);
     free(s);
 }
 
@@ -764,6 +765,7 @@ static sess_t *sess_new(sup_t *u, const char *sid, apr_pool_t *p)
     prog_init(&s->prog, apr_psprintf(p, "session %s", sid), s, NULL);
     s->next = u->sessions;
     u->sessions = s;
+    comet_cluster_session(u->cluster, s->down, s->down_len, 1);
     if (u->st->subscribe(u->st, u->slot, s->up, s->up_len, 1, 0, &s->up_ref) == APR_SUCCESS) {
         s->up_subscribed = 1;
         s->up_cursor = 0;             /* anything the browser sent already */

@@ -19,11 +19,12 @@ use Time::HiRes qw(time sleep);
 
 plan skip_all => 'redis-server is not installed'
     unless -x '/usr/bin/redis-server';
-plan tests => 52, need_module('comet');
+plan tests => 56, need_module('comet');
 
 my $redis = Comet::Redis->start('97') or BAIL_OUT("private redis: $@");
 my $conf = 'CometRedis ' . $redis->url . "\nCometHeartbeat 1\n"
-         . "<Location /comet-wspub>\n    SetHandler comet\n    CometWebSocketPublish On\n</Location>\n";
+         . "<Location /comet-wspub>\n    SetHandler comet\n    CometWebSocketPublish On\n</Location>\n"
+         . "<Location /echo-r>\n    SetHandler comet-socket\n    CometSocketBackend echo\n</Location>\n";
 my $A = Comet::Private->start('redis-a', conf => $conf);
 my $B = Comet::Private->start('redis-b', conf => $conf);
 ok $A && $B, 'two private servers (' . Comet::Private::mpm() . ') on one Redis';
@@ -186,6 +187,24 @@ for my $tr (qw(iframe sse longpoll websocket)) {
     ok $got && $got =~ /^\d+:from a socket on B$/, "... what it sends reaches A's subscriber";
     $ws->{conn}->close;
     $sa->close;
+}
+
+# --- a SockJS session another server holds: lost, said with a close frame -------
+{
+    my $sid = new_session();
+    my $o = on($A, sub { http(POST => sjs_path('/echo-r', $sid, 'xhr'))->{body} });
+    is $o, "o\n", 'a SockJS session opened on A';
+    sleep 0.3;                                  # (A's supervisor notes it in Redis)
+    my $r = on($B, sub { http(POST => sjs_path('/echo-r', $sid, 'xhr')) });
+    is $r->{body}, qq(c[1001,"Session lost: its server went away"]\n),
+        '... its client sent to B (as when A dies behind a balancer): a close frame';
+    my $st = on($B, sub { sjs_stream('/echo-r', $sid, 'xhr_streaming') });
+    $st->bytes(2049, 5);
+    is $st->upto("\n", 5), qq(c[1001,"Session lost: its server went away"]\n),
+        '... over xhr_streaming too, after the prelude';
+    $st->close;
+    is on($B, sub { http(POST => sjs_path('/echo-r', new_session(), 'xhr'))->{body} }), "o\n",
+        'a new session on B opens as ever';
 }
 
 # --- replay from Redis: a server that never saw the channel --------------------
