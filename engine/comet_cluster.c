@@ -1012,9 +1012,11 @@ apr_status_t comet_cluster_publish_async(comet_cluster_t *cl, const char *chan,
                                     argv, lens);
 }
 
-static const char RENEW_LUA[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
-    "  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+/* Take the lease if free, keep it if ours: one script for both. */
+static const char LEASE_LUA[] =
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if v == false or v == ARGV[1] then\n"
+    "  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
     "  return 1\n"
     "end\n"
     "return 0\n";
@@ -1034,8 +1036,7 @@ static void on_lease(comet_redis_t *r, apr_status_t status, const redisReply *re
         /* no answer: what we had lasts until it would have run out */
         return;
     }
-    ok = (reply->type == REDIS_REPLY_STATUS && !strcmp(reply->str, "OK"))
-         || (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1);
+    ok = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
     if (ok && !l->held) {
         cl_log(l->cl, COMET_LOG_INFO, 0, "%s: this server holds it", l->key);
     }
@@ -1078,11 +1079,8 @@ int comet_cluster_lease(comet_cluster_t *cl, const char *name, apr_time_t now)
         l->pending = 1;
         l->asked_at = now;
         l->next_at = now + COMET_CLUSTER_LEASE_TTL / 3;
-        rv = l->held
-           ? comet_redis_command(cl->cmd, COMET_CLUSTER_LEASE_TTL / 3, on_lease, l,
-                                 "EVAL %s 1 %s %s %s", RENEW_LUA, l->key, cl->me, ttl)
-           : comet_redis_command(cl->cmd, COMET_CLUSTER_LEASE_TTL / 3, on_lease, l,
-                                 "SET %s %s NX PX %s", l->key, cl->me, ttl);
+        rv = comet_redis_command(cl->cmd, COMET_CLUSTER_LEASE_TTL / 3, on_lease, l,
+                                 "EVAL %s 1 %s %s %s", LEASE_LUA, l->key, cl->me, ttl);
         if (rv != APR_SUCCESS) {
             l->pending = 0;
         }
@@ -1254,8 +1252,8 @@ apr_status_t comet_cluster_follow(comet_cluster_t **clp, apr_pool_t *p, comet_lo
         if (gethostname(host, sizeof(host) - 1) != 0) {
             apr_cpystrn(host, "?", sizeof(host));
         }
-        apr_snprintf(cl->me, sizeof(cl->me), "%s:%d:%" APR_TIME_T_FMT, host, (int)getpid(),
-                     apr_time_now());
+        /* the supervisor's: the same when its follower is made again */
+        apr_snprintf(cl->me, sizeof(cl->me), "%s:%d", host, (int)getpid());
     }
     so.subscriber = 1;
     so.ping_interval = apr_time_from_sec(5);

@@ -134,8 +134,9 @@ apr_status_t comet_cluster_publish_async(comet_cluster_t *cl, const char *chan,
 
 /**
  * The lease of a program that must run on one server of the group at a time
- * (a channel source): `comet:lease:{<name>}`, taken with SET NX PX and
- * renewed by a script that checks it is still ours. Call it often (each
+ * (a channel source): `comet:lease:{<name>}`, taken (if free) and renewed
+ * (if ours) by one script; a server is named by its host and its
+ * supervisor's pid. Call it often (each
  * tick): it asks or renews when due and answers from what Redis last said.
  * @return 1 while this server holds it (a renewal not answered counts
  *         until the lease would have run out), else 0

@@ -128,12 +128,14 @@ apr_status_t comet_sup_hangup(comet_store_t *st, const char *sid)
 }
 
 apr_status_t comet_sup_configure(comet_store_t *st, const comet_source_t *sources,
-                                 apr_size_t n)
+                                 apr_size_t n, const char *redis)
 {
     comet_buf_t b = { 0 };
     comet_publish_result_t res;
     apr_size_t i;
     int e = comet_buf_puts(&b, "sources\n");
+
+    e |= put_line(&b, "redis", redis ? redis : "");
 
     for (i = 0; i < n; i++) {
         const char *const *a;

@@ -63,11 +63,12 @@ apr_status_t comet_sup_hangup(comet_store_t *st, const char *sid);
 
 /**
  * Replace the supervisor's list of channel sources (unchanged ones keep
- * running, removed ones are stopped, new ones start): the parent, after a
+ * running, removed ones are stopped, new ones start) and its CometRedis
+ * (NULL: none; a new one is followed from then on): the parent, after a
  * graceful restart.
  */
 apr_status_t comet_sup_configure(comet_store_t *st, const comet_source_t *sources,
-                                 apr_size_t n);
+                                 apr_size_t n, const char *redis);
 
 /**
  * Name of a session's channels: "s:<sid>" (kind 's', down) or "u:<sid>"

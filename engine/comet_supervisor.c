@@ -122,6 +122,7 @@ typedef struct {
     apr_size_t fetched_n;
     apr_pool_t *redis_pool;       /* CometRedis: the follower's */
     comet_cluster_t *cluster;
+    char *redis_url;              /* the Redis followed (malloc), or NULL */
 } sup_t;
 
 static void slog(sup_t *u, comet_log_level_t level, apr_status_t rv, const char *fmt, ...)
@@ -1082,6 +1083,47 @@ static void sources_reap(sup_t *u)
 }
 
 /* "sources\n" then per source "source <channel> <0|1>\n" + "arg <a>\n"... */
+/* Follow this Redis (NULL or "": none), or go on with the one followed if
+ * it is the same: at start, and after each graceful restart. */
+static void cluster_set(sup_t *u, const char *url)
+{
+    apr_status_t rv;
+
+    if (!url) {
+        url = "";
+    }
+    if (!strcmp(url, u->redis_url ? u->redis_url : "")) {
+        return;
+    }
+    if (u->cluster) {
+        comet_cluster_stop(u->cluster);
+        apr_pool_destroy(u->redis_pool);
+        u->cluster = NULL;
+        u->redis_pool = NULL;
+        slog(u, COMET_LOG_INFO, 0, "comet supervisor: no longer following Redis at %s",
+             u->redis_url);
+    }
+    free(u->redis_url);
+    u->redis_url = *url ? strdup(url) : NULL;
+    if (!u->redis_url) {
+        return;
+    }
+    /* failing here leaves this server on its own, said in the log */
+    if ((rv = apr_pool_create_unmanaged_ex(&u->redis_pool, NULL, NULL)) == APR_SUCCESS) {
+        rv = comet_cluster_follow(&u->cluster, u->redis_pool, u->loop, u->st, u->redis_url,
+                                  &u->conf.redis_limits, u->log, u->log_baton);
+        if (rv != APR_SUCCESS) {
+            apr_pool_destroy(u->redis_pool);
+            u->redis_pool = NULL;
+            u->cluster = NULL;
+        }
+    }
+    if (rv != APR_SUCCESS) {
+        slog(u, COMET_LOG_ERR, rv, "comet supervisor: cannot follow Redis at %s: "
+             "this server sees only its own messages", u->redis_url);
+    }
+}
+
 static void sources_from_ctl(sup_t *u, char *req, apr_size_t len)
 {
     comet_source_t list[256];
@@ -1106,6 +1148,11 @@ static void sources_from_ctl(sup_t *u, char *req, apr_size_t len)
             args[n][0] = NULL;
             n++;
             na = 0;
+        }
+        else if (!strncmp(line, "redis ", 6)) {
+            char *a = line + 6;
+            a[comet_sup_unescape(a, strlen(a))] = '\0';
+            cluster_set(u, a);
         }
         else if (!strncmp(line, "arg ", 4) && n && na < 32) {
             char *a = line + 4;
@@ -1492,17 +1539,7 @@ void comet_supervisor_main(comet_store_t *st, const comet_supervisor_conf_t *con
         watch_add(&u, &u.parent_io, parent_fd, COMET_LOOP_READ, on_parent);
     }
     sup_announce(&u);
-    if (conf->redis_url && *conf->redis_url) {
-        /* failing here leaves this server on its own, said in the log */
-        if ((rv = apr_pool_create_unmanaged_ex(&u.redis_pool, NULL, NULL)) == APR_SUCCESS) {
-            rv = comet_cluster_follow(&u.cluster, u.redis_pool, u.loop, st, conf->redis_url,
-                                      &conf->redis_limits, log, log_baton);
-        }
-        if (rv != APR_SUCCESS) {
-            slog(&u, COMET_LOG_ERR, rv, "comet supervisor: cannot follow Redis at %s: "
-                 "this server sees only its own messages", conf->redis_url);
-        }
-    }
+    cluster_set(&u, conf->redis_url);
     sources_set(&u, conf->sources, conf->nsources);
     slog(&u, COMET_LOG_INFO, 0, "comet supervisor %d: running, %" APR_SIZE_T_FMT
          " channel source(s)", (int)getpid(), conf->nsources);
@@ -1510,10 +1547,7 @@ void comet_supervisor_main(comet_store_t *st, const comet_supervisor_conf_t *con
     supervise(&u);
 
     sup_kill_all(&u);
-    comet_cluster_stop(u.cluster);
-    if (u.redis_pool) {
-        apr_pool_destroy(u.redis_pool);
-    }
+    cluster_set(&u, NULL);
     st->slot_release(st, u.slot);
     comet_loop_destroy(u.loop);
     comet_buf_free(&u.fetched);

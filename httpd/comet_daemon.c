@@ -368,7 +368,7 @@ static void sup_reconfigure(apr_pool_t *pconf, server_rec *s)
     rv = comet_store_shm_open(&st, p, comet_proc.base, comet_proc.mutex);
     if (rv == APR_SUCCESS) {
         rv = comet_sup_configure(st, (const comet_source_t *)sc->sources->elts,
-                                 (apr_size_t)sc->sources->nelts);
+                                 (apr_size_t)sc->sources->nelts, sc->redis);
     }
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, COMET_LOGNO(00205)

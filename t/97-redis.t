@@ -19,7 +19,7 @@ use Time::HiRes qw(time sleep);
 
 plan skip_all => 'redis-server is not installed'
     unless -x '/usr/bin/redis-server';
-plan tests => 56, need_module('comet');
+plan tests => 61, need_module('comet');
 
 my $redis = Comet::Redis->start('97') or BAIL_OUT("private redis: $@");
 my $conf = 'CometRedis ' . $redis->url . "\nCometHeartbeat 1\n"
@@ -287,6 +287,33 @@ for my $tr (qw(iframe sse longpoll websocket)) {
     ok @want > 20 && @no && !grep({ !/ 503$/ } @no),
         scalar(@want) . ' publishes answered 201, ' . scalar(@no) . ' 503 (while Redis was away)';
     is_deeply \@got, \@want, "... B's subscriber has every acknowledged message, once, in order";
+    $s->close;
+}
+
+# --- CometRedis changed by a graceful restart ------------------------------------
+{
+    my $gc = new_channel('graceful');
+    my $mark = $B->log_mark;
+    $B->{conf_extra} = "CometHeartbeat 1\n";
+    $B->write_conf;
+    ok $B->graceful && $B->wait_log($mark, qr/no longer following Redis/, 10),
+        "B restarted gracefully without CometRedis: its supervisor stops following";
+    my $s = stream_on($B, $gc);
+    ok wait_subs_on($B, $gc, 1), 'a subscriber on B';
+    pub_on($A, $gc, 'not for B');
+    my $local = pub_on($B, $gc, 'B alone');
+    is_deeply [lines($s, 1)], ["$local->{json}{id}:B alone"],
+        "... B is on its own: A's message does not come, B's own does";
+    $s->close;
+    $mark = $B->log_mark;
+    $B->{conf_extra} = $conf;
+    $B->write_conf;
+    ok $B->graceful && $B->wait_log($mark, qr/following the channels of every server/, 10),
+        'CometRedis back by a graceful restart: followed again';
+    $s = stream_on($B, $gc);
+    wait_subs_on($B, $gc, 1);
+    my $id = pub_on($A, $gc, 'for B again')->{json}{id};
+    is_deeply [lines($s, 1)], ["$id:for B again"], "... A's messages reach B again";
     $s->close;
 }
 
