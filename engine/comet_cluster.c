@@ -653,8 +653,12 @@ apr_status_t comet_cluster_remove(comet_cluster_conn_t *c, const char *chan, apr
  * holds back those after it. */
 typedef struct notice_t {
     struct notice_t *next;
+    comet_cluster_t *cl;
+    comet_loop_timer_t retry;     /* 'c': its XRANGE again, after a failure */
     char kind;                    /* 'm', 'd', or 'c' (a catch-up range) */
     int waiting;                  /* its XRANGE has not answered */
+    int failed;                   /* ... and failed (logged once) */
+    comet_id_t since, only;       /* 'c': the range */
     comet_id_t id;
     apr_uint32_t flags;
     comet_limits_t lim;
@@ -721,6 +725,7 @@ static notice_t *notice_new(comet_cluster_t *cl, char kind, const char *chan, ap
         cl_log(cl, COMET_LOG_ERR, APR_ENOMEM, "a notice is lost (out of memory)");
         return NULL;
     }
+    n->cl = cl;
     n->kind = kind;
     memcpy(n->chan, chan, clen);
     n->clen = clen;
@@ -733,6 +738,12 @@ static notice_t *notice_new(comet_cluster_t *cl, char kind, const char *chan, ap
     }
     cl->tail = n;
     return n;
+}
+
+/* How many entries one XRANGE of a catch-up asks for. */
+static apr_size_t range_count(const notice_t *n)
+{
+    return n->only ? 1 : 256;
 }
 
 typedef struct {
@@ -789,31 +800,92 @@ static void notices_apply(comet_cluster_t *cl)
 }
 
 /* The answer to a notice's XRANGE: import what it brought. */
+static void range_send(notice_t *n);
+
+/* A range that could not be read: again soon (the command connection may
+ * still be coming back after Redis did), holding the notices after it. */
+static void on_range_retry(comet_loop_t *l, comet_loop_timer_t *t, apr_time_t now)
+{
+    notice_t *n = COMET_LOOP_CONTAINER(t, notice_t, retry);
+
+    (void)l;
+    (void)now;
+    range_send(n);
+}
+
+/* The answer to a notice's XRANGE: import what it brought, then ask for
+ * the rest if the answer was full. */
 static void on_range(comet_redis_t *r, apr_status_t status, const redisReply *reply,
                      void *baton)
 {
     notice_t *n = baton;
-    comet_cluster_t *cl;
+    comet_cluster_t *cl = n->cl;
+    comet_id_t last = 0;
     apr_size_t i;
 
     (void)r;
     if (status == APR_ECONNABORTED) {
         return;                   /* stopping: the list is freed */
     }
-    memcpy(&cl, n->data, sizeof(cl));
-    if (status == APR_SUCCESS && reply->type == REDIS_REPLY_ARRAY) {
+    if (status != APR_SUCCESS || reply->type != REDIS_REPLY_ARRAY) {
+        if (!n->failed) {
+            cl_log(cl, COMET_LOG_WARN, status, "%.*s: cannot read the missed messages yet: "
+                   "trying again", (int)n->clen, n->chan);
+        }
+        n->failed = 1;
+        comet_loop_timer_set(cl->loop, &n->retry, apr_time_now() + apr_time_from_msec(250),
+                             on_range_retry);
+        return;
+    }
+    {
         import_ctx_t x = { cl, n };
         for (i = 0; i < reply->elements; i++) {
-            entry_hand(reply->element[i], import_one, &x);
+            const redisReply *e = reply->element[i];
+            entry_hand(e, import_one, &x);
+            if (e->type == REDIS_REPLY_ARRAY && e->elements == 2) {
+                last = entry_id(e->element[0]);
+            }
         }
     }
-    else {
-        /* the subscriber's next reconnection catches up again */
-        cl_log(cl, COMET_LOG_ERR, status, "%.*s: cannot read the missed messages",
-             (int)n->clen, n->chan);
+    if (!n->only && last && reply->elements >= range_count(n)) {
+        n->since = last;          /* a full page: there may be more */
+        range_send(n);
+        return;
+    }
+    if (n->failed) {
+        cl_log(cl, COMET_LOG_INFO, 0, "%.*s: caught up", (int)n->clen, n->chan);
     }
     n->waiting = 0;
     notices_apply(cl);
+}
+
+static void range_send(notice_t *n)
+{
+    comet_cluster_t *cl = n->cl;
+    char key[KEY_MAX], from[32], to[32], count[24];
+    const char *argv[6] = { "XRANGE", key, from, to, "COUNT", count };
+    apr_size_t lens[6] = { 6, 0, 0, 0, 5, 0 };
+    apr_status_t rv;
+
+    lens[1] = (apr_size_t)key_of(key, n->chan, n->clen);
+    if (n->only) {
+        lens[2] = (apr_size_t)apr_snprintf(from, sizeof(from), "%" APR_UINT64_T_FMT "-0",
+                                           n->only);
+        lens[3] = (apr_size_t)apr_snprintf(to, sizeof(to), "%s", from);
+    }
+    else {
+        lens[2] = (apr_size_t)apr_snprintf(from, sizeof(from), "(%" APR_UINT64_T_FMT "-0",
+                                           n->since);
+        lens[3] = (apr_size_t)apr_snprintf(to, sizeof(to), "+");
+    }
+    lens[5] = (apr_size_t)apr_snprintf(count, sizeof(count), "%" APR_SIZE_T_FMT,
+                                       range_count(n));
+    rv = comet_redis_command_argv(cl->cmd, apr_time_from_sec(5), on_range, n, 6, argv, lens);
+    if (rv != APR_SUCCESS) {
+        /* (not called: out of memory) */
+        comet_loop_timer_set(cl->loop, &n->retry, apr_time_now() + apr_time_from_msec(250),
+                             on_range_retry);
+    }
 }
 
 /* A notice that needs a range of the channel's stream: from `since`
@@ -821,34 +893,16 @@ static void on_range(comet_redis_t *r, apr_status_t status, const redisReply *re
 static void notice_range(comet_cluster_t *cl, const char *chan, apr_size_t clen,
                          comet_id_t since, comet_id_t only, const comet_limits_t *lim)
 {
-    char key[KEY_MAX], from[32], to[32], count[24];
-    const char *argv[6] = { "XRANGE", key, from, to, "COUNT", count };
-    apr_size_t lens[6] = { 6, 0, 0, 0, 5, 0 };
-    notice_t *n = notice_new(cl, 'c', chan, clen, sizeof(cl));
-    apr_status_t rv;
+    notice_t *n = notice_new(cl, 'c', chan, clen, 0);
 
     if (!n) {
         return;
     }
-    memcpy(n->data, &cl, sizeof(cl));
     n->lim = *lim;
     n->waiting = 1;
-    lens[1] = (apr_size_t)key_of(key, chan, clen);
-    if (only) {
-        lens[2] = (apr_size_t)apr_snprintf(from, sizeof(from), "%" APR_UINT64_T_FMT "-0", only);
-        lens[3] = (apr_size_t)apr_snprintf(to, sizeof(to), "%s", from);
-    }
-    else {
-        lens[2] = (apr_size_t)apr_snprintf(from, sizeof(from), "(%" APR_UINT64_T_FMT "-0", since);
-        lens[3] = (apr_size_t)apr_snprintf(to, sizeof(to), "+");
-    }
-    lens[5] = (apr_size_t)apr_snprintf(count, sizeof(count), "%u",
-                                       lim->buffer_length ? lim->buffer_length : 1);
-    rv = comet_redis_command_argv(cl->cmd, apr_time_from_sec(5), on_range, n, 6, argv, lens);
-    if (rv != APR_SUCCESS) {
-        n->waiting = 0;           /* (never called: nothing to wait for) */
-        cl_log(cl, COMET_LOG_ERR, rv, "cannot ask for %.*s's messages", (int)clen, chan);
-    }
+    n->since = since;
+    n->only = only;
+    range_send(n);
 }
 
 /* Parse "<kind> <id> <flags> <buffer> <ttl> <channel>\n<data>". */
@@ -1288,6 +1342,7 @@ void comet_cluster_stop(comet_cluster_t *cl)
     comet_redis_destroy(cl->cmd);
     while ((n = cl->head) != NULL) {
         cl->head = n->next;
+        comet_loop_timer_cancel(cl->loop, &n->retry);
         free(n);
     }
     cl->tail = NULL;
