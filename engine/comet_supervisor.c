@@ -1169,6 +1169,20 @@ static void sources_from_ctl(sup_t *u, char *req, apr_size_t len)
  ******************************************************************************/
 
 
+/* The pid of a "supervisor <pid>" line: the fetched bytes are not a C
+ * string (the buffer keeps what a longer message left after them). */
+static int ctl_pid(const char *s, apr_size_t len)
+{
+    char buf[24];
+
+    if (len >= sizeof(buf)) {
+        len = sizeof(buf) - 1;
+    }
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    return atoi(buf);
+}
+
 static void ctl_pump(sup_t *u)
 {
     for (;;) {
@@ -1186,11 +1200,11 @@ static void ctl_pump(sup_t *u)
             sources_from_ctl(u, u->fetched.data, u->fetched.len);
         }
         else if (u->fetched.len > 11 && !memcmp(u->fetched.data, "supervisor ", 11)
-                 && atoi(u->fetched.data + 11) != (int)getpid()) {
+                 && ctl_pid(u->fetched.data + 11, u->fetched.len - 11) != (int)getpid()) {
             /* another supervisor took over (a new module version after a
              * restart): two must never run the same programs */
             slog(u, COMET_LOG_WARN, 0, "comet supervisor %d: supervisor %d took over, "
-                 "ending", (int)getpid(), atoi(u->fetched.data + 11));
+                 "ending", (int)getpid(), ctl_pid(u->fetched.data + 11, u->fetched.len - 11));
             u->stopping = 1;
         }
     }
