@@ -56,6 +56,13 @@
  * with non-blocking handshakes in the same epoll loop, at most --handshakes
  * of them in flight per process (each costs CPU on both sides). The
  * publisher stays on plain HTTP (--pub-port) unless --pub-tls.
+ *
+ * Several servers sharing channels (mod_comet's CometRedis, nchan on Redis):
+ * --port2 sends every odd subscriber to a second server (their latencies and
+ * deliveries are also reported apart: lat2_*, delivered2), --count-port
+ * names the servers whose subscriber counts add up (repeatable),
+ * --server-pidfile is repeatable (the servers' figures add up), and
+ * --redis-pidfile samples the Redis server's CPU time over the publishing.
  */
 
 #define _GNU_SOURCE
@@ -100,6 +107,8 @@
 /* publishing stops this long past its plan (messages / rate), so that a
  * server that cannot answer still gets a RESULT line before the alarm */
 #define PUB_GRACE_S     30
+/* servers sampled or counted together (--server-pidfile, --count-port) */
+#define MAX_SERVERS     4
 
 /*******************************************************************************
  * options
@@ -136,13 +145,19 @@ static struct {
     int pub_tls;                  /* the publisher too */
     int pub_port;                 /* 0: --port */
     int handshakes;               /* TLS handshakes in flight per process */
+    int port2;                    /* odd subscribers go there (0: none) */
+    int count_ports[MAX_SERVERS]; /* subscriber counts added over these */
+    int ncount;                   /* 0: the publisher's port */
+    const char *pidfiles[MAX_SERVERS];  /* more --server-pidfile */
+    int npidfiles;
+    const char *redis_pidfile;
 } opt = {
     "127.0.0.1", 8180, "/comet/%c", "/comet-publish/%c", "ch",
     1000, 1, 100, 10.0, 0.0, MODE_IFRAME, 0, 0, NULL, 0.0, 20.0, 10.0, 10.0,
-    0, 256, 0, "run", 0, NULL, "POST", 0, 0, 0, 64
+    0, 256, 0, "run", 0, NULL, "POST", 0, 0, 0, 64, 0, { 0 }, 0, { NULL }, 0, NULL
 };
 
-static struct sockaddr_in server_addr, pub_addr;
+static struct sockaddr_in server_addr, server_addr2, pub_addr;
 static SSL_CTX *tls_ctx;
 
 /*******************************************************************************
@@ -359,12 +374,12 @@ typedef struct {
     char fds[512];                /* descriptors per process, largest first */
 } srv_sample_t;
 
-static pid_t read_pidfile(void)
+static pid_t read_pidfile(const char *file)
 {
     FILE *f;
     long pid = 0;
 
-    if (!opt.pidfile || !(f = fopen(opt.pidfile, "r"))) {
+    if (!file || !(f = fopen(file, "r"))) {
         return 0;
     }
     if (fscanf(f, "%ld", &pid) != 1) {
@@ -454,11 +469,25 @@ static int proc_count(pid_t pid, const char *what)
     return n;
 }
 
-/* The server's root process and all its descendants. */
+static int is_root(pid_t pid, const pid_t *roots, int nroots)
+{
+    int r;
+
+    for (r = 0; r < nroots; r++) {
+        if (roots[r] == pid) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The server's root process and all its descendants (every server's, with
+ * several --server-pidfile: their figures add up). */
 static srv_sample_t server_sample(int with_fds)
 {
     srv_sample_t s;
-    pid_t root = read_pidfile();
+    pid_t roots[MAX_SERVERS];
+    int nroots = 0, r;
     DIR *d;
     struct dirent *e;
     pid_t *pids = NULL, *ppids = NULL, *tree = NULL;
@@ -466,7 +495,13 @@ static srv_sample_t server_sample(int with_fds)
     size_t np = 0, cap = 0, nt = 0, i, k;
 
     memset(&s, 0, sizeof(s));
-    if (root <= 0 || !(d = opendir("/proc"))) {
+    for (r = 0; r < opt.npidfiles; r++) {
+        pid_t root = read_pidfile(opt.pidfiles[r]);
+        if (root > 0) {
+            roots[nroots++] = root;
+        }
+    }
+    if (!nroots || !(d = opendir("/proc"))) {
         return s;
     }
     while ((e = readdir(d)) != NULL) {
@@ -476,7 +511,7 @@ static srv_sample_t server_sample(int with_fds)
             continue;
         }
         pid = (pid_t)atoi(e->d_name);
-        if (proc_stat(pid, &pp, &t, pid == root) < 0) {
+        if (proc_stat(pid, &pp, &t, is_root(pid, roots, nroots)) < 0) {
             continue;
         }
         if (np == cap) {
@@ -496,14 +531,14 @@ static srv_sample_t server_sample(int with_fds)
     closedir(d);
     tree = xcalloc(np + 1, sizeof(*tree));
     for (i = 0; i < np; i++) {
-        if (pids[i] == root) {
-            tree[nt++] = root;
+        if (is_root(pids[i], roots, nroots)) {
+            tree[nt++] = pids[i];
         }
     }
     /* breadth first over the parent links */
     for (k = 0; k < nt; k++) {
         for (i = 0; i < np; i++) {
-            if (ppids[i] == tree[k] && pids[i] != root) {
+            if (ppids[i] == tree[k] && !is_root(pids[i], roots, nroots)) {
                 tree[nt++] = pids[i];
             }
         }
@@ -572,6 +607,22 @@ static uint64_t tcp_mem_kb(void)
     return pages * (uint64_t)(sysconf(_SC_PAGESIZE) / 1024);
 }
 
+/* The Redis server of --redis-pidfile: its CPU time (utime + stime of all
+ * its threads, in ticks) and PSS; cpu_ticks is UINT64_MAX when unknown. */
+static void redis_sample(uint64_t *ticks, uint64_t *pss_kb)
+{
+    pid_t pid = read_pidfile(opt.redis_pidfile), pp;
+
+    *ticks = UINT64_MAX;
+    *pss_kb = 0;
+    if (pid > 0 && proc_stat(pid, &pp, ticks, 0) == 0) {
+        *pss_kb = proc_pss_kb(pid);
+    }
+    else {
+        *ticks = UINT64_MAX;
+    }
+}
+
 /*******************************************************************************
  * parent <-> worker messages
  ******************************************************************************/
@@ -607,6 +658,9 @@ typedef struct {
     uint64_t complete_subs;       /* subscribers that got all expected */
     double drain_s;               /* DONE to complete (or deadline) */
     hist_t lat;
+    /* the subscribers of --port2 alone */
+    uint64_t expected2, delivered2;
+    hist_t lat2;
 } wresult_t;
 
 /*******************************************************************************
@@ -661,6 +715,12 @@ typedef struct {
     uint32_t *t_n, *t_min, *t_max;
     uint64_t *t_sum, t_cap;
 } worker_t;
+
+/* --port2: every odd subscriber connects there */
+static int on_port2(long g)
+{
+    return opt.port2 && (g % 2) == 1;
+}
 
 static const char *accept_hdr(void)
 {
@@ -805,6 +865,9 @@ static void record(worker_t *w, conn_t *c, uint64_t seq, uint64_t ts)
     c->nrecv++;
     w->res.distinct++;
     hist_add(&w->res.lat, lat);
+    if (on_port2(w->first + (c - w->c))) {
+        hist_add(&w->res.lat2, lat);
+    }
     if (opt.trace) {
         if (seq >= w->t_cap) {
             uint64_t cap = w->t_cap ? w->t_cap : 1024, old = w->t_cap;
@@ -1193,7 +1256,8 @@ static void start_connect(worker_t *w, long i)
             return;
         }
     }
-    if (connect(fd, (struct sockaddr *)&server_addr, sizeof(server_addr)) < 0
+    if (connect(fd, (struct sockaddr *)(on_port2(g) ? &server_addr2 : &server_addr),
+                sizeof(server_addr)) < 0
         && errno != EINPROGRESS) {
         if (!w->ready.first_errno) {
             w->ready.first_errno = errno;
@@ -1259,7 +1323,7 @@ static void conn_fail(worker_t *w, conn_t *c, int err)
 static void send_request(worker_t *w, conn_t *c, long i)
 {
     char path[512], req[1024];
-    int n, r;
+    int n, r, port = on_port2(w->first + i) ? opt.port2 : opt.port;
 
     /* echo: a SockJS session per client, named by its global index */
     make_path(path, sizeof(path), opt.sub_path,
@@ -1280,13 +1344,13 @@ static void send_request(worker_t *w, conn_t *c, long i)
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
                      "Sec-WebSocket-Key: %s\r\nUser-Agent: comet-load\r\n\r\n",
-                     path, opt.host, opt.port, c->hbuf + HDR_MAX);
+                     path, opt.host, port, c->hbuf + HDR_MAX);
     }
     else {
         n = snprintf(req, sizeof(req),
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nAccept: %s\r\n"
                      "User-Agent: comet-load\r\nCache-Control: no-cache\r\n\r\n",
-                     path, opt.host, opt.port, accept_hdr());
+                     path, opt.host, port, accept_hdr());
     }
     /* a fresh connection's send buffer takes a request whole, TLS or not */
     if (c->ssl) {
@@ -1467,6 +1531,8 @@ static void worker_tally(worker_t *w)
 
     w->res.expected = 0;
     w->res.delivered = 0;
+    w->res.expected2 = 0;
+    w->res.delivered2 = 0;
     w->res.complete_subs = 0;
     w->res.connected = w->ready.connected;
     for (i = 0; i < w->count; i++) {
@@ -1483,6 +1549,10 @@ static void worker_tally(worker_t *w)
             }
         }
         w->res.delivered += got;
+        if (on_port2(w->first + i)) {
+            w->res.expected2 += w->ok_per_ch[c->ch];
+            w->res.delivered2 += got;
+        }
         if (got == w->ok_per_ch[c->ch]) {
             w->res.complete_subs++;
         }
@@ -1644,6 +1714,7 @@ typedef struct {
     char buf[READ_BUF];
     size_t len;
     uint64_t reconnects;
+    int port;                     /* 0: the publisher's (pub_addr) */
 } pubconn_t;
 
 static void pub_close(pubconn_t *p)
@@ -1696,6 +1767,7 @@ static int pub_connect(pubconn_t *p)
 {
     int one = 1;
     struct timeval tv = { PUB_TIMEOUT_S, 0 };
+    struct sockaddr_in to = pub_addr;
 
     pub_close(p);
     p->len = 0;
@@ -1706,7 +1778,10 @@ static int pub_connect(pubconn_t *p)
     setsockopt(p->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     setsockopt(p->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(p->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    if (connect(p->fd, (struct sockaddr *)&pub_addr, sizeof(pub_addr)) < 0) {
+    if (p->port) {
+        to.sin_port = htons((uint16_t)p->port);
+    }
+    if (connect(p->fd, (struct sockaddr *)&to, sizeof(to)) < 0) {
         pub_close(p);
         return -1;
     }
@@ -1762,7 +1837,7 @@ static int pub_request(pubconn_t *p, const char *method, const char *path,
     hl = snprintf(req, sizeof(req),
                   "%s %s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: comet-load\r\n"
                   "Content-Type: text/plain\r\nContent-Length: %zu\r\n\r\n",
-                  method, path, opt.host, opt.pub_port, blen);
+                  method, path, opt.host, p->port ? p->port : opt.pub_port, blen);
     if (hl <= 0 || (size_t)hl + blen > sizeof(req)) {
         die("request too large");
     }
@@ -1977,7 +2052,13 @@ static void usage(void)
 "  --tls                  subscribers connect with TLS (no certificate check)\n"
 "  --handshakes K         TLS handshakes in flight per process (64)\n"
 "  --pub-port P           the publisher's port (--port)\n"
-"  --pub-tls              the publisher uses TLS too (plain HTTP by default)\n");
+"  --pub-tls              the publisher uses TLS too (plain HTTP by default)\n"
+"  --port2 P              every odd subscriber connects to port P instead (several\n"
+"                         servers sharing channels); lat2_* and delivered2 are theirs\n"
+"  --count-port P         add up the subscriber counts of this port's publish path\n"
+"                         (repeatable; default: the publisher's port)\n"
+"  --server-pidfile F     may be repeated (up to 4 servers): their figures add up\n"
+"  --redis-pidfile F      the Redis server's CPU time while publishing (redis_cpu_s)\n");
 }
 
 static void parse_args(int argc, char **argv)
@@ -1992,7 +2073,8 @@ static void parse_args(int argc, char **argv)
         { "concurrency", 1, 0, 'k' }, { "procs", 1, 0, 'j' }, { "label", 1, 0, 'l' },
         { "quiet", 0, 0, 'q' }, { "trace", 1, 0, 'T' }, { "pub-method", 1, 0, 'G' },
         { "tls", 0, 0, 'L' }, { "handshakes", 1, 0, 'K' }, { "pub-port", 1, 0, 'O' },
-        { "pub-tls", 0, 0, 'E' }, { "help", 0, 0, 'H' }, { 0, 0, 0, 0 }
+        { "pub-tls", 0, 0, 'E' }, { "port2", 1, 0, 'Q' }, { "count-port", 1, 0, 'C' },
+        { "redis-pidfile", 1, 0, 'R' }, { "help", 0, 0, 'H' }, { 0, 0, 0, 0 }
     };
     int ch;
 
@@ -2018,7 +2100,17 @@ static void parse_args(int argc, char **argv)
             else die("--mode: iframe, sse, raw, ws or echo");
             break;
         case 'S': parse_sources(optarg); break;
-        case 'f': opt.pidfile = optarg; break;
+        case 'f':
+            if (opt.npidfiles >= MAX_SERVERS) die("--server-pidfile: at most %d", MAX_SERVERS);
+            opt.pidfiles[opt.npidfiles++] = optarg;
+            opt.pidfile = opt.pidfiles[0];
+            break;
+        case 'Q': opt.port2 = (int)parse_long(optarg, "--port2"); break;
+        case 'C':
+            if (opt.ncount >= MAX_SERVERS) die("--count-port: at most %d", MAX_SERVERS);
+            opt.count_ports[opt.ncount++] = (int)parse_long(optarg, "--count-port");
+            break;
+        case 'R': opt.redis_pidfile = optarg; break;
         case 'i': opt.idle = parse_double(optarg, "--idle"); break;
         case 't': opt.connect_timeout = parse_double(optarg, "--connect-timeout"); break;
         case 'w': opt.settle = parse_double(optarg, "--settle"); break;
@@ -2067,6 +2159,8 @@ static void parse_args(int argc, char **argv)
     }
     pub_addr = server_addr;
     pub_addr.sin_port = htons((uint16_t)opt.pub_port);
+    server_addr2 = server_addr;
+    server_addr2.sin_port = htons((uint16_t)opt.port2);
 }
 
 /* One client context for every connection: no verification (the servers'
@@ -2087,26 +2181,37 @@ static void tls_init(void)
     SSL_CTX_set_options(tls_ctx, SSL_OP_NO_TICKET | SSL_OP_IGNORE_UNEXPECTED_EOF);
 }
 
-/* Wait until the server counts `want` subscribers over our channels. */
+/* Wait until the server counts `want` subscribers over our channels (the
+ * servers of --count-port together, each asked on its own connection). */
 static long wait_for_subscribers(pubconn_t *pc, long want, double max_s)
 {
     uint64_t deadline = now_us() + (uint64_t)(max_s * 1e6);
     long seen = -1;
     char path[512];
+    pubconn_t *cc[MAX_SERVERS];
+    int nc = opt.ncount ? opt.ncount : 1, k;
 
+    cc[0] = pc;
+    for (k = 0; k < opt.ncount; k++) {
+        cc[k] = xcalloc(1, sizeof(pubconn_t));
+        cc[k]->fd = -1;
+        cc[k]->port = opt.count_ports[k];
+    }
     for (;;) {
         long ch, total = 0;
         int bad = 0;
-        for (ch = 0; ch < opt.channels && ch < want; ch++) {
-            long n = -1;
-            int st;
-            make_path(path, sizeof(path), opt.pub_path, ch);
-            st = pub_request(pc, "GET", path, "", 0, -1, NULL, &n);
-            if (st == 200 && n >= 0) {
-                total += n;
-            }
-            else if (st != 404) {
-                bad = 1;
+        for (k = 0; k < nc; k++) {
+            for (ch = 0; ch < opt.channels && ch < want; ch++) {
+                long n = -1;
+                int st;
+                make_path(path, sizeof(path), opt.pub_path, ch);
+                st = pub_request(cc[k], "GET", path, "", 0, -1, NULL, &n);
+                if (st == 200 && n >= 0) {
+                    total += n;
+                }
+                else if (st != 404) {
+                    bad = 1;
+                }
             }
         }
         seen = total;
@@ -2115,6 +2220,10 @@ static long wait_for_subscribers(pubconn_t *pc, long want, double max_s)
         }
         (void)bad;
         usleep(100000);
+    }
+    for (k = 0; k < opt.ncount; k++) {
+        pub_close(cc[k]);
+        free(cc[k]);
     }
     return seen;
 }
@@ -2142,6 +2251,7 @@ int main(int argc, char **argv)
     double ticks_per_s = (double)sysconf(_SC_CLK_TCK);
     double budget, plan = 0, loader_cpu_s = 0, load1 = -1;
     struct rlimit rl;
+    uint64_t r_pub0 = UINT64_MAX, r_pub1 = UINT64_MAX, r_pss_subs = 0, r_pss_end = 0;
 
     parse_args(argc, argv);
     signal(SIGPIPE, SIG_IGN);
@@ -2282,6 +2392,10 @@ int main(int argc, char **argv)
     }
     s_subs = server_sample(1);
     tcp_subs = tcp_mem_kb();
+    if (opt.redis_pidfile) {
+        uint64_t t;
+        redis_sample(&t, &r_pss_subs);
+    }
 
     memset(&s_idle0, 0, sizeof(s_idle0));
     s_idle1 = s_idle0;
@@ -2294,6 +2408,10 @@ int main(int argc, char **argv)
     /* publish */
     rtt = xcalloc(1, sizeof(*rtt));
     s_pub0 = server_sample(0);
+    if (opt.redis_pidfile) {
+        uint64_t pss;
+        redis_sample(&r_pub0, &pss);
+    }
     t_pub0 = now_us();
     if (opt.mode != MODE_ECHO && (opt.messages > 0 || opt.duration > 0)) {
         char path[512], body[1100];
@@ -2373,6 +2491,9 @@ int main(int argc, char **argv)
     }
     t_pub1 = now_us();
     s_pub1 = server_sample(0);
+    if (opt.redis_pidfile) {
+        redis_sample(&r_pub1, &r_pss_end);
+    }
 
     /* DONE: the workers read until complete or the drain time is over */
     memset(&total_res, 0, sizeof(total_res));
@@ -2407,6 +2528,9 @@ int main(int argc, char **argv)
             total_res.drain_s = r->drain_s;
         }
         hist_merge(&total_res.lat, &r->lat);
+        total_res.expected2 += r->expected2;
+        total_res.delivered2 += r->delivered2;
+        hist_merge(&total_res.lat2, &r->lat2);
         free(r);
     }
     if (opt.mode == MODE_ECHO) {
@@ -2458,6 +2582,9 @@ int main(int argc, char **argv)
         /* --mode echo: round trips over the workers' echo time */
         double echo_s = opt.mode == MODE_ECHO ? total_res.drain_s : 0;
         double echo_rate = echo_s > 0 ? (double)total_res.delivered / echo_s : 0;
+        /* Redis' CPU time over the publishing (-1: not sampled) */
+        double redis_cpu_s = r_pub0 != UINT64_MAX && r_pub1 != UINT64_MAX && r_pub1 >= r_pub0
+                             ? (double)(r_pub1 - r_pub0) / ticks_per_s : -1;
         static const char *const modes[] = { "iframe", "sse", "raw", "ws", "echo" };
 
         if (!opt.quiet) {
@@ -2484,6 +2611,20 @@ int main(int argc, char **argv)
                        hist_quantile(&total_res.lat, 0.5) / 1000.0,
                        hist_quantile(&total_res.lat, 0.99) / 1000.0,
                        (double)total_res.lat.max / 1000.0);
+            }
+            if (opt.port2) {
+                printf("[%s] subscribers on port %d: delivered %" PRIu64 "/%" PRIu64
+                       ", fan-out latency p50 %.2f ms p99 %.2f ms\n", opt.label, opt.port2,
+                       total_res.delivered2, total_res.expected2,
+                       hist_quantile(&total_res.lat2, 0.5) / 1000.0,
+                       hist_quantile(&total_res.lat2, 0.99) / 1000.0);
+            }
+            if (opt.redis_pidfile) {
+                printf("[%s] redis: CPU %.2f s while publishing (%.1f us per publish), "
+                       "PSS %.1f MiB with subscribers, %.1f MiB after publishing\n",
+                       opt.label, redis_cpu_s, pub_ok && redis_cpu_s >= 0
+                       ? 1e6 * redis_cpu_s / (double)pub_ok : -1.0,
+                       r_pss_subs / 1024.0, r_pss_end / 1024.0);
             }
             if (s_before.ok) {
                 printf("[%s] server: %d processes, %d threads (%d before), PSS %.1f MiB "
@@ -2540,6 +2681,17 @@ int main(int argc, char **argv)
         print_pct("pub_cpu_s", pub_cpu_s);
         print_pct("loader_cpu_s", loader_cpu_s);
         print_pct("load1", load1);
+        if (opt.port2) {
+            printf("port2=%d expected2=%" PRIu64 " delivered2=%" PRIu64 " ", opt.port2,
+                   total_res.expected2, total_res.delivered2);
+            print_pct("lat2_p50_ms", hist_quantile(&total_res.lat2, 0.5) / 1000.0);
+            print_pct("lat2_p99_ms", hist_quantile(&total_res.lat2, 0.99) / 1000.0);
+        }
+        if (opt.redis_pidfile) {
+            print_pct("redis_cpu_s", redis_cpu_s);
+            printf("redis_pss_subs_kb=%" PRIu64 " redis_pss_end_kb=%" PRIu64 " ",
+                   r_pss_subs, r_pss_end);
+        }
         printf("\n");
     }
     return 0;

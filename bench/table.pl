@@ -4,7 +4,9 @@
 # Lines look like: RESULT server=comet scen=fan10k key=value ...
 # (scen=fan10k/tls: the same scenario with the subscribers over HTTPS;
 # fan10k/ws: over WebSocket; echo/ws: SockJS round trips, where the second
-# column is sockjs-node, server=sockjs, instead of nchan)
+# column is sockjs-node, server=sockjs, instead of nchan; <name>/redis: two
+# servers of each kind sharing a Redis, published on server 1: the figures
+# of server 2's subscribers and Redis' CPU time are added)
 # A scenario run several times (script/bench --repeat N) shows the median of
 # each measure; counts of lost or duplicated messages add up over all runs.
 use strict;
@@ -111,13 +113,44 @@ my @echo = (
     @log,
 );
 
-my $fmt = "%-10s %-32s %16s %16s %7s\n";
-my $line = '-' x 85 . "\n";
+# --redis: publish at a fixed rate, Redis' CPU per message (rcpu)
+my @rcpu = (
+    @common_head,
+    @delivery[0 .. 3],
+    [ 'publish rate msg/s achieved', $M->('pub_rate'), '%.1f' ],
+    [ 'publish rate msg/s offered', $M->('rate'), '%.1f' ],
+    [ 'publish round trip p50 ms', $M->('pub_rtt_p50_ms'), '%.3f' ],
+    [ 'publish round trip p99 ms', $M->('pub_rtt_p99_ms'), '%.3f' ],
+    [ 'fan-out p50 ms', $L->('lat_p50_ms'), '%.2f' ],
+    [ 'fan-out p99 ms', $L->('lat_p99_ms'), '%.2f' ],
+    [ 'servers CPU us per publish', sub { median(map { $_->{pub_ok} ? 1e6 * $_->{pub_cpu_s} / $_->{pub_ok} : undef } @_) }, '%.1f' ],
+    [ 'publishes failed (all runs)', sub { sum(map { $_->{pub_err} } @_) }, '%d' ],
+    @log,
+);
+# --redis: what every Redis scenario adds, before the log rows
+my @redis = (
+    [ 'server 2: delivered / expected', sub { sum(map { $_->{delivered2} // 0 } @_) . '/' . sum(map { $_->{expected2} // 0 } @_) }, 's' ],
+    [ 'server 2: fan-out p50 ms', sub { median(map { $_->{delivered2} ? $_->{lat2_p50_ms} : undef } @_) }, '%.2f' ],
+    [ 'server 2: fan-out p99 ms', sub { median(map { $_->{delivered2} ? $_->{lat2_p99_ms} : undef } @_) }, '%.2f' ],
+    [ 'Redis CPU us per publish', sub { median(map { $_->{pub_ok} && ($_->{redis_cpu_s} // -1) >= 0 ? 1e6 * $_->{redis_cpu_s} / $_->{pub_ok} : undef } @_) }, '%.1f' ],
+    [ 'Redis CPU us per publish, each', sub { join '/', map { $_->{pub_ok} && ($_->{redis_cpu_s} // -1) >= 0 ? sprintf('%.0f', 1e6 * $_->{redis_cpu_s} / $_->{pub_ok}) : '-' } @_ }, 's' ],
+    [ 'Redis CPU s while publishing', $M->('redis_cpu_s'), '%.2f' ],
+    [ 'Redis PSS after publishing MiB', sub { median(map { ($_->{redis_pss_end_kb} // 0) / 1024 } @_) }, '%.1f' ],
+);
+
+my $fmt = "%-11s %-32s %16s %16s %7s\n";
+my $line = '-' x 86 . "\n";
 printf $fmt, 'scenario', 'measure', 'mod_comet', 'nchan', 'ratio';
 print $line;
 for my $sc (@order) {
     my $rows = $sc =~ m{^thr(/|$)} ? \@thr : $sc =~ m{^idle(/|$)} ? \@idle
-             : $sc =~ m{^echo(/|$)} ? \@echo : \@fan;
+             : $sc =~ m{^echo(/|$)} ? \@echo : $sc =~ m{^rcpu(/|$)} ? \@rcpu : \@fan;
+    if ($sc =~ m{/redis$}) {
+        # the log rows stay last
+        my @r = @$rows;
+        splice @r, -2, 0, @redis;
+        $rows = \@r;
+    }
     # the second column: nchan, or sockjs-node for the echo scenario
     my ($c, $n) = ($r{$sc}{comet}, $r{$sc}{nchan} // $r{$sc}{sockjs});
     for my $row (@$rows) {
@@ -134,4 +167,7 @@ for my $sc (@order) {
     print $line;
 }
 print "echo/ws: the second column is sockjs-node, not nchan.\n" if grep { m{^echo(/|$)} } @order;
+print "*/redis: two servers of each kind on one Redis (mod_comet: CometRedis; nchan: distributed\n",
+      "storage), published on server 1; server figures (CPU, PSS, fds) are both servers'.\n"
+    if grep { m{/redis$} } @order;
 print "ratio = mod_comet / nchan. Latency, memory, CPU: lower is better; rates: higher.\n";
