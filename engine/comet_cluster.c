@@ -23,11 +23,27 @@
 #define KEY_FMT "comet:{%.*s}:s"
 #define KEY_MAX (COMET_CHANNEL_MAX + 16)
 
+/* The publish script's refusal, Redis' own word for min-replicas-to-write. */
+#define NOREPLICAS "NOREPLICAS"
+
 /* The id: above the channel's last and Redis' clock in microseconds, which
  * a double holds exactly (below 2^53), printed with %.0f (tostring would
  * write 1.8e+15). Trimmed by count, then by age, the key expiring with its
- * last message when there is a ttl. */
+ * last message when there is a ttl.
+ * ARGV[7] "1" (sentinel:// with a replica): nothing is written by a master
+ * with no replica online. A master whose replica a failover has just
+ * promoted takes writes until the sentinels demote it; WAIT refuses to
+ * acknowledge them, but their notices would reach the servers still
+ * following it and, with ids above what the new master gives meanwhile,
+ * make them skip acknowledged messages when they catch up from it. */
 static const char PUBLISH_LUA[] =
+    "if ARGV[7] == '1' then\n"
+    "  local _, online = string.gsub(redis.call('INFO', 'replication'), 'state=online', '')\n"
+    "  if online == 0 then\n"
+    "    return redis.error_reply('" NOREPLICAS " no replica online "
+    "(a failover?): not written')\n"
+    "  end\n"
+    "end\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
     "local id = now\n"
@@ -120,6 +136,7 @@ struct comet_cluster_conn_t {
     apr_time_t retry_at;          /* until then, fail at once with last_rv */
     int readonly;                 /* the last command met a demoted master */
     int wait_replicas;            /* sentinel://: WAIT for a replica */
+    int sentinel_replicas;        /* ... those the sentinels count */
     apr_status_t last_rv;
     char err[256];
 };
@@ -213,9 +230,11 @@ static apr_status_t conn_call(comet_cluster_conn_t *c, int argc, const char **ar
         apr_cpystrn(c->err, r->str, sizeof(c->err));
         *err = c->err;
         if (!strncmp(r->str, "READONLY", 8) || !strncmp(r->str, "MASTERDOWN", 10)
-            || !strncmp(r->str, "LOADING", 7)) {
-            /* a master demoted by a failover (or one not ready): the next
-             * connection asks the sentinels again; refused, nothing written */
+            || !strncmp(r->str, "LOADING", 7)
+            || !strncmp(r->str, NOREPLICAS, sizeof(NOREPLICAS) - 1)) {
+            /* a master demoted by a failover, one about to be, or one not
+             * ready: the next connection asks the sentinels again;
+             * refused, nothing written */
             conn_drop(c);
             c->readonly = 1;
         }
@@ -224,48 +243,120 @@ static apr_status_t conn_call(comet_cluster_conn_t *c, int argc, const char **ar
     return APR_SUCCESS;
 }
 
+/* The replicas a sentinel lists for the master that count: the one a
+ * failover is promoting, and those not down that replicate (role-reported
+ * slave). The master's own list (ROLE) is not enough: one whose replica a
+ * failover has just promoted has none, and would take writes that no
+ * replica will ever have. A demoted master still reporting itself master
+ * is left out, so that the new one takes writes until it is converted
+ * (seconds later). */
+static int sentinel_replicas(const redisReply *r)
+{
+    apr_size_t i, j;
+    int n = 0;
+
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        return 0;
+    }
+    for (i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        const char *flags = "", *role = "";
+        if (e->type != REDIS_REPLY_ARRAY) {
+            continue;
+        }
+        for (j = 0; j + 1 < e->elements; j += 2) {
+            const redisReply *k = e->element[j], *v = e->element[j + 1];
+            if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) {
+                continue;
+            }
+            if (!strcmp(k->str, "flags")) {
+                flags = v->str;
+            }
+            else if (!strcmp(k->str, "role-reported")) {
+                role = v->str;
+            }
+        }
+        if (strstr(flags, "promoted")
+            || (!strcmp(role, "slave") && !strstr(flags, "s_down") && !strstr(flags, "o_down")
+                && !strstr(flags, "disconnected"))) {
+            n++;
+        }
+    }
+    return n;
+}
+
+/* One sentinel: where the master is, and how many replicas it counts.
+ * @return APR_SUCCESS, or why not (*err) */
+static apr_status_t sentinel_ask(comet_cluster_conn_t *c, const comet_redis_addr_t *a,
+                                 struct timeval tv, char *host, apr_size_t hlen, int *port,
+                                 int *replicas, const char **err)
+{
+    redisContext *sc = redisConnectWithTimeout(a->host, a->port, tv);
+    redisReply *r;
+    apr_status_t rv;
+
+    if (!sc || sc->err) {
+        rv = sc && sc->err == REDIS_ERR_IO && errno ? APR_FROM_OS_ERROR(errno)
+                                                    : APR_ECONNREFUSED;
+        if (sc) {
+            redisFree(sc);
+        }
+        return rv;
+    }
+    redisSetTimeout(sc, tv);
+    r = redisCommand(sc, "SENTINEL get-master-addr-by-name %s", c->url.master);
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2
+        && r->element[0]->type == REDIS_REPLY_STRING
+        && r->element[1]->type == REDIS_REPLY_STRING) {
+        apr_cpystrn(host, r->element[0]->str, hlen);
+        *port = atoi(r->element[1]->str);
+        freeReplyObject(r);
+        r = redisCommand(sc, "SENTINEL REPLICAS %s", c->url.master);
+        *replicas = sentinel_replicas(r);
+        rv = APR_SUCCESS;
+    }
+    else {
+        rv = r ? APR_ENOENT : APR_TIMEUP;
+        *err = r ? "no sentinel knows the master's name" : "a sentinel did not answer";
+    }
+    if (r) {
+        freeReplyObject(r);
+    }
+    redisFree(sc);
+    return rv;
+}
+
 /* sentinel://: ask the sentinels in turn where the master is, each within
- * the time-out; the first that knows it answers. @return APR_SUCCESS with
- * host (static in c) and port, else the last failure */
+ * the time-out; the first that knows it answers. The others are asked
+ * too, briefly, how many replicas they count for that master
+ * (c->sentinel_replicas: the most any counts): only the one running a
+ * failover flags the replica it promotes. @return APR_SUCCESS with host
+ * (static in c) and port, else the last failure */
 static apr_status_t conn_master(comet_cluster_conn_t *c, struct timeval tv, char *host,
                                 apr_size_t hlen, int *port, const char **err)
 {
+    struct timeval brief = { 0, 200000 };
     apr_status_t rv = APR_ECONNREFUSED;
-    int i;
+    int i, found = 0;
 
     *err = "no sentinel answered";
+    c->sentinel_replicas = 0;
     for (i = 0; i < c->url.nsentinels; i++) {
-        const comet_redis_addr_t *a = &c->url.sentinels[i];
-        redisContext *sc = redisConnectWithTimeout(a->host, a->port, tv);
-        redisReply *r;
-
-        if (!sc || sc->err) {
-            rv = sc && sc->err == REDIS_ERR_IO && errno ? APR_FROM_OS_ERROR(errno)
-                                                        : APR_ECONNREFUSED;
-            if (sc) {
-                redisFree(sc);
+        char h[256];
+        int p = 0, n = 0;
+        if (!found) {
+            if ((rv = sentinel_ask(c, &c->url.sentinels[i], tv, host, hlen, port,
+                                   &c->sentinel_replicas, err)) == APR_SUCCESS) {
+                found = 1;
             }
-            continue;
         }
-        redisSetTimeout(sc, tv);
-        r = redisCommand(sc, "SENTINEL get-master-addr-by-name %s", c->url.master);
-        if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2
-            && r->element[0]->type == REDIS_REPLY_STRING
-            && r->element[1]->type == REDIS_REPLY_STRING) {
-            apr_cpystrn(host, r->element[0]->str, hlen);
-            *port = atoi(r->element[1]->str);
-            freeReplyObject(r);
-            redisFree(sc);
-            return APR_SUCCESS;
+        else if (sentinel_ask(c, &c->url.sentinels[i], timercmp(&tv, &brief, <) ? tv : brief,
+                              h, sizeof(h), &p, &n, err) == APR_SUCCESS
+                 && p == *port && !strcmp(h, host) && n > c->sentinel_replicas) {
+            c->sentinel_replicas = n;
         }
-        rv = r ? APR_ENOENT : APR_TIMEUP;
-        *err = r ? "no sentinel knows the master's name" : "a sentinel did not answer";
-        if (r) {
-            freeReplyObject(r);
-        }
-        redisFree(sc);
     }
-    return rv;
+    return found ? APR_SUCCESS : rv;
 }
 
 /* Connected, AUTH and SELECT done; or why not (then failing fast a while). */
@@ -353,8 +444,9 @@ static apr_status_t conn_ready(comet_cluster_conn_t *c, const char **err)
         }
         else if (rv == APR_SUCCESS) {
             /* with a replica, a publish is answered once it has it too */
-            c->wait_replicas = r->element[2]->type == REDIS_REPLY_ARRAY
-                               && r->element[2]->elements > 0;
+            c->wait_replicas = c->sentinel_replicas > 0
+                               || (r->element[2]->type == REDIS_REPLY_ARRAY
+                                   && r->element[2]->elements > 0);
         }
         if (r) {
             freeReplyObject(r);
@@ -461,8 +553,8 @@ apr_status_t comet_cluster_publish(comet_cluster_conn_t *c, const char *chan, ap
                                    apr_uint32_t *servers, const char **err)
 {
     char key[KEY_MAX], fl[16], buf[16], ttl[24], inl[24], name[COMET_CHANNEL_MAX + 1];
-    const char *args[6];
-    size_t lens[6];
+    const char *args[7];
+    size_t lens[7];
     redisReply *r = NULL;
     apr_status_t rv;
 
@@ -485,8 +577,10 @@ apr_status_t comet_cluster_publish(comet_cluster_conn_t *c, const char *chan, ap
     args[4] = ttl;
     lens[5] = (size_t)apr_snprintf(inl, sizeof(inl), "%" APR_SIZE_T_FMT, c->inline_max);
     args[5] = inl;
+    lens[6] = 1;
+    args[6] = c->wait_replicas ? "1" : "0";
     c->readonly = 0;
-    rv = conn_eval(c, PUBLISH_LUA, c->sha, key, 6, args, lens, &r, err);
+    rv = conn_eval(c, PUBLISH_LUA, c->sha, key, 7, args, lens, &r, err);
     if (rv == APR_EGENERAL && c->readonly) {
         /* refused by a master demoted since: once more, on the new one */
         if (r) {
@@ -494,7 +588,8 @@ apr_status_t comet_cluster_publish(comet_cluster_conn_t *c, const char *chan, ap
             r = NULL;
         }
         if ((rv = conn_ready(c, err)) == APR_SUCCESS) {
-            rv = conn_eval(c, PUBLISH_LUA, c->sha, key, 6, args, lens, &r, err);
+            args[6] = c->wait_replicas ? "1" : "0";
+            rv = conn_eval(c, PUBLISH_LUA, c->sha, key, 7, args, lens, &r, err);
         }
     }
     if (rv == APR_SUCCESS) {

@@ -3,7 +3,7 @@
 # (SENTINEL FAILOVER) while a publisher keeps publishing: publishes answer
 # 503 for the moment it takes, then 201 on the new primary, and a subscriber
 # on the other server gets every message that was answered 201, once, in
-# order.
+# order, and every one of them is in the new primary.
 use strict;
 use warnings;
 use FindBin;
@@ -18,7 +18,7 @@ use Time::HiRes qw(time sleep);
 
 plan skip_all => 'redis-server or redis-sentinel is not installed'
     unless -x '/usr/bin/redis-server' && -x '/usr/bin/redis-sentinel';
-plan tests => 13, need_module('comet');
+plan tests => 14, need_module('comet');
 
 # ports 8585-8589 (t/unit/test_redis_sentinel has 8577-8584)
 my ($P, $R, @S) = (8585, 8586, 8587, 8588, 8589);
@@ -35,7 +35,8 @@ ok wait_until(sub { ($sentinels[0]->cli('SENTINEL', 'replicas', 'cm99') // '') =
     '... the sentinels know the replica';
 
 my $url = 'sentinel://' . join(',', map { "127.0.0.1:$_" } @S) . '/cm99';
-my $conf = "CometRedis $url\nCometHeartbeat 1\n";
+# a buffer that keeps every message of the run, to look for each in Redis
+my $conf = "CometRedis $url\nCometHeartbeat 1\nCometMessageBuffer 1000\n";
 my $A = Comet::Private->start('rs-a', conf => $conf);
 my $B = Comet::Private->start('rs-b', conf => $conf);
 ok $A->wait_log(0, qr/following the channels of every server/, 10)
@@ -91,6 +92,13 @@ ok !grep({ !/ 503$/ } @no), '... the others 503, none failing otherwise';
 my $after = $ok[-1][0] // 0;
 ok $after && $replica->cli('XREVRANGE', "comet:{$ch}:s", '+', '-', 'COUNT', 1) =~ /^\Q$after\E-0/,
     '... the last ones went to the new primary';
+# the old primary, demoted, takes the new one's data: only what a replica
+# had is left (a publish acknowledged on the old primary alone is gone)
+my %kept = map { /^(\d+)-0$/ ? ($1 => 1) : () }
+    split /\n/, $replica->cli('XRANGE', "comet:{$ch}:s", '-', '+');
+my @gone = grep { !$kept{$_->[0]} } @ok;
+ok !@gone, 'every publish answered 201 is in the new primary (' . scalar(@gone) . ' not: '
+    . join(' ', map { $_->[1] } @gone[0 .. ($#gone < 9 ? $#gone : 9)]) . ')';
 
 # B's subscriber: every acknowledged message once, in order; a publish
 # answered 503 may or may not have gone through (a 503 is not a refusal)
