@@ -2226,6 +2226,11 @@ static comet_held_t *held_create(comet_reactor_t *r, sub_t *s)
     return h;
 }
 
+int comet_reactor_stopping(comet_reactor_t *r)
+{
+    return apr_atomic_read32(&r->stopping) != 0;
+}
+
 apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
                                comet_held_t **heldp)
 {

@@ -124,6 +124,15 @@ void comet_reactor_destroy(comet_reactor_t *r);
 void comet_reactor_quiesce(comet_reactor_t *r);
 
 /**
+ * Is the reactor winding down (quiesce or destroy called)? Thread-safe. A
+ * handler asks before it takes a connection from httpd: once taken, a TLS
+ * connection the reactor then refuses cannot be given back to mod_ssl to
+ * carry the stream's end frame.
+ * @return 1 or 0
+ */
+int comet_reactor_stopping(comet_reactor_t *r);
+
+/**
  * Hand a subscriber over; thread-safe. On success the reactor owns spec->fd
  * and spec->conn (on failure the caller still does).
  * @param held  for spec->fd == -1: receives the handle the caller's thread

@@ -156,8 +156,17 @@ static void end_now(request_rec *r, apr_bucket_brigade *bb, const comet_sub_spec
 static apr_status_t hand_to_loop(request_rec *r, apr_bucket_brigade *bb,
                                  comet_sub_spec_t *spec, int *taken)
 {
-    apr_status_t rv = comet_takeover(r, spec);
+    apr_status_t rv;
 
+    if (comet_reactor_stopping(comet_proc.reactor)) {
+        /* a stopping child's connection kept alive (a browser's, over
+         * TLS): the end frame through httpd, which still has it */
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, COMET_LOGNO(00133)
+                      "the subscriber loop is stopping: stream ends");
+        end_now(r, bb, spec);
+        return APR_SUCCESS;
+    }
+    rv = comet_takeover(r, spec);
     if (rv == APR_ENOTIMPL) {
         return rv;
     }
