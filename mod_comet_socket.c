@@ -400,6 +400,28 @@ static void sjs_release(const sjs_receiver_t *rcv)
     comet_proc.store->session.release(comet_proc.store, &rcv->ref, rcv->token);
 }
 
+/* A receiver whose client left before the loop had it (while its prelude
+ * went out, or as its connection was handed over): the session is over, as
+ * when the loop sees a receiver go (sub_interrupted, comet_reactor.c); its
+ * next receiver is told c[1002,"Connection interrupted"]. Then released. */
+static void sjs_release_left(sjs_req_t *q, const sjs_receiver_t *rcv, int resumable)
+{
+    if (q->r->connection->aborted && !resumable) {
+        comet_limits_t lim = { 10, 0, 64, 0 };
+        comet_publish_result_t res;
+        apr_status_t rv;
+
+        rv = comet_proc.store->publish(comet_proc.store, q->down, q->down_len,
+                                       COMET_SOCKJS_INTERRUPTED,
+                                       strlen(COMET_SOCKJS_INTERRUPTED), COMET_MSG_CLOSE,
+                                       &lim, &res);
+        ap_log_rerror(APLOG_MARK, rv == APR_SUCCESS ? APLOG_DEBUG : APLOG_ERR, rv, q->r,
+                      COMET_LOGNO(00216) "session %s: its receiver left: interrupted",
+                      q->sid);
+    }
+    sjs_release(rcv);
+}
+
 /* What a receiver says first: the transport's prelude, then "o" if the
  * session is new, or why it gets nothing if another receiver has it. Each
  * goes out on its own (its own chunk): clients that read a frame per chunk,
@@ -447,7 +469,7 @@ static int sjs_receive_open(sjs_req_t *q, const comet_transport_t *t,
     }
     comet_buf_free(&out);
     if (rc != DECLINED) {
-        sjs_release(rcv);
+        sjs_release_left(q, rcv, comet_request_arg(r, "resume") != NULL);
     }
     return rc;
 }
@@ -476,7 +498,7 @@ static int sjs_receive_stream(sjs_req_t *q, const comet_transport_t *t,
     spec.resumable = comet_request_arg(q->r, "resume") != NULL;
     rc = comet_stream_handoff(q->r, q->conf, &spec, &taken);
     if (!taken) {
-        sjs_release(rcv);
+        sjs_release_left(q, rcv, spec.resumable);
     }
     return rc;
 }

@@ -171,13 +171,17 @@ static apr_status_t hand_to_loop(request_rec *r, apr_bucket_brigade *bb,
         return rv;
     }
     if (rv != APR_SUCCESS) {
-        if (rv != APR_EOF) {
-            /* a client that resets meanwhile is a client going, not a fault */
-            int gone = APR_STATUS_IS_ECONNRESET(rv) || APR_STATUS_IS_EPIPE(rv)
-                       || APR_STATUS_IS_ECONNABORTED(rv);
+        /* a client that resets meanwhile is a client going, not a fault */
+        int gone = rv == APR_EOF || APR_STATUS_IS_ECONNRESET(rv) || APR_STATUS_IS_EPIPE(rv)
+                   || APR_STATUS_IS_ECONNABORTED(rv);
 
+        if (rv != APR_EOF) {
             comet_request_error(r, OK, gone ? APLOG_INFO : APLOG_ERR, rv,
                                 "cannot hand the stream over");
+        }
+        if (gone) {
+            /* the caller's to know (a SockJS receiver: its session is over) */
+            r->connection->aborted = 1;
         }
         if (!r->connection->aborted) {
             end_now(r, bb, spec);
