@@ -24,6 +24,7 @@
  *   begin_drain if stopping, flush_all, reap, store maintenance once a second
  */
 
+#define _GNU_SOURCE 1           /* struct ucred */
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -1831,13 +1832,16 @@ static void handoff_adopt(comet_reactor_t *r, const char *data, apr_size_t len, 
     close(fd);
 }
 
-/* Empty the wake socket: wake-ups (one is enough) and streams handed over. */
+/* Empty the wake socket: wake-ups (one is enough) and streams handed over.
+ * The socket's name is abstract, open to any local user: a stream is taken
+ * only from a process of our own user (SO_PASSCRED, set at creation), the
+ * others' descriptors are closed. */
 static void wake_read(comet_reactor_t *r, int wfd)
 {
     static __thread char buf[65536];
     union {
         struct cmsghdr h;
-        char b[CMSG_SPACE(sizeof(int))];
+        char b[CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(struct ucred))];
     } ctl;
 
     for (;;) {
@@ -1845,7 +1849,7 @@ static void wake_read(comet_reactor_t *r, int wfd)
         struct msghdr m;
         struct cmsghdr *c;
         ssize_t n;
-        int fd = -1;
+        int fd = -1, ours = 0;
 
         memset(&m, 0, sizeof(m));
         m.msg_iov = &iov;
@@ -1860,9 +1864,22 @@ static void wake_read(comet_reactor_t *r, int wfd)
                 && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
                 memcpy(&fd, CMSG_DATA(c), sizeof(int));
             }
+            else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS
+                     && c->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
+                struct ucred cr;
+                memcpy(&cr, CMSG_DATA(c), sizeof(cr));
+                ours = cr.uid == geteuid();
+            }
         }
-        if (n >= 4 && !memcmp(buf, COMET_HANDOFF_MAGIC, 4)) {
+        if (n >= 4 && !memcmp(buf, COMET_HANDOFF_MAGIC, 4) && ours) {
             handoff_adopt(r, buf, (apr_size_t)n, fd);
+        }
+        else if (n >= 4 && !memcmp(buf, COMET_HANDOFF_MAGIC, 4)) {
+            rlog(r, COMET_LOG_WARN, APR_EACCES, "comet: a stream handed over by a process "
+                 "of another user: refused");
+            if (fd >= 0) {
+                close(fd);
+            }
         }
         else if (fd >= 0) {
             close(fd);
@@ -2111,6 +2128,9 @@ apr_status_t comet_reactor_create(comet_reactor_t **rp, comet_store_t *store,
     r->dirty_tail = &r->dirty_head;
     rv = comet_loop_create(&r->loop, on_loop_wakeup, r);
     if (rv == APR_SUCCESS) {
+        int on = 1;
+        /* who sent a datagram: streams are taken from our own user only */
+        (void)setsockopt(wake_fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on));
         rv = comet_loop_io_add(r->loop, &r->wake_io, wake_fd, COMET_LOOP_READ, on_wake);
         if (rv != APR_SUCCESS) {
             comet_loop_destroy(r->loop);
