@@ -17,8 +17,8 @@ use List::Util qw(max sum);
 
 plan tests => 14, need_module('comet');
 
-my $children = <<'EOC';
-<IfModule mpm_event_module>
+# four children, none stopped (event and worker alike)
+my $threads = <<'EOC';
     ServerLimit 4
     StartServers 4
     ThreadsPerChild 25
@@ -27,17 +27,9 @@ my $children = <<'EOC';
     MaxSpareThreads 100
     MaxRequestWorkers 100
     MaxConnectionsPerChild 0
-</IfModule>
-<IfModule mpm_worker_module>
-    ServerLimit 4
-    StartServers 4
-    ThreadsPerChild 25
-    ThreadLimit 25
-    MinSpareThreads 25
-    MaxSpareThreads 100
-    MaxRequestWorkers 100
-    MaxConnectionsPerChild 0
-</IfModule>
+EOC
+my $children = join '', map { "<IfModule mpm_${_}_module>\n$threads</IfModule>\n" } qw(event worker);
+$children .= <<'EOC';
 <Location /comet-status>
     SetHandler comet-status
 </Location>
