@@ -36,6 +36,19 @@ my $M = sub { my $k = shift; sub { median(map { $_->{$k} } @_) } };
 # latencies of runs where something arrived ('-' when nothing did, as when
 # the server took no publish)
 my $L = sub { my $k = shift; sub { median(map { $_->{delivered} ? $_->{$k} : undef } @_) } };
+# How evenly the subscribers spread: the busiest server process's
+# descriptors over the mean of the processes holding subscribers (those with
+# a tenth of the mean at least: not the parent, nor the supervisor)
+sub spread {
+    my ($fds) = @_;
+    my @n = grep { /^\d+$/ } split /,/, $fds // '';
+    return undef unless @n;
+    my $all = sum(@n) / @n;
+    my @held = grep { $_ >= $all / 10 } @n;
+    return undef unless @held;
+    my $mean = sum(@held) / @held;
+    return $mean ? $n[0] / $mean : undef;
+}
 my @common_head = (
     [ 'runs', sub { scalar @_ }, '%d' ],
     [ 'machine load (1 min) at start', $M->('load1'), '%.2f' ],
@@ -66,6 +79,8 @@ my @fan = (
     [ 'server PSS with subs MiB', sub { median(map { $_->{pss_subs_kb} / 1024 } @_) }, '%.1f' ],
     [ 'server PSS after subs left MiB', sub { median(map { $_->{pss_after_kb} / 1024 } @_) }, '%.1f' ],
     [ 'most fds in one server process', $M->('srv_maxfd'), '%d' ],
+    [ 'busiest process / mean (fds)', sub { median(map { spread($_->{srv_fds}) } @_) }, '%.2f' ],
+    [ 'fds per process, first run', sub { $_[0]{srv_fds} // '-' }, 's' ],
     [ 'server threads (all processes)', $M->('srv_threads'), '%d' ],
     [ 'connect time s', $M->('connect_s'), '%.2f' ],
     [ 'publishes failed (all runs)', sub { sum(map { $_->{pub_err} } @_) }, '%d' ],

@@ -24,6 +24,7 @@
  *   begin_drain if stopping, flush_all, reap, store maintenance once a second
  */
 
+#define _GNU_SOURCE 1           /* struct ucred */
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -38,6 +39,7 @@
 #include <apr_atomic.h>
 #include <apr_strings.h>
 
+#include "comet_handoff.h"
 #include "comet_loop.h"
 #include "comet_reactor.h"
 
@@ -1784,18 +1786,116 @@ static void sub_on_io(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t events)
  ******************************************************************************/
 
 /* The store's wake socket: mark the channels our inbox names. */
+/* A stream another child's loop handed us (comet_handoff.h): subscribe
+ * this slot, give the sender's subscriptions back, and take it on as a
+ * handler's stream. What cannot be taken is closed: its client reconnects
+ * with its cursors. */
+static void handoff_adopt(comet_reactor_t *r, const char *data, apr_size_t len, int fd)
+{
+    comet_sub_spec_t spec;
+    comet_chan_ref_t theirs[COMET_SUB_CHANNELS_MAX];
+    apr_status_t rv = APR_EINVAL;
+    apr_size_t i, done = 0;
+    int from = 0;
+
+    if (fd < 0 || comet_handoff_unpack(data, len, &spec, &from) != APR_SUCCESS) {
+        rlog(r, COMET_LOG_WARN, rv, "comet: a stream handed over is not understood: closed");
+        if (fd >= 0) {
+            close(fd);
+        }
+        return;
+    }
+    memcpy(theirs, spec.refs, sizeof(theirs));
+    for (; done < spec.nchannels; done++) {
+        rv = r->store->subscribe(r->store, r->slot, spec.channels[done],
+                                 spec.channel_lens[done], 1, 0, &spec.refs[done]);
+        if (rv != APR_SUCCESS) {
+            break;
+        }
+    }
+    for (i = 0; i < spec.nchannels; i++) {
+        (void)r->store->unsubscribe(r->store, from, &theirs[i], 1);
+    }
+    if (done == spec.nchannels) {
+        spec.fd = fd;
+        spec.presubscribed = 1;
+        if ((rv = comet_reactor_add(r, &spec, NULL)) == APR_SUCCESS) {
+            rlog(r, COMET_LOG_TRACE, 0, "comet: stream of %s taken from slot %d", spec.peer,
+                 from);
+            return;
+        }
+    }
+    for (i = 0; i < done; i++) {
+        (void)r->store->unsubscribe(r->store, r->slot, &spec.refs[i], 1);
+    }
+    rlog(r, COMET_LOG_WARN, rv, "comet: a stream handed over cannot be taken: closed");
+    close(fd);
+}
+
+/* Empty the wake socket: wake-ups (one is enough) and streams handed over.
+ * The socket's name is abstract, open to any local user: a stream is taken
+ * only from a process of our own user (SO_PASSCRED, set at creation), the
+ * others' descriptors are closed. */
+static void wake_read(comet_reactor_t *r, int wfd)
+{
+    static __thread char buf[65536];
+    union {
+        struct cmsghdr h;
+        char b[CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(struct ucred))];
+    } ctl;
+
+    for (;;) {
+        struct iovec iov = { buf, sizeof(buf) };
+        struct msghdr m;
+        struct cmsghdr *c;
+        ssize_t n;
+        int fd = -1, ours = 0;
+
+        memset(&m, 0, sizeof(m));
+        m.msg_iov = &iov;
+        m.msg_iovlen = 1;
+        m.msg_control = ctl.b;
+        m.msg_controllen = sizeof(ctl.b);
+        if ((n = recvmsg(wfd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC)) <= 0) {
+            return;
+        }
+        for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS
+                && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+                memcpy(&fd, CMSG_DATA(c), sizeof(int));
+            }
+            else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS
+                     && c->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
+                struct ucred cr;
+                memcpy(&cr, CMSG_DATA(c), sizeof(cr));
+                ours = cr.uid == geteuid();
+            }
+        }
+        if (n >= 4 && !memcmp(buf, COMET_HANDOFF_MAGIC, 4) && ours) {
+            handoff_adopt(r, buf, (apr_size_t)n, fd);
+        }
+        else if (n >= 4 && !memcmp(buf, COMET_HANDOFF_MAGIC, 4)) {
+            rlog(r, COMET_LOG_WARN, APR_EACCES, "comet: a stream handed over by a process "
+                 "of another user: refused");
+            if (fd >= 0) {
+                close(fd);
+            }
+        }
+        else if (fd >= 0) {
+            close(fd);
+        }
+    }
+}
+
 static void on_wake(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t events)
 {
     comet_reactor_t *r = comet_loop_baton(l);
-    char buf[64];
     comet_chan_ref_t refs[1024];
     apr_size_t n, i;
     int overflow;
     apr_status_t rv;
 
-    while (recv(io->fd, buf, sizeof(buf), MSG_DONTWAIT) > 0) {
-        /* one datagram is enough; empty the queue */
-    }
+    wake_read(r, io->fd);
     rv = r->store->drain(r->store, r->slot, refs, sizeof(refs) / sizeof(refs[0]),
                          &n, &overflow);
     if (rv != APR_SUCCESS) {
@@ -2028,6 +2128,9 @@ apr_status_t comet_reactor_create(comet_reactor_t **rp, comet_store_t *store,
     r->dirty_tail = &r->dirty_head;
     rv = comet_loop_create(&r->loop, on_loop_wakeup, r);
     if (rv == APR_SUCCESS) {
+        int on = 1;
+        /* who sent a datagram: streams are taken from our own user only */
+        (void)setsockopt(wake_fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on));
         rv = comet_loop_io_add(r->loop, &r->wake_io, wake_fd, COMET_LOOP_READ, on_wake);
         if (rv != APR_SUCCESS) {
             comet_loop_destroy(r->loop);
@@ -2063,6 +2166,7 @@ void comet_reactor_quiesce(comet_reactor_t *r)
 {
     if (r) {
         apr_atomic_set32(&r->stopping, 1);
+        apr_atomic_set32(&r->cnt->draining, 1);
         comet_loop_wakeup(r->loop);
     }
 }
@@ -2105,6 +2209,9 @@ void comet_reactor_destroy(comet_reactor_t *r)
         return;
     }
     apr_atomic_set32(&r->stopping, 1);
+    if (r->cnt) {
+        apr_atomic_set32(&r->cnt->draining, 1);
+    }
     if (r->started) {
         comet_loop_wakeup(r->loop);
         pthread_join(r->thread, NULL);
@@ -2224,6 +2331,67 @@ static comet_held_t *held_create(comet_reactor_t *r, sub_t *s)
     h->refs = 2;
     h->limit = s->queue_limit;
     return h;
+}
+
+/* Of two live children's slots drawn at random, the one with fewer
+ * streams, if this one has two more at least; else 0. */
+static int forward_pick(comet_reactor_t *r)
+{
+    static __thread unsigned int seed;
+    comet_slot_info_t slots[256];
+    int cand[256];
+    apr_size_t n = 0, i, k = 0;
+    apr_uint32_t mine = apr_atomic_read32(&r->cnt->subscribers);
+    int a, b;
+
+    if (mine < 2 || !r->store->slot_list || !r->store->slot_send
+        || r->store->slot_list(r->store, slots, sizeof(slots) / sizeof(slots[0]), &n)
+           != APR_SUCCESS) {
+        return 0;
+    }
+    for (i = 0; i < n; i++) {
+        if (slots[i].slot != r->slot && slots[i].counters.kind == COMET_SLOT_CHILD
+            && !slots[i].counters.draining) {
+            cand[k++] = (int)i;
+        }
+    }
+    if (!k) {
+        return 0;
+    }
+    if (!seed) {
+        seed = (unsigned int)apr_time_now() ^ (unsigned int)(apr_uintptr_t)&seed;
+    }
+    a = cand[rand_r(&seed) % k];
+    b = cand[rand_r(&seed) % k];
+    if (slots[b].counters.subscribers < slots[a].counters.subscribers) {
+        a = b;
+    }
+    return slots[a].counters.subscribers + 2 <= mine ? slots[a].slot : 0;
+}
+
+apr_status_t comet_reactor_forward(comet_reactor_t *r, const comet_sub_spec_t *spec)
+{
+    comet_buf_t b = { 0 };
+    apr_status_t rv;
+    int to;
+
+    if (!comet_handoff_movable(spec)) {
+        return APR_ENOTIMPL;
+    }
+    if (apr_atomic_read32(&r->stopping) || !(to = forward_pick(r))) {
+        return APR_EAGAIN;
+    }
+    if (comet_handoff_pack(&b, spec, r->slot) < 0) {
+        comet_buf_free(&b);
+        return APR_ENOMEM;
+    }
+    rv = r->store->slot_send(r->store, to, b.data, b.len, spec->fd);
+    comet_buf_free(&b);
+    if (rv == APR_SUCCESS) {
+        rlog(r, COMET_LOG_TRACE, 0, "comet: stream of %s handed to slot %d",
+             spec->peer ? spec->peer : "-", to);
+    }
+    return rv;
 }
 
 int comet_reactor_stopping(comet_reactor_t *r)

@@ -142,6 +142,19 @@ int comet_reactor_stopping(comet_reactor_t *r);
 apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
                                comet_held_t **held);
 
+/**
+ * CometBalance: hand a new stream to the loop of another child with fewer
+ * streams (comet_handoff.h), when this child has more than its share: of
+ * two live children drawn at random, the one with fewer, if it has two
+ * fewer than this one at least. Thread-safe (a handler's thread). On
+ * success the other child has the connection (its own descriptor: close
+ * spec->fd) and this slot's subscriptions of spec->refs are its to give
+ * back; otherwise nothing changed and the stream stays here.
+ * @return APR_SUCCESS; APR_EAGAIN: no better place (or its queue is full);
+ *         APR_ENOTIMPL: this stream cannot move; another error of the send
+ */
+apr_status_t comet_reactor_forward(comet_reactor_t *r, const comet_sub_spec_t *spec);
+
 /** Current figures; thread-safe, approximate. */
 void comet_reactor_counts(comet_reactor_t *r, comet_reactor_counts_t *c);
 

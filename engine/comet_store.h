@@ -104,6 +104,7 @@ typedef struct comet_slot_counters_t {
     apr_uint64_t delivered_bytes;    /**< bytes of those messages' bodies */
     apr_uint64_t dropped;            /**< streams dropped for a client too slow */
     apr_uint64_t gaps;               /**< streams that missed messages (buffer) */
+    apr_uint32_t draining;           /**< its loop is winding down: takes no stream */
 } comet_slot_counters_t;
 
 /** One live slot, as comet_store_t.slot_list reports it. */
@@ -307,6 +308,16 @@ struct comet_store_t {
      */
     apr_status_t (*slot_list)(comet_store_t *st, comet_slot_info_t *out, apr_size_t max,
                               apr_size_t *n);
+
+    /**
+     * Send a datagram to a slot's wake descriptor, with a descriptor of
+     * this process (fd >= 0: passed as SCM_RIGHTS, the receiver gets its
+     * own copy), without blocking: a stream handed to another child's loop.
+     * @return APR_SUCCESS; APR_EAGAIN if its queue is full; another error
+     *         if no process is there
+     */
+    apr_status_t (*slot_send)(comet_store_t *st, int slot, const void *data, apr_size_t len,
+                              int fd);
 
     /** Sessions (see comet_store_session_ops_t). */
     comet_store_session_ops_t session;

@@ -839,6 +839,43 @@ static void wake_slots(shm_store_t *s, const int *wake, int n)
     }
 }
 
+static apr_status_t shm_slot_send(comet_store_t *st, int slot, const void *data,
+                                  apr_size_t len, int fd)
+{
+    shm_store_t *s = (shm_store_t *)st;
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    struct sockaddr_un sa;
+    struct iovec iov;
+    struct msghdr m;
+
+    if (slot < 1 || (apr_uint32_t)slot > s->hdr->nslots) {
+        return APR_EINVAL;
+    }
+    memset(&m, 0, sizeof(m));
+    m.msg_namelen = slot_addr(s, slot, &sa);
+    m.msg_name = &sa;
+    iov.iov_base = (void *)data;
+    iov.iov_len = len;
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    if (fd >= 0) {
+        memset(&ctl, 0, sizeof(ctl));
+        m.msg_control = ctl.buf;
+        m.msg_controllen = sizeof(ctl.buf);
+        CMSG_FIRSTHDR(&m)->cmsg_level = SOL_SOCKET;
+        CMSG_FIRSTHDR(&m)->cmsg_type = SCM_RIGHTS;
+        CMSG_FIRSTHDR(&m)->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(CMSG_FIRSTHDR(&m)), &fd, sizeof(int));
+    }
+    if (sendmsg(s->send_fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+        return errno == EAGAIN || errno == EWOULDBLOCK ? APR_EAGAIN : APR_FROM_OS_ERROR(errno);
+    }
+    return APR_SUCCESS;
+}
+
 /* Add a slot's counters to the totals of slots gone, and zero them. */
 static void slot_retire_counters(shm_store_t *s, shm_slot_t *sl)
 {
@@ -1737,6 +1774,7 @@ static apr_status_t shm_slot_list(comet_store_t *st, comet_slot_info_t *out, apr
         o->counters.delivered_bytes = apr_atomic_read64(&sl->counters.delivered_bytes);
         o->counters.dropped = apr_atomic_read64(&sl->counters.dropped);
         o->counters.gaps = apr_atomic_read64(&sl->counters.gaps);
+        o->counters.draining = apr_atomic_read32(&sl->counters.draining);
     }
     unlock_store(s);
     return APR_SUCCESS;
@@ -1993,6 +2031,7 @@ apr_status_t comet_store_shm_open(comet_store_t **st, apr_pool_t *p, void *base,
     s->pub.stats = shm_stats;
     s->pub.slot_counters = shm_slot_counters;
     s->pub.slot_list = shm_slot_list;
+    s->pub.slot_send = shm_slot_send;
     s->pub.session.open = shm_session_open;
     s->pub.session.claim = shm_receiver_claim;
     s->pub.session.release = shm_receiver_release;

@@ -45,6 +45,7 @@ typedef enum {
     COMET_CONF_SOCKET_WEBSOCKET,      /**< CometSocketWebSocket */
     COMET_CONF_WEBSOCKET_PUBLISH,     /**< CometWebSocketPublish */
     COMET_CONF_WEBSOCKET_DEFLATE,     /**< CometWebSocketCompression */
+    COMET_CONF_BALANCE,               /**< CometBalance */
     /* server-wide */
     COMET_CONF_SHM_SIZE,              /**< CometSharedMemory */
     COMET_CONF_MAX_CHANNELS,          /**< CometMaxChannels */

@@ -153,8 +153,30 @@ static void end_now(request_rec *r, apr_bucket_brigade *bb, const comet_sub_spec
 /* The loop takes the connection (comet_takeover.h). @return APR_ENOTIMPL
  * if it cannot: a thread must keep the stream; APR_SUCCESS otherwise (the
  * stream is the loop's, or over). */
-static apr_status_t hand_to_loop(request_rec *r, apr_bucket_brigade *bb,
-                                 comet_sub_spec_t *spec, int *taken)
+/* CometBalance: the loop of a child with fewer streams takes it, this
+ * child's gives its subscriptions back. @return 1 if it did */
+static int hand_to_other(request_rec *r, const comet_dir_conf_t *conf, comet_sub_spec_t *spec)
+{
+    apr_status_t rv;
+
+    if (!COMET_CONF(conf, COMET_CONF_BALANCE)
+        || (rv = comet_reactor_forward(comet_proc.reactor, spec)) == APR_ENOTIMPL
+        || rv == APR_EAGAIN) {
+        return 0;
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r, COMET_LOGNO(00135)
+                      "cannot hand the stream to another child: it stays here");
+        return 0;
+    }
+    close(spec->fd);
+    spec->fd = -1;
+    comet_takeover_commit(r);
+    return 1;
+}
+
+static apr_status_t hand_to_loop(request_rec *r, const comet_dir_conf_t *conf,
+                                 apr_bucket_brigade *bb, comet_sub_spec_t *spec, int *taken)
 {
     apr_status_t rv;
 
@@ -186,6 +208,10 @@ static apr_status_t hand_to_loop(request_rec *r, apr_bucket_brigade *bb,
         if (!r->connection->aborted) {
             end_now(r, bb, spec);
         }
+        return APR_SUCCESS;
+    }
+    if (hand_to_other(r, conf, spec)) {
+        *taken = 1;
         return APR_SUCCESS;
     }
     rv = comet_reactor_add(comet_proc.reactor, spec, NULL);
@@ -284,7 +310,7 @@ int comet_stream_handoff(request_rec *r, const comet_dir_conf_t *conf,
                                    "this child has no subscriber loop (see earlier errors)");
     }
     if (COMET_CONF(conf, COMET_CONF_STREAM_MODE) == COMET_MODE_AUTO
-        && hand_to_loop(r, bb, spec, taken) != APR_ENOTIMPL) {
+        && hand_to_loop(r, conf, bb, spec, taken) != APR_ENOTIMPL) {
         return OK;
     }
     if (spec->websocket) {

@@ -1,0 +1,54 @@
+/* Licensed under the Apache License, Version 2.0 (the "License"); see LICENSE. */
+
+/**
+ * @file comet_handoff.h
+ * @brief A new stream handed from the loop of the child that accepted it
+ *        to another child's loop (CometBalance): what the other loop needs
+ *        to take it on, packed into one datagram sent with the socket
+ *        (SCM_RIGHTS, comet_store_t.slot_send) to that child's wake socket.
+ *
+ *   child A (accepted it)                       child B (fewest streams)
+ *   handler: headers and open frame written
+ *   comet_reactor_forward: pack + socket  --->  wake socket: "CMTH" datagram
+ *   A forgets the connection                    subscribe B, unsubscribe A
+ *                                               comet_reactor_add: replay
+ *                                               after each cursor, go on
+ *
+ * Only what a handler hands a loop at the start moves: a plain socket of a
+ * channel stream whose response has begun (no TLS session, no WebSocket,
+ * no session receiver, nothing read ahead). The cursors are exact (the
+ * handler subscribed A first), so B's replay fills what was published
+ * meanwhile.
+ *
+ * APR types only; no I/O.
+ */
+#ifndef COMET_HANDOFF_H
+#define COMET_HANDOFF_H
+
+#include "comet_reactor.h"
+
+/** The first bytes of a handoff datagram (a wake-up is one byte). */
+#define COMET_HANDOFF_MAGIC "CMTH"
+
+/**
+ * Can this stream move (see above)?
+ * @return 1 or 0
+ */
+int comet_handoff_movable(const comet_sub_spec_t *spec);
+
+/**
+ * Pack a movable stream's spec (its channels' refs are `from_slot`'s
+ * subscriptions, which the receiver gives back).
+ * @return 0, or -1 (out of memory, or a spec that cannot move)
+ */
+int comet_handoff_pack(comet_buf_t *out, const comet_sub_spec_t *spec, int from_slot);
+
+/**
+ * Unpack a datagram into spec (fd -1; strings point into `data`, which
+ * must outlive the use of spec).
+ * @return APR_SUCCESS, or APR_EINVAL for what is not a whole handoff
+ */
+apr_status_t comet_handoff_unpack(const char *data, apr_size_t len, comet_sub_spec_t *spec,
+                                  int *from_slot);
+
+#endif /* COMET_HANDOFF_H */

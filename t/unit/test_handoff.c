@@ -1,0 +1,254 @@
+/* Licensed under the Apache License, Version 2.0 (the "License"); see LICENSE. */
+
+/* Unit tests of a stream handed to another loop (comet_handoff.h,
+ * comet_reactor_forward): the datagram packed and read back, what is not
+ * one refused, then two reactors on two slots of one store, a stream
+ * (one end of a socketpair) added to the busier and handed to the other,
+ * which then delivers what is published, after the cursor, once. */
+
+#include <stdlib.h>
+#include <unistd.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <apr_general.h>
+#include <apr_shm.h>
+#include <apr_global_mutex.h>
+
+#include "comet_handoff.h"
+#include "comet_store_shm.h"
+#include "unit.h"
+
+static apr_pool_t *pool;
+static comet_store_t *st;
+
+static void quiet_log(void *baton, comet_log_level_t level, apr_status_t rv, const char *msg)
+{
+    (void)baton;
+    (void)level;
+    (void)rv;
+    if (getenv("UNIT_VERBOSE")) {
+        printf("# log: %s\n", msg);
+    }
+}
+
+static void setup(void)
+{
+    apr_size_t size = comet_store_shm_size(8 << 20);
+    apr_global_mutex_t *mutex;
+    apr_shm_t *shm;
+    apr_status_t rv;
+
+    rv = apr_shm_create(&shm, size, NULL, pool);
+    if (rv == APR_SUCCESS) {
+        rv = comet_store_shm_init(apr_shm_baseaddr_get(shm), size, 4, "unit-handoff", 1);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = apr_global_mutex_create(&mutex, NULL, APR_LOCK_DEFAULT, pool);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = comet_store_shm_open(&st, pool, apr_shm_baseaddr_get(shm), mutex);
+    }
+    if (rv != APR_SUCCESS) {
+        printf("Bail out! store setup failed: %d\n", rv);
+        exit(1);
+    }
+}
+
+static void spec_init(comet_sub_spec_t *spec, const char *chan, int fd)
+{
+    memset(spec, 0, sizeof(*spec));
+    spec->transport = comet_transport_find("stream");
+    spec->fd = fd;
+    spec->nchannels = 1;
+    spec->channels[0] = chan;
+    spec->channel_lens[0] = strlen(chan);
+    spec->since[0] = 0;
+    spec->heartbeat = apr_time_from_sec(30);
+    spec->lifetime = apr_time_from_sec(600);
+    spec->byte_limit = 1 << 20;
+    spec->queue_limit = 65536;
+    spec->peer = "192.0.2.7";
+    spec->params.retry = apr_time_from_msec(1500);
+    spec->presubscribed = 1;
+}
+
+static void test_pack(void)
+{
+    comet_sub_spec_t a, b;
+    comet_buf_t buf = { 0 };
+    int from = 0;
+    apr_size_t cut;
+
+    spec_init(&a, "news", 5);
+    a.nchannels = 2;
+    a.channels[1] = "sport";
+    a.channel_lens[1] = 5;
+    a.since[1] = 1234567890123ULL;
+    a.refs[0].idx = 3;
+    a.refs[0].gen = 9;
+    a.refs[1].idx = 4;
+    a.refs[1].gen = 10;
+    a.chunked = 1;
+    a.params.callback = "parent.cb";
+    OK(comet_handoff_pack(&buf, &a, 2) == 0, "a stream is packed");
+    OK(comet_handoff_unpack(buf.data, buf.len, &b, &from) == APR_SUCCESS && from == 2,
+       "... and read back, from slot 2");
+    OK(b.transport == a.transport && b.chunked && b.fd == -1 && b.nchannels == 2
+       && b.heartbeat == a.heartbeat && b.lifetime == a.lifetime
+       && b.byte_limit == a.byte_limit && b.queue_limit == a.queue_limit
+       && b.params.retry == a.params.retry,
+       "... transport, framing, limits and deadlines as they were");
+    OK(b.channel_lens[1] == 5 && !strcmp(b.channels[1], "sport") && b.since[1] == a.since[1]
+       && b.refs[1].idx == 4 && b.refs[1].gen == 10 && !strcmp(b.channels[0], "news"),
+       "... each channel with its cursor and subscription");
+    IS_STR(b.peer, "192.0.2.7", "... the peer");
+    IS_STR(b.params.callback, "parent.cb", "... the callback");
+    for (cut = 0; cut < buf.len; cut++) {
+        if (comet_handoff_unpack(buf.data, cut, &b, &from) == APR_SUCCESS) {
+            break;
+        }
+    }
+    OK(cut == buf.len, "every truncation of it is refused");
+    buf.data[0] = 'X';
+    OK(comet_handoff_unpack(buf.data, buf.len, &b, &from) == APR_EINVAL, "a wake-up is not one");
+    comet_buf_free(&buf);
+
+    spec_init(&a, "news", -1);
+    OK(comet_handoff_pack(&buf, &a, 2) < 0, "a held stream (no socket of the loop) cannot move");
+    spec_init(&a, "news", 5);
+    a.websocket = 1;
+    OK(!comet_handoff_movable(&a), "nor a WebSocket");
+    spec_init(&a, "news", 5);
+    a.session = 1;
+    OK(!comet_handoff_movable(&a), "nor a session's receiver");
+    comet_buf_free(&buf);
+}
+
+/* Read what the client end has within `ms`, appended to out. */
+static void client_read(int fd, char *out, apr_size_t max, int ms)
+{
+    struct pollfd p = { fd, POLLIN, 0 };
+    apr_size_t len = strlen(out);
+
+    while (len + 1 < max && poll(&p, 1, ms) > 0) {
+        ssize_t n = read(fd, out + len, max - 1 - len);
+        if (n <= 0) {
+            break;
+        }
+        len += (apr_size_t)n;
+        out[len] = '\0';
+        ms = 100;
+    }
+}
+
+static void test_forward(void)
+{
+    comet_reactor_t *ra, *rb;
+    comet_reactor_counts_t ca, cb;
+    comet_limits_t lim = { 100, 0, 65536, 0 };
+    comet_publish_result_t res;
+    comet_sub_spec_t spec;
+    comet_slot_info_t slots[8];
+    char got[4096] = "";
+    int sa, sb, wa, wb, sv[2], fill[2][2], i, k;
+    apr_size_t n = 0;
+
+    if (st->slot_claim(st, &sa, &wa) != APR_SUCCESS
+        || st->slot_claim(st, &sb, &wb) != APR_SUCCESS
+        || comet_reactor_create(&ra, st, sa, wa, quiet_log, NULL) != APR_SUCCESS
+        || comet_reactor_create(&rb, st, sb, wb, quiet_log, NULL) != APR_SUCCESS
+        || comet_reactor_start(ra) != APR_SUCCESS || comet_reactor_start(rb) != APR_SUCCESS) {
+        printf("Bail out! two reactors\n");
+        exit(1);
+    }
+    /* A holds two streams already, B none */
+    for (i = 0; i < 2; i++) {
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, fill[i]) != 0) {
+            printf("Bail out! socketpair\n");
+            exit(1);
+        }
+        spec_init(&spec, "other", fill[i][0]);
+        st->subscribe(st, sa, "other", 5, 1, 0, &spec.refs[0]);
+        OK(comet_reactor_add(ra, &spec, NULL) == APR_SUCCESS, "a stream on A (%d)", i + 1);
+    }
+    for (k = 0; k < 100; k++) {
+        comet_reactor_counts(ra, &ca);
+        if (ca.subscribers == 2) {
+            break;
+        }
+        usleep(10000);
+    }
+    st->publish(st, "news", 4, "before", 6, 0, &lim, &res);
+
+    /* a third: subscribed on A by its handler, its cursor before "after" */
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) {
+        printf("Bail out! socketpair\n");
+        exit(1);
+    }
+    spec_init(&spec, "news", sv[0]);
+    spec.since[0] = res.id;
+    OK(st->subscribe(st, sa, "news", 4, 1, 0, &spec.refs[0]) == APR_SUCCESS,
+       "a third stream's channel subscribed on A");
+    st->publish(st, "news", 4, "meanwhile", 9, 0, &lim, &res);
+    OK(comet_reactor_forward(ra, &spec) == APR_SUCCESS, "A hands it to B, which has fewer");
+    close(sv[0]);
+    for (k = 0; k < 100; k++) {
+        comet_reactor_counts(rb, &cb);
+        if (cb.subscribers == 1) {
+            break;
+        }
+        usleep(10000);
+    }
+    OK(cb.subscribers == 1, "B holds it");
+    st->publish(st, "news", 4, "after", 5, 0, &lim, &res);
+    client_read(sv[1], got, sizeof(got), 2000);
+    OK(strstr(got, "\"meanwhile\"") && strstr(got, "\"after\"") && !strstr(got, "\"before\""),
+       "its client gets what followed its cursor, through B");
+    OK(strstr(got, "\"meanwhile\"") < strstr(got, "\"after\"")
+       && !strstr(strstr(got, "\"after\"") + 1, "\"after\""), "... in order, once");
+    if (!strstr(got, "\"after\"")) {
+        printf("# got: %s\n", got);
+    }
+    st->slot_list(st, slots, 8, &n);
+    for (i = 0; i < (int)n; i++) {
+        if (slots[i].slot == sa) {
+            OK(slots[i].counters.subscribers == 2, "A still counts its two (%u)",
+               slots[i].counters.subscribers);
+        }
+    }
+    {
+        comet_channel_info_t info;
+        OK(st->info(st, "news", 4, &info) == APR_SUCCESS && info.subscribers == 1,
+           "the channel counts one subscriber: A's subscription went with the stream (%u)",
+           info.subscribers);
+    }
+    /* equal counts: nothing moves */
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0) {
+        spec_init(&spec, "news", sv[0]);
+        OK(comet_reactor_forward(rb, &spec) == APR_EAGAIN, "B, with fewer, keeps what it gets");
+        close(sv[0]);
+        close(sv[1]);
+    }
+    comet_reactor_quiesce(rb);
+    st->slot_list(st, slots, 8, &n);
+    for (i = 0; i < (int)n; i++) {
+        if (slots[i].slot == sb) {
+            OK(slots[i].counters.draining == 1, "a winding-down loop says so");
+        }
+    }
+    comet_reactor_destroy(ra);
+    comet_reactor_destroy(rb);
+}
+
+int main(void)
+{
+    apr_initialize();
+    apr_pool_create(&pool, NULL);
+    setup();
+    test_pack();
+    test_forward();
+    apr_pool_destroy(pool);
+    apr_terminate();
+    return UNIT_DONE();
+}
