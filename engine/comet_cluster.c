@@ -835,10 +835,24 @@ static notice_t *notice_new(comet_cluster_t *cl, char kind, const char *chan, ap
     return n;
 }
 
-/* How many entries one XRANGE of a catch-up asks for. */
+/* Between two pages of a catch-up: time for the children's loops to read
+ * what the last page brought before the next turns their buffer over. */
+#define CATCHUP_PAUSE apr_time_from_msec(20)
+
+/* How many entries one XRANGE of a catch-up asks for: half the channel's
+ * buffer at most (256 at most), so that a page never pushes out of the
+ * buffer what its streams have not read yet. */
 static apr_size_t range_count(const notice_t *n)
 {
-    return n->only ? 1 : 256;
+    apr_size_t half = n->lim.buffer_length / 2;
+
+    if (n->only) {
+        return 1;
+    }
+    if (!n->lim.buffer_length || half > 256) {
+        return 256;
+    }
+    return half < 1 ? 1 : half;
 }
 
 typedef struct {
@@ -943,8 +957,9 @@ static void on_range(comet_redis_t *r, apr_status_t status, const redisReply *re
         }
     }
     if (!n->only && last && reply->elements >= range_count(n)) {
-        n->since = last;          /* a full page: there may be more */
-        range_send(n);
+        n->since = last;          /* a full page: there may be more, after a pause */
+        comet_loop_timer_set(cl->loop, &n->retry, apr_time_now() + CATCHUP_PAUSE,
+                             on_range_retry);
         return;
     }
     if (n->failed) {
