@@ -1421,6 +1421,10 @@ apr_status_t comet_cluster_follow(comet_cluster_t **clp, apr_pool_t *p, comet_lo
     }
     so.subscriber = 1;
     so.ping_interval = apr_time_from_sec(5);
+    /* back within a second of Redis: what is published meanwhile must
+     * still be in the channel's stream (MAXLEN CometMessageBuffer) when
+     * the catch-up reads it */
+    so.retry_max = co.retry_max = apr_time_from_sec(1);
     so.state = on_state;
     so.state_baton = cl;
     co.ping_interval = apr_time_from_sec(5);

@@ -269,7 +269,9 @@ for my $tr (qw(iframe sse longpoll websocket)) {
             my $r = eval { pub_on($A, $fc, "k$i") };
             print $fh $r && $r->{status} == 201 ? "$r->{json}{id} k$i\n"
                                                 : "no k$i " . ($r ? $r->{status} : 'error') . "\n";
-            sleep 0.01;
+            # ~40 a second: what B's supervisor (back within a second of
+            # Redis) reads must still be in the stream (CometMessageBuffer 100)
+            sleep 0.02;
         }
         POSIX::_exit(0);
     }
