@@ -1785,7 +1785,6 @@ static void sub_on_io(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t events)
  * the loop
  ******************************************************************************/
 
-/* The store's wake socket: mark the channels our inbox names. */
 /* A stream another child's loop handed us (comet_handoff.h): subscribe
  * this slot, give the sender's subscriptions back, and take it on as a
  * handler's stream. What cannot be taken is closed: its client reconnects
@@ -1873,20 +1872,19 @@ static void wake_read(comet_reactor_t *r, int wfd)
         }
         if (n >= 4 && !memcmp(buf, COMET_HANDOFF_MAGIC, 4) && ours) {
             handoff_adopt(r, buf, (apr_size_t)n, fd);
+            continue;
         }
-        else if (n >= 4 && !memcmp(buf, COMET_HANDOFF_MAGIC, 4)) {
+        if (n >= 4 && !memcmp(buf, COMET_HANDOFF_MAGIC, 4)) {
             rlog(r, COMET_LOG_WARN, APR_EACCES, "comet: a stream handed over by a process "
                  "of another user: refused");
-            if (fd >= 0) {
-                close(fd);
-            }
         }
-        else if (fd >= 0) {
+        if (fd >= 0) {
             close(fd);
         }
     }
 }
 
+/* The store's wake socket: mark the channels our inbox names. */
 static void on_wake(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t events)
 {
     comet_reactor_t *r = comet_loop_baton(l);
