@@ -98,8 +98,9 @@ static void comet_child_init(apr_pool_t *pchild, server_rec *s)
 
 static void comet_child_stopping(apr_pool_t *pchild, int graceful)
 {
-    /* end the streams now: clients come back to the next generation */
-    comet_proc_child_stopping();
+    /* the streams move to live children, or end now: their clients come
+     * back to the next generation */
+    comet_proc_child_stopping(graceful);
 }
 
 /*******************************************************************************

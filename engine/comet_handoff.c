@@ -1,6 +1,6 @@
 /* Licensed under the Apache License, Version 2.0 (the "License"); see LICENSE. */
 
-/* A new stream handed to another child's loop; see comet_handoff.h.
+/* A stream handed to another child's loop; see comet_handoff.h.
  *
  * The datagram, little-endian as the host writes it (both ends are the same
  * binary on the same machine; the version guards a graceful restart to
@@ -8,7 +8,7 @@
  *
  *   "CMTH" u32 version  u32 from_slot  u32 transport  u32 flags
  *   i64 heartbeat  i64 lifetime  u64 byte_limit  u64 queue_limit
- *   i64 params.heartbeat  i64 params.retry
+ *   i64 params.heartbeat  i64 params.retry  u64 written  i64 end_at
  *   str peer  str callback (length ~0: none)  u32 nchannels
  *   nchannels x { str name  u64 since  u32 ref.idx  u32 ref.gen }
  *
@@ -20,9 +20,10 @@
 
 #include "comet_handoff.h"
 
-#define VERSION 1
+#define VERSION 2
 #define NO_STRING 0xffffffffu
 #define FLAG_CHUNKED 1u
+#define FLAG_LIVE    2u           /* a running stream (spec->live) */
 
 /* The transports of channel streams over HTTP: those that can move. */
 static const comet_transport_t *const movable[] = {
@@ -88,11 +89,12 @@ int comet_handoff_pack(comet_buf_t *out, const comet_sub_spec_t *spec, int from_
     rc = put(out, COMET_HANDOFF_MAGIC, 4) || put32(out, VERSION)
          || put32(out, (apr_uint32_t)from_slot)
          || put32(out, (apr_uint32_t)spec->transport->index)
-         || put32(out, spec->chunked ? FLAG_CHUNKED : 0)
+         || put32(out, (spec->chunked ? FLAG_CHUNKED : 0) | (spec->live ? FLAG_LIVE : 0))
          || put64(out, (apr_uint64_t)spec->heartbeat) || put64(out, (apr_uint64_t)spec->lifetime)
          || put64(out, spec->byte_limit) || put64(out, spec->queue_limit)
          || put64(out, (apr_uint64_t)spec->params.heartbeat)
          || put64(out, (apr_uint64_t)spec->params.retry)
+         || put64(out, spec->written) || put64(out, (apr_uint64_t)spec->end_at)
          || put_str(out, spec->peer ? spec->peer : "-", strlen(spec->peer ? spec->peer : "-"))
          || put_str(out, cb, cb ? strlen(cb) : 0)
          || put32(out, (apr_uint32_t)spec->nchannels);
@@ -167,6 +169,7 @@ apr_status_t comet_handoff_unpack(const char *data, apr_size_t len, comet_sub_sp
     reader_t rd = { data, data + len, 0 };
     const char *peer, *cb;
     apr_size_t n, i, t;
+    apr_uint32_t flags;
 
     memset(spec, 0, sizeof(*spec));
     spec->fd = -1;
@@ -182,13 +185,17 @@ apr_status_t comet_handoff_unpack(const char *data, apr_size_t len, comet_sub_sp
     if (rd.bad || !(spec->transport = transport_of((apr_uint32_t)t))) {
         return APR_EINVAL;
     }
-    spec->chunked = (get32(&rd) & FLAG_CHUNKED) != 0;
+    flags = get32(&rd);
+    spec->chunked = (flags & FLAG_CHUNKED) != 0;
+    spec->live = (flags & FLAG_LIVE) != 0;
     spec->heartbeat = (apr_interval_time_t)get64(&rd);
     spec->lifetime = (apr_interval_time_t)get64(&rd);
     spec->byte_limit = (apr_size_t)get64(&rd);
     spec->queue_limit = (apr_size_t)get64(&rd);
     spec->params.heartbeat = (apr_interval_time_t)get64(&rd);
     spec->params.retry = (apr_interval_time_t)get64(&rd);
+    spec->written = (apr_size_t)get64(&rd);
+    spec->end_at = (apr_time_t)get64(&rd);
     peer = get_str(&rd, &n);
     spec->peer = peer;
     cb = get_str(&rd, &n);

@@ -2,10 +2,12 @@
 
 /**
  * @file comet_handoff.h
- * @brief A new stream handed from the loop of the child that accepted it
- *        to another child's loop (CometBalance): what the other loop needs
- *        to take it on, packed into one datagram sent with the socket
- *        (SCM_RIGHTS, comet_store_t.slot_send) to that child's wake socket.
+ * @brief A stream handed from one child's loop to another's: a new one
+ *        from the child that accepted it (CometBalance), or a running one
+ *        from a child that stops (CometMoveStreams). What the other loop
+ *        needs to take it on is packed into one datagram sent with the
+ *        socket (SCM_RIGHTS, comet_store_t.slot_send) to that child's wake
+ *        socket.
  *
  *   child A (accepted it)                       child B (fewest streams)
  *   handler: headers and open frame written
@@ -14,11 +16,17 @@
  *                                               comet_reactor_add: replay
  *                                               after each cursor, go on
  *
- * Only what a handler hands a loop at the start moves: a plain socket of a
- * channel stream whose response has begun (no TLS session, no WebSocket,
- * no session receiver, nothing read ahead). The cursors are exact (the
- * handler subscribed A first), so B's replay fills what was published
- * meanwhile.
+ * Only a plain socket of a channel stream whose response has begun moves
+ * (no TLS session, no WebSocket, no session receiver, nothing read ahead).
+ * The cursors are exact (the handler subscribed A first; a running stream
+ * moves with nothing left to write), so B's replay fills what was
+ * published meanwhile.
+ *
+ *   child A (stopping: graceful, recycled, reaped)   live child B
+ *   each stream with nothing queued: pack (live:
+ *   cursors, bytes written, deadline) + socket  --->  subscribe B, replay
+ *   A closes its descriptor, writes nothing,          after each cursor,
+ *   unsubscribes as for any stream that ends          go on
  *
  * APR types only; no I/O.
  */
@@ -37,8 +45,9 @@
 int comet_handoff_movable(const comet_sub_spec_t *spec);
 
 /**
- * Pack a movable stream's spec (its channels' refs are `from_slot`'s
- * subscriptions, which the receiver gives back).
+ * Pack a movable stream's spec. A new stream's channel refs are
+ * `from_slot`'s subscriptions, which the receiver gives back; a running
+ * one's (spec->live) stay the sender's, which gives them back itself.
  * @return 0, or -1 (out of memory, or a spec that cannot move)
  */
 int comet_handoff_pack(comet_buf_t *out, const comet_sub_spec_t *spec, int from_slot);

@@ -21,7 +21,8 @@
  *   comet_loop_poll: socket events, wake socket (on_wake), commands (on_cmd)
  *   pull_dirty:      fetch what the wake-ups named, hand it out
  *   comet_loop_expire: subscriber timers (heartbeat, lifetime, close grace)
- *   begin_drain if stopping, flush_all, reap, store maintenance once a second
+ *   begin_drain if stopping, flush_all, move_step while a stopping child's
+ *   streams move, reap, store maintenance once a second
  */
 
 #define _GNU_SOURCE 1           /* struct ucred */
@@ -52,6 +53,10 @@
  * would otherwise hold its socket until TCP gives up, minutes later */
 #define WS_IDLE(hb)      ((hb) * 5 / 2)
 #define MAINT_EVERY      apr_time_from_sec(1)
+/* a stopping child's streams wait this long for a live child to take them
+ * (a graceful restart's next generation is up within a second or two) */
+#define MOVE_WAIT        apr_time_from_sec(5)
+#define MOVE_RETRY       apr_time_from_msec(5)
 #define READ_DISCARD_MAX 65536
 #define BATCH_MAX        256
 
@@ -179,8 +184,13 @@ struct comet_reactor_t {
     comet_held_t *rel_head;       /* held subscribers their handler gave up */
     int exited;                   /* the loop is over: no more commands */
     apr_uint32_t stopping;        /* set by quiesce/destroy (apr_atomic_*) */
+    apr_uint32_t move;            /* set by quiesce: streams move on (apr_atomic_*) */
     int draining;
     apr_time_t drain_until;
+    /* moving streams to live children (begin_drain with move) */
+    int moving;
+    apr_time_t move_until;        /* then what has not moved ends */
+    apr_uint32_t moved, move_failed;
 
     sub_t *subs;
     sub_t *flush_head;
@@ -1785,10 +1795,13 @@ static void sub_on_io(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t events)
  * the loop
  ******************************************************************************/
 
+static apr_status_t reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
+                                comet_held_t **heldp, int even_stopping);
+
 /* A stream another child's loop handed us (comet_handoff.h): subscribe
- * this slot, give the sender's subscriptions back, and take it on as a
- * handler's stream. What cannot be taken is closed: its client reconnects
- * with its cursors. */
+ * this slot, give a new stream's sender its subscriptions back, and take
+ * it on as a handler's stream. What cannot be taken is closed: its client
+ * reconnects with its cursors. */
 static void handoff_adopt(comet_reactor_t *r, const char *data, apr_size_t len, int fd)
 {
     comet_sub_spec_t spec;
@@ -1812,15 +1825,18 @@ static void handoff_adopt(comet_reactor_t *r, const char *data, apr_size_t len, 
             break;
         }
     }
-    for (i = 0; i < spec.nchannels; i++) {
+    /* a running stream's sender gives its own back as the stream leaves it */
+    for (i = 0; !spec.live && i < spec.nchannels; i++) {
         (void)r->store->unsubscribe(r->store, from, &theirs[i], 1);
     }
     if (done == spec.nchannels) {
         spec.fd = fd;
         spec.presubscribed = 1;
-        if ((rv = comet_reactor_add(r, &spec, NULL)) == APR_SUCCESS) {
-            rlog(r, COMET_LOG_TRACE, 0, "comet: stream of %s taken from slot %d", spec.peer,
-                 from);
+        /* a child told to stop just after the sender chose it passes it on */
+        rv = reactor_add(r, &spec, NULL, (int)apr_atomic_read32(&r->move));
+        if (rv == APR_SUCCESS) {
+            rlog(r, COMET_LOG_TRACE, 0, "comet: %s stream of %s taken from slot %d",
+                 spec.live ? "running" : "new", spec.peer, from);
             return;
         }
     }
@@ -1958,7 +1974,10 @@ static void on_cmd(comet_reactor_t *r)
         rev = s->cnext;
         s->cnext = NULL;
         sub_attach(r, s);
-        if (r->draining) {
+        if (r->draining && !r->moving && r->move_until > apr_time_now()) {
+            r->moving = 1;            /* one handed us late: on it goes */
+        }
+        if (r->draining && !r->moving) {
             sub_end(s, COMET_END_RECONNECT);
         }
     }
@@ -2030,12 +2049,179 @@ static void sub_on_timer(comet_loop_t *l, comet_loop_timer_t *t, apr_time_t now)
     sub_schedule(s);
 }
 
+/*******************************************************************************
+ * a stopping child's streams go on in live children (CometMoveStreams)
+ ******************************************************************************/
+
+/* Could this stream move once nothing waits to be written to it? */
+static int sub_may_move(const sub_t *s)
+{
+    apr_size_t i;
+
+    /* (a long-poll that has its messages is answered here) */
+    if (s->fd < 0 || s->ops || s->ws || s->session || s->held || s->closing || s->closed
+        || (s->t->oneshot && (s->sent_batch || s->nbatch)) || s->input_len || !s->nlinks) {
+        return 0;
+    }
+    for (i = 0; i < s->nlinks; i++) {
+        if (!s->links[i].ch || s->links[i].ch->gone) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Hand a running stream to slot `to` (comet_handoff.h). On success it
+ * leaves this loop without a byte more: its descriptor closes (the other
+ * child has its own, so the connection stays) and its links go as any
+ * ending stream's do.
+ * @return APR_SUCCESS; APR_ENOTIMPL: its transport cannot move; APR_EAGAIN:
+ *         that child's socket is full; another error of the send */
+static apr_status_t sub_move(comet_reactor_t *r, sub_t *s, int to)
+{
+    comet_sub_spec_t spec;
+    comet_buf_t b = { 0 };
+    apr_size_t i;
+    apr_status_t rv;
+
+    memset(&spec, 0, sizeof(spec));
+    spec.transport = s->t;
+    spec.fd = s->fd;
+    spec.chunked = s->chunked;
+    spec.nchannels = s->nlinks;
+    for (i = 0; i < s->nlinks; i++) {
+        spec.channels[i] = s->links[i].ch->name;
+        spec.channel_lens[i] = s->links[i].ch->name_len;
+        spec.since[i] = s->links[i].cursor;
+        spec.refs[i] = s->links[i].ch->ref;
+    }
+    spec.heartbeat = s->heartbeat;
+    spec.byte_limit = s->byte_limit;
+    spec.queue_limit = s->queue_limit;
+    spec.peer = s->peer;
+    spec.params = s->params;
+    spec.presubscribed = 1;
+    spec.live = 1;
+    spec.written = s->written;
+    spec.end_at = s->end_at;
+    if (comet_handoff_pack(&b, &spec, r->slot) < 0) {
+        comet_buf_free(&b);
+        return comet_handoff_movable(&spec) ? APR_ENOMEM : APR_ENOTIMPL;
+    }
+    rv = r->store->slot_send(r->store, to, b.data, b.len, s->fd);
+    comet_buf_free(&b);
+    if (rv == APR_SUCCESS) {
+        rlog(r, COMET_LOG_TRACE, 0, "comet: stream of %s moved to slot %d", s->peer, to);
+        sub_close(s, 0);
+    }
+    return rv;
+}
+
+typedef struct {
+    int slot;                     /* 0: not this turn (full or gone) */
+    apr_uint32_t load;            /* its streams, with those sent it since */
+} move_target_t;
+
+#define MOVE_TARGETS 256
+
+/* The live children that may take streams: every child's slot but ours
+ * and those winding down. */
+static apr_size_t move_targets(comet_reactor_t *r, move_target_t *t)
+{
+    comet_slot_info_t slots[MOVE_TARGETS];
+    apr_size_t n = 0, i, k = 0;
+
+    if (!r->store->slot_list || !r->store->slot_send
+        || r->store->slot_list(r->store, slots, MOVE_TARGETS, &n) != APR_SUCCESS) {
+        return 0;
+    }
+    for (i = 0; i < n; i++) {
+        if (slots[i].slot != r->slot && slots[i].counters.kind == COMET_SLOT_CHILD
+            && !slots[i].counters.draining) {
+            t[k].slot = slots[i].slot;
+            t[k++].load = slots[i].counters.subscribers;
+        }
+    }
+    return k;
+}
+
+/* One turn of moving: each stream that can move and has nothing waiting
+ * goes to the live child with the fewest streams; what cannot move ends
+ * now, what could not move in time ends at move_until. A child whose
+ * socket is full (it takes a few datagrams at a time) gets more next turn. */
+static void move_step(comet_reactor_t *r, apr_time_t now)
+{
+    move_target_t t[MOVE_TARGETS];
+    apr_size_t k = now < r->move_until ? move_targets(r, t) : 0, i, left = 0;
+    sub_t *s;
+
+    for (s = r->subs; s; s = s->next) {
+        int best;
+        if (s->closing || s->closed) {
+            continue;
+        }
+        if (now >= r->move_until || !sub_may_move(s)) {
+            r->move_failed++;
+            sub_end(s, COMET_END_RECONNECT);
+            continue;
+        }
+        left++;
+        while (k && !s->qhead && !s->closed) {
+            apr_status_t rv;
+            for (best = -1, i = 0; i < k; i++) {
+                if (t[i].slot && (best < 0 || t[i].load < t[best].load)) {
+                    best = (int)i;
+                }
+            }
+            if (best < 0) {
+                break;            /* every child is full this turn */
+            }
+            rv = sub_move(r, s, t[best].slot);
+            if (rv == APR_SUCCESS) {
+                t[best].load++;
+                r->moved++;
+                left--;
+            }
+            else if (rv == APR_ENOTIMPL || rv == APR_ENOMEM) {
+                r->move_failed++;
+                left--;
+                sub_end(s, COMET_END_RECONNECT);
+            }
+            else {
+                if (rv != APR_EAGAIN) {
+                    rlog(r, COMET_LOG_DEBUG, rv, "comet: cannot hand a stream to slot %d",
+                         t[best].slot);
+                }
+                t[best].slot = 0;
+            }
+        }
+    }
+    if (!left) {
+        r->moving = 0;
+        r->drain_until = now + CLOSE_GRACE;
+        if (r->moved || r->move_failed) {
+            rlog(r, COMET_LOG_INFO, 0, "comet: this child stops: %u streams moved to live "
+                 "children, %u ended (reconnect)", r->moved, r->move_failed);
+        }
+    }
+}
+
 static void begin_drain(comet_reactor_t *r)
 {
+    apr_time_t now = apr_time_now();
     sub_t *s;
 
     r->draining = 1;
-    r->drain_until = apr_time_now() + CLOSE_GRACE;
+    r->drain_until = now + CLOSE_GRACE;
+    if (apr_atomic_read32(&r->move) && r->store->slot_send && r->store->slot_list) {
+        /* until a live child is there (a new generation starts after
+         * this one is told to stop), the streams go on here */
+        r->moving = 1;
+        r->move_until = now + MOVE_WAIT;
+        r->drain_until = r->move_until + CLOSE_GRACE;
+        move_step(r, now);
+        return;
+    }
     for (s = r->subs; s; s = s->next) {
         sub_end(s, COMET_END_RECONNECT);
     }
@@ -2053,6 +2239,9 @@ static int reactor_turn(comet_reactor_t *r)
         begin_drain(r);
     }
     flush_all(r);
+    if (r->moving) {
+        move_step(r, now);
+    }
     reap(r);
     if (now >= r->next_maint) {
         apr_status_t rv = r->store->maintain(r->store, now);
@@ -2076,6 +2265,10 @@ static void *reactor_main(void *arg)
 
         if (r->draining && r->drain_until < until) {
             until = r->drain_until;
+        }
+        if (r->moving) {
+            apr_time_t soon = apr_time_now() + MOVE_RETRY;
+            until = soon < until ? soon : until;
         }
         rv = comet_loop_poll(r->loop, until);
         if (rv != APR_SUCCESS) {
@@ -2127,7 +2320,8 @@ apr_status_t comet_reactor_create(comet_reactor_t **rp, comet_store_t *store,
     rv = comet_loop_create(&r->loop, on_loop_wakeup, r);
     if (rv == APR_SUCCESS) {
         int on = 1;
-        /* who sent a datagram: streams are taken from our own user only */
+        /* who sent a datagram: streams are taken from our own user only (the
+         * shm store sets this before it binds the name; any store, again) */
         (void)setsockopt(wake_fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on));
         rv = comet_loop_io_add(r->loop, &r->wake_io, wake_fd, COMET_LOOP_READ, on_wake);
         if (rv != APR_SUCCESS) {
@@ -2160,9 +2354,10 @@ apr_status_t comet_reactor_start(comet_reactor_t *r)
     return APR_SUCCESS;
 }
 
-void comet_reactor_quiesce(comet_reactor_t *r)
+void comet_reactor_quiesce(comet_reactor_t *r, int move)
 {
     if (r) {
+        apr_atomic_set32(&r->move, move ? 1 : 0);
         apr_atomic_set32(&r->stopping, 1);
         apr_atomic_set32(&r->cnt->draining, 1);
         comet_loop_wakeup(r->loop);
@@ -2247,7 +2442,8 @@ static sub_t *sub_create(comet_reactor_t *r, const comet_sub_spec_t *spec)
     s->t = spec->transport;
     s->chunked = spec->chunked ? 1 : 0;
     s->heartbeat = spec->heartbeat;
-    s->end_at = spec->lifetime ? now + spec->lifetime : 0;
+    s->end_at = spec->live ? spec->end_at : spec->lifetime ? now + spec->lifetime : 0;
+    s->written = spec->live ? spec->written : 0;
     s->byte_limit = spec->byte_limit;
     s->queue_limit = spec->queue_limit ? spec->queue_limit : (apr_size_t)1 << 20;
     s->last_write = s->last_read = now;
@@ -2397,8 +2593,10 @@ int comet_reactor_stopping(comet_reactor_t *r)
     return apr_atomic_read32(&r->stopping) != 0;
 }
 
-apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
-                               comet_held_t **heldp)
+/* comet_reactor_add; even_stopping: a stream another loop handed us while
+ * this one stops with move (it passes it on). */
+static apr_status_t reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
+                                comet_held_t **heldp, int even_stopping)
 {
     sub_t *s;
     apr_size_t i;
@@ -2408,7 +2606,7 @@ apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
         || spec->transport->index >= COMET_TRANSPORTS_MAX) {
         return APR_EINVAL;
     }
-    if (apr_atomic_read32(&r->stopping)) {
+    if (apr_atomic_read32(&r->stopping) && !even_stopping) {
         return APR_EAGAIN;
     }
     if (!(s = sub_create(r, spec))) {
@@ -2437,6 +2635,12 @@ apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
     pthread_mutex_unlock(&r->cmd_mu);
     comet_loop_wakeup(r->loop);
     return APR_SUCCESS;
+}
+
+apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
+                               comet_held_t **heldp)
+{
+    return reactor_add(r, spec, heldp, 0);
 }
 
 void comet_reactor_counts(comet_reactor_t *r, comet_reactor_counts_t *c)

@@ -88,6 +88,13 @@ typedef struct comet_sub_spec_t {
     /** bytes the client sent that httpd read ahead, fed first (copied) */
     const char *input;
     apr_size_t input_len;
+    /** a stream that was running in another child's loop (moved at its
+     * stop, comet_handoff.h): its response has begun long ago; the bytes
+     * it wrote count against byte_limit, and it ends at end_at (0: none;
+     * lifetime is not counted again) */
+    int live;
+    apr_size_t written;
+    apr_time_t end_at;
 } comet_sub_spec_t;
 
 /** Figures of one reactor. */
@@ -119,9 +126,13 @@ void comet_reactor_destroy(comet_reactor_t *r);
 
 /**
  * Ask the reactor to wind down without waiting (e.g. a graceful stop has
- * begun): streams end as in destroy, no new subscriber is taken.
+ * begun): no new subscriber is taken, and the streams end as in destroy;
+ * with `move`, those that can (comet_handoff_movable: plain sockets of
+ * channel streams) go on in the loops of live children instead, handed
+ * over as soon as one is there (a graceful restart's next generation) and
+ * nothing waits to be written to them; those left after a few seconds end.
  */
-void comet_reactor_quiesce(comet_reactor_t *r);
+void comet_reactor_quiesce(comet_reactor_t *r, int move);
 
 /**
  * Is the reactor winding down (quiesce or destroy called)? Thread-safe. A

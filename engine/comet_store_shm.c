@@ -934,10 +934,14 @@ static int slot_bind(shm_store_t *s, int slot)
     struct sockaddr_un sa;
     socklen_t salen = slot_addr(s, slot, &sa);
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int on = 1;
 
     if (fd < 0) {
         return -1;
     }
+    /* the sender's credentials on every datagram, from the first one: a
+     * stream handed over is taken from our own user only (slot_send) */
+    (void)setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on));
     if (bind(fd, (struct sockaddr *)&sa, salen) < 0) {
         int e = errno;
         close(fd);

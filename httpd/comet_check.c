@@ -299,6 +299,7 @@ void comet_check_mpm(server_rec *s)
     const char *mpm = ap_show_mpm(), *why = "", *fix = "";
     int max_conns = mpm_value(AP_MPMQ_MAX_REQUESTS_DAEMON);
     char *last = NULL, *msg;
+    int moves;
 
     apr_pool_userdata_get((void **)&last, KEY_MPM_WARNING, pproc);
     if (!last) {
@@ -338,9 +339,13 @@ void comet_check_mpm(server_rec *s)
         apr_pool_destroy(p);
         return;
     }
+    /* prefork never says a child's stop is graceful: nothing moves there */
+    moves = strcmp(mpm, "prefork")
+            && COMET_CONF(comet_config_server(s), COMET_CONF_MOVE_STREAMS);
     msg = apr_psprintf(p, "%s MPM: a child holding streams can be stopped, which ends its "
-                       "streams (their clients reconnect): %s. Set %s (README: Tuning)",
-                       mpm, why, fix);
+                       "%sstreams (their clients reconnect%s): %s. Set %s (README: Tuning)",
+                       mpm, moves ? "HTTPS, WebSocket and SockJS " : "",
+                       moves ? "; plain HTTP streams move to live children" : "", why, fix);
     if (strncmp(last, msg, MPM_WARNING_MAX - 1)) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, COMET_LOGNO(00440) "%s", msg);
         apr_cpystrn(last, msg, MPM_WARNING_MAX);

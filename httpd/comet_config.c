@@ -85,6 +85,7 @@ static const setting_t settings[COMET_CONF_NUM_COUNT] = {
     [COMET_CONF_PROGRAM_GRACE]    = { KIND_DURATION, 1, SEC(3),   1,    FOREVER },
     [COMET_CONF_SOURCE_RATE]      = { KIND_COUNT,    1, 1000,     1,    1000000 },
     [COMET_CONF_MAX_THREAD_STREAMS] = { KIND_COUNT,  1, COMET_CONF_AUTO, 0, 1000000 },
+    [COMET_CONF_MOVE_STREAMS]     = { KIND_OTHER,    1, 1 },
 };
 
 static const char *const str_defaults[COMET_CONF_STR_COUNT] = {
@@ -642,6 +643,9 @@ const command_rec comet_config_cmds[] = {
     AP_INIT_FLAG("CometBalance", set_flag, (void *)(apr_uintptr_t)COMET_CONF_BALANCE,
                  DIR_CONF, "hand a new plain-HTTP stream to the child with fewer streams "
                  "(default Off)"),
+    AP_INIT_FLAG("CometMoveStreams", set_flag, (void *)(apr_uintptr_t)COMET_CONF_MOVE_STREAMS,
+                 RSRC_CONF, "at a child's graceful stop, hand its plain-HTTP streams to live "
+                 "children instead of ending them (default On)"),
     NUM("CometSocketResponseLimit", COMET_CONF_RESPONSE_LIMIT, DIR_CONF,
         "bytes after which a streaming response is renewed (default 128K)"),
     NUM("CometSocketHeartbeat", COMET_CONF_SOCKET_HEARTBEAT, DIR_CONF,

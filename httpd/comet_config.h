@@ -55,6 +55,7 @@ typedef enum {
     COMET_CONF_PROGRAM_GRACE,         /**< CometProgramGrace */
     COMET_CONF_SOURCE_RATE,           /**< CometSourceRate */
     COMET_CONF_MAX_THREAD_STREAMS,    /**< CometMaxThreadStreams (COMET_CONF_AUTO) */
+    COMET_CONF_MOVE_STREAMS,          /**< CometMoveStreams */
     COMET_CONF_NUM_COUNT,
     /* per directory, strings */
     COMET_CONF_CLASS_ID = COMET_CONF_NUM_COUNT,   /**< CometClassID */

@@ -228,6 +228,7 @@ void comet_proc_child_init(apr_pool_t *pchild, server_rec *s)
         return;
     }
     apr_pool_cleanup_register(pchild, s, child_exit, apr_pool_cleanup_null);
+    comet_proc.move_streams = (int)COMET_CONF(comet_config_server(s), COMET_CONF_MOVE_STREAMS);
     rv = comet_reactor_create(&comet_proc.reactor, comet_proc.store, comet_proc.slot,
                               wake_fd, comet_proc_log, s);
     if (rv == APR_SUCCESS) {
@@ -244,7 +245,7 @@ void comet_proc_child_init(apr_pool_t *pchild, server_rec *s)
                  "child %d holds subscriber slot %d", (int)getpid(), comet_proc.slot);
 }
 
-void comet_proc_child_stopping(void)
+void comet_proc_child_stopping(int graceful)
 {
-    comet_reactor_quiesce(comet_proc.reactor);
+    comet_reactor_quiesce(comet_proc.reactor, graceful && comet_proc.move_streams);
 }

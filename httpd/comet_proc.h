@@ -35,6 +35,7 @@ typedef struct comet_proc_t {
     comet_store_t *store;             /**< child: the store opened here, or NULL */
     comet_reactor_t *reactor;         /**< child: its event loop, or NULL */
     int slot;                         /**< child: its slot in the store, or 0 */
+    int move_streams;                 /**< child: CometMoveStreams */
 } comet_proc_t;
 
 /** This process' state. */
@@ -53,8 +54,12 @@ int comet_proc_post_config(apr_pool_t *pconf, server_rec *s);
 /** child_init: attach the mutex, open the store, claim a slot, start the loop. */
 void comet_proc_child_init(apr_pool_t *pchild, server_rec *s);
 
-/** child_stopping: end this child's streams now (clients come back elsewhere). */
-void comet_proc_child_stopping(void);
+/**
+ * child_stopping: the loop winds down; at a graceful stop (the event and
+ * worker MPMs say so; prefork never does), with CometMoveStreams, its
+ * plain streams go on in live children's loops.
+ */
+void comet_proc_child_stopping(int graceful);
 
 /** httpd's log level for one of the engine's. */
 int comet_proc_log_level(comet_log_level_t level);

@@ -60,7 +60,9 @@ EOC
     is scalar(@w), 1, 'one CMT00440 warning at start-up' or diag explain \@w;
     my $w = $w[0] // '';
     like $w, qr/\[comet:warn\]/, '... at level warn';
-    like $w, qr/CMT00440: \Q$mpm\E MPM: a child holding streams can be stopped, which ends its streams \(their clients reconnect\)/,
+    like $w, $mpm eq 'prefork'
+        ? qr/CMT00440: prefork MPM: a child holding streams can be stopped, which ends its streams \(their clients reconnect\)/
+        : qr/CMT00440: \Q$mpm\E MPM: a child holding streams can be stopped, which ends its HTTPS, WebSocket and SockJS streams \(their clients reconnect; plain HTTP streams move to live children\)/,
         '... saying what happens';
     if ($mpm eq 'prefork') {
         like $w, qr/MaxSpareServers 8 is below MaxRequestWorkers 16, so idle children are stopped/,

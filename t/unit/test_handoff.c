@@ -230,7 +230,7 @@ static void test_forward(void)
         close(sv[0]);
         close(sv[1]);
     }
-    comet_reactor_quiesce(rb);
+    comet_reactor_quiesce(rb, 0);
     st->slot_list(st, slots, 8, &n);
     for (i = 0; i < (int)n; i++) {
         if (slots[i].slot == sb) {
