@@ -57,6 +57,7 @@
  * (a graceful restart's next generation is up within a second or two) */
 #define MOVE_WAIT        apr_time_from_sec(5)
 #define MOVE_RETRY       apr_time_from_msec(5)
+#define MOVE_SETTLE      apr_time_from_msec(250)
 #define READ_DISCARD_MAX 65536
 #define BATCH_MAX        256
 
@@ -190,6 +191,7 @@ struct comet_reactor_t {
     /* moving streams to live children (begin_drain with move) */
     int moving;
     apr_time_t move_until;        /* then what has not moved ends */
+    apr_time_t settle_until;      /* the loop reads its socket until then */
     apr_uint32_t moved, move_failed;
 
     sub_t *subs;
@@ -2219,6 +2221,10 @@ static void begin_drain(comet_reactor_t *r)
         r->moving = 1;
         r->move_until = now + MOVE_WAIT;
         r->drain_until = r->move_until + CLOSE_GRACE;
+        /* a child that read the slots before ours said "draining" may
+         * still hand us streams: their datagrams must find us reading, as
+         * a socket closed with them queued would close their connections */
+        r->settle_until = now + MOVE_SETTLE;
         move_step(r, now);
         return;
     }
@@ -2250,7 +2256,8 @@ static int reactor_turn(comet_reactor_t *r)
         }
         r->next_maint = now + MAINT_EVERY;
     }
-    return r->draining && (!r->subs || now >= r->drain_until);
+    return r->draining && ((!r->subs && !r->moving && now >= r->settle_until)
+                           || now >= r->drain_until);
 }
 
 static void *reactor_main(void *arg)
@@ -2270,6 +2277,9 @@ static void *reactor_main(void *arg)
             apr_time_t soon = apr_time_now() + MOVE_RETRY;
             until = soon < until ? soon : until;
         }
+        if (r->draining && r->settle_until > apr_time_now() && r->settle_until < until) {
+            until = r->settle_until;
+        }
         rv = comet_loop_poll(r->loop, until);
         if (rv != APR_SUCCESS) {
             rlog(r, COMET_LOG_ERR, rv, "comet: epoll_wait failed");
@@ -2283,6 +2293,8 @@ static void *reactor_main(void *arg)
     for (s = r->subs; s; s = s->next) {
         sub_close(s, 1);
     }
+    r->moving = 0;
+    r->move_until = 0;
     pthread_mutex_lock(&r->cmd_mu);
     r->exited = 1;
     pthread_mutex_unlock(&r->cmd_mu);
@@ -2572,7 +2584,20 @@ apr_status_t comet_reactor_forward(comet_reactor_t *r, const comet_sub_spec_t *s
     if (!comet_handoff_movable(spec)) {
         return APR_ENOTIMPL;
     }
-    if (apr_atomic_read32(&r->stopping) || !(to = forward_pick(r))) {
+    if (comet_reactor_moving(r)) {
+        move_target_t t[MOVE_TARGETS];
+        apr_size_t k = move_targets(r, t), i;
+        for (to = 0, i = 0; i < k; i++) {
+            if (!to || t[i].load < t[to - 1].load) {
+                to = (int)i + 1;
+            }
+        }
+        if (!to) {
+            return APR_EAGAIN;
+        }
+        to = t[to - 1].slot;
+    }
+    else if (apr_atomic_read32(&r->stopping) || !(to = forward_pick(r))) {
         return APR_EAGAIN;
     }
     if (comet_handoff_pack(&b, spec, r->slot) < 0) {
@@ -2591,6 +2616,11 @@ apr_status_t comet_reactor_forward(comet_reactor_t *r, const comet_sub_spec_t *s
 int comet_reactor_stopping(comet_reactor_t *r)
 {
     return apr_atomic_read32(&r->stopping) != 0;
+}
+
+int comet_reactor_moving(comet_reactor_t *r)
+{
+    return r && apr_atomic_read32(&r->stopping) && apr_atomic_read32(&r->move);
 }
 
 /* comet_reactor_add; even_stopping: a stream another loop handed us while
@@ -2626,10 +2656,24 @@ static apr_status_t reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec
         }
         *heldp = s->held;
     }
+    pthread_mutex_lock(&r->cmd_mu);
+    if (r->exited) {
+        /* (only a stopping loop's: it was still taking streams to pass on) */
+        pthread_mutex_unlock(&r->cmd_mu);
+        for (i = 0; i < s->nlinks; i++) {
+            free(s->links[i].ch);
+        }
+        if (s->held) {
+            close(s->held->efd);
+            pthread_mutex_destroy(&s->held->mu);
+            free(s->held);
+        }
+        sub_free(s);
+        return APR_EAGAIN;
+    }
     /* ours from now on (the caller keeps it on failure) */
     s->upstream_baton = spec->upstream_baton;
     s->on_end = spec->on_end;
-    pthread_mutex_lock(&r->cmd_mu);
     s->cnext = r->cmd_head;
     r->cmd_head = s;
     pthread_mutex_unlock(&r->cmd_mu);
@@ -2640,7 +2684,9 @@ static apr_status_t reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec
 apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
                                comet_held_t **heldp)
 {
-    return reactor_add(r, spec, heldp, 0);
+    /* a plain stream a stopping child's handler took (its connection came
+     * just before the stop) moves on with the others */
+    return reactor_add(r, spec, heldp, comet_reactor_moving(r) && spec->fd >= 0 && !spec->ops);
 }
 
 void comet_reactor_counts(comet_reactor_t *r, comet_reactor_counts_t *c)

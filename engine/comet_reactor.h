@@ -144,6 +144,14 @@ void comet_reactor_quiesce(comet_reactor_t *r, int move);
 int comet_reactor_stopping(comet_reactor_t *r);
 
 /**
+ * Is the reactor winding down with move (comet_reactor_quiesce)? A new
+ * plain stream a handler of this child takes then goes to a live child
+ * (comet_reactor_forward). Thread-safe.
+ * @return 1 or 0
+ */
+int comet_reactor_moving(comet_reactor_t *r);
+
+/**
  * Hand a subscriber over; thread-safe. On success the reactor owns spec->fd
  * and spec->conn (on failure the caller still does).
  * @param held  for spec->fd == -1: receives the handle the caller's thread
@@ -157,7 +165,8 @@ apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
  * CometBalance: hand a new stream to the loop of another child with fewer
  * streams (comet_handoff.h), when this child has more than its share: of
  * two live children drawn at random, the one with fewer, if it has two
- * fewer than this one at least. Thread-safe (a handler's thread). On
+ * fewer than this one at least; when this reactor stops with move, to the
+ * live child with the fewest. Thread-safe (a handler's thread). On
  * success the other child has the connection (its own descriptor: close
  * spec->fd) and this slot's subscriptions of spec->refs are its to give
  * back; otherwise nothing changed and the stream stays here.

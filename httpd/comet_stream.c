@@ -150,16 +150,14 @@ static void end_now(request_rec *r, apr_bucket_brigade *bb, const comet_sub_spec
     comet_buf_free(&out);
 }
 
-/* The loop takes the connection (comet_takeover.h). @return APR_ENOTIMPL
- * if it cannot: a thread must keep the stream; APR_SUCCESS otherwise (the
- * stream is the loop's, or over). */
-/* CometBalance: the loop of a child with fewer streams takes it, this
- * child's gives its subscriptions back. @return 1 if it did */
+/* CometBalance, or a child that stops with CometMoveStreams: the loop of
+ * a child with fewer streams takes it, this child's gives its
+ * subscriptions back. @return 1 if it did */
 static int hand_to_other(request_rec *r, const comet_dir_conf_t *conf, comet_sub_spec_t *spec)
 {
     apr_status_t rv;
 
-    if (!COMET_CONF(conf, COMET_CONF_BALANCE)
+    if ((!COMET_CONF(conf, COMET_CONF_BALANCE) && !comet_reactor_moving(comet_proc.reactor))
         || (rv = comet_reactor_forward(comet_proc.reactor, spec)) == APR_ENOTIMPL
         || rv == APR_EAGAIN) {
         return 0;
@@ -175,14 +173,19 @@ static int hand_to_other(request_rec *r, const comet_dir_conf_t *conf, comet_sub
     return 1;
 }
 
+/* The loop takes the connection (comet_takeover.h). @return APR_ENOTIMPL
+ * if it cannot: a thread must keep the stream; APR_SUCCESS otherwise (the
+ * stream is the loop's, another child's, or over). */
 static apr_status_t hand_to_loop(request_rec *r, const comet_dir_conf_t *conf,
                                  apr_bucket_brigade *bb, comet_sub_spec_t *spec, int *taken)
 {
     apr_status_t rv;
 
-    if (comet_reactor_stopping(comet_proc.reactor)) {
+    if (comet_reactor_stopping(comet_proc.reactor)
+        && (!comet_reactor_moving(comet_proc.reactor) || ap_ssl_conn_is_ssl(r->connection))) {
         /* a stopping child's connection kept alive (a browser's, over
-         * TLS): the end frame through httpd, which still has it */
+         * TLS): the end frame through httpd, which still has it; a plain
+         * one goes to a live child if it can (hand_to_other) */
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, COMET_LOGNO(00133)
                       "the subscriber loop is stopping: stream ends");
         end_now(r, bb, spec);

@@ -21,7 +21,7 @@ use Time::HiRes qw(sleep time);
 
 my $mpm = Comet::Private::mpm();
 plan skip_all => 'prefork: no child stop is graceful, streams end (t/70)' if $mpm eq 'prefork';
-plan tests => 33, need_module('comet');
+plan tests => 43, need_module('comet');
 
 my $N = $ENV{COMET_TEST_MOVE_STREAMS} || 2000;
 
@@ -117,8 +117,8 @@ sub check_gone {
         '... no child counts a stream';
     ok wait_until(sub { !grep { (channel_info($_)->{subscribers} // -1) != 0 } @$chans }, 10),
         '... the shared memory counts no subscriber';
-    ok !grep({ /cannot be taken|not understood|cannot hand|AH00060|AH00052/ } $srv->log_since(0)),
-        '... no stream failed to move, no child crashed';
+    ok !grep({ /cannot be taken|not understood|cannot hand|AH00060|AH00052/ } $srv->log_since(0))
+        && !$srv->problems, '... no stream failed to move, no child crashed, no sanitizer report';
 }
 
 # the streams moved and ended by the children that stopped, from their log lines
@@ -183,8 +183,96 @@ EOC
     is sum(values %s), $N + 100, "the new children hold the $N streams and the long-polls"
         or diag explain \%s;
     publish($aux, 'lp');
-    is scalar(grep { my ($b) = $_->rest(5); $b =~ /"lp"/ } @polls), 100,
-        'each long-poll got the message it waited for';
+    my @lp = map { [$_->rest(5)] } @polls;
+    is scalar(grep { $_->[0] =~ /"lp"/ } @lp), 100, 'each long-poll got the message it waited for'
+        or diag explain [grep { $_->[0] !~ /"lp"/ } @lp]->[0];
     check_gone('three graceful restarts', $srv, \@streams, [$ch, $aux]);
+    $srv->stop;
+}
+
+# --- MaxConnectionsPerChild: children recycled while streams open and flow ----
+{
+    my $recycled = mpm_conf(<<'EOC');
+    ServerLimit 16
+    StartServers 4
+    ThreadsPerChild 25
+    ThreadLimit 25
+    MinSpareThreads 25
+    MaxSpareThreads 100
+    MaxRequestWorkers 100
+    MaxConnectionsPerChild 300
+EOC
+    my $srv = Comet::Private->start('move-recycle', conf => "$recycled$status");
+    local $Comet::Test::PORT = $srv->port;
+    ok wait_until(sub { my %s = spread(); keys %s >= 4 }, 10),
+        'a private server with four children, each stopped after 300 connections';
+    my ($ch, $aux) = (new_channel('recycle'), new_channel('recycle-aux'));
+    $pub = 0;
+    my $mark = $srv->log_mark;
+    my @streams = open_streams($ch, $aux, $N);
+    is scalar(@streams), $N, "$N streams opened while the children are recycled";
+    ok wait_subscribers($ch, $N), '... the channel counts each once';
+    # each publish and status request is one more connection: more children
+    # stop while the messages flow
+    for my $i (1 .. 20) {
+        publish_next($ch);
+        status() for 1 .. 20;
+    }
+    ok wait_until(sub { my %s = spread(); sum(values %s) == $N }, 15),
+        '... all held by live children';
+    my ($moved, $ended) = moves($srv, $mark);
+    ok $moved >= $N / 2, "children stopped after 300 connections moved their streams ($moved)";
+    is $ended, 0, '... and ended none';
+    check_streams('MaxConnectionsPerChild 300', \@streams, $pub);
+    check_gone('MaxConnectionsPerChild 300', $srv, \@streams, [$ch, $aux]);
+    $srv->stop;
+}
+
+# --- idle reaping: MaxSpareThreads ---------------------------------------------
+{
+    my $reaped = mpm_conf(<<'EOC');
+    ServerLimit 16
+    StartServers 1
+    ThreadsPerChild 25
+    ThreadLimit 25
+    MinSpareThreads 25
+    MaxSpareThreads 50
+    MaxRequestWorkers 200
+    MaxConnectionsPerChild 0
+EOC
+    my $srv = Comet::Private->start('move-reap', conf => "$reaped$status\nCometBalance On\n");
+    local $Comet::Test::PORT = $srv->port;
+    # requests whose bodies never come keep 75 threads busy: the MPM starts
+    # children for MinSpareThreads
+    my @busy;
+    for (1 .. 75) {
+        my $c = Comet::Test::Conn->new;
+        $c->send_bytes("POST /comet-publish/busy HTTP/1.1\r\nHost: " . Comet::Test::hostport()
+                       . "\r\nContent-Length: 10\r\n\r\n");
+        push @busy, $c;
+    }
+    ok wait_until(sub { my %s = spread(); keys %s >= 4 }, 20),
+        'a private server grown to four children by busy threads';
+    my ($ch, $aux) = (new_channel('reap'), new_channel('reap-aux'));
+    $pub = 0;
+    my @streams = open_streams($ch, $aux, $N);
+    is scalar(@streams), $N, "$N streams spread over them (CometBalance)";
+    ok wait_subscribers($ch, $N), '... the channel counts each once';
+    publish_next($ch) for 1 .. 3;
+    my $mark = $srv->log_mark;
+    my $before = () = $srv->workers;
+    $_->close for @busy;        # idle threads past MaxSpareThreads: children reaped
+    ok wait_until(sub {
+        publish_next($ch);
+        sleep 0.1;
+        my %s = spread();
+        return keys(%s) <= 2 && sum(values %s) == $N;
+    }, 30), "idle children reaped ($before to 2), the streams held by those left";
+    my ($moved, $ended) = moves($srv, $mark);
+    ok $moved > 0, "the children reaped moved their streams ($moved)";
+    is $ended, 0, '... and ended none';
+    publish_next($ch) for 1 .. 2;
+    check_streams('idle reaping', \@streams, $pub);
+    check_gone('idle reaping', $srv, \@streams, [$ch, $aux]);
     $srv->stop;
 }
