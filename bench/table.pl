@@ -160,6 +160,11 @@ print $line;
 for my $sc (@order) {
     my $rows = $sc =~ m{^thr(/|$)} ? \@thr : $sc =~ m{^idle(/|$)} ? \@idle
              : $sc =~ m{^echo(/|$)} ? \@echo : $sc =~ m{^rcpu(/|$)} ? \@rcpu : \@fan;
+    if ($sc =~ m{^reload}) {
+        # --graceful: how many reloads the run went through, first
+        $rows = [ @$rows ];
+        splice @$rows, 1, 0, [ 'reloads during each run', sub { join '/', map { $_->{reloads} // '-' } @_ }, 's' ];
+    }
     if ($sc =~ m{/redis$}) {
         # the log rows stay last
         my @r = @$rows;

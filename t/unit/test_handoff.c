@@ -104,6 +104,15 @@ static void test_pack(void)
        "... each channel with its cursor and subscription");
     IS_STR(b.peer, "192.0.2.7", "... the peer");
     IS_STR(b.params.callback, "parent.cb", "... the callback");
+    OK(!b.live, "... a new stream, not a running one");
+    comet_buf_free(&buf);
+    a.live = 1;
+    a.written = 777;
+    a.end_at = apr_time_from_sec(1800000000);
+    OK(comet_handoff_pack(&buf, &a, 2) == 0
+       && comet_handoff_unpack(buf.data, buf.len, &b, &from) == APR_SUCCESS
+       && b.live && b.written == 777 && b.end_at == a.end_at,
+       "a running stream keeps the bytes it wrote and its deadline");
     for (cut = 0; cut < buf.len; cut++) {
         if (comet_handoff_unpack(buf.data, cut, &b, &from) == APR_SUCCESS) {
             break;
@@ -241,6 +250,103 @@ static void test_forward(void)
     comet_reactor_destroy(rb);
 }
 
+/* A stopping loop (quiesce with move) hands its running streams to a loop
+ * that starts after it was told to stop, as a graceful restart's next
+ * generation does: the clients see no end, no close, and what follows. */
+static void test_move(void)
+{
+    comet_reactor_t *ra, *rc = NULL;
+    comet_reactor_counts_t ca, cc;
+    comet_limits_t lim = { 100, 0, 65536, 0 };
+    comet_publish_result_t res;
+    comet_sub_spec_t spec;
+    comet_channel_info_t info;
+    char got[2][4096] = { "", "" };
+    int sa, sc, wa, wc, sv[2][2], i, k;
+    struct pollfd p;
+
+    if (st->slot_claim(st, &sa, &wa) != APR_SUCCESS
+        || comet_reactor_create(&ra, st, sa, wa, quiet_log, NULL) != APR_SUCCESS
+        || comet_reactor_start(ra) != APR_SUCCESS) {
+        printf("Bail out! a reactor\n");
+        exit(1);
+    }
+    for (i = 0; i < 2; i++) {
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]) != 0) {
+            printf("Bail out! socketpair\n");
+            exit(1);
+        }
+        spec_init(&spec, i ? "quiet" : "moving", sv[i][0]);
+        spec.presubscribed = 0;
+        spec.since[0] = COMET_ID_NONE;
+        if (i) {
+            spec.transport = comet_transport_find("longpoll");
+        }
+        OK(comet_reactor_add(ra, &spec, NULL) == APR_SUCCESS, "a %s on A",
+           i ? "long-poll" : "stream");
+    }
+    for (k = 0; k < 100; k++) {
+        comet_reactor_counts(ra, &ca);
+        if (ca.subscribers == 2) {
+            break;
+        }
+        usleep(10000);
+    }
+    st->publish(st, "moving", 6, "first", 5, 0, &lim, &res);
+    client_read(sv[0][1], got[0], sizeof(got[0]), 1000);
+    OK(strstr(got[0], "\"first\"") != NULL, "the stream gets a message on A");
+
+    comet_reactor_quiesce(ra, 1);
+    usleep(200000);
+    comet_reactor_counts(ra, &ca);
+    OK(ca.subscribers == 2, "A, told to stop with no live loop to take them, keeps its streams");
+    st->publish(st, "moving", 6, "waiting", 7, 0, &lim, &res);
+
+    /* the next generation's loop starts */
+    if (st->slot_claim(st, &sc, &wc) != APR_SUCCESS
+        || comet_reactor_create(&rc, st, sc, wc, quiet_log, NULL) != APR_SUCCESS
+        || comet_reactor_start(rc) != APR_SUCCESS) {
+        printf("Bail out! a second reactor\n");
+        exit(1);
+    }
+    for (k = 0; k < 300; k++) {
+        comet_reactor_counts(rc, &cc);
+        comet_reactor_counts(ra, &ca);
+        if (cc.subscribers == 2 && ca.subscribers == 0) {
+            break;
+        }
+        usleep(10000);
+    }
+    OK(cc.subscribers == 2 && ca.subscribers == 0, "C took both, A holds none (%u, %u)",
+       cc.subscribers, ca.subscribers);
+    st->publish(st, "moving", 6, "after", 5, 0, &lim, &res);
+    st->publish(st, "quiet", 5, "answer", 6, 0, &lim, &res);
+    client_read(sv[0][1], got[0], sizeof(got[0]), 2000);
+    client_read(sv[1][1], got[1], sizeof(got[1]), 2000);
+    OK(strstr(got[0], "\"waiting\"") && strstr(got[0], "\"after\"")
+       && strstr(got[0], "\"waiting\"") < strstr(got[0], "\"after\"")
+       && !strstr(strstr(got[0], "\"first\"") + 1, "\"first\""),
+       "the stream goes on through C: what was published while it moved, then the rest, once");
+    OK(!strstr(got[0], "reconnect"), "... no end frame");
+    p.fd = sv[0][1];
+    p.events = POLLIN;
+    p.revents = 0;
+    OK(poll(&p, 1, 100) == 0, "... and its connection open");
+    OK(strstr(got[1], "\"answer\"") != NULL, "the long-poll gets its answer through C");
+    if (!strstr(got[0], "\"after\"") || !strstr(got[1], "\"answer\"")) {
+        printf("# got: %s | %s\n", got[0], got[1]);
+    }
+    OK(st->info(st, "moving", 6, &info) == APR_SUCCESS && info.subscribers == 1,
+       "the channel counts the stream once (%u)", info.subscribers);
+    comet_reactor_destroy(ra);
+    comet_reactor_destroy(rc);
+    st->slot_release(st, sa);
+    st->slot_release(st, sc);
+    for (i = 0; i < 2; i++) {
+        close(sv[i][1]);
+    }
+}
+
 int main(void)
 {
     apr_initialize();
@@ -248,6 +354,7 @@ int main(void)
     setup();
     test_pack();
     test_forward();
+    test_move();
     apr_pool_destroy(pool);
     apr_terminate();
     return UNIT_DONE();
