@@ -106,6 +106,64 @@ int comet_handoff_pack(comet_buf_t *out, const comet_sub_spec_t *spec, int from_
     return rc ? -1 : 0;
 }
 
+int comet_handoff_batch_add(comet_buf_t *out, const comet_sub_spec_t *spec, int from_slot)
+{
+    comet_buf_t rec = { 0 };
+    apr_uint32_t count = 0;
+    apr_size_t was = out->len;
+    int rc;
+
+    if (comet_handoff_pack(&rec, spec, from_slot) < 0) {
+        comet_buf_free(&rec);
+        return -1;
+    }
+    if (!out->len) {
+        rc = put(out, COMET_HANDOFF_BATCH_MAGIC, 4) || put32(out, 0);
+    }
+    else {
+        rc = 0;
+    }
+    rc = rc || put32(out, (apr_uint32_t)rec.len) || put(out, rec.data, rec.len);
+    comet_buf_free(&rec);
+    if (rc) {
+        out->len = was;
+        return -1;
+    }
+    memcpy(&count, out->data + 4, sizeof(count));
+    count++;
+    memcpy(out->data + 4, &count, sizeof(count));
+    return 0;
+}
+
+apr_status_t comet_handoff_batch_open(const char *data, apr_size_t len, apr_uint32_t *count,
+                                      const char **next)
+{
+    if (len < 8 || memcmp(data, COMET_HANDOFF_BATCH_MAGIC, 4)) {
+        return APR_EINVAL;
+    }
+    memcpy(count, data + 4, sizeof(*count));
+    *next = data + 8;
+    return APR_SUCCESS;
+}
+
+apr_status_t comet_handoff_batch_take(const char **next, const char *end, const char **rec,
+                                      apr_size_t *rec_len)
+{
+    apr_uint32_t n;
+
+    if (end - *next < 4) {
+        return APR_EINVAL;
+    }
+    memcpy(&n, *next, sizeof(n));
+    if ((apr_size_t)(end - *next) - 4 < n) {
+        return APR_EINVAL;
+    }
+    *rec = *next + 4;
+    *rec_len = n;
+    *next += 4 + (apr_size_t)n;
+    return APR_SUCCESS;
+}
+
 typedef struct {
     const char *p, *end;
     int bad;

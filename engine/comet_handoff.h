@@ -38,6 +38,11 @@
 /** The first bytes of a handoff datagram (a wake-up is one byte). */
 #define COMET_HANDOFF_MAGIC "CMTH"
 
+/** The first bytes of a batch: several streams in one datagram, their
+ * sockets in the same order (a stopping child moves thousands; a wake
+ * socket queues a few datagrams only, net.unix.max_dgram_qlen). */
+#define COMET_HANDOFF_BATCH_MAGIC "CMTB"
+
 /**
  * Can this stream move (see above)?
  * @return 1 or 0
@@ -59,5 +64,27 @@ int comet_handoff_pack(comet_buf_t *out, const comet_sub_spec_t *spec, int from_
  */
 apr_status_t comet_handoff_unpack(const char *data, apr_size_t len, comet_sub_spec_t *spec,
                                   int *from_slot);
+
+/**
+ * Append a movable stream to a batch (started when `out` is empty):
+ *   "CMTB" u32 count, then count x { u32 length, a packed stream }
+ * @return 0, or -1 (out of memory, or a spec that cannot move: `out` is
+ *         left as it was)
+ */
+int comet_handoff_batch_add(comet_buf_t *out, const comet_sub_spec_t *spec, int from_slot);
+
+/**
+ * Read a batch: *count its streams; *next where the first one's record is.
+ * @return APR_SUCCESS, or APR_EINVAL for what is not a batch
+ */
+apr_status_t comet_handoff_batch_open(const char *data, apr_size_t len, apr_uint32_t *count,
+                                      const char **next);
+
+/**
+ * The next record of a batch (for comet_handoff_unpack), moving *next on.
+ * @return APR_SUCCESS, or APR_EINVAL if the batch ends short
+ */
+apr_status_t comet_handoff_batch_take(const char **next, const char *end, const char **rec,
+                                      apr_size_t *rec_len);
 
 #endif /* COMET_HANDOFF_H */

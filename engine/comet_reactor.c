@@ -58,6 +58,8 @@
 #define MOVE_WAIT        apr_time_from_sec(5)
 #define MOVE_RETRY       apr_time_from_msec(5)
 #define MOVE_SETTLE      apr_time_from_msec(250)
+/* first to children started since the stop (see move_targets) */
+#define MOVE_PREFER_NEW  apr_time_from_msec(1500)
 #define READ_DISCARD_MAX 65536
 #define BATCH_MAX        256
 
@@ -190,7 +192,7 @@ struct comet_reactor_t {
     apr_time_t drain_until;
     /* moving streams to live children (begin_drain with move) */
     int moving;
-    apr_time_t move_until;        /* then what has not moved ends */
+    apr_time_t move_began, move_until; /* then what has not moved ends */
     apr_time_t settle_until;      /* the loop reads its socket until then */
     apr_uint32_t moved, move_failed;
 
@@ -1858,7 +1860,7 @@ static void wake_read(comet_reactor_t *r, int wfd)
     static __thread char buf[65536];
     union {
         struct cmsghdr h;
-        char b[CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(struct ucred))];
+        char b[CMSG_SPACE(COMET_SLOT_SEND_FDS * sizeof(int)) + CMSG_SPACE(sizeof(struct ucred))];
     } ctl;
 
     for (;;) {
@@ -1866,7 +1868,8 @@ static void wake_read(comet_reactor_t *r, int wfd)
         struct msghdr m;
         struct cmsghdr *c;
         ssize_t n;
-        int fd = -1, ours = 0;
+        int fds[COMET_SLOT_SEND_FDS], ours = 0;
+        apr_size_t nfds = 0, used = 0, i;
 
         memset(&m, 0, sizeof(m));
         m.msg_iov = &iov;
@@ -1879,7 +1882,10 @@ static void wake_read(comet_reactor_t *r, int wfd)
         for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
             if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS
                 && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
-                memcpy(&fd, CMSG_DATA(c), sizeof(int));
+                apr_size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                for (i = 0; i < k && nfds < COMET_SLOT_SEND_FDS; i++) {
+                    memcpy(&fds[nfds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                }
             }
             else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS
                      && c->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
@@ -1888,16 +1894,36 @@ static void wake_read(comet_reactor_t *r, int wfd)
                 ours = cr.uid == geteuid();
             }
         }
-        if (n >= 4 && !memcmp(buf, COMET_HANDOFF_MAGIC, 4) && ours) {
-            handoff_adopt(r, buf, (apr_size_t)n, fd);
-            continue;
-        }
-        if (n >= 4 && !memcmp(buf, COMET_HANDOFF_MAGIC, 4)) {
+        if (n >= 4 && (!memcmp(buf, COMET_HANDOFF_MAGIC, 4)
+                       || !memcmp(buf, COMET_HANDOFF_BATCH_MAGIC, 4)) && !ours) {
             rlog(r, COMET_LOG_WARN, APR_EACCES, "comet: a stream handed over by a process "
                  "of another user: refused");
         }
-        if (fd >= 0) {
-            close(fd);
+        else if (n >= 4 && !memcmp(buf, COMET_HANDOFF_MAGIC, 4)) {
+            handoff_adopt(r, buf, (apr_size_t)n, nfds ? fds[0] : -1);
+            used = nfds ? 1 : 0;
+        }
+        else if (n >= 4 && !memcmp(buf, COMET_HANDOFF_BATCH_MAGIC, 4)) {
+            /* each record with its socket, in order; what does not pair
+             * up is not understood (handoff_adopt closes what it gets) */
+            const char *next, *rec, *end = buf + n;
+            apr_uint32_t count = 0;
+            apr_size_t len;
+            if (comet_handoff_batch_open(buf, (apr_size_t)n, &count, &next) == APR_SUCCESS) {
+                for (; used < count && used < nfds
+                       && comet_handoff_batch_take(&next, end, &rec, &len) == APR_SUCCESS;
+                     used++) {
+                    handoff_adopt(r, rec, len, fds[used]);
+                }
+            }
+            if (used < nfds || used < count) {
+                rlog(r, COMET_LOG_WARN, APR_EINVAL, "comet: a batch of streams handed over "
+                     "is not understood: %" APR_SIZE_T_FMT " of its %" APR_SIZE_T_FMT
+                     " sockets closed", nfds - used, nfds);
+            }
+        }
+        for (i = used; i < nfds; i++) {
+            close(fds[i]);
         }
     }
 }
@@ -2073,50 +2099,31 @@ static int sub_may_move(const sub_t *s)
     return 1;
 }
 
-/* Hand a running stream to slot `to` (comet_handoff.h). On success it
- * leaves this loop without a byte more: its descriptor closes (the other
- * child has its own, so the connection stays) and its links go as any
- * ending stream's do.
- * @return APR_SUCCESS; APR_ENOTIMPL: its transport cannot move; APR_EAGAIN:
- *         that child's socket is full; another error of the send */
-static apr_status_t sub_move(comet_reactor_t *r, sub_t *s, int to)
+/* The spec of a running stream, for comet_handoff_batch_add. */
+static void sub_live_spec(const sub_t *s, comet_sub_spec_t *spec)
 {
-    comet_sub_spec_t spec;
-    comet_buf_t b = { 0 };
     apr_size_t i;
-    apr_status_t rv;
 
-    memset(&spec, 0, sizeof(spec));
-    spec.transport = s->t;
-    spec.fd = s->fd;
-    spec.chunked = s->chunked;
-    spec.nchannels = s->nlinks;
+    memset(spec, 0, sizeof(*spec));
+    spec->transport = s->t;
+    spec->fd = s->fd;
+    spec->chunked = s->chunked;
+    spec->nchannels = s->nlinks;
     for (i = 0; i < s->nlinks; i++) {
-        spec.channels[i] = s->links[i].ch->name;
-        spec.channel_lens[i] = s->links[i].ch->name_len;
-        spec.since[i] = s->links[i].cursor;
-        spec.refs[i] = s->links[i].ch->ref;
+        spec->channels[i] = s->links[i].ch->name;
+        spec->channel_lens[i] = s->links[i].ch->name_len;
+        spec->since[i] = s->links[i].cursor;
+        spec->refs[i] = s->links[i].ch->ref;
     }
-    spec.heartbeat = s->heartbeat;
-    spec.byte_limit = s->byte_limit;
-    spec.queue_limit = s->queue_limit;
-    spec.peer = s->peer;
-    spec.params = s->params;
-    spec.presubscribed = 1;
-    spec.live = 1;
-    spec.written = s->written;
-    spec.end_at = s->end_at;
-    if (comet_handoff_pack(&b, &spec, r->slot) < 0) {
-        comet_buf_free(&b);
-        return comet_handoff_movable(&spec) ? APR_ENOMEM : APR_ENOTIMPL;
-    }
-    rv = r->store->slot_send(r->store, to, b.data, b.len, s->fd);
-    comet_buf_free(&b);
-    if (rv == APR_SUCCESS) {
-        rlog(r, COMET_LOG_TRACE, 0, "comet: stream of %s moved to slot %d", s->peer, to);
-        sub_close(s, 0);
-    }
-    return rv;
+    spec->heartbeat = s->heartbeat;
+    spec->byte_limit = s->byte_limit;
+    spec->queue_limit = s->queue_limit;
+    spec->peer = s->peer;
+    spec->params = s->params;
+    spec->presubscribed = 1;
+    spec->live = 1;
+    spec->written = s->written;
+    spec->end_at = s->end_at;
 }
 
 typedef struct {
@@ -2127,8 +2134,10 @@ typedef struct {
 #define MOVE_TARGETS 256
 
 /* The live children that may take streams: every child's slot but ours
- * and those winding down. */
-static apr_size_t move_targets(comet_reactor_t *r, move_target_t *t)
+ * and those winding down; with `after`, only loops started since then (a
+ * graceful restart's next generation, a child started for a stopped one:
+ * not a sibling about to be told to stop too). */
+static apr_size_t move_targets(comet_reactor_t *r, move_target_t *t, apr_time_t after)
 {
     comet_slot_info_t slots[MOVE_TARGETS];
     apr_size_t n = 0, i, k = 0;
@@ -2139,7 +2148,7 @@ static apr_size_t move_targets(comet_reactor_t *r, move_target_t *t)
     }
     for (i = 0; i < n; i++) {
         if (slots[i].slot != r->slot && slots[i].counters.kind == COMET_SLOT_CHILD
-            && !slots[i].counters.draining) {
+            && !slots[i].counters.draining && (apr_time_t)slots[i].counters.started > after) {
             t[k].slot = slots[i].slot;
             t[k++].load = slots[i].counters.subscribers;
         }
@@ -2147,57 +2156,100 @@ static apr_size_t move_targets(comet_reactor_t *r, move_target_t *t)
     return k;
 }
 
-/* One turn of moving: each stream that can move and has nothing waiting
- * goes to the live child with the fewest streams; what cannot move ends
- * now, what could not move in time ends at move_until. A child whose
- * socket is full (it takes a few datagrams at a time) gets more next turn. */
+/* Send a batch to the live child with the fewest streams that has room;
+ * on success its streams leave this loop without a byte more: their
+ * descriptors close (the other child has its own, so the connections
+ * stay) and their links go as any ending stream's do.
+ * @return 1 if sent, 0 if every child is full (or gone) this turn */
+static int move_batch(comet_reactor_t *r, move_target_t *t, apr_size_t k, sub_t **batch,
+                      apr_size_t nb, const comet_buf_t *b)
+{
+    int fds[COMET_SLOT_SEND_FDS];
+    apr_size_t i;
+
+    for (i = 0; i < nb; i++) {
+        fds[i] = batch[i]->fd;
+    }
+    for (;;) {
+        int best = -1;
+        apr_status_t rv;
+        for (i = 0; i < k; i++) {
+            if (t[i].slot && (best < 0 || t[i].load < t[best].load)) {
+                best = (int)i;
+            }
+        }
+        if (best < 0) {
+            return 0;
+        }
+        rv = r->store->slot_send(r->store, t[best].slot, b->data, b->len, fds, nb);
+        if (rv == APR_SUCCESS) {
+            for (i = 0; i < nb; i++) {
+                rlog(r, COMET_LOG_TRACE, 0, "comet: stream of %s moved to slot %d",
+                     batch[i]->peer, t[best].slot);
+                sub_close(batch[i], 0);
+            }
+            t[best].load += (apr_uint32_t)nb;
+            r->moved += (apr_uint32_t)nb;
+            return 1;
+        }
+        if (rv != APR_EAGAIN) {
+            rlog(r, COMET_LOG_DEBUG, rv, "comet: cannot hand streams to slot %d", t[best].slot);
+        }
+        t[best].slot = 0;
+    }
+}
+
+/* One turn of moving: the streams that can move and have nothing waiting
+ * go, in batches, to the live children with the fewest streams (children
+ * started since this one was told to stop first, for a while); what
+ * cannot move ends now, what could not move in time ends at move_until. A
+ * child whose socket is full (it queues a few datagrams) gets more next
+ * turn. */
 static void move_step(comet_reactor_t *r, apr_time_t now)
 {
     move_target_t t[MOVE_TARGETS];
-    apr_size_t k = now < r->move_until ? move_targets(r, t) : 0, i, left = 0;
-    sub_t *s;
+    sub_t *batch[COMET_SLOT_SEND_FDS], *s = r->subs;
+    apr_size_t k = 0, nb, left = 0;
+    comet_buf_t b = { 0 };
+    int room = 1;
 
-    for (s = r->subs; s; s = s->next) {
-        int best;
-        if (s->closing || s->closed) {
-            continue;
-        }
-        if (now >= r->move_until || !sub_may_move(s)) {
-            r->move_failed++;
-            sub_end(s, COMET_END_RECONNECT);
-            continue;
-        }
-        left++;
-        while (k && !s->qhead && !s->closed) {
-            apr_status_t rv;
-            for (best = -1, i = 0; i < k; i++) {
-                if (t[i].slot && (best < 0 || t[i].load < t[best].load)) {
-                    best = (int)i;
-                }
+    if (now < r->move_until) {
+        k = move_targets(r, t, now < r->move_began + MOVE_PREFER_NEW ? r->move_began : 0);
+    }
+    while (s) {
+        nb = 0;
+        b.len = 0;
+        for (; s && nb < COMET_SLOT_SEND_FDS; s = s->next) {
+            comet_sub_spec_t spec;
+            if (s->closing || s->closed) {
+                continue;
             }
-            if (best < 0) {
-                break;            /* every child is full this turn */
+            if (now >= r->move_until || !sub_may_move(s)) {
+                r->move_failed++;
+                sub_end(s, COMET_END_RECONNECT);
+                continue;
             }
-            rv = sub_move(r, s, t[best].slot);
-            if (rv == APR_SUCCESS) {
-                t[best].load++;
-                r->moved++;
-                left--;
+            left++;
+            if (s->qhead || !k || !room) {
+                continue;         /* a write under way, or nowhere to go yet */
             }
-            else if (rv == APR_ENOTIMPL || rv == APR_ENOMEM) {
+            sub_live_spec(s, &spec);
+            if (comet_handoff_batch_add(&b, &spec, r->slot) < 0) {
                 r->move_failed++;
                 left--;
                 sub_end(s, COMET_END_RECONNECT);
+                continue;
             }
-            else {
-                if (rv != APR_EAGAIN) {
-                    rlog(r, COMET_LOG_DEBUG, rv, "comet: cannot hand a stream to slot %d",
-                         t[best].slot);
-                }
-                t[best].slot = 0;
-            }
+            batch[nb++] = s;
+        }
+        if (nb && move_batch(r, t, k, batch, nb, &b)) {
+            left -= nb;
+        }
+        else if (nb) {
+            room = 0;             /* the rest waits for the next turn */
         }
     }
+    comet_buf_free(&b);
     if (!left) {
         r->moving = 0;
         r->drain_until = now + CLOSE_GRACE;
@@ -2219,6 +2271,7 @@ static void begin_drain(comet_reactor_t *r)
         /* until a live child is there (a new generation starts after
          * this one is told to stop), the streams go on here */
         r->moving = 1;
+        r->move_began = now;
         r->move_until = now + MOVE_WAIT;
         r->drain_until = r->move_until + CLOSE_GRACE;
         /* a child that read the slots before ours said "draining" may
@@ -2325,6 +2378,7 @@ apr_status_t comet_reactor_create(comet_reactor_t **rp, comet_store_t *store,
     if (!r->cnt) {
         r->cnt = &r->own_cnt;
     }
+    apr_atomic_set64(&r->cnt->started, (apr_uint64_t)apr_time_now());
     r->log = log;
     r->log_baton = log_baton;
     r->batch_tail = &r->batch;
@@ -2586,7 +2640,7 @@ apr_status_t comet_reactor_forward(comet_reactor_t *r, const comet_sub_spec_t *s
     }
     if (comet_reactor_moving(r)) {
         move_target_t t[MOVE_TARGETS];
-        apr_size_t k = move_targets(r, t), i;
+        apr_size_t k = move_targets(r, t, 0), i;
         for (to = 0, i = 0; i < k; i++) {
             if (!to || t[i].load < t[to - 1].load) {
                 to = (int)i + 1;
@@ -2604,7 +2658,7 @@ apr_status_t comet_reactor_forward(comet_reactor_t *r, const comet_sub_spec_t *s
         comet_buf_free(&b);
         return APR_ENOMEM;
     }
-    rv = r->store->slot_send(r->store, to, b.data, b.len, spec->fd);
+    rv = r->store->slot_send(r->store, to, b.data, b.len, &spec->fd, 1);
     comet_buf_free(&b);
     if (rv == APR_SUCCESS) {
         rlog(r, COMET_LOG_TRACE, 0, "comet: stream of %s handed to slot %d",

@@ -156,7 +156,9 @@ int comet_reactor_moving(comet_reactor_t *r);
  * and spec->conn (on failure the caller still does).
  * @param held  for spec->fd == -1: receives the handle the caller's thread
  *              waits on
- * @return APR_SUCCESS, APR_EAGAIN if the reactor is stopping, APR_ENOMEM
+ * @return APR_SUCCESS, APR_EAGAIN if the reactor is stopping (but a plain
+ *         socket is taken while it stops with move, to go on elsewhere with
+ *         its others), APR_ENOMEM
  */
 apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
                                comet_held_t **held);

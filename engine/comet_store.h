@@ -80,6 +80,9 @@ typedef struct comet_fetch_result_t {
     apr_uint32_t count;              /**< messages handed to the callback */
 } comet_fetch_result_t;
 
+/** Most descriptors one slot_send passes (well under the kernel's 253). */
+#define COMET_SLOT_SEND_FDS    64
+
 /** What a slot's process is, for status pages (comet_slot_counters_t.kind). */
 #define COMET_SLOT_CHILD       0     /**< an httpd child and its loop */
 #define COMET_SLOT_SUPERVISOR  1     /**< the supervisor (comet_supervisor.h) */
@@ -105,6 +108,7 @@ typedef struct comet_slot_counters_t {
     apr_uint64_t dropped;            /**< streams dropped for a client too slow */
     apr_uint64_t gaps;               /**< streams that missed messages (buffer) */
     apr_uint32_t draining;           /**< its loop is winding down: takes no stream */
+    apr_uint64_t started;            /**< when its loop started (apr_time_t) */
 } comet_slot_counters_t;
 
 /** One live slot, as comet_store_t.slot_list reports it. */
@@ -310,14 +314,15 @@ struct comet_store_t {
                               apr_size_t *n);
 
     /**
-     * Send a datagram to a slot's wake descriptor, with a descriptor of
-     * this process (fd >= 0: passed as SCM_RIGHTS, the receiver gets its
-     * own copy), without blocking: a stream handed to another child's loop.
+     * Send a datagram to a slot's wake descriptor, with descriptors of this
+     * process (passed as SCM_RIGHTS, in order: the receiver gets its own
+     * copies; at most COMET_SLOT_SEND_FDS), without blocking: streams handed
+     * to another child's loop.
      * @return APR_SUCCESS; APR_EAGAIN if its queue is full; another error
      *         if no process is there
      */
     apr_status_t (*slot_send)(comet_store_t *st, int slot, const void *data, apr_size_t len,
-                              int fd);
+                              const int *fds, apr_size_t nfds);
 
     /** Sessions (see comet_store_session_ops_t). */
     comet_store_session_ops_t session;

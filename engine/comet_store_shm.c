@@ -72,7 +72,7 @@
 #include "comet_store_shm.h"
 
 #define SHM_MAGIC        "COMETSH1"
-#define SHM_VERSION      7
+#define SHM_VERSION      8
 #define BLOCK_SIZE       128
 #define INBOX_LEN        1024
 #define SLOTS_MAX        4096
@@ -840,18 +840,18 @@ static void wake_slots(shm_store_t *s, const int *wake, int n)
 }
 
 static apr_status_t shm_slot_send(comet_store_t *st, int slot, const void *data,
-                                  apr_size_t len, int fd)
+                                  apr_size_t len, const int *fds, apr_size_t nfds)
 {
     shm_store_t *s = (shm_store_t *)st;
     union {
         struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int))];
+        char buf[CMSG_SPACE(COMET_SLOT_SEND_FDS * sizeof(int))];
     } ctl;
     struct sockaddr_un sa;
     struct iovec iov;
     struct msghdr m;
 
-    if (slot < 1 || (apr_uint32_t)slot > s->hdr->nslots) {
+    if (slot < 1 || (apr_uint32_t)slot > s->hdr->nslots || nfds > COMET_SLOT_SEND_FDS) {
         return APR_EINVAL;
     }
     memset(&m, 0, sizeof(m));
@@ -861,14 +861,14 @@ static apr_status_t shm_slot_send(comet_store_t *st, int slot, const void *data,
     iov.iov_len = len;
     m.msg_iov = &iov;
     m.msg_iovlen = 1;
-    if (fd >= 0) {
+    if (nfds) {
         memset(&ctl, 0, sizeof(ctl));
         m.msg_control = ctl.buf;
-        m.msg_controllen = sizeof(ctl.buf);
+        m.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
         CMSG_FIRSTHDR(&m)->cmsg_level = SOL_SOCKET;
         CMSG_FIRSTHDR(&m)->cmsg_type = SCM_RIGHTS;
-        CMSG_FIRSTHDR(&m)->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(CMSG_FIRSTHDR(&m)), &fd, sizeof(int));
+        CMSG_FIRSTHDR(&m)->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+        memcpy(CMSG_DATA(CMSG_FIRSTHDR(&m)), fds, nfds * sizeof(int));
     }
     if (sendmsg(s->send_fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
         return errno == EAGAIN || errno == EWOULDBLOCK ? APR_EAGAIN : APR_FROM_OS_ERROR(errno);
@@ -1779,6 +1779,7 @@ static apr_status_t shm_slot_list(comet_store_t *st, comet_slot_info_t *out, apr
         o->counters.dropped = apr_atomic_read64(&sl->counters.dropped);
         o->counters.gaps = apr_atomic_read64(&sl->counters.gaps);
         o->counters.draining = apr_atomic_read32(&sl->counters.draining);
+        o->counters.started = apr_atomic_read64(&sl->counters.started);
     }
     unlock_store(s);
     return APR_SUCCESS;

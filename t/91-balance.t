@@ -15,7 +15,7 @@ use Comet::Test;
 use Comet::Private;
 use List::Util qw(max sum);
 
-plan tests => 14, need_module('comet');
+plan tests => 16, need_module('comet');
 
 # four children, none stopped (event and worker alike)
 my $threads = <<'EOC';
@@ -92,6 +92,20 @@ ok wait_until(sub { my @z = spread(); @z && sum(@z) == 0 }, 10),
     'the streams gone, no child holds any';
 ok wait_until(sub { (channel_info($ch)->{subscribers} // -1) == 0 }, 10),
     '... and the channel counts none';
+
+# a connect burst: 400 requests sent before any answer is read
+my @burst = map { Comet::Test::Conn->new } 1 .. 400;
+for my $i (0 .. $#burst) {
+    $burst[$i]->send_bytes("GET /comet/$ch?transport=$tr[$i % @tr] HTTP/1.1\r\nHost: "
+                           . Comet::Test::hostport() . "\r\n\r\n");
+}
+my $answered = grep { $_->read_until(sub { $_[0] =~ /\r\n\r\n/ }, 10) && $_->{buf} =~ m{^HTTP/1\.1 200} }
+    @burst;
+is $answered, 400, 'a burst of 400 streams, all answered';
+wait_until(sub { @s = spread(); sum(@s) == 400 }, 10);
+$mean = sum(@s) / @s;
+ok max(@s) <= 1.2 * $mean, "... spread within 1.2 times the mean (@s)";
+$_->close for @burst;
 $srv->stop;
 
 # long-poll waits move too: each gets the message it waited for
