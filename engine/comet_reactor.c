@@ -57,6 +57,7 @@
  * (a graceful restart's next generation is up within a second or two) */
 #define MOVE_WAIT        apr_time_from_sec(5)
 #define MOVE_RETRY       apr_time_from_msec(5)
+#define WAKE_READ_MAX    8
 #define MOVE_SETTLE      apr_time_from_msec(250)
 /* first to children started since the stop (see move_targets) */
 #define MOVE_PREFER_NEW  apr_time_from_msec(1500)
@@ -193,6 +194,7 @@ struct comet_reactor_t {
     /* moving streams to live children (begin_drain with move) */
     int moving;
     apr_time_t move_began, move_until; /* then what has not moved ends */
+    apr_time_t move_first;        /* the first batch went */
     apr_time_t settle_until;      /* the loop reads its socket until then */
     apr_uint32_t moved, move_failed;
 
@@ -1851,7 +1853,8 @@ static void handoff_adopt(comet_reactor_t *r, const char *data, apr_size_t len, 
     close(fd);
 }
 
-/* Empty the wake socket: wake-ups (one is enough) and streams handed over.
+/* Read the wake socket: wake-ups (one is enough) and streams handed over;
+ * what is left makes the socket readable at the next poll.
  * The socket's name is abstract, open to any local user: a stream is taken
  * only from a process of our own user (SO_PASSCRED, set at creation), the
  * others' descriptors are closed. */
@@ -1862,8 +1865,11 @@ static void wake_read(comet_reactor_t *r, int wfd)
         struct cmsghdr h;
         char b[CMSG_SPACE(COMET_SLOT_SEND_FDS * sizeof(int)) + CMSG_SPACE(sizeof(struct ucred))];
     } ctl;
+    int turn;
 
-    for (;;) {
+    /* a few datagrams per turn: while children hand over thousands of
+     * streams, the messages of the inbox (read after this) still go out */
+    for (turn = 0; turn < WAKE_READ_MAX; turn++) {
         struct iovec iov = { buf, sizeof(buf) };
         struct msghdr m;
         struct cmsghdr *c;
@@ -2190,6 +2196,9 @@ static int move_batch(comet_reactor_t *r, move_target_t *t, apr_size_t k, sub_t 
             }
             t[best].load += (apr_uint32_t)nb;
             r->moved += (apr_uint32_t)nb;
+            if (!r->move_first) {
+                r->move_first = apr_time_now();
+            }
             return 1;
         }
         if (rv != APR_EAGAIN) {
@@ -2255,7 +2264,10 @@ static void move_step(comet_reactor_t *r, apr_time_t now)
         r->drain_until = now + CLOSE_GRACE;
         if (r->moved || r->move_failed) {
             rlog(r, COMET_LOG_INFO, 0, "comet: this child stops: %u streams moved to live "
-                 "children, %u ended (reconnect)", r->moved, r->move_failed);
+                 "children, %u ended (reconnect); the first moved after %" APR_TIME_T_FMT
+                 " ms, the last after %" APR_TIME_T_FMT " ms", r->moved, r->move_failed,
+                 r->move_first ? apr_time_as_msec(r->move_first - r->move_began) : -1,
+                 apr_time_as_msec(now - r->move_began));
         }
     }
 }
