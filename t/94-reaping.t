@@ -1,6 +1,7 @@
 # Apache's process management and streams: a child the MPM stops (idle
 # children reaped past MaxSpareThreads / MaxSpareServers, or
-# MaxConnectionsPerChild reached) ends its streams. At start-up the module
+# MaxConnectionsPerChild reached) ends its streams, but for the plain HTTP
+# ones under event and worker, which move (t/73-move.t). At start-up the module
 # says so once, in one warning (CMT00440) naming the settings and what to
 # set; a configuration where no child is reaped gets none. Private servers
 # of the test server's MPM.
