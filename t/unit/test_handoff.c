@@ -134,6 +134,48 @@ static void test_pack(void)
     comet_buf_free(&buf);
 }
 
+static void test_batch(void)
+{
+    comet_sub_spec_t a, b;
+    comet_buf_t buf = { 0 };
+    const char *next, *rec;
+    apr_uint32_t count = 0;
+    apr_size_t len, n = 0;
+    int from = 0, i, good = 0;
+    const char *names[3] = { "one", "two", "three" };
+
+    for (i = 0; i < 3; i++) {
+        spec_init(&a, names[i], 5 + i);
+        a.live = 1;
+        a.since[0] = (comet_id_t)(100 + i);
+        OK(comet_handoff_batch_add(&buf, &a, 4) == 0, "stream %d added to a batch", i + 1);
+    }
+    spec_init(&a, "held", -1);
+    OK(comet_handoff_batch_add(&buf, &a, 4) < 0, "a stream that cannot move is not");
+    OK(comet_handoff_batch_open(buf.data, buf.len, &count, &next) == APR_SUCCESS && count == 3,
+       "the batch holds three");
+    while (comet_handoff_batch_take(&next, buf.data + buf.len, &rec, &len) == APR_SUCCESS) {
+        if (comet_handoff_unpack(rec, len, &b, &from) == APR_SUCCESS && from == 4 && b.live
+            && !strcmp(b.channels[0], names[n]) && b.since[0] == 100 + n) {
+            good++;
+        }
+        n++;
+    }
+    OK(n == 3 && good == 3, "... each read back in order, with its cursor (%d of %d)", good,
+       (int)n);
+    OK(comet_handoff_batch_open(buf.data, buf.len - 1, &count, &next) == APR_SUCCESS,
+       "a batch cut short opens");
+    n = 0;
+    while (comet_handoff_batch_take(&next, buf.data + buf.len - 1, &rec, &len) == APR_SUCCESS) {
+        n++;
+    }
+    OK(n == 2, "a batch cut short gives the whole records only (%d)", (int)n);
+    OK(comet_handoff_batch_open(buf.data, 7, &count, &next) == APR_EINVAL
+       && comet_handoff_batch_open("CMTH....", 8, &count, &next) == APR_EINVAL,
+       "what is not a batch is refused");
+    comet_buf_free(&buf);
+}
+
 /* Read what the client end has within `ms`, appended to out. */
 static void client_read(int fd, char *out, apr_size_t max, int ms)
 {
@@ -353,6 +395,7 @@ int main(void)
     apr_pool_create(&pool, NULL);
     setup();
     test_pack();
+    test_batch();
     test_forward();
     test_move();
     apr_pool_destroy(pool);
