@@ -2162,6 +2162,21 @@ static apr_size_t move_targets(comet_reactor_t *r, move_target_t *t, apr_time_t 
     return k;
 }
 
+/* Of the targets still open this turn, the one with the fewest streams;
+ * -1 if none. */
+static int target_fewest(const move_target_t *t, apr_size_t k)
+{
+    apr_size_t i;
+    int best = -1;
+
+    for (i = 0; i < k; i++) {
+        if (t[i].slot && (best < 0 || t[i].load < t[best].load)) {
+            best = (int)i;
+        }
+    }
+    return best;
+}
+
 /* Send a batch to the live child with the fewest streams that has room;
  * on success its streams leave this loop without a byte more: their
  * descriptors close (the other child has its own, so the connections
@@ -2177,13 +2192,8 @@ static int move_batch(comet_reactor_t *r, move_target_t *t, apr_size_t k, sub_t 
         fds[i] = batch[i]->fd;
     }
     for (;;) {
-        int best = -1;
+        int best = target_fewest(t, k);
         apr_status_t rv;
-        for (i = 0; i < k; i++) {
-            if (t[i].slot && (best < 0 || t[i].load < t[best].load)) {
-                best = (int)i;
-            }
-        }
         if (best < 0) {
             return 0;
         }
@@ -2610,35 +2620,23 @@ static comet_held_t *held_create(comet_reactor_t *r, sub_t *s)
 static int forward_pick(comet_reactor_t *r)
 {
     static __thread unsigned int seed;
-    comet_slot_info_t slots[256];
-    int cand[256];
-    apr_size_t n = 0, i, k = 0;
+    move_target_t t[MOVE_TARGETS];
     apr_uint32_t mine = apr_atomic_read32(&r->cnt->subscribers);
+    apr_size_t k;
     int a, b;
 
-    if (mine < 2 || !r->store->slot_list || !r->store->slot_send
-        || r->store->slot_list(r->store, slots, sizeof(slots) / sizeof(slots[0]), &n)
-           != APR_SUCCESS) {
-        return 0;
-    }
-    for (i = 0; i < n; i++) {
-        if (slots[i].slot != r->slot && slots[i].counters.kind == COMET_SLOT_CHILD
-            && !slots[i].counters.draining) {
-            cand[k++] = (int)i;
-        }
-    }
-    if (!k) {
+    if (mine < 2 || !(k = move_targets(r, t, 0))) {
         return 0;
     }
     if (!seed) {
         seed = (unsigned int)apr_time_now() ^ (unsigned int)(apr_uintptr_t)&seed;
     }
-    a = cand[rand_r(&seed) % k];
-    b = cand[rand_r(&seed) % k];
-    if (slots[b].counters.subscribers < slots[a].counters.subscribers) {
+    a = (int)(rand_r(&seed) % k);
+    b = (int)(rand_r(&seed) % k);
+    if (t[b].load < t[a].load) {
         a = b;
     }
-    return slots[a].counters.subscribers + 2 <= mine ? slots[a].slot : 0;
+    return t[a].load + 2 <= mine ? t[a].slot : 0;
 }
 
 apr_status_t comet_reactor_forward(comet_reactor_t *r, const comet_sub_spec_t *spec)
@@ -2652,16 +2650,11 @@ apr_status_t comet_reactor_forward(comet_reactor_t *r, const comet_sub_spec_t *s
     }
     if (comet_reactor_moving(r)) {
         move_target_t t[MOVE_TARGETS];
-        apr_size_t k = move_targets(r, t, 0), i;
-        for (to = 0, i = 0; i < k; i++) {
-            if (!to || t[i].load < t[to - 1].load) {
-                to = (int)i + 1;
-            }
-        }
-        if (!to) {
+        int best = target_fewest(t, move_targets(r, t, 0));
+        if (best < 0) {
             return APR_EAGAIN;
         }
-        to = t[to - 1].slot;
+        to = t[best].slot;
     }
     else if (apr_atomic_read32(&r->stopping) || !(to = forward_pick(r))) {
         return APR_EAGAIN;

@@ -25,8 +25,12 @@ plan tests => 43, need_module('comet');
 
 my $N = $ENV{COMET_TEST_MOVE_STREAMS} || 2000;
 
+# Children of 25 threads (event and worker alike); %o: other values
 sub mpm_conf {
-    my ($settings) = @_;
+    my %o = (ServerLimit => 8, StartServers => 4, MinSpareThreads => 25, MaxSpareThreads => 100,
+             MaxRequestWorkers => 100, MaxConnectionsPerChild => 0, @_);
+    my $settings = join '', "    ThreadsPerChild 25\n    ThreadLimit 25\n",
+        map { "    $_ $o{$_}\n" } sort keys %o;
     return join '', map { "<IfModule mpm_${_}_module>\n$settings</IfModule>\n" } qw(event worker);
 }
 
@@ -138,16 +142,7 @@ sub publish_next { my $ch = shift; $pub++; publish($ch, "m$pub") }
 
 # --- three graceful restarts -------------------------------------------------
 {
-    my $four = mpm_conf(<<'EOC');
-    ServerLimit 8
-    StartServers 4
-    ThreadsPerChild 25
-    ThreadLimit 25
-    MinSpareThreads 25
-    MaxSpareThreads 100
-    MaxRequestWorkers 100
-    MaxConnectionsPerChild 0
-EOC
+    my $four = mpm_conf();
     my $srv = Comet::Private->start('move', conf => "$four$status");
     local $Comet::Test::PORT = $srv->port;
     ok wait_until(sub { my %s = spread(); keys %s >= 4 }, 10), 'a private server with four children';
@@ -192,16 +187,7 @@ EOC
 
 # --- MaxConnectionsPerChild: children recycled while streams open and flow ----
 {
-    my $recycled = mpm_conf(<<'EOC');
-    ServerLimit 16
-    StartServers 4
-    ThreadsPerChild 25
-    ThreadLimit 25
-    MinSpareThreads 25
-    MaxSpareThreads 100
-    MaxRequestWorkers 100
-    MaxConnectionsPerChild 300
-EOC
+    my $recycled = mpm_conf(ServerLimit => 16, MaxConnectionsPerChild => 300);
     my $srv = Comet::Private->start('move-recycle', conf => "$recycled$status");
     local $Comet::Test::PORT = $srv->port;
     ok wait_until(sub { my %s = spread(); keys %s >= 4 }, 10),
@@ -230,16 +216,8 @@ EOC
 
 # --- idle reaping: MaxSpareThreads ---------------------------------------------
 {
-    my $reaped = mpm_conf(<<'EOC');
-    ServerLimit 16
-    StartServers 1
-    ThreadsPerChild 25
-    ThreadLimit 25
-    MinSpareThreads 25
-    MaxSpareThreads 50
-    MaxRequestWorkers 200
-    MaxConnectionsPerChild 0
-EOC
+    my $reaped = mpm_conf(ServerLimit => 16, StartServers => 1, MaxSpareThreads => 50,
+                          MaxRequestWorkers => 200);
     my $srv = Comet::Private->start('move-reap', conf => "$reaped$status\nCometBalance On\n");
     local $Comet::Test::PORT = $srv->port;
     # requests whose bodies never come keep 75 threads busy: the MPM starts
