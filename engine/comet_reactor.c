@@ -1931,6 +1931,9 @@ static void wake_read(comet_reactor_t *r, int wfd)
         for (i = used; i < nfds; i++) {
             close(fds[i]);
         }
+        /* read: off `incoming` (those adopted count there again until on_cmd
+         * enlists them) */
+        comet_counter_sub(&r->cnt->incoming, (apr_uint32_t)nfds);
     }
 }
 
@@ -2008,6 +2011,7 @@ static void on_cmd(comet_reactor_t *r)
         rev = s->cnext;
         s->cnext = NULL;
         sub_attach(r, s);
+        comet_counter_sub(&r->cnt->incoming, 1);
         if (r->draining && !r->moving && r->move_until > apr_time_now()) {
             r->moving = 1;            /* one handed us late: on it goes */
         }
@@ -2156,7 +2160,7 @@ static apr_size_t move_targets(comet_reactor_t *r, move_target_t *t, apr_time_t 
         if (slots[i].slot != r->slot && slots[i].counters.kind == COMET_SLOT_CHILD
             && !slots[i].counters.draining && (apr_time_t)slots[i].counters.started > after) {
             t[k].slot = slots[i].slot;
-            t[k++].load = slots[i].counters.subscribers;
+            t[k++].load = slots[i].counters.subscribers + slots[i].counters.incoming;
         }
     }
     return k;
@@ -2621,7 +2625,8 @@ static int forward_pick(comet_reactor_t *r)
 {
     static __thread unsigned int seed;
     move_target_t t[MOVE_TARGETS];
-    apr_uint32_t mine = apr_atomic_read32(&r->cnt->subscribers);
+    apr_uint32_t mine = apr_atomic_read32(&r->cnt->subscribers)
+                        + apr_atomic_read32(&r->cnt->incoming);
     apr_size_t k;
     int a, b;
 
@@ -2735,6 +2740,7 @@ static apr_status_t reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec
     s->on_end = spec->on_end;
     s->cnext = r->cmd_head;
     r->cmd_head = s;
+    apr_atomic_inc32(&r->cnt->incoming);   /* until on_cmd counts it */
     pthread_mutex_unlock(&r->cmd_mu);
     comet_loop_wakeup(r->loop);
     return APR_SUCCESS;

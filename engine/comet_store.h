@@ -109,6 +109,10 @@ typedef struct comet_slot_counters_t {
     apr_uint64_t gaps;               /**< streams that missed messages (buffer) */
     apr_uint32_t draining;           /**< its loop is winding down: takes no stream */
     apr_uint64_t started;            /**< when its loop started (apr_time_t) */
+    /** streams on their way to its loop, not yet counted in `subscribers`:
+     * queued by its handlers, or handed over by another loop and not yet
+     * read (the one counter other processes write: slot_send adds) */
+    apr_uint32_t incoming;
 } comet_slot_counters_t;
 
 /** One live slot, as comet_store_t.slot_list reports it. */
@@ -317,7 +321,8 @@ struct comet_store_t {
      * Send a datagram to a slot's wake descriptor, with descriptors of this
      * process (passed as SCM_RIGHTS, in order: the receiver gets its own
      * copies; at most COMET_SLOT_SEND_FDS), without blocking: streams handed
-     * to another child's loop.
+     * to another child's loop. Each descriptor counts in the slot's
+     * `incoming` until the receiver reads it (and takes it off).
      * @return APR_SUCCESS; APR_EAGAIN if its queue is full; another error
      *         if no process is there
      */

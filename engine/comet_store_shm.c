@@ -72,7 +72,7 @@
 #include "comet_store_shm.h"
 
 #define SHM_MAGIC        "COMETSH1"
-#define SHM_VERSION      8
+#define SHM_VERSION      9
 #define BLOCK_SIZE       128
 #define INBOX_LEN        1024
 #define SLOTS_MAX        4096
@@ -140,7 +140,8 @@ typedef struct {
     apr_uint32_t head, tail;      /* ring positions, free running */
     apr_uint32_t overflow;
     apr_uint32_t held;            /* its streams that keep a thread */
-    comet_slot_counters_t counters; /* written by its process (atomics) */
+    comet_slot_counters_t counters; /* written by its process (atomics);
+                                     * `incoming` by senders too */
     comet_chan_ref_t ring[INBOX_LEN];
 } shm_slot_t;
 
@@ -870,8 +871,13 @@ static apr_status_t shm_slot_send(comet_store_t *st, int slot, const void *data,
         CMSG_FIRSTHDR(&m)->cmsg_len = CMSG_LEN(nfds * sizeof(int));
         memcpy(CMSG_DATA(CMSG_FIRSTHDR(&m)), fds, nfds * sizeof(int));
     }
+    /* counted before they go: the receiver may read them before sendmsg
+     * returns, and takes them off then */
+    apr_atomic_add32(&SLOT(s, slot)->counters.incoming, (apr_uint32_t)nfds);
     if (sendmsg(s->send_fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
-        return errno == EAGAIN || errno == EWOULDBLOCK ? APR_EAGAIN : APR_FROM_OS_ERROR(errno);
+        int e = errno;
+        comet_counter_sub(&SLOT(s, slot)->counters.incoming, (apr_uint32_t)nfds);
+        return e == EAGAIN || e == EWOULDBLOCK ? APR_EAGAIN : APR_FROM_OS_ERROR(e);
     }
     return APR_SUCCESS;
 }
@@ -1780,6 +1786,7 @@ static apr_status_t shm_slot_list(comet_store_t *st, comet_slot_info_t *out, apr
         o->counters.gaps = apr_atomic_read64(&sl->counters.gaps);
         o->counters.draining = apr_atomic_read32(&sl->counters.draining);
         o->counters.started = apr_atomic_read64(&sl->counters.started);
+        o->counters.incoming = apr_atomic_read32(&sl->counters.incoming);
     }
     unlock_store(s);
     return APR_SUCCESS;

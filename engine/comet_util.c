@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <apr_atomic.h>
+
 #include "comet_util.h"
 
 /*******************************************************************************
@@ -70,6 +72,15 @@ void comet_buf_free(comet_buf_t *b)
     free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
+}
+
+void comet_counter_sub(volatile apr_uint32_t *c, apr_uint32_t n)
+{
+    apr_uint32_t v;
+
+    do {
+        v = apr_atomic_read32(c);
+    } while (v && apr_atomic_cas32(c, v > n ? v - n : 0, v) != v);
 }
 
 apr_uint32_t comet_hash32(const char *s, apr_size_t len)

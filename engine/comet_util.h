@@ -64,6 +64,11 @@ int comet_buf_put_u64(comet_buf_t *b, apr_uint64_t v);
 /** Release the buffer's memory and zero it. */
 void comet_buf_free(comet_buf_t *b);
 
+/** Take n off a shared counter, stopping at zero (apr_atomic_*): a count
+ * that other processes add to may be reset under them (a slot claimed
+ * anew), and must not wrap. */
+void comet_counter_sub(volatile apr_uint32_t *c, apr_uint32_t n);
+
 /** FNV-1a of len bytes: names in hash tables, ETags. Not for secrets. */
 apr_uint32_t comet_hash32(const char *s, apr_size_t len);
 

@@ -104,8 +104,9 @@ my $answered = grep { $_->read_until(sub { $_[0] =~ /\r\n\r\n/ }, 10) && $_->{bu
 is $answered, 400, 'a burst of 400 streams, all answered';
 wait_until(sub { @s = spread(); sum(@s) == 400 }, 10);
 $mean = sum(@s) / @s;
-# (the counts a child reads lag behind a burst by the streams on their way)
-ok max(@s) <= 1.3 * $mean, "... spread within 1.3 times the mean (@s)";
+# (a child's count includes the streams on their way to it, or the
+# answers to a burst would all go to the loops that have not read theirs)
+ok max(@s) <= 1.2 * $mean, "... spread within 1.2 times the mean (@s)";
 $_->close for @burst;
 $srv->stop;
 

@@ -290,6 +290,59 @@ static void test_forward(void)
     }
     comet_reactor_destroy(ra);
     comet_reactor_destroy(rb);
+    st->slot_release(st, sa);
+    st->slot_release(st, sb);
+}
+
+static apr_uint32_t incoming_of(int slot)
+{
+    comet_slot_info_t slots[8];
+    apr_size_t n = 0, i;
+
+    st->slot_list(st, slots, 8, &n);
+    for (i = 0; i < n; i++) {
+        if (slots[i].slot == slot) {
+            return slots[i].counters.incoming;
+        }
+    }
+    return 99;
+}
+
+/* What is on its way to a loop counts in its slot's `incoming` (the
+ * balance of a connect burst sees it before the loop has read it); the
+ * loop takes it off as it reads, even what it refuses. */
+static void test_incoming(void)
+{
+    comet_reactor_t *r;
+    int slot, wake, sv[2], k;
+    char poke;
+
+    if (st->slot_claim(st, &slot, &wake) != APR_SUCCESS
+        || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) {
+        printf("Bail out! a slot\n");
+        exit(1);
+    }
+    OK(incoming_of(slot) == 0, "a slot claimed has nothing coming");
+    OK(st->slot_send(st, slot, "CMTH", 4, &sv[0], 1) == APR_SUCCESS
+       && st->slot_send(st, slot, "CMTH", 4, &sv[0], 1) == APR_SUCCESS,
+       "two sockets sent to it");
+    OK(incoming_of(slot) == 2, "... count as coming until read (%u)", incoming_of(slot));
+    OK(st->slot_send(st, 0, "CMTH", 4, &sv[0], 1) == APR_EINVAL, "no slot 0");
+    if (comet_reactor_create(&r, st, slot, wake, quiet_log, NULL) != APR_SUCCESS
+        || comet_reactor_start(r) != APR_SUCCESS) {
+        printf("Bail out! a reactor\n");
+        exit(1);
+    }
+    for (k = 0; k < 200 && incoming_of(slot); k++) {
+        usleep(10000);
+    }
+    OK(incoming_of(slot) == 0, "its loop read them (not understood): none coming (%u)",
+       incoming_of(slot));
+    close(sv[0]);
+    OK(read(sv[1], &poke, 1) == 0, "... and closed them: the client sees the end");
+    close(sv[1]);
+    comet_reactor_destroy(r);
+    st->slot_release(st, slot);
 }
 
 /* A stopping loop (quiesce with move) hands its running streams to a loop
@@ -398,6 +451,7 @@ int main(void)
     test_batch();
     test_forward();
     test_move();
+    test_incoming();
     apr_pool_destroy(pool);
     apr_terminate();
     return UNIT_DONE();

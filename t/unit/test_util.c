@@ -145,6 +145,19 @@ static void test_iframe_frames(void)
     comet_buf_free(&b);
 }
 
+/* a count others add to never wraps below zero */
+static void test_counter(void)
+{
+    volatile apr_uint32_t c = 5;
+
+    comet_counter_sub(&c, 2);
+    OK(c == 3, "5 - 2 = 3 (%u)", c);
+    comet_counter_sub(&c, 7);
+    OK(c == 0, "3 - 7 stops at 0 (%u)", c);
+    comet_counter_sub(&c, 1);
+    OK(c == 0, "0 - 1 stays 0 (%u)", c);
+}
+
 int main(void)
 {
     test_channels();
@@ -152,5 +165,6 @@ int main(void)
     test_numbers();
     test_escape();
     test_iframe_frames();
+    test_counter();
     return UNIT_DONE();
 }
