@@ -42,6 +42,7 @@
 #include "comet_redisconn.h"
 #include "comet_request.h"
 #include "comet_status.h"
+#include "comet_stream.h"
 #include "comet_subscribe.h"
 
 static void comet_register_hooks(apr_pool_t *p);
@@ -92,7 +93,8 @@ static int comet_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *pt
 static void comet_child_init(apr_pool_t *pchild, server_rec *s)
 {
     comet_daemon_child_init();
-    comet_proc_child_init(pchild, s);
+    comet_stream_child_init();
+    comet_proc_child_init(pchild, s, comet_stream_resolve);
     comet_redisconn_child_init(pchild, s);
 }
 

@@ -20,7 +20,7 @@
 
 #include "comet_handoff.h"
 
-#define VERSION 2
+#define VERSION 3
 #define NO_STRING 0xffffffffu
 #define FLAG_CHUNKED 1u
 #define FLAG_LIVE    2u           /* a running stream (spec->live) */
@@ -95,8 +95,10 @@ int comet_handoff_pack(comet_buf_t *out, const comet_sub_spec_t *spec, int from_
          || put64(out, (apr_uint64_t)spec->params.heartbeat)
          || put64(out, (apr_uint64_t)spec->params.retry)
          || put64(out, spec->written) || put64(out, (apr_uint64_t)spec->end_at)
+         || put64(out, (apr_uint64_t)spec->began)
          || put_str(out, spec->peer ? spec->peer : "-", strlen(spec->peer ? spec->peer : "-"))
          || put_str(out, cb, cb ? strlen(cb) : 0)
+         || put_str(out, spec->origin, spec->origin ? strlen(spec->origin) : 0)
          || put32(out, (apr_uint32_t)spec->nchannels);
     for (i = 0; !rc && i < spec->nchannels; i++) {
         rc = put_str(out, spec->channels[i], spec->channel_lens[i])
@@ -254,10 +256,12 @@ apr_status_t comet_handoff_unpack(const char *data, apr_size_t len, comet_sub_sp
     spec->params.retry = (apr_interval_time_t)get64(&rd);
     spec->written = (apr_size_t)get64(&rd);
     spec->end_at = (apr_time_t)get64(&rd);
+    spec->began = (apr_time_t)get64(&rd);
     peer = get_str(&rd, &n);
     spec->peer = peer;
     cb = get_str(&rd, &n);
     spec->params.callback = cb;
+    spec->origin = get_str(&rd, &n);
     spec->nchannels = get32(&rd);
     if (rd.bad || spec->nchannels < 1 || spec->nchannels > COMET_SUB_CHANNELS_MAX) {
         return APR_EINVAL;

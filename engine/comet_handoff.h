@@ -26,7 +26,8 @@
  *   each stream with nothing queued: pack (live:
  *   cursors, bytes written, deadline) + socket  --->  subscribe B, replay
  *   A closes its descriptor, writes nothing,          after each cursor,
- *   unsubscribes as for any stream that ends          go on
+ *   unsubscribes as for any stream that ends          go on; its settings
+ *                                                     are B's (resolver)
  *
  * APR types only; no I/O.
  */

@@ -169,6 +169,8 @@ struct sub_t {
     void (*on_end)(void *baton);  /* at the end, with upstream_baton */
     char *input;                  /* read ahead by httpd, fed at attach (malloc) */
     apr_size_t input_len;
+    char *origin;                 /* spec->origin (malloc), if any */
+    apr_time_t began;
     char peer[48];
     link_t links[];               /* one per channel followed */
 };
@@ -182,6 +184,8 @@ struct comet_reactor_t {
     int started;
     comet_log_fn *log;
     void *log_baton;
+    comet_reactor_resolve_fn *resolve;
+    void *resolve_baton;
 
     pthread_mutex_t cmd_mu;
     sub_t *cmd_head;              /* subscribers to add (via cnext) */
@@ -189,6 +193,7 @@ struct comet_reactor_t {
     int exited;                   /* the loop is over: no more commands */
     apr_uint32_t stopping;        /* set by quiesce/destroy (apr_atomic_*) */
     apr_uint32_t move;            /* set by quiesce: streams move on (apr_atomic_*) */
+    apr_uint64_t told_at;         /* when quiesce was called (apr_atomic_*) */
     int draining;
     apr_time_t drain_until;
     /* moving streams to live children (begin_drain with move) */
@@ -451,6 +456,7 @@ static void sub_free(sub_t *s)
     free(s->input);
     free(s->batch);
     free(s->callback);
+    free(s->origin);
     free(s);
 }
 
@@ -1808,6 +1814,35 @@ static apr_status_t reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec
  * this slot, give a new stream's sender its subscriptions back, and take
  * it on as a handler's stream. What cannot be taken is closed: its client
  * reconnects with its cursors. */
+/* A running stream handed over takes the settings of its location here,
+ * as the resolver says (a new generation's); one whose location is gone
+ * ends at once: its deadline passed, it gets its end frame. */
+static void adopt_settings(comet_reactor_t *r, comet_sub_spec_t *spec)
+{
+    comet_resolved_t now;
+
+    memset(&now, 0, sizeof(now));
+    if (!r->resolve || !spec->origin || !r->resolve(r->resolve_baton, spec->origin, spec, &now)) {
+        return;
+    }
+    if (now.gone) {
+        rlog(r, COMET_LOG_DEBUG, 0, "comet: a stream of %s moved from %s, which serves no "
+             "stream now: it ends (reconnect)", spec->peer, spec->origin);
+        spec->end_at = 1;
+        return;
+    }
+    /* no further apart than its client was told at the start (its
+     * watchdog counts on it) */
+    if (!spec->heartbeat || (now.heartbeat && now.heartbeat < spec->heartbeat)) {
+        spec->heartbeat = now.heartbeat;
+    }
+    spec->end_at = now.lifetime ? (spec->began ? spec->began : apr_time_now()) + now.lifetime : 0;
+    spec->byte_limit = now.byte_limit;
+    spec->queue_limit = now.queue_limit;
+    rlog(r, COMET_LOG_TRACE, 0, "comet: a stream of %s moved from %s takes its settings here",
+         spec->peer, spec->origin);
+}
+
 static void handoff_adopt(comet_reactor_t *r, const char *data, apr_size_t len, int fd)
 {
     comet_sub_spec_t spec;
@@ -1838,6 +1873,9 @@ static void handoff_adopt(comet_reactor_t *r, const char *data, apr_size_t len, 
     if (done == spec.nchannels) {
         spec.fd = fd;
         spec.presubscribed = 1;
+        if (spec.live) {
+            adopt_settings(r, &spec);
+        }
         /* a child told to stop just after the sender chose it passes it on */
         rv = reactor_add(r, &spec, NULL, (int)apr_atomic_read32(&r->move));
         if (rv == APR_SUCCESS) {
@@ -2134,6 +2172,8 @@ static void sub_live_spec(const sub_t *s, comet_sub_spec_t *spec)
     spec->live = 1;
     spec->written = s->written;
     spec->end_at = s->end_at;
+    spec->began = s->began;
+    spec->origin = s->origin;
 }
 
 typedef struct {
@@ -2297,7 +2337,10 @@ static void begin_drain(comet_reactor_t *r)
         /* until a live child is there (a new generation starts after
          * this one is told to stop), the streams go on here */
         r->moving = 1;
-        r->move_began = now;
+        /* from when we were told: a child started since, even before this
+         * loop woke, is of the next generation */
+        r->move_began = (apr_time_t)apr_atomic_read64(&r->told_at);
+        r->move_began = r->move_began ? r->move_began : now;
         r->move_until = now + MOVE_WAIT;
         r->drain_until = r->move_until + CLOSE_GRACE;
         /* a child that read the slots before ours said "draining" may
@@ -2449,6 +2492,7 @@ apr_status_t comet_reactor_start(comet_reactor_t *r)
 void comet_reactor_quiesce(comet_reactor_t *r, int move)
 {
     if (r) {
+        apr_atomic_set64(&r->told_at, (apr_uint64_t)apr_time_now());
         apr_atomic_set32(&r->move, move ? 1 : 0);
         apr_atomic_set32(&r->stopping, 1);
         apr_atomic_set32(&r->cnt->draining, 1);
@@ -2539,7 +2583,12 @@ static sub_t *sub_create(comet_reactor_t *r, const comet_sub_spec_t *spec)
     s->byte_limit = spec->byte_limit;
     s->queue_limit = spec->queue_limit ? spec->queue_limit : (apr_size_t)1 << 20;
     s->last_write = s->last_read = now;
+    s->began = spec->live && spec->began ? spec->began : now;
     apr_cpystrn(s->peer, spec->peer ? spec->peer : "-", sizeof(s->peer));
+    if (spec->origin && !(s->origin = strdup(spec->origin))) {
+        sub_free(s);
+        return NULL;
+    }
     s->session = spec->session ? 1 : 0;
     s->presubscribed = spec->presubscribed ? 1 : 0;
     s->resumable = spec->resumable ? 1 : 0;
@@ -2675,6 +2724,12 @@ apr_status_t comet_reactor_forward(comet_reactor_t *r, const comet_sub_spec_t *s
              spec->peer ? spec->peer : "-", to);
     }
     return rv;
+}
+
+void comet_reactor_set_resolve(comet_reactor_t *r, comet_reactor_resolve_fn *fn, void *baton)
+{
+    r->resolve = fn;
+    r->resolve_baton = baton;
 }
 
 int comet_reactor_stopping(comet_reactor_t *r)

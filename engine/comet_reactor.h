@@ -95,7 +95,34 @@ typedef struct comet_sub_spec_t {
     int live;
     apr_size_t written;
     apr_time_t end_at;
+    /** when the stream began (a live one's: in the first child; 0: now) */
+    apr_time_t began;
+    /** where it was opened, in the caller's words (copied, NULL: nowhere
+     * said): carried when it moves, and given to the resolver of the child
+     * that adopts it (comet_reactor_set_resolve) */
+    const char *origin;
 } comet_sub_spec_t;
+
+/** The settings a moved stream takes in the child that adopts it. */
+typedef struct comet_resolved_t {
+    /** its location serves no stream there: it ends at once, with its end
+     * frame (reconnect) */
+    int gone;
+    apr_interval_time_t heartbeat;    /**< 0: none */
+    apr_interval_time_t lifetime;     /**< counted from `began`; 0: unlimited */
+    apr_size_t byte_limit;            /**< against what it wrote already */
+    apr_size_t queue_limit;
+} comet_resolved_t;
+
+/**
+ * Asked, on the loop's thread, for each running stream another child hands
+ * over (spec->live) that says where it was opened: the settings it takes
+ * here (a graceful restart's new generation applies its own).
+ * @param origin  spec->origin as the first child gave it
+ * @return 1 if `out` is filled in, 0 to keep the stream's own settings
+ */
+typedef int comet_reactor_resolve_fn(void *baton, const char *origin,
+                                     const comet_sub_spec_t *spec, comet_resolved_t *out);
 
 /** Figures of one reactor. */
 typedef struct comet_reactor_counts_t {
@@ -176,6 +203,12 @@ apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
  *         APR_ENOTIMPL: this stream cannot move; another error of the send
  */
 apr_status_t comet_reactor_forward(comet_reactor_t *r, const comet_sub_spec_t *spec);
+
+/**
+ * Say how the streams this reactor adopts from another child take their
+ * settings here (comet_reactor_resolve_fn); before comet_reactor_start.
+ */
+void comet_reactor_set_resolve(comet_reactor_t *r, comet_reactor_resolve_fn *fn, void *baton);
 
 /** Current figures; thread-safe, approximate. */
 void comet_reactor_counts(comet_reactor_t *r, comet_reactor_counts_t *c);

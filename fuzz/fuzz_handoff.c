@@ -5,7 +5,8 @@
  *  - comet_handoff_unpack never reads past the input; what it accepts has
  *    1 to COMET_SUB_CHANNELS_MAX channels, each a NUL-terminated string
  *    inside the input, and a transport that can move;
- *  - what it accepts packs again and unpacks to the same fields;
+ *  - what it accepts packs again and unpacks to the same fields (its origin
+ *    and start too);
  *  - comet_handoff_batch_open/take walk a batch without leaving it. */
 #include <string.h>
 
@@ -40,7 +41,7 @@ static void round_trip(const comet_sub_spec_t *a, int from)
     FUZZ_CHECK(b.transport == a->transport && b.chunked == a->chunked && b.live == a->live
                && b.heartbeat == a->heartbeat && b.lifetime == a->lifetime
                && b.byte_limit == a->byte_limit && b.queue_limit == a->queue_limit
-               && b.written == a->written && b.end_at == a->end_at
+               && b.written == a->written && b.end_at == a->end_at && b.began == a->began
                && b.params.heartbeat == a->params.heartbeat && b.params.retry == a->params.retry
                && b.nchannels == a->nchannels, "round trip: the same fields");
     for (i = 0; i < b.nchannels; i++) {
@@ -54,6 +55,8 @@ static void round_trip(const comet_sub_spec_t *a, int from)
                || (b.params.callback && a->params.callback
                    && !strcmp(b.params.callback, a->params.callback)),
                "round trip: the same callback");
+    FUZZ_CHECK((!b.origin && !a->origin) || (b.origin && a->origin && !strcmp(b.origin, a->origin)),
+               "round trip: the same origin");
     comet_buf_free(&buf);
 }
 

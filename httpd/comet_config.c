@@ -49,6 +49,14 @@ apr_int64_t comet_config_transport_bit(const comet_transport_t *t)
 {
     int i;
 
+    /* the variants a request turns into: SSE of several channels, a
+     * WebSocket that compresses */
+    if (t == &comet_transport_sse_multi) {
+        t = &comet_transport_sse;
+    }
+    else if (t == &comet_transport_websocket_deflate) {
+        t = &comet_transport_websocket;
+    }
     for (i = 0; comet_config_transports[i]; i++) {
         if (comet_config_transports[i] == t) {
             return (apr_int64_t)1 << i;

@@ -109,7 +109,8 @@ const char *comet_config_str(const char *const *str, comet_conf_id_t id);
 /** The transports a location may offer channels over (CometTransports). */
 extern const comet_transport_t *const comet_config_transports[];
 
-/** A transport's bit in COMET_CONF_TRANSPORTS (0: not a channel transport). */
+/** A transport's bit in COMET_CONF_TRANSPORTS (0: not a channel transport); SSE of
+ * several channels and a compressed WebSocket count as SSE and WebSocket. */
 apr_int64_t comet_config_transport_bit(const comet_transport_t *t);
 
 /** Most CometChannelSource lines, and most words (program and arguments)

@@ -197,7 +197,8 @@ static apr_status_t child_exit(void *data)
     return APR_SUCCESS;
 }
 
-void comet_proc_child_init(apr_pool_t *pchild, server_rec *s)
+void comet_proc_child_init(apr_pool_t *pchild, server_rec *s,
+                           comet_reactor_resolve_fn *resolve)
 {
     apr_status_t rv;
     int wake_fd = -1;
@@ -232,6 +233,7 @@ void comet_proc_child_init(apr_pool_t *pchild, server_rec *s)
     rv = comet_reactor_create(&comet_proc.reactor, comet_proc.store, comet_proc.slot,
                               wake_fd, comet_proc_log, s);
     if (rv == APR_SUCCESS) {
+        comet_reactor_set_resolve(comet_proc.reactor, resolve, s);
         rv = comet_reactor_start(comet_proc.reactor);
     }
     if (rv != APR_SUCCESS) {

@@ -51,8 +51,13 @@ int comet_proc_pre_config(apr_pool_t *pconf);
  */
 int comet_proc_post_config(apr_pool_t *pconf, server_rec *s);
 
-/** child_init: attach the mutex, open the store, claim a slot, start the loop. */
-void comet_proc_child_init(apr_pool_t *pchild, server_rec *s);
+/**
+ * child_init: attach the mutex, open the store, claim a slot, start the loop.
+ * @param resolve  how the streams other children hand over at their stop
+ *                 take this configuration's settings (called with `s`)
+ */
+void comet_proc_child_init(apr_pool_t *pchild, server_rec *s,
+                           comet_reactor_resolve_fn *resolve);
 
 /**
  * child_stopping: the loop winds down; at a graceful stop (the event and

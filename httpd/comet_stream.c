@@ -294,6 +294,146 @@ static int hold(request_rec *r, apr_bucket_brigade *bb, comet_sub_spec_t *spec, 
     return OK;
 }
 
+/*******************************************************************************
+ * streams that move between generations
+ ******************************************************************************/
+
+/* How many request notes httpd's core keeps per request (its walks' caches
+ * and those modules registered), known once registration is over. */
+static apr_size_t request_notes;
+
+void comet_stream_child_init(void)
+{
+    /* a note of our own, unused: its index says how many there are */
+    request_notes = ap_register_request_note() + 1;
+}
+
+/* Where a stream was opened, for the child of a later generation that may
+ * adopt it: "<generation> <port> <server name> <path>" (the path last: it
+ * may hold spaces). */
+static const char *stream_origin(request_rec *r)
+{
+    int gen = 0;
+
+    (void)ap_mpm_query(AP_MPMQ_GENERATION, &gen);
+    return apr_psprintf(r->pool, "%d %u %s %s", gen, (unsigned)r->connection->local_addr->port,
+                        r->server->server_hostname ? r->server->server_hostname : "-", r->uri);
+}
+
+/* The server that answers for this name and port in this configuration,
+ * as a reconnecting client would reach it: the virtual host of that name
+ * on that port, else the first on that port, else the main server. */
+static server_rec *origin_server(server_rec *main_s, const char *host, apr_port_t port)
+{
+    server_rec *v, *on_port = NULL;
+
+    for (v = main_s->next; v; v = v->next) {
+        server_addr_rec *a;
+        for (a = v->addrs; a; a = a->next) {
+            if (a->host_port == port || a->host_port == 0) {
+                break;
+            }
+        }
+        if (!a) {
+            continue;
+        }
+        if (v->server_hostname && !ap_cstr_casecmp(v->server_hostname, host)) {
+            return v;
+        }
+        on_port = on_port ? on_port : v;
+    }
+    return on_port ? on_port : main_s;
+}
+
+/* The stream's location walked anew in a request of our own making (no
+ * client behind it: only what <Location> sections and SetHandler need).
+ * @return 1 and `out` filled in, or 0 if nothing is known */
+static int resolve_location(apr_pool_t *p, server_rec *v, const char *host, const char *uri,
+                            const comet_sub_spec_t *spec, comet_resolved_t *out)
+{
+    conn_rec *c = apr_pcalloc(p, sizeof(*c));
+    request_rec *r = apr_pcalloc(p, sizeof(*r));
+    core_request_config *rc = apr_pcalloc(p, sizeof(*rc));
+    const comet_dir_conf_t *conf;
+    core_dir_config *cd;
+    const char *handler = NULL, *err = NULL;
+
+    c->pool = p;
+    c->base_server = v;
+    c->conn_config = ap_create_conn_config(p);
+    c->notes = apr_table_make(p, 1);
+    c->client_ip = c->local_ip = (char *)(spec->peer ? spec->peer : "-");
+    r->pool = p;
+    r->connection = c;
+    r->server = v;
+    r->hostname = host;
+    r->method = "GET";
+    r->method_number = M_GET;
+    r->protocol = (char *)"HTTP/1.1";
+    r->proto_num = HTTP_VERSION(1, 1);
+    r->uri = r->unparsed_uri = apr_pstrdup(p, uri);
+    r->the_request = apr_pstrcat(p, "GET ", uri, " HTTP/1.1", NULL);
+    r->useragent_ip = c->client_ip;
+    r->request_time = apr_time_now();
+    r->headers_in = apr_table_make(p, 1);
+    r->headers_out = apr_table_make(p, 1);
+    r->err_headers_out = apr_table_make(p, 1);
+    r->subprocess_env = apr_table_make(p, 1);
+    r->notes = apr_table_make(p, 1);
+    /* what core's create_request gives a request: the walks cache in its
+     * notes */
+    r->request_config = ap_create_request_config(p);
+    rc->notes = apr_pcalloc(p, sizeof(void *) * request_notes);
+    ap_set_core_module_config(r->request_config, rc);
+    r->per_dir_config = v->lookup_defaults;
+    if (ap_location_walk(r) != OK) {
+        return 0;
+    }
+    cd = ap_get_core_module_config(r->per_dir_config);
+    if (cd && cd->expr_handler) {
+        handler = ap_expr_str_exec(r, cd->expr_handler, &err);
+    }
+    conf = comet_config_dir(r);
+    memset(out, 0, sizeof(*out));
+    if (!handler || err || strcmp(handler, "comet") || !conf
+        || !(COMET_CONF(conf, COMET_CONF_TRANSPORTS) & comet_config_transport_bit(spec->transport))) {
+        out->gone = 1;
+        return 1;
+    }
+    out->heartbeat = COMET_CONF(conf, COMET_CONF_HEARTBEAT);
+    out->lifetime = COMET_CONF(conf, COMET_CONF_LIFETIME);
+    out->byte_limit = (apr_size_t)COMET_CONF(conf, COMET_CONF_STREAM_LIMIT);
+    out->queue_limit = (apr_size_t)COMET_CONF(conf, COMET_CONF_CLIENT_BUFFER);
+    return 1;
+}
+
+int comet_stream_resolve(void *baton, const char *origin, const comet_sub_spec_t *spec,
+                         comet_resolved_t *out)
+{
+    server_rec *main_s = baton;
+    apr_pool_t *p;
+    char host[256];
+    unsigned port;
+    int gen, mine = 0, used = 0, rc;
+
+    if (sscanf(origin, "%d %u %255s %n", &gen, &port, host, &used) != 3 || !used
+        || origin[used] != '/' || port > 65535) {
+        return 0;
+    }
+    (void)ap_mpm_query(AP_MPMQ_GENERATION, &mine);
+    if (gen == mine || request_notes <= AP_NOTE_LOCATION_WALK) {
+        return 0;                 /* the settings it has are ours */
+    }
+    /* the loop's thread: a pool of its own, for this one walk */
+    if (apr_pool_create_unmanaged_ex(&p, NULL, NULL) != APR_SUCCESS) {
+        return 0;
+    }
+    rc = resolve_location(p, origin_server(main_s, host, (apr_port_t)port), host,
+                          origin + used, spec, out);
+    apr_pool_destroy(p);
+    return rc;
+}
+
 int comet_stream_handoff(request_rec *r, const comet_dir_conf_t *conf,
                          comet_sub_spec_t *spec, int *taken)
 {
@@ -307,6 +447,9 @@ int comet_stream_handoff(request_rec *r, const comet_dir_conf_t *conf,
     spec->queue_limit = (apr_size_t)COMET_CONF(conf, COMET_CONF_CLIENT_BUFFER);
     spec->peer = r->useragent_ip;
     spec->chunked = r->chunked;
+    if (comet_proc.move_streams) {
+        spec->origin = stream_origin(r);
+    }
     if (!comet_proc.reactor) {
         end_now(r, bb, spec);
         return comet_request_error(r, OK, APLOG_ERR, 0,

@@ -56,4 +56,23 @@ int comet_stream_send(request_rec *r, apr_bucket_brigade *bb, const char *data,
 int comet_stream_handoff(request_rec *r, const comet_dir_conf_t *conf,
                          comet_sub_spec_t *spec, int *taken);
 
+/**
+ * The settings here of a stream another child hands over at its stop
+ * (comet_reactor_resolve_fn, on the loop's thread): when that child was of
+ * an earlier configuration (a graceful restart), the location the stream
+ * was opened at is looked up again in this one, as httpd's walk of
+ * <Location> sections does for a request; its heartbeat, lifetime, stream
+ * limit and client buffer apply from then on. A location that no longer
+ * serves streams of its transport (no `SetHandler comet`, the transport
+ * not in its CometTransports) ends it with its end frame. Access rules are
+ * not run again: the stream was let in when it opened.
+ * @param baton  the main server_rec
+ */
+int comet_stream_resolve(void *baton, const char *origin, const comet_sub_spec_t *spec,
+                         comet_resolved_t *out);
+
+/** child_init, before any thread: what comet_stream_resolve needs to know
+ * of httpd's requests. */
+void comet_stream_child_init(void);
+
 #endif /* COMET_STREAM_H */

@@ -105,8 +105,9 @@ is $answered, 400, 'a burst of 400 streams, all answered';
 wait_until(sub { @s = spread(); sum(@s) == 400 }, 10);
 $mean = sum(@s) / @s;
 # (a child's count includes the streams on their way to it, or the
-# answers to a burst would all go to the loops that have not read theirs)
-ok max(@s) <= 1.2 * $mean, "... spread within 1.2 times the mean (@s)";
+# answers to a burst would all go to the loops that have not read theirs;
+# typically within 1.05, the handlers of a child deciding at once)
+ok max(@s) <= 1.25 * $mean, "... spread within 1.25 times the mean (@s)";
 $_->close for @burst;
 $srv->stop;
 

@@ -106,13 +106,18 @@ static void test_pack(void)
     IS_STR(b.params.callback, "parent.cb", "... the callback");
     OK(!b.live, "... a new stream, not a running one");
     comet_buf_free(&buf);
+    OK(!b.origin, "... no origin said, none read");
+    comet_buf_free(&buf);
     a.live = 1;
     a.written = 777;
     a.end_at = apr_time_from_sec(1800000000);
+    a.began = apr_time_from_sec(1799999000);
+    a.origin = "3 8080 www.example.com /comet/a path";
     OK(comet_handoff_pack(&buf, &a, 2) == 0
        && comet_handoff_unpack(buf.data, buf.len, &b, &from) == APR_SUCCESS
-       && b.live && b.written == 777 && b.end_at == a.end_at,
-       "a running stream keeps the bytes it wrote and its deadline");
+       && b.live && b.written == 777 && b.end_at == a.end_at && b.began == a.began,
+       "a running stream keeps the bytes it wrote, its deadline and its start");
+    IS_STR(b.origin, "3 8080 www.example.com /comet/a path", "... and where it was opened");
     for (cut = 0; cut < buf.len; cut++) {
         if (comet_handoff_unpack(buf.data, cut, &b, &from) == APR_SUCCESS) {
             break;
@@ -442,6 +447,113 @@ static void test_move(void)
     }
 }
 
+/* a next generation's settings: "/gone" serves no stream, the others beat
+ * every 200 ms and live 2 seconds from their start */
+static int resolve(void *baton, const char *origin, const comet_sub_spec_t *spec,
+                   comet_resolved_t *out)
+{
+    (void)spec;
+    ++*(int *)baton;
+    if (!strcmp(origin, "/same")) {
+        return 0;
+    }
+    out->gone = !strcmp(origin, "/gone");
+    out->heartbeat = apr_time_from_msec(200);
+    out->lifetime = apr_time_from_sec(2);
+    out->byte_limit = 1 << 20;
+    out->queue_limit = 65536;
+    return 1;
+}
+
+/* Streams moved to a loop whose resolver says what their location is now:
+ * one ends with its end frame, one takes the new heartbeat (never further
+ * apart than its client was told: 30 s before, 200 ms now) and lifetime,
+ * counted from when it began. */
+static void test_resolve(void)
+{
+    static const char *origins[3] = { "/gone", "/beat", "/same" };
+    comet_reactor_t *ra, *rc;
+    comet_reactor_counts_t ca, cc;
+    comet_sub_spec_t spec;
+    char got[3][4096] = { "", "", "" };
+    int sa, sc, wa, wc, sv[3][2], i, k, asked = 0;
+    apr_time_t t0;
+
+    if (st->slot_claim(st, &sa, &wa) != APR_SUCCESS
+        || comet_reactor_create(&ra, st, sa, wa, quiet_log, NULL) != APR_SUCCESS
+        || comet_reactor_start(ra) != APR_SUCCESS) {
+        printf("Bail out! a reactor\n");
+        exit(1);
+    }
+    t0 = apr_time_now();
+    for (i = 0; i < 3; i++) {
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]) != 0) {
+            printf("Bail out! socketpair\n");
+            exit(1);
+        }
+        spec_init(&spec, "settings", sv[i][0]);
+        spec.transport = comet_transport_find("sse");
+        spec.presubscribed = 0;
+        spec.since[0] = COMET_ID_NONE;
+        spec.origin = origins[i];
+        OK(comet_reactor_add(ra, &spec, NULL) == APR_SUCCESS, "a stream from %s on A", origins[i]);
+    }
+    for (k = 0; k < 100; k++) {
+        comet_reactor_counts(ra, &ca);
+        if (ca.subscribers == 3) {
+            break;
+        }
+        usleep(10000);
+    }
+    for (i = 0; i < 3; i++) {
+        client_read(sv[i][1], got[i], sizeof(got[i]), 500);
+        got[i][0] = '\0';        /* the prelude */
+    }
+    comet_reactor_quiesce(ra, 1);
+    if (st->slot_claim(st, &sc, &wc) != APR_SUCCESS
+        || comet_reactor_create(&rc, st, sc, wc, quiet_log, NULL) != APR_SUCCESS) {
+        printf("Bail out! a second reactor\n");
+        exit(1);
+    }
+    comet_reactor_set_resolve(rc, resolve, &asked);
+    if (comet_reactor_start(rc) != APR_SUCCESS) {
+        printf("Bail out! a second reactor\n");
+        exit(1);
+    }
+    for (k = 0; k < 300; k++) {
+        comet_reactor_counts(ra, &ca);
+        if (ca.subscribers == 0) {
+            break;
+        }
+        usleep(10000);
+    }
+    OK(ca.subscribers == 0 && asked == 3, "C took the three, asking where each is from (%d)",
+       asked);
+    client_read(sv[0][1], got[0], sizeof(got[0]), 2000);
+    OK(strstr(got[0], "event: comet.end") && strstr(got[0], "reconnect"),
+       "the one whose location is gone ends with its end frame");
+    client_read(sv[1][1], got[1], sizeof(got[1]), 700);
+    OK(strstr(got[1], "event: comet.heartbeat") != NULL,
+       "the one moved takes the new heartbeat (200 ms, where it had 30 s)");
+    client_read(sv[1][1], got[1], sizeof(got[1]), 3000);
+    OK(strstr(got[1], "event: comet.end") && apr_time_now() - t0 < apr_time_from_msec(2900),
+       "... and the new lifetime, counted from its start: it ends within its 2 seconds");
+    client_read(sv[2][1], got[2], sizeof(got[2]), 300);
+    OK(!strstr(got[2], "event: comet"), "the one the resolver leaves keeps its own settings");
+    comet_reactor_counts(rc, &cc);
+    OK(cc.subscribers == 1, "C holds that one (%u)", cc.subscribers);
+    if (!strstr(got[1], "comet.heartbeat")) {
+        printf("# got: %s | %s\n", got[0], got[1]);
+    }
+    comet_reactor_destroy(ra);
+    comet_reactor_destroy(rc);
+    st->slot_release(st, sa);
+    st->slot_release(st, sc);
+    for (i = 0; i < 3; i++) {
+        close(sv[i][1]);
+    }
+}
+
 int main(void)
 {
     apr_initialize();
@@ -452,6 +564,7 @@ int main(void)
     test_forward();
     test_move();
     test_incoming();
+    test_resolve();
     apr_pool_destroy(pool);
     apr_terminate();
     return UNIT_DONE();
