@@ -2668,61 +2668,71 @@ static comet_held_t *held_create(comet_reactor_t *r, sub_t *s)
     return h;
 }
 
-/* Of two live children's slots drawn at random, the one with fewer
- * streams, if this one has two more at least; else 0. */
-static int forward_pick(comet_reactor_t *r)
+/* Of two live children drawn at random, the one with fewer streams; -1 if
+ * there is none. */
+static int forward_pick(const move_target_t *t, apr_size_t k)
 {
     static __thread unsigned int seed;
-    move_target_t t[MOVE_TARGETS];
-    apr_uint32_t mine = apr_atomic_read32(&r->cnt->subscribers)
-                        + apr_atomic_read32(&r->cnt->incoming);
-    apr_size_t k;
     int a, b;
 
-    if (mine < 2 || !(k = move_targets(r, t, 0))) {
-        return 0;
+    if (!k) {
+        return -1;
     }
     if (!seed) {
         seed = (unsigned int)apr_time_now() ^ (unsigned int)(apr_uintptr_t)&seed;
     }
     a = (int)(rand_r(&seed) % k);
     b = (int)(rand_r(&seed) % k);
-    if (t[b].load < t[a].load) {
-        a = b;
-    }
-    return t[a].load + 2 <= mine ? t[a].slot : 0;
+    return t[b].load < t[a].load ? b : a;
 }
+
+/* Most children a stream is offered to: one whose wake socket is full (it
+ * queues a few datagrams, and a connect burst fills it) passes its turn
+ * to the next with the fewest. */
+#define FORWARD_TRIES 4
 
 apr_status_t comet_reactor_forward(comet_reactor_t *r, const comet_sub_spec_t *spec)
 {
+    move_target_t t[MOVE_TARGETS];
     comet_buf_t b = { 0 };
-    apr_status_t rv;
-    int to;
+    apr_uint32_t mine;
+    apr_status_t rv = APR_EAGAIN;
+    apr_size_t k;
+    int moving = comet_reactor_moving(r), tries, i;
 
     if (!comet_handoff_movable(spec)) {
         return APR_ENOTIMPL;
     }
-    if (comet_reactor_moving(r)) {
-        move_target_t t[MOVE_TARGETS];
-        int best = target_fewest(t, move_targets(r, t, 0));
-        if (best < 0) {
-            return APR_EAGAIN;
-        }
-        to = t[best].slot;
-    }
-    else if (apr_atomic_read32(&r->stopping) || !(to = forward_pick(r))) {
+    mine = apr_atomic_read32(&r->cnt->subscribers) + apr_atomic_read32(&r->cnt->incoming);
+    if ((!moving && (apr_atomic_read32(&r->stopping) || mine < 2))
+        || !(k = move_targets(r, t, 0))) {
         return APR_EAGAIN;
     }
     if (comet_handoff_pack(&b, spec, r->slot) < 0) {
         comet_buf_free(&b);
         return APR_ENOMEM;
     }
-    rv = r->store->slot_send(r->store, to, b.data, b.len, &spec->fd, 1);
-    comet_buf_free(&b);
-    if (rv == APR_SUCCESS) {
-        rlog(r, COMET_LOG_TRACE, 0, "comet: stream of %s handed to slot %d",
-             spec->peer ? spec->peer : "-", to);
+    /* a stopping child's go to the fewest; a live child's to the fewer of
+     * two drawn at random (children deciding at once do not all pick the
+     * same), if this one has two more at least */
+    for (tries = 0; tries < FORWARD_TRIES; tries++) {
+        i = moving || tries ? target_fewest(t, k) : forward_pick(t, k);
+        if (i < 0 || (!moving && t[i].load + 2 > mine)) {
+            rv = APR_EAGAIN;
+            break;
+        }
+        rv = r->store->slot_send(r->store, t[i].slot, b.data, b.len, &spec->fd, 1);
+        if (rv == APR_SUCCESS) {
+            rlog(r, COMET_LOG_TRACE, 0, "comet: stream of %s handed to slot %d",
+                 spec->peer ? spec->peer : "-", t[i].slot);
+            break;
+        }
+        if (rv != APR_EAGAIN) {
+            break;
+        }
+        t[i].slot = 0;            /* full: the next */
     }
+    comet_buf_free(&b);
     return rv;
 }
 

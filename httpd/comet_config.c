@@ -83,7 +83,7 @@ static const setting_t settings[COMET_CONF_NUM_COUNT] = {
     [COMET_CONF_SOCKET_WEBSOCKET] = { KIND_OTHER,    0, 1 },
     [COMET_CONF_WEBSOCKET_PUBLISH] = { KIND_OTHER,   0, 0 },
     [COMET_CONF_WEBSOCKET_DEFLATE] = { KIND_OTHER,   0, 1 },
-    [COMET_CONF_BALANCE]          = { KIND_OTHER,    0, 0 },
+    [COMET_CONF_BALANCE]          = { KIND_OTHER,    0, 1 },
     [COMET_CONF_SHM_SIZE]         = { KIND_SIZE,     1, 64 * M,   1 * M, (apr_int64_t)64 << 30 },
     [COMET_CONF_MAX_CHANNELS]     = { KIND_COUNT,    1, 0,        0,    16777216,
                                       "as many as CometSharedMemory holds" },
@@ -650,7 +650,7 @@ const command_rec comet_config_cmds[] = {
                  "or not"),
     AP_INIT_FLAG("CometBalance", set_flag, (void *)(apr_uintptr_t)COMET_CONF_BALANCE,
                  DIR_CONF, "hand a new plain-HTTP stream to the child with fewer streams "
-                 "(default Off)"),
+                 "(default On)"),
     AP_INIT_FLAG("CometMoveStreams", set_flag, (void *)(apr_uintptr_t)COMET_CONF_MOVE_STREAMS,
                  RSRC_CONF, "at a child's graceful stop, hand its plain-HTTP streams to live "
                  "children instead of ending them (default On)"),

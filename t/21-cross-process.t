@@ -26,7 +26,8 @@ $spids{ $_->{pid} }++ for @sconns;
 cmp_ok scalar(keys %spids), '>=', 2,
     'subscriber connections reach ' . scalar(keys %spids) . ' children: '
     . join(', ', map { "$_ ($spids{$_})" } sort keys %spids);
-my @subs = map { subscribe("/comet/$chan", conn => $_) } @sconns;
+# (where CometBalance leaves them: in the child of their connection)
+my @subs = map { subscribe("/comet-pinned/$chan", conn => $_) } @sconns;
 is scalar(grep { $_->{status} == 200 && $_->prelude } @subs), scalar(@subs),
     scalar(@subs) . ' streams open';
 ok wait_subscribers($chan, scalar @subs), '... all registered with the channel';

@@ -3,8 +3,8 @@
 # of the test server's MPM with four children: 200 streams of every plain
 # transport spread within 1.2 times the mean, each gets every message once,
 # in order, through whichever child holds it; the channel counts each
-# stream once; when they go, every child is back to none. Without
-# CometBalance nothing moves.
+# stream once; when they go, every child is back to none. With
+# CometBalance Off nothing moves.
 use strict;
 use warnings;
 use FindBin;
@@ -126,8 +126,8 @@ is scalar(grep { my ($b) = $_->rest(5); $b =~ /"lp"/ } @polls), 40,
     '... each gets the message';
 $srv->stop;
 
-# without CometBalance a stream stays where it was accepted
-$srv = Comet::Private->start('balance-off', conf => $children);
+# CometBalance Off: a stream stays where it was accepted
+$srv = Comet::Private->start('balance-off', conf => "$children\nCometBalance Off\n");
 local $Comet::Test::PORT = $srv->port;
 wait_until(sub { my @z = spread(); @z >= 4 }, 10);
 $ch = new_channel('balance-off');
@@ -135,6 +135,6 @@ my $one = subscribe("/comet/$ch?transport=stream");
 wait_subscribers($ch, 1);
 my $mark = 0;
 ok !grep({ /handed to slot|taken from slot/ } $srv->log_since($mark)),
-    'without CometBalance nothing is handed over';
+    'with CometBalance Off nothing is handed over';
 $one->close;
 $srv->stop;
