@@ -348,8 +348,8 @@ static server_rec *origin_server(server_rec *main_s, const char *host, apr_port_
 /* The stream's location walked anew in a request of our own making (no
  * client behind it: only what <Location> sections and SetHandler need).
  * @return 1 and `out` filled in, or 0 if nothing is known */
-static int resolve_location(apr_pool_t *p, server_rec *v, const char *host, const char *uri,
-                            const comet_sub_spec_t *spec, comet_resolved_t *out)
+static int resolve_location(apr_pool_t *p, server_rec *v, const char *host, apr_port_t port,
+                            const char *uri, const comet_sub_spec_t *spec, comet_resolved_t *out)
 {
     conn_rec *c = apr_pcalloc(p, sizeof(*c));
     request_rec *r = apr_pcalloc(p, sizeof(*r));
@@ -363,6 +363,11 @@ static int resolve_location(apr_pool_t *p, server_rec *v, const char *host, cons
     c->conn_config = ap_create_conn_config(p);
     c->notes = apr_table_make(p, 1);
     c->client_ip = c->local_ip = (char *)(spec->peer ? spec->peer : "-");
+    /* an expression of SetHandler may ask for the port or the addresses */
+    if (apr_sockaddr_info_get(&c->local_addr, "127.0.0.1", APR_INET, port, 0, p) != APR_SUCCESS) {
+        return 0;
+    }
+    c->client_addr = c->local_addr;
     r->pool = p;
     r->connection = c;
     r->server = v;
@@ -429,7 +434,7 @@ int comet_stream_resolve(void *baton, const char *origin, const comet_sub_spec_t
         return 0;
     }
     rc = resolve_location(p, origin_server(main_s, host, (apr_port_t)port), host,
-                          origin + used, spec, out);
+                          (apr_port_t)port, origin + used, spec, out);
     apr_pool_destroy(p);
     return rc;
 }
