@@ -1810,10 +1810,6 @@ static void sub_on_io(comet_loop_t *l, comet_loop_io_t *io, apr_uint32_t events)
 static apr_status_t reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
                                 comet_held_t **heldp, int even_stopping);
 
-/* A stream another child's loop handed us (comet_handoff.h): subscribe
- * this slot, give a new stream's sender its subscriptions back, and take
- * it on as a handler's stream. What cannot be taken is closed: its client
- * reconnects with its cursors. */
 /* A running stream handed over takes the settings of its location here,
  * as the resolver says (a new generation's); one whose location is gone
  * ends at once: its deadline passed, it gets its end frame. */
@@ -1843,6 +1839,10 @@ static void adopt_settings(comet_reactor_t *r, comet_sub_spec_t *spec)
          spec->peer, spec->origin);
 }
 
+/* A stream another child's loop handed us (comet_handoff.h): subscribe
+ * this slot, give a new stream's sender its subscriptions back, and take
+ * it on as a handler's stream. What cannot be taken is closed: its client
+ * reconnects with its cursors. */
 static void handoff_adopt(comet_reactor_t *r, const char *data, apr_size_t len, int fd)
 {
     comet_sub_spec_t spec;

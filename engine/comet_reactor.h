@@ -195,7 +195,9 @@ apr_status_t comet_reactor_add(comet_reactor_t *r, const comet_sub_spec_t *spec,
  * streams (comet_handoff.h), when this child has more than its share: of
  * two live children drawn at random, the one with fewer, if it has two
  * fewer than this one at least; when this reactor stops with move, to the
- * live child with the fewest. Thread-safe (a handler's thread). On
+ * live child with the fewest. A child's count includes the streams on
+ * their way to it (`incoming`); one whose wake socket is full passes the
+ * stream to the next with the fewest. Thread-safe (a handler's thread). On
  * success the other child has the connection (its own descriptor: close
  * spec->fd) and this slot's subscriptions of spec->refs are its to give
  * back; otherwise nothing changed and the stream stays here.
