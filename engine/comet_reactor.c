@@ -1472,7 +1472,7 @@ static void sub_set_cursors(sub_t *s, comet_id_t *upto)
 static apr_status_t link_subscribe(comet_reactor_t *r, sub_t *s, lchan_t *c)
 {
     apr_status_t rv = s->presubscribed ? APR_SUCCESS
-        : r->store->subscribe(r->store, r->slot, c->name, c->name_len, 1, 0, &c->ref);
+        : r->store->subscribe(r->store, r->slot, c->name, c->name_len, 1, 0, &c->ref, NULL);
 
     if (rv != APR_SUCCESS) {
         rlog(r, rv == APR_ENOSPC ? COMET_LOG_ERR : COMET_LOG_WARN, rv,
@@ -1581,6 +1581,13 @@ static lmsg_t *link_fetch_replay(comet_reactor_t *r, link_t *l, int shared, come
     lmsg_t *replay = NULL;
     apr_status_t rv;
 
+    if (shared && l->since != COMET_ID_NONE && l->since == l->ch->cursor) {
+        /* it starts where this process' record stands (a new stream on a
+         * busy channel, as its handler found it): nothing to replay, and
+         * what comes next reaches the record anyway; no lock taken */
+        *upto = COMET_ID_NONE;
+        return NULL;
+    }
     batch_begin(r);
     rv = r->store->fetch(r->store, &l->ch->ref, 0, l->since, batch_alloc, r, &res);
     if (rv == APR_SUCCESS && !res.gone) {
@@ -1861,7 +1868,7 @@ static void handoff_adopt(comet_reactor_t *r, const char *data, apr_size_t len, 
     memcpy(theirs, spec.refs, sizeof(theirs));
     for (; done < spec.nchannels; done++) {
         rv = r->store->subscribe(r->store, r->slot, spec.channels[done],
-                                 spec.channel_lens[done], 1, 0, &spec.refs[done]);
+                                 spec.channel_lens[done], 1, 0, &spec.refs[done], NULL);
         if (rv != APR_SUCCESS) {
             break;
         }

@@ -259,10 +259,12 @@ struct comet_store_t {
      * @param max  most subscribers the channel may have (0: no limit);
      *             APR_EAGAIN past it
      * @param ref receives the channel's reference
+     * @param last receives the id of its last message (0: none yet), if
+     *             not NULL: where a new stream starts, under the same lock
      */
     apr_status_t (*subscribe)(comet_store_t *st, int slot, const char *chan,
                               apr_size_t clen, apr_uint32_t n, apr_uint32_t max,
-                              comet_chan_ref_t *ref);
+                              comet_chan_ref_t *ref, comet_id_t *last);
 
     /** Remove `n` subscribers of `slot` from a channel (gone channels: no-op). */
     apr_status_t (*unsubscribe)(comet_store_t *st, int slot,

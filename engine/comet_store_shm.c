@@ -1450,7 +1450,7 @@ done:
 
 static apr_status_t shm_subscribe(comet_store_t *st, int slot, const char *name,
                                   apr_size_t clen, apr_uint32_t n, apr_uint32_t max,
-                                  comet_chan_ref_t *ref)
+                                  comet_chan_ref_t *ref, comet_id_t *last)
 {
     shm_store_t *s = (shm_store_t *)st;
     apr_uint32_t hash = comet_hash32(name, clen), ci;
@@ -1483,6 +1483,9 @@ static apr_status_t shm_subscribe(comet_store_t *st, int slot, const char *name,
     c->touched = now;
     ref->idx = ci;
     ref->gen = c->gen;
+    if (last) {
+        *last = c->last_id;
+    }
 done:
     unlock_store(s);
     return rv;

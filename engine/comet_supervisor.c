@@ -767,7 +767,7 @@ static sess_t *sess_new(sup_t *u, const char *sid, apr_pool_t *p)
     s->next = u->sessions;
     u->sessions = s;
     comet_cluster_session(u->cluster, s->down, s->down_len, 1);
-    if (u->st->subscribe(u->st, u->slot, s->up, s->up_len, 1, 0, &s->up_ref) == APR_SUCCESS) {
+    if (u->st->subscribe(u->st, u->slot, s->up, s->up_len, 1, 0, &s->up_ref, NULL) == APR_SUCCESS) {
         s->up_subscribed = 1;
         s->up_cursor = 0;             /* anything the browser sent already */
     }
@@ -1481,7 +1481,7 @@ static void sup_announce(sup_t *u)
     comet_publish_result_t pres;
     int n;
 
-    st->subscribe(st, u->slot, COMET_SUP_CTL, sizeof(COMET_SUP_CTL) - 1, 1, 0, &u->ctl_ref);
+    st->subscribe(st, u->slot, COMET_SUP_CTL, sizeof(COMET_SUP_CTL) - 1, 1, 0, &u->ctl_ref, NULL);
     st->fetch(st, &u->ctl_ref, 0, COMET_ID_NONE, fetch_one, u, &res);
     u->ctl_cursor = res.last_id;
     st->session.list(st, "s:", orphan_close, u);

@@ -253,7 +253,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         case 5: {   /* subscribe */
             comet_chan_ref_t ref;
-            rv = s->subscribe(s, slot[who], name, nlen, 1 + b % 3, (a >> 4) % 4, &ref);
+            rv = s->subscribe(s, slot[who], name, nlen, 1 + b % 3, (a >> 4) % 4, &ref, NULL);
             FUZZ_CHECK(rv == APR_SUCCESS || rv == APR_ENOSPC || rv == APR_EAGAIN, "subscribe");
             if (rv == APR_SUCCESS) {
                 model.refs[c] = ref;

@@ -171,14 +171,14 @@ static int subscribe_channels(request_rec *r, const comet_dir_conf_t *conf,
     comet_json_start(&j, &b, COMET_JSON_COMPACT);
     comet_json_open(&j, NULL, '{');
     for (i = 0; i < spec->nchannels; i++) {
-        comet_fetch_result_t res;
+        comet_id_t last = 0;
         apr_status_t rv;
 
         /* several servers: what this one's copy lacks, from Redis */
         comet_redisconn_backfill(r, conf, spec->channels[i], spec->channel_lens[i],
                                  spec->since[i]);
         rv = st->subscribe(st, comet_proc.slot, spec->channels[i], spec->channel_lens[i], 1,
-                           max, &spec->refs[i]);
+                           max, &spec->refs[i], &last);
         if (rv != APR_SUCCESS) {
             unsubscribe_first(spec, i);
             comet_buf_free(&b);
@@ -190,8 +190,7 @@ static int subscribe_channels(request_rec *r, const comet_dir_conf_t *conf,
                 : "cannot subscribe");
         }
         if (spec->since[i] == COMET_ID_NONE) {
-            spec->since[i] = st->fetch(st, &spec->refs[i], 0, COMET_ID_NONE, NULL, NULL, &res)
-                             == APR_SUCCESS ? res.last_id : 0;
+            spec->since[i] = last;
         }
         comet_json_key(&j, spec->channels[i], spec->channel_lens[i]);
         comet_json_u64(&j, NULL, spec->since[i] == COMET_ID_NONE ? 0 : spec->since[i]);

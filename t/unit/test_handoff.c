@@ -225,7 +225,7 @@ static void test_forward(void)
             exit(1);
         }
         spec_init(&spec, "other", fill[i][0]);
-        st->subscribe(st, sa, "other", 5, 1, 0, &spec.refs[0]);
+        st->subscribe(st, sa, "other", 5, 1, 0, &spec.refs[0], NULL);
         OK(comet_reactor_add(ra, &spec, NULL) == APR_SUCCESS, "a stream on A (%d)", i + 1);
     }
     for (k = 0; k < 100; k++) {
@@ -244,7 +244,7 @@ static void test_forward(void)
     }
     spec_init(&spec, "news", sv[0]);
     spec.since[0] = res.id;
-    OK(st->subscribe(st, sa, "news", 4, 1, 0, &spec.refs[0]) == APR_SUCCESS,
+    OK(st->subscribe(st, sa, "news", 4, 1, 0, &spec.refs[0], NULL) == APR_SUCCESS,
        "a third stream's channel subscribed on A");
     st->publish(st, "news", 4, "meanwhile", 9, 0, &lim, &res);
     OK(comet_reactor_forward(ra, &spec) == APR_SUCCESS, "A hands it to B, which has fewer");
@@ -297,6 +297,84 @@ static void test_forward(void)
     comet_reactor_destroy(rb);
     st->slot_release(st, sa);
     st->slot_release(st, sb);
+}
+
+/* Streams that join a channel this loop already follows: one that starts
+ * where the loop's record stands gets what comes next (nothing to replay),
+ * one with an older cursor gets what it missed from the store first; each
+ * message once, in order. */
+static void test_join(void)
+{
+    comet_reactor_t *r;
+    comet_reactor_counts_t c;
+    comet_limits_t lim = { 100, 0, 65536, 0 };
+    comet_publish_result_t m0, m1, m2, m3;
+    comet_sub_spec_t spec;
+    char got[3][4096] = { "", "", "" };
+    const char *want[3][3] = { { "\"one\"", "\"two\"", "\"three\"" },
+                               { "\"two\"", "\"three\"", NULL },
+                               { "\"one\"", "\"two\"", "\"three\"" } };
+    int s, w, sv[3][2], i, k, j;
+    comet_id_t last = 0;
+
+    if (st->slot_claim(st, &s, &w) != APR_SUCCESS
+        || comet_reactor_create(&r, st, s, w, quiet_log, NULL) != APR_SUCCESS
+        || comet_reactor_start(r) != APR_SUCCESS) {
+        printf("Bail out! a reactor\n");
+        exit(1);
+    }
+    st->publish(st, "busy", 4, "zero", 4, 0, &lim, &m0);
+    for (i = 0; i < 3; i++) {
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]) != 0) {
+            printf("Bail out! socketpair\n");
+            exit(1);
+        }
+        if (i == 1) {
+            st->publish(st, "busy", 4, "one", 3, 0, &lim, &m1);
+            client_read(sv[0][1], got[0], sizeof(got[0]), 2000);
+        }
+        spec_init(&spec, "busy", sv[i][0]);
+        OK(st->subscribe(st, s, "busy", 4, 1, 0, &spec.refs[0], &last) == APR_SUCCESS,
+           "stream %d subscribed by its handler", i + 1);
+        /* the first two start where the channel stands, the third after "zero" */
+        spec.since[0] = i < 2 ? last : m0.id;
+        if (i == 1) {
+            OK(last == m1.id, "the second starts at the last message, as the loop's record");
+        }
+        OK(comet_reactor_add(r, &spec, NULL) == APR_SUCCESS, "stream %d added", i + 1);
+        for (k = 0; k < 100; k++) {
+            comet_reactor_counts(r, &c);
+            if (c.subscribers == (apr_uint32_t)i + 1) {
+                break;
+            }
+            usleep(10000);
+        }
+        if (i == 2) {
+            st->publish(st, "busy", 4, "two", 3, 0, &lim, &m2);
+        }
+    }
+    st->publish(st, "busy", 4, "three", 5, 0, &lim, &m3);
+    for (i = 0; i < 3; i++) {
+        const char *at = got[i];
+        int ok = 1;
+        client_read(sv[i][1], got[i], sizeof(got[i]), 2000);
+        for (j = 0; j < 3 && want[i][j]; j++) {
+            const char *p = strstr(at, want[i][j]);
+            if (!p || strstr(p + 1, want[i][j])) {
+                ok = 0;
+                break;
+            }
+            at = p;
+        }
+        OK(ok && !strstr(got[i], "\"zero\"") && (i != 1 || !strstr(got[i], "\"one\"")),
+           "stream %d: what followed its cursor, once, in order", i + 1);
+        if (!ok) {
+            printf("# got: %s\n", got[i]);
+        }
+        close(sv[i][1]);
+    }
+    comet_reactor_destroy(r);
+    st->slot_release(st, s);
 }
 
 static apr_uint32_t incoming_of(int slot)
@@ -562,6 +640,7 @@ int main(void)
     test_pack();
     test_batch();
     test_forward();
+    test_join();
     test_move();
     test_incoming();
     test_resolve();

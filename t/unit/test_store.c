@@ -87,9 +87,10 @@ static void setup(apr_size_t size, int nslots)
 static void test_publish_fetch(void)
 {
     comet_publish_result_t r1, r2, r3;
-    comet_chan_ref_t ref;
+    comet_chan_ref_t ref, ref2;
     comet_fetch_result_t res;
     comet_channel_info_t info;
+    comet_id_t last = 1;
     char big[10000];
     int i;
 
@@ -98,7 +99,11 @@ static void test_publish_fetch(void)
     OK(r2.id > r1.id, "ids increase");
     OK(r1.id > (comet_id_t)apr_time_now() - apr_time_from_sec(60),
        "ids start from the clock (survive a restart)");
-    OK(st->subscribe(st, 1, "news", 4, 1, 0, &ref) == APR_SUCCESS, "subscribe to it");
+    OK(st->subscribe(st, 1, "news", 4, 1, 0, &ref, &last) == APR_SUCCESS, "subscribe to it");
+    OK(last == r2.id, "subscribing tells the last id, where a new stream starts");
+    OK(st->subscribe(st, 1, "fresh", 5, 1, 0, &ref2, &last) == APR_SUCCESS && last == 0,
+       "... 0 on a channel without messages");
+    st->unsubscribe(st, 1, &ref2, 1);
     res = fetch(&ref, 0);
     OK(res.count == 2 && sink.ids[0] == r1.id && sink.ids[1] == r2.id, "since 0: all, in order");
     OK(res.last_id == r2.id, "last id reported");
@@ -143,7 +148,7 @@ static void test_buffer_and_ttl(void)
     for (i = 0; i < 5; i++) {
         st->publish(st, "buf", 3, "m", 1, 0, &small, &r[i]);
     }
-    st->subscribe(st, 1, "buf", 3, 1, 0, &ref);
+    st->subscribe(st, 1, "buf", 3, 1, 0, &ref, NULL);
     res = fetch(&ref, 0);
     OK(res.count == 3 && sink.ids[0] == r[2].id, "buffer keeps the last 3");
     OK(res.gap, "a gap is reported from the start");
@@ -153,7 +158,7 @@ static void test_buffer_and_ttl(void)
     OK(res.gap, "a gap before it");
 
     st->publish(st, "brief", 5, "short-lived", 11, 0, &brief, &r[0]);
-    st->subscribe(st, 2, "brief", 5, 1, 0, &ref);
+    st->subscribe(st, 2, "brief", 5, 1, 0, &ref, NULL);
     res = fetch(&ref, 0);
     OK(res.count == 1, "fresh message fetched");
     apr_sleep(apr_time_from_msec(80));
@@ -259,7 +264,7 @@ static void test_slots_and_wakeups(void)
     char buf[16];
 
     OK(st->slot_claim(st, &slot, &fd) == APR_SUCCESS && slot >= 1 && fd >= 0, "claim a slot");
-    OK(st->subscribe(st, slot, "wake", 4, 2, 0, &ref) == APR_SUCCESS, "two subscribers of this slot");
+    OK(st->subscribe(st, slot, "wake", 4, 2, 0, &ref, NULL) == APR_SUCCESS, "two subscribers of this slot");
     st->publish(st, "wake", 4, "a", 1, 0, &lim, &r);
     OK(r.subscribers == 2, "publish counts them");
     p.fd = fd;
@@ -315,7 +320,7 @@ static void test_cross_process(void)
             comet_store_shm_open(&mine, pool, apr_shm_baseaddr_get(shm), mutex);
             st = mine;
             st->slot_claim(st, &slot, &fd);
-            st->subscribe(st, slot, "xp", 2, 1, 0, &ref);
+            st->subscribe(st, slot, "xp", 2, 1, 0, &ref, NULL);
             if (write(ready[1], "r", 1) != 1) {
                 _exit(3);
             }
@@ -379,7 +384,7 @@ static void test_crash_recovery(int point)
     int status;
 
     st->publish(st, "crash", 5, "before", 6, 0, &lim, &r1);
-    st->subscribe(st, 1, "crash", 5, 1, 0, &ref);
+    st->subscribe(st, 1, "crash", 5, 1, 0, &ref, NULL);
     st->stats(st, &before);
     pid = fork();
     if (pid == 0) {
@@ -421,7 +426,7 @@ static void test_dead_slot(void)
         comet_chan_ref_t rr;
         apr_global_mutex_child_init(&mutex, NULL, pool);
         st->slot_claim(st, &s, &f);
-        st->subscribe(st, s, "orphan", 6, 3, 0, &rr);
+        st->subscribe(st, s, "orphan", 6, 3, 0, &rr, NULL);
         if (write(p[1], "x", 1) != 1) {
             _exit(1);
         }
@@ -445,7 +450,7 @@ static void test_dead_slot(void)
     st->info(st, "orphan", 6, &info);
     OK(info.subscribers == 0, "housekeeping forgets a killed child's subscribers");
     OK(st->slot_claim(st, &slot, &fd) == APR_SUCCESS, "its slot can be claimed again");
-    st->subscribe(st, slot, "orphan", 6, 1, 0, &ref);
+    st->subscribe(st, slot, "orphan", 6, 1, 0, &ref, NULL);
     st->unsubscribe(st, slot, &ref, 1);
     st->slot_release(st, slot);
     st->remove(st, "orphan", 6, NULL);
@@ -462,7 +467,7 @@ static void test_lagging_process(void)
     comet_channel_info_t info;
     int i;
 
-    st->subscribe(st, 3, "lag", 3, 1, 0, &ref);
+    st->subscribe(st, 3, "lag", 3, 1, 0, &ref, NULL);
     for (i = 0; i < 10; i++) {
         st->publish(st, "lag", 3, "x", 1, 0, &small, &r);
     }
@@ -618,7 +623,7 @@ static void test_import(void)
        "one older than every other");
     OK(st->import(st, "imp", 3, 200, "d", 1, 0, 0, &lim, &r) == APR_EEXIST,
        "the same id again: dropped");
-    OK(st->subscribe(st, 1, "imp", 3, 1, 0, &ref) == APR_SUCCESS, "subscribe");
+    OK(st->subscribe(st, 1, "imp", 3, 1, 0, &ref, NULL) == APR_SUCCESS, "subscribe");
     res = fetch(&ref, 0);
     OK(res.count == 4 && sink.ids[0] == 50 && sink.ids[1] == 100 && sink.ids[2] == 200
        && sink.ids[3] == 300 && res.last_id == 300, "fetched in id order, the last id the newest");
