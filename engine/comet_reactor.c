@@ -112,6 +112,14 @@ struct lchan_t {
     unsigned dirty:1;
     unsigned gone:1;
     unsigned in_unsub:1;
+    unsigned has_recent:1;
+    /* during one pass of on_cmd: the last replay fetched from the store,
+     * messages after recent_since up to recent_upto, for the next streams
+     * joining with a cursor at or past recent_since (a restart hands a
+     * loop thousands of streams of one channel at once) */
+    lmsg_t *recent;
+    comet_id_t recent_since, recent_upto;
+    lchan_t *rnext;
     apr_size_t name_len;
     char name[COMET_CHANNEL_MAX];
 };
@@ -208,6 +216,7 @@ struct comet_reactor_t {
     sub_t *reap_head;
     lchan_t *dirty_head, **dirty_tail;
     lchan_t *unsub_head;
+    lchan_t *recent_head;         /* channels holding a replay this pass */
     lchan_t *by_name[LCHAN_BUCKETS];
     lchan_t *by_idx[LCHAN_BUCKETS];
     qnode_t *qfree;
@@ -1371,7 +1380,8 @@ static replay_t *replay_sort(sub_t *s, lmsg_t **replay, apr_size_t *np)
 
 /* Hand out each channel's replay to a new subscriber, then set its cursors
  * where each channel stood; frees the replays. */
-static void sub_replay(comet_reactor_t *r, sub_t *s, lmsg_t **replay, const comet_id_t *upto)
+static void sub_replay(comet_reactor_t *r, sub_t *s, lmsg_t **replay, const comet_id_t *upto,
+                       const int *borrowed)
 {
     apr_size_t i, n, k;
     replay_t *all = replay_sort(s, replay, &n);
@@ -1402,7 +1412,7 @@ static void sub_replay(comet_reactor_t *r, sub_t *s, lmsg_t **replay, const come
     }
     free(all);
     for (i = 0; i < s->nlinks; i++) {
-        for (m = replay[i]; m; m = next) {
+        for (m = borrowed[i] ? NULL : replay[i]; m; m = next) {
             next = m->next;
             lmsg_unref(m);
         }
@@ -1573,14 +1583,43 @@ static int link_attach(comet_reactor_t *r, sub_t *s, apr_size_t i, int *shared)
     return 0;
 }
 
-/* What a new link missed, from the store; *upto: where the channel stands.
- * A record new to this process starts its cursor there. */
-static lmsg_t *link_fetch_replay(comet_reactor_t *r, link_t *l, int shared, comet_id_t *upto)
+/* Free the replays kept for the pass of on_cmd that ends. */
+static void recent_release(comet_reactor_t *r)
+{
+    lchan_t *c;
+    lmsg_t *m, *next;
+
+    while ((c = r->recent_head) != NULL) {
+        r->recent_head = c->rnext;
+        for (m = c->recent; m; m = next) {
+            next = m->next;
+            lmsg_unref(m);
+        }
+        c->recent = NULL;
+        c->has_recent = 0;
+    }
+}
+
+/* What a new link missed, from the store (or from the replay fetched for
+ * a stream before it in this pass: *borrowed, not the caller's to free);
+ * *upto: where the channel stands. A record new to this process starts
+ * its cursor there. */
+static lmsg_t *link_fetch_replay(comet_reactor_t *r, link_t *l, int shared, comet_id_t *upto,
+                                 int *borrowed)
 {
     comet_fetch_result_t res;
     lmsg_t *replay = NULL;
     apr_status_t rv;
+    lchan_t *c = l->ch;
 
+    *borrowed = 0;
+    if (shared && c->has_recent && l->since != COMET_ID_NONE && l->since >= c->recent_since) {
+        /* what it lacks is in there (sub_replay skips what it had); what
+         * came after reaches the record, whose cursor is not past it */
+        *upto = c->recent_upto;
+        *borrowed = 1;
+        return c->recent;
+    }
     if (shared && l->since != COMET_ID_NONE && l->since == l->ch->cursor) {
         /* it starts where this process' record stands (a new stream on a
          * busy channel, as its handler found it): nothing to replay, and
@@ -1596,6 +1635,15 @@ static lmsg_t *link_fetch_replay(comet_reactor_t *r, link_t *l, int shared, come
         if (!shared) {
             l->ch->cursor = res.last_id;
         }
+        if (l->since != COMET_ID_NONE && !c->has_recent) {
+            c->recent = replay;
+            c->recent_since = l->since;
+            c->recent_upto = res.last_id;
+            c->has_recent = 1;
+            c->rnext = r->recent_head;
+            r->recent_head = c;
+            *borrowed = 1;
+        }
     }
     batch_end(r);
     return replay;
@@ -1607,6 +1655,7 @@ static void sub_attach(comet_reactor_t *r, sub_t *s)
 {
     lmsg_t *replay[COMET_SUB_CHANNELS_MAX] = { NULL };
     comet_id_t upto[COMET_SUB_CHANNELS_MAX];
+    int borrowed[COMET_SUB_CHANNELS_MAX] = { 0 };
     apr_size_t i;
 
     sub_enlist(r, s);
@@ -1621,9 +1670,9 @@ static void sub_attach(comet_reactor_t *r, sub_t *s)
              * replays */
             break;
         }
-        replay[i] = link_fetch_replay(r, &s->links[i], shared, &upto[i]);
+        replay[i] = link_fetch_replay(r, &s->links[i], shared, &upto[i], &borrowed[i]);
     }
-    sub_replay(r, s, replay, upto);
+    sub_replay(r, s, replay, upto, borrowed);
     s->last_write = apr_time_now();
     if (s->ws && s->input_len && !s->closed) {
         sub_ws_input(s, s->input, s->input_len);
@@ -2064,6 +2113,7 @@ static void on_cmd(comet_reactor_t *r)
             sub_end(s, COMET_END_RECONNECT);
         }
     }
+    recent_release(r);
     held_release_all(rel);
 }
 

@@ -41,7 +41,7 @@ static void setup(void)
 
     rv = apr_shm_create(&shm, size, NULL, pool);
     if (rv == APR_SUCCESS) {
-        rv = comet_store_shm_init(apr_shm_baseaddr_get(shm), size, 4, "unit-handoff", 1);
+        rv = comet_store_shm_init(apr_shm_baseaddr_get(shm), size, 8, "unit-handoff", 1);
     }
     if (rv == APR_SUCCESS) {
         rv = apr_global_mutex_create(&mutex, NULL, APR_LOCK_DEFAULT, pool);
@@ -377,6 +377,92 @@ static void test_join(void)
     st->slot_release(st, s);
 }
 
+/* A batch of running streams on one channel, adopted in one pass: each
+ * gets what followed its own cursor, once and in order, whether its
+ * replay comes from the store or from the one fetched for a stream before
+ * it (cursors at, past and before the first one's). */
+static void test_adopt_batch(void)
+{
+    comet_reactor_t *r;
+    comet_reactor_counts_t c;
+    comet_limits_t lim = { 100, 0, 65536, 0 };
+    comet_publish_result_t m[4];
+    comet_sub_spec_t spec;
+    comet_buf_t b = { 0 };
+    char got[4][4096] = { "", "", "", "" };
+    static const char *const body[4] = { "\"m0\"", "\"m1\"", "\"m2\"", "\"m3\"" };
+    int s, w, sa, wa, sv[4][2], fds[4], i, k, j;
+    comet_id_t since[4];
+
+    if (st->slot_claim(st, &sa, &wa) != APR_SUCCESS || st->slot_claim(st, &s, &w) != APR_SUCCESS
+        || comet_reactor_create(&r, st, s, w, quiet_log, NULL) != APR_SUCCESS
+        || comet_reactor_start(r) != APR_SUCCESS) {
+        printf("Bail out! a reactor\n");
+        exit(1);
+    }
+    for (i = 0; i < 3; i++) {
+        char data[8];
+        snprintf(data, sizeof(data), "m%d", i);
+        st->publish(st, "moved", 5, data, 2, 0, &lim, &m[i]);
+    }
+    /* after m0 (the first: from the store), after m1 (past it), after m0
+     * again, and from the start (before it: from the store again) */
+    since[0] = m[0].id;
+    since[1] = m[1].id;
+    since[2] = m[0].id;
+    since[3] = 0;
+    for (i = 0; i < 4; i++) {
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]) != 0) {
+            printf("Bail out! socketpair\n");
+            exit(1);
+        }
+        spec_init(&spec, "moved", sv[i][0]);
+        spec.since[0] = since[i];
+        st->subscribe(st, sa, "moved", 5, 1, 0, &spec.refs[0], NULL);
+        comet_handoff_batch_add(&b, &spec, sa);
+        fds[i] = sv[i][0];
+    }
+    OK(st->slot_send(st, s, b.data, b.len, fds, 4) == APR_SUCCESS, "four streams in one batch");
+    comet_buf_free(&b);
+    for (i = 0; i < 4; i++) {
+        close(sv[i][0]);
+    }
+    for (k = 0; k < 100; k++) {
+        comet_reactor_counts(r, &c);
+        if (c.subscribers == 4) {
+            break;
+        }
+        usleep(10000);
+    }
+    OK(c.subscribers == 4, "the loop took the four");
+    {
+        comet_channel_info_t info;
+        OK(st->info(st, "moved", 5, &info) == APR_SUCCESS && info.subscribers == 4,
+           "the channel counts the four once (%u)", info.subscribers);
+    }
+    st->publish(st, "moved", 5, "m3", 2, 0, &lim, &m[3]);
+    for (i = 0; i < 4; i++) {
+        const char *at = got[i];
+        int ok = 1, first = i == 3 ? 0 : i == 1 ? 2 : 1;
+        client_read(sv[i][1], got[i], sizeof(got[i]), 2000);
+        for (j = 0; j < 4; j++) {
+            const char *p = strstr(got[i], body[j]);
+            if (j < first ? p != NULL : (!p || p < at || strstr(p + 1, body[j]))) {
+                ok = 0;
+            }
+            at = p ? p : at;
+        }
+        OK(ok, "stream %d: m%d to m3, once, in order", i + 1, first);
+        if (!ok) {
+            printf("# got: %s\n", got[i]);
+        }
+        close(sv[i][1]);
+    }
+    comet_reactor_destroy(r);
+    st->slot_release(st, s);
+    st->slot_release(st, sa);
+}
+
 static apr_uint32_t incoming_of(int slot)
 {
     comet_slot_info_t slots[8];
@@ -641,6 +727,7 @@ int main(void)
     test_batch();
     test_forward();
     test_join();
+    test_adopt_batch();
     test_move();
     test_incoming();
     test_resolve();
