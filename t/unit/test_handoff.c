@@ -198,16 +198,31 @@ static void client_read(int fd, char *out, apr_size_t max, int ms)
     }
 }
 
+/* Wait up to a second for a loop to hold n streams. @return how many it holds */
+static apr_uint32_t wait_streams(comet_reactor_t *r, apr_uint32_t n)
+{
+    comet_reactor_counts_t c;
+    int k;
+
+    for (k = 0; k < 100; k++) {
+        comet_reactor_counts(r, &c);
+        if (c.subscribers == n) {
+            break;
+        }
+        usleep(10000);
+    }
+    return c.subscribers;
+}
+
 static void test_forward(void)
 {
     comet_reactor_t *ra, *rb;
-    comet_reactor_counts_t ca, cb;
     comet_limits_t lim = { 100, 0, 65536, 0 };
     comet_publish_result_t res;
     comet_sub_spec_t spec;
     comet_slot_info_t slots[8];
     char got[4096] = "";
-    int sa, sb, wa, wb, sv[2], fill[2][2], i, k;
+    int sa, sb, wa, wb, sv[2], fill[2][2], i;
     apr_size_t n = 0;
 
     if (st->slot_claim(st, &sa, &wa) != APR_SUCCESS
@@ -228,13 +243,7 @@ static void test_forward(void)
         st->subscribe(st, sa, "other", 5, 1, 0, &spec.refs[0], NULL);
         OK(comet_reactor_add(ra, &spec, NULL) == APR_SUCCESS, "a stream on A (%d)", i + 1);
     }
-    for (k = 0; k < 100; k++) {
-        comet_reactor_counts(ra, &ca);
-        if (ca.subscribers == 2) {
-            break;
-        }
-        usleep(10000);
-    }
+    wait_streams(ra, 2);
     st->publish(st, "news", 4, "before", 6, 0, &lim, &res);
 
     /* a third: subscribed on A by its handler, its cursor before "after" */
@@ -249,14 +258,7 @@ static void test_forward(void)
     st->publish(st, "news", 4, "meanwhile", 9, 0, &lim, &res);
     OK(comet_reactor_forward(ra, &spec) == APR_SUCCESS, "A hands it to B, which has fewer");
     close(sv[0]);
-    for (k = 0; k < 100; k++) {
-        comet_reactor_counts(rb, &cb);
-        if (cb.subscribers == 1) {
-            break;
-        }
-        usleep(10000);
-    }
-    OK(cb.subscribers == 1, "B holds it");
+    OK(wait_streams(rb, 1) == 1, "B holds it");
     st->publish(st, "news", 4, "after", 5, 0, &lim, &res);
     client_read(sv[1], got, sizeof(got), 2000);
     OK(strstr(got, "\"meanwhile\"") && strstr(got, "\"after\"") && !strstr(got, "\"before\""),
@@ -306,7 +308,6 @@ static void test_forward(void)
 static void test_join(void)
 {
     comet_reactor_t *r;
-    comet_reactor_counts_t c;
     comet_limits_t lim = { 100, 0, 65536, 0 };
     comet_publish_result_t m0, m1, m2, m3;
     comet_sub_spec_t spec;
@@ -314,7 +315,7 @@ static void test_join(void)
     const char *want[3][3] = { { "\"one\"", "\"two\"", "\"three\"" },
                                { "\"two\"", "\"three\"", NULL },
                                { "\"one\"", "\"two\"", "\"three\"" } };
-    int s, w, sv[3][2], i, k, j;
+    int s, w, sv[3][2], i, j;
     comet_id_t last = 0;
 
     if (st->slot_claim(st, &s, &w) != APR_SUCCESS
@@ -342,13 +343,7 @@ static void test_join(void)
             OK(last == m1.id, "the second starts at the last message, as the loop's record");
         }
         OK(comet_reactor_add(r, &spec, NULL) == APR_SUCCESS, "stream %d added", i + 1);
-        for (k = 0; k < 100; k++) {
-            comet_reactor_counts(r, &c);
-            if (c.subscribers == (apr_uint32_t)i + 1) {
-                break;
-            }
-            usleep(10000);
-        }
+        wait_streams(r, (apr_uint32_t)i + 1);
         if (i == 2) {
             st->publish(st, "busy", 4, "two", 3, 0, &lim, &m2);
         }
@@ -384,14 +379,13 @@ static void test_join(void)
 static void test_adopt_batch(void)
 {
     comet_reactor_t *r;
-    comet_reactor_counts_t c;
     comet_limits_t lim = { 100, 0, 65536, 0 };
     comet_publish_result_t m[4];
     comet_sub_spec_t spec;
     comet_buf_t b = { 0 };
     char got[4][4096] = { "", "", "", "" };
     static const char *const body[4] = { "\"m0\"", "\"m1\"", "\"m2\"", "\"m3\"" };
-    int s, w, sa, wa, sv[4][2], fds[4], i, k, j;
+    int s, w, sa, wa, sv[4][2], fds[4], i, j;
     comet_id_t since[4];
 
     if (st->slot_claim(st, &sa, &wa) != APR_SUCCESS || st->slot_claim(st, &s, &w) != APR_SUCCESS
@@ -427,14 +421,7 @@ static void test_adopt_batch(void)
     for (i = 0; i < 4; i++) {
         close(sv[i][0]);
     }
-    for (k = 0; k < 100; k++) {
-        comet_reactor_counts(r, &c);
-        if (c.subscribers == 4) {
-            break;
-        }
-        usleep(10000);
-    }
-    OK(c.subscribers == 4, "the loop took the four");
+    OK(wait_streams(r, 4) == 4, "the loop took the four");
     {
         comet_channel_info_t info;
         OK(st->info(st, "moved", 5, &info) == APR_SUCCESS && info.subscribers == 4,
@@ -549,13 +536,7 @@ static void test_move(void)
         OK(comet_reactor_add(ra, &spec, NULL) == APR_SUCCESS, "a %s on A",
            i ? "long-poll" : "stream");
     }
-    for (k = 0; k < 100; k++) {
-        comet_reactor_counts(ra, &ca);
-        if (ca.subscribers == 2) {
-            break;
-        }
-        usleep(10000);
-    }
+    ca.subscribers = wait_streams(ra, 2);
     st->publish(st, "moving", 6, "first", 5, 0, &lim, &res);
     client_read(sv[0][1], got[0], sizeof(got[0]), 1000);
     OK(strstr(got[0], "\"first\"") != NULL, "the stream gets a message on A");
@@ -662,13 +643,7 @@ static void test_resolve(void)
         spec.origin = origins[i];
         OK(comet_reactor_add(ra, &spec, NULL) == APR_SUCCESS, "a stream from %s on A", origins[i]);
     }
-    for (k = 0; k < 100; k++) {
-        comet_reactor_counts(ra, &ca);
-        if (ca.subscribers == 3) {
-            break;
-        }
-        usleep(10000);
-    }
+    ca.subscribers = wait_streams(ra, 3);
     for (i = 0; i < 3; i++) {
         client_read(sv[i][1], got[i], sizeof(got[i]), 500);
         got[i][0] = '\0';        /* the prelude */
