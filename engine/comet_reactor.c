@@ -261,6 +261,17 @@ static void lmsg_unref(lmsg_t *m)
     }
 }
 
+/* Drop a fetched chain (linked by next): one reference of each. */
+static void lmsg_chain_unref(lmsg_t *m)
+{
+    lmsg_t *next;
+
+    for (; m; m = next) {
+        next = m->next;
+        lmsg_unref(m);
+    }
+}
+
 static char *batch_alloc(void *baton, comet_id_t id, apr_uint32_t flags,
                          apr_time_t published, apr_size_t len)
 {
@@ -298,12 +309,7 @@ static lmsg_t *batch_take(comet_reactor_t *r)
 
 static void batch_end(comet_reactor_t *r)
 {
-    lmsg_t *m = r->batch, *next;
-
-    for (; m; m = next) {
-        next = m->next;
-        lmsg_unref(m);
-    }
+    lmsg_chain_unref(r->batch);
     r->batch = NULL;
     r->batch_tail = &r->batch;
 }
@@ -1242,12 +1248,7 @@ static apr_size_t lchan_fetch(comet_reactor_t *r, lchan_t *c)
 
 static void lchan_release_pending(lchan_t *c)
 {
-    lmsg_t *m, *next;
-
-    for (m = c->pending; m; m = next) {
-        next = m->next;
-        lmsg_unref(m);
-    }
+    lmsg_chain_unref(c->pending);
     c->pending = NULL;
 }
 
@@ -1385,7 +1386,6 @@ static void sub_replay(comet_reactor_t *r, sub_t *s, lmsg_t **replay, const come
 {
     apr_size_t i, n, k;
     replay_t *all = replay_sort(s, replay, &n);
-    lmsg_t *m, *next;
 
     if (n && !all) {
         rlog(r, COMET_LOG_ERR, APR_ENOMEM, "comet: out of memory, dropping %s", s->peer);
@@ -1412,9 +1412,8 @@ static void sub_replay(comet_reactor_t *r, sub_t *s, lmsg_t **replay, const come
     }
     free(all);
     for (i = 0; i < s->nlinks; i++) {
-        for (m = borrowed[i] ? NULL : replay[i]; m; m = next) {
-            next = m->next;
-            lmsg_unref(m);
+        if (!borrowed[i]) {
+            lmsg_chain_unref(replay[i]);
         }
     }
 }
@@ -1587,14 +1586,10 @@ static int link_attach(comet_reactor_t *r, sub_t *s, apr_size_t i, int *shared)
 static void recent_release(comet_reactor_t *r)
 {
     lchan_t *c;
-    lmsg_t *m, *next;
 
     while ((c = r->recent_head) != NULL) {
         r->recent_head = c->rnext;
-        for (m = c->recent; m; m = next) {
-            next = m->next;
-            lmsg_unref(m);
-        }
+        lmsg_chain_unref(c->recent);
         c->recent = NULL;
         c->has_recent = 0;
     }
@@ -1620,7 +1615,7 @@ static lmsg_t *link_fetch_replay(comet_reactor_t *r, link_t *l, int shared, come
         *borrowed = 1;
         return c->recent;
     }
-    if (shared && l->since != COMET_ID_NONE && l->since == l->ch->cursor) {
+    if (shared && l->since != COMET_ID_NONE && l->since == c->cursor) {
         /* it starts where this process' record stands (a new stream on a
          * busy channel, as its handler found it): nothing to replay, and
          * what comes next reaches the record anyway; no lock taken */
@@ -1628,12 +1623,12 @@ static lmsg_t *link_fetch_replay(comet_reactor_t *r, link_t *l, int shared, come
         return NULL;
     }
     batch_begin(r);
-    rv = r->store->fetch(r->store, &l->ch->ref, 0, l->since, batch_alloc, r, &res);
+    rv = r->store->fetch(r->store, &c->ref, 0, l->since, batch_alloc, r, &res);
     if (rv == APR_SUCCESS && !res.gone) {
         replay = batch_take(r);
         *upto = res.last_id;
         if (!shared) {
-            l->ch->cursor = res.last_id;
+            c->cursor = res.last_id;
         }
         if (l->since != COMET_ID_NONE && !c->has_recent) {
             c->recent = replay;
